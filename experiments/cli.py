@@ -1,0 +1,59 @@
+"""The ``tessera`` command: one entry point, a sub-command per job, user errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from experiments.commands import asm_cmds
+from isa.errors import TesseraError
+
+COMMANDS = (asm_cmds,)
+
+DESCRIPTION = """\
+Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.
+
+Typical uses:
+  tessera isa                         print the instruction table
+  tessera asm kernel.s -o kernel.bin  assemble a program
+  tessera disasm kernel.bin           print a binary program as assembly
+
+Run 'tessera COMMAND --help' for the options of each command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tessera", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (for developers)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except TesseraError as exc:
+        if args.debug:
+            raise
+        print(f"tessera {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tessera {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"tessera {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

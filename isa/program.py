@@ -1,0 +1,103 @@
+"""``Instruction`` and ``Program``: the values the mapper writes and the simulator runs.
+
+An instruction is its opcode and a flat tuple of integer field values in the table's field
+order (a memory operand is three fields: space, addr, reg). Flat ints keep encoding,
+decoding and dispatch fast; ``build`` and ``operand`` give named, checked access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from isa.operands import Engine, MemRef, OperandError, Space
+from isa.table import BY_MNEMONIC, BY_OPCODE, ENGINE_NAMES, OpSpec
+
+_ENGINE_BY_NAME = {e.value: e for e in Engine}
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    opcode: int
+    args: tuple[int, ...]
+
+    @property
+    def spec(self) -> OpSpec:
+        return BY_OPCODE[self.opcode]
+
+    @property
+    def mnemonic(self) -> str:
+        return BY_OPCODE[self.opcode].mnemonic
+
+    @property
+    def engine(self) -> Engine:
+        """The engine whose queue executes this instruction (sync ops name it in ``eng``)."""
+        spec = BY_OPCODE[self.opcode]
+        if spec.engine is not None:
+            return spec.engine
+        return _ENGINE_BY_NAME[ENGINE_NAMES[self.args[0]]]
+
+    def operand(self, name: str) -> object:
+        """The decoded value of operand ``name`` (a MemRef, DType, int, float, name...)."""
+        spec = BY_OPCODE[self.opcode]
+        for op in spec.operands:
+            if op.name == name:
+                return op.kind.decode(self.args[spec.slices[name]])
+        raise KeyError(f"{spec.mnemonic} has no operand {name!r}")
+
+    def __getitem__(self, field_name: str) -> int:
+        return self.args[BY_OPCODE[self.opcode].index(field_name)]
+
+
+def build(mnemonic: str, *positional: object, **named: object) -> Instruction:
+    """Make a checked instruction from operand values, filling optional ones with defaults.
+
+    Raises ``OperandError`` naming the operand when a value does not fit.
+    """
+    spec = BY_MNEMONIC.get(mnemonic)
+    if spec is None:
+        raise OperandError(f"unknown mnemonic '{mnemonic}'")
+    if len(positional) > len(spec.operands):
+        raise OperandError(f"{mnemonic} takes at most {len(spec.operands)} operands")
+    values = dict(zip((o.name for o in spec.operands), positional))
+    for key, val in named.items():
+        if key in values:
+            raise OperandError(f"{mnemonic}: operand '{key}' given twice")
+        values[key] = val
+    args: list[int] = []
+    for op in spec.operands:
+        val = values.pop(op.name, op.default)
+        if val is None and not op.optional:
+            raise OperandError(f"{mnemonic}: missing operand '{op.name}'")
+        try:
+            args.extend(op.kind.encode(val))
+        except OperandError as exc:
+            raise OperandError(f"{mnemonic} operand '{op.name}': {exc}") from None
+    if values:
+        raise OperandError(f"{mnemonic} has no operand '{next(iter(values))}'")
+    return Instruction(spec.opcode, tuple(args))
+
+
+@dataclass(frozen=True)
+class DataSegment:
+    """Bytes placed at ``addr`` of ``space`` before the program starts (weights, constants)."""
+
+    space: Space
+    addr: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Program:
+    """A core's program: instructions, initial data and symbols (labels and constants)."""
+
+    instructions: tuple[Instruction, ...]
+    data: tuple[DataSegment, ...] = ()
+    labels: Mapping[str, int] = field(default_factory=dict)
+    constants: Mapping[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.instructions)
+
+
+__all__ = ["DataSegment", "Instruction", "MemRef", "Program", "build"]
