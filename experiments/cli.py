@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from experiments.commands import asm_cmds
+from experiments.commands import asm_cmds, sim_cmd
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds,)
+COMMANDS = (asm_cmds, sim_cmd)
 
 DESCRIPTION = """\
 Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.
@@ -18,6 +18,7 @@ Typical uses:
   tessera isa                         print the instruction table
   tessera asm kernel.s -o kernel.bin  assemble a program
   tessera disasm kernel.bin           print a binary program as assembly
+  tessera sim kernel.s --chip h100    simulate it: latency, energy, utilization
 
 Run 'tessera COMMAND --help' for the options of each command."""
 

@@ -74,7 +74,8 @@ def _read(data: bytes) -> Program:
     if len(data) < _HEADER.size:
         if not MAGIC.startswith(data[:4]):
             raise DecodeError("not a Tessera binary (bad magic number)")
-        raise DecodeError(f"truncated: {len(data)} bytes, shorter than the {_HEADER.size}-byte header")
+        raise DecodeError(f"truncated: {len(data)} bytes, shorter than the "
+                          f"{_HEADER.size}-byte header")
     magic, version, count, width, reserved = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise DecodeError(f"not a Tessera binary (magic {magic!r}, expected {MAGIC!r})")

@@ -33,7 +33,8 @@ def _summary() -> str:
     rows = ["| opcode | mnemonic | engine | semantics |", "|---|---|---|---|"]
     for s in TABLE:
         eng = s.engine.value if s.engine else "`eng` operand"
-        rows.append(f"| `{s.opcode:#04x}` | [`{s.mnemonic}`](#{_anchor(s)}) | {eng} | {s.semantics} |")
+        link = f"[`{s.mnemonic}`](#{_anchor(s)})"
+        rows.append(f"| `{s.opcode:#04x}` | {link} | {eng} | {s.semantics} |")
     return "\n".join(rows)
 
 

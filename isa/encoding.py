@@ -16,7 +16,7 @@ import numpy as np
 from isa.errors import DecodeError
 from isa.operands import F32, AReg, Choice, DTypeKind, Flags, Label, Mem, SInt, UInt
 from isa.program import Instruction
-from isa.table import BY_OPCODE, OPCODE_BITS, TABLE, WORD_BITS, OpSpec
+from isa.table import OPCODE_BITS, TABLE, WORD_BITS, OpSpec
 
 WORD_BYTES = WORD_BITS // 8
 LANES = WORD_BITS // 64

@@ -296,7 +296,8 @@ class Mem(Kind):
         return f"memory operand in {names}: space[addr] or space[addr + aN]"
 
     def fields(self, name: str) -> tuple[Field, ...]:
-        return (Field(f"{name}.space", 2), Field(f"{name}.addr", ADDR_BITS), Field(f"{name}.reg", 4))
+        return (Field(f"{name}.space", 2), Field(f"{name}.addr", ADDR_BITS),
+                Field(f"{name}.reg", 4))
 
     def encode(self, value: object) -> tuple[int, ...]:
         if not isinstance(value, MemRef):

@@ -150,13 +150,15 @@ _TAG = Operand("tag", UInt(8), 0, "matches a send with its recv")
 TABLE: tuple[OpSpec, ...] = (
     # control
     OpSpec("nop", 0x00, Engine.CONTROL, (), "do nothing"),
-    OpSpec("halt", 0x01, Engine.CONTROL, (), "stop dispatching; the core finishes when its engines drain"),
+    OpSpec("halt", 0x01, Engine.CONTROL, (),
+           "stop dispatching; the core finishes when its engines drain"),
     OpSpec("loop", 0x02, Engine.CONTROL, (
         Operand("count", UInt(32, lo=1), doc="iterations"),
         Operand("end", Label(), doc="first instruction after the body"),
         Operand("r0", AReg(), "none"), Operand("inc0", SInt(40), 0, "added to r0 per iteration"),
         Operand("r1", AReg(), "none"), Operand("inc1", SInt(40), 0, "added to r1 per iteration"),
-    ), "run [pc+1, end) count times, adding inc0 to r0 and inc1 to r1 after each; restore both on exit"),
+    ), "run [pc+1, end) count times, adding inc0 to r0 and inc1 to r1 after each; "
+       "restore both on exit"),
     # DMA
     _dma("dma.load", 0x10, _m(SRAM), _m(HBM), "tile HBM -> SRAM (strided on the HBM side)"),
     _dma("dma.store", 0x11, _m(HBM), _m(SRAM), "tile SRAM -> HBM (strided on the HBM side)"),
@@ -167,7 +169,8 @@ TABLE: tuple[OpSpec, ...] = (
     OpSpec("mm", 0x20, Engine.MATRIX, (
         Operand("dst", _m(ACC), doc="accumulator tile [m,n] in fp32 / int32"),
         Operand("a", _m(SRAM), doc="activation tile [m,k] (or [k,m] with ta)"),
-        Operand("w", _m(SRAM), doc="weight tile [k,n] (or [n,k] with tw; 2:4-compressed with sp24)"),
+        Operand("w", _m(SRAM),
+                doc="weight tile [k,n] (or [n,k] with tw; 2:4-compressed with sp24)"),
         Operand("m", U16), Operand("k", U16), Operand("n", U16),
         Operand("adt", DT), Operand("wdt", DT),
         Operand("flags", Flags(("accum", "ta", "tw", "sp24")), 0,
@@ -190,7 +193,8 @@ TABLE: tuple[OpSpec, ...] = (
     _rowop("v.rsum", 0x48, "dst[r,0] = sum_c src[r,c]"),
     _rowop("v.rmax", 0x49, "dst[r,0] = max_c src[r,c]"),
     _rowop("v.scale", 0x4A, "dst = src * s", tail=(Operand("s", F32()),)),
-    _rowop("v.quant", 0x4B, "dst = saturate(round_half_even(src / scale)) in odt (symmetric linear)",
+    _rowop("v.quant", 0x4B,
+           "dst = saturate(round_half_even(src / scale)) in odt (symmetric linear)",
            _SCALES, (_GROUP,)),
     _rowop("v.dequant", 0x4C, "dst = src * scale", _SCALES, (_GROUP,)),
     _rowop("v.softmax", 0x50, "dst[r,:] = softmax(src[r,:])"),
@@ -199,7 +203,7 @@ TABLE: tuple[OpSpec, ...] = (
     _rowop("v.rmsnorm", 0x52, "dst[r,:] = x / sqrt(mean(x^2) + eps) * gamma",
            Operand("params", VMEM, doc="fp32 gamma[cols]"), (_EPS,)),
     _rowop("v.rope", 0x53, "rotate-half rotary embedding applied to each head of width hd",
-           Operand("table", VMEM, doc="fp32 cos[rows,hd/2] then sin[rows,hd/2]"),
+           Operand("table", VMEM, doc="fp32 [rows, hd]: cos(hd/2 values) then sin(hd/2) per row"),
            (Operand("hd", U16, doc="head dimension"),)),
     _rowop("v.cmask", 0x54, "dst[r,c] = -inf where c > r + offset, else src[r,c] (causal mask)",
            tail=(Operand("offset", SInt(32), 0, "diagonal offset"),)),
@@ -221,7 +225,8 @@ TABLE: tuple[OpSpec, ...] = (
     OpSpec("sem.signal", 0x70, None, (_ENG, _SEM), "in eng's order: sem += 1"),
     OpSpec("sem.wait", 0x71, None, (_ENG, _SEM, Operand("count", UInt(8, lo=1), 1)),
            "in eng's order: block until sem >= count, then sem -= count"),
-    OpSpec("barrier", 0x72, Engine.CONTROL, (), "dispatch waits until every engine of the core drains"),
+    OpSpec("barrier", 0x72, Engine.CONTROL, (),
+           "dispatch waits until every engine of the core drains"),
 )
 
 

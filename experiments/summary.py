@@ -1,0 +1,46 @@
+"""Plain-text summaries of results, for the terminal: numbers with units, aligned."""
+
+from __future__ import annotations
+
+from simulator.result import SimResult
+
+
+def si(value: float, unit: str) -> str:
+    """``1.23 ms``, ``4.5 GB/s``: three significant digits and an SI prefix."""
+    if value == 0:
+        return f"0 {unit}"
+    prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
+                (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")]
+    for scale, p in prefixes:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {p}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def sim_summary(r: SimResult, title: str = "") -> str:
+    clock = si(r.clock_hz, "Hz") + (" (power-capped from " + si(r.nominal_clock_hz, "Hz") + ")"
+                                    if r.power_capped else "")
+    lines = [
+        f"{title or 'simulation'} on {r.chip}",
+        f"  time          {si(r.time_s, 's')}  ({r.cycles:,.0f} cycles at {clock})",
+        f"  instructions  {r.instructions:,} dynamic",
+        f"  compute       {si(r.flops_per_s, 'FLOP/s')}  (MAC utilization "
+        f"{100 * r.mac_utilization:.1f}%)",
+        f"  energy        {si(r.energy_total_j, 'J')}  (average power {si(r.avg_power_w, 'W')})",
+        "",
+        f"  {'engine':8} {'busy':>10} {'util':>7} {'instr':>12}",
+    ]
+    for name, e in r.engines.items():
+        lines.append(f"  {name:8} {si(e.busy_s, 's'):>10} {100 * e.utilization:6.1f}% "
+                     f"{e.instructions:12,}")
+    lines += ["", f"  {'energy':12} {'joules':>10} {'share':>7}"]
+    total = r.energy_total_j or 1.0
+    for name, j in r.energy_j.items():
+        lines.append(f"  {name:12} {si(j, 'J'):>10} {100 * j / total:6.1f}%")
+    lines += ["", f"  {'traffic':12} {'bytes':>10}"]
+    for name, b in r.bytes.items():
+        if b:
+            lines.append(f"  {name:12} {si(b, 'B'):>10}")
+    for race in r.races:
+        lines.append(f"  RACE: {race}")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""One core: four engine processes (DMA, matrix, vector, network), each in program order.
+
+An instruction costs one timed event (plus the events of the shared resources it uses);
+engines meet only at semaphores and barriers. This is the hot loop of the simulator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import simpy
+
+from isa.operands import Engine
+from isa.program import Program
+from simulator.errors import BudgetError
+from simulator.hardware import ChipConfig
+from simulator.streams import BARRIER, HALT, LOOP, OP, SIGNAL, STREAM_ENGINES, WAIT, compile_streams
+from simulator.sync import Barrier, Semaphore
+
+if TYPE_CHECKING:
+    from simulator.machine import Machine
+
+
+class CoreSim:
+    """The engines of one core running one program."""
+
+    def __init__(self, machine: Machine, chip_id: int, core_id: int, program: Program,
+                 chip: ChipConfig, weight: int = 1) -> None:
+        self.machine = machine
+        self.env: simpy.Environment = machine.env
+        self.chip_id, self.core_id = chip_id, core_id
+        self.program = program
+        self.chip = chip
+        self.weight = weight  # identical cores this one stands for
+        self.streams, self.costs = compile_streams(program, chip)
+        self.exec_counts = [0] * len(program.instructions)
+        self.sems: dict[int, Semaphore] = {}
+        self.barrier = Barrier(self.env, len(STREAM_ENGINES))
+        self.busy = {e: 0.0 for e in STREAM_ENGINES}
+        self.blocked: dict[Engine, str | None] = {e: None for e in STREAM_ENGINES}
+        self.done = {e: False for e in STREAM_ENGINES}
+        dma_bw = chip.core.dma.max_bandwidth
+        self.dma_cap = dma_bw / 1e9 if dma_bw > 0 else float("inf")  # bytes per ns
+
+    def start(self) -> list[simpy.Process]:
+        return [self.env.process(self._engine(engine)) for engine in STREAM_ENGINES]
+
+    def sem(self, number: int) -> Semaphore:
+        s = self.sems.get(number)
+        if s is None:
+            s = self.sems[number] = Semaphore(self.env)
+        return s
+
+    def where(self, pc: int) -> str:
+        ins = self.program.instructions[pc]
+        return f"chip {self.chip_id} core {self.core_id} pc {pc} ({ins.mnemonic})"
+
+    def _budget_message(self, pc: int) -> str:
+        m = self.machine
+        if m.executed > m.max_instructions:
+            return (f"instruction budget of {m.max_instructions:,} reached at {self.where(pc)}; "
+                    f"raise --max-instructions")
+        return (f"simulated-time budget of {m.limits.max_time_s:g} s reached at {self.where(pc)}; "
+                f"raise --max-time")
+
+    def _engine(self, engine: Engine):
+        yield from self._run(engine, self.streams[engine], [0] * 8)
+        self.done[engine] = True
+
+    def _run(self, engine: Engine, items: tuple, regs: list[int]):
+        """Execute ``items``; returns True when a ``halt`` was reached."""
+        env, machine = self.env, self.machine
+        for item in items:
+            tag = item[0]
+            if tag == OP:
+                pc, ins, cost = item[1], item[2], item[3]
+                start = env.now
+                if cost.ns:
+                    yield env.timeout(cost.ns)
+                if cost.hbm_bytes:
+                    yield machine.hbm[self.chip_id].transfer(cost.hbm_bytes, self.dma_cap,
+                                                             self.weight)
+                if engine is Engine.NETWORK:
+                    self.blocked[engine] = f"{self.where(pc)} waiting for its peers"
+                    yield from machine.network.execute(self, pc, ins, regs)
+                    self.blocked[engine] = None
+                end = env.now
+                self.busy[engine] += end - start
+                self.exec_counts[pc] += 1
+                machine.executed += self.weight
+                if machine.executed > machine.max_instructions or end > machine.max_time_ns:
+                    raise BudgetError(self._budget_message(pc))
+                if machine.trace is not None:
+                    machine.trace.append((self.chip_id, self.core_id, engine.value, pc,
+                                          start, end))
+                if machine.functional is not None:
+                    machine.functional.execute(self, engine, pc, ins, regs)
+            elif tag == LOOP:
+                loop = item[1]
+                saved = regs[:]
+                for _ in range(loop.count):
+                    if (yield from self._run(engine, loop.body, regs)):
+                        return True
+                    for reg, inc in loop.regs:
+                        regs[reg] += inc
+                regs[:] = saved
+            elif tag == SIGNAL:
+                machine.executed += self.weight
+                if machine.functional is not None:
+                    machine.functional.on_signal(self, engine, item[2])
+                self.sem(item[2]).signal()
+            elif tag == WAIT:
+                pc, number, need = item[1], item[2], item[3]
+                machine.executed += self.weight
+                event = self.sem(number).wait(need)
+                if event is not None:
+                    self.blocked[engine] = (f"{self.where(pc)} on {engine.value}: waits for "
+                                            f"semaphore {number} >= {need}")
+                    yield event
+                    self.blocked[engine] = None
+                if machine.functional is not None:
+                    machine.functional.on_wait(self, engine, number)
+            elif tag == BARRIER:
+                self.blocked[engine] = f"{self.where(item[1])} on {engine.value}: at barrier"
+                scope = ("core", self.chip_id, self.core_id)
+                if machine.functional is not None:
+                    machine.functional.on_barrier_arrive(self, engine, scope)
+                yield self.barrier.arrive()
+                self.blocked[engine] = None
+                if machine.functional is not None:
+                    machine.functional.on_barrier_leave(self, engine, scope)
+            elif tag == HALT:
+                return True
+        return False

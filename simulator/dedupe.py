@@ -1,0 +1,57 @@
+"""Exact shortcut: cores whose programs differ only in addresses run in lockstep.
+
+In performance mode an instruction's timing never depends on an address, and identical
+flows get identical shares of a shared bandwidth, so such cores have identical timelines.
+One representative per class is simulated with a weight (its class size) in every shared
+resource and count. Functional mode and ``dedupe=False`` simulate every core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from isa.program import Program
+
+_ADDR_FIELDS: dict[int, tuple[int, ...]] = {}
+
+
+def _address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN001
+    idx = _ADDR_FIELDS.get(opcode)
+    if idx is None:
+        idx = tuple(i for i, f in enumerate(program_spec.fields) if f.name.endswith(".addr"))
+        _ADDR_FIELDS[opcode] = idx
+    return idx
+
+
+def signature(program: Program) -> tuple:
+    """The program with every address field zeroed: equal signatures, equal timing."""
+    out = []
+    for ins in program.instructions:
+        idx = _address_fields(ins.opcode, ins.spec)
+        if idx:
+            args = list(ins.args)
+            for i in idx:
+                args[i] = 0
+            out.append((ins.opcode, tuple(args)))
+        else:
+            out.append((ins.opcode, ins.args))
+    return tuple(out)
+
+
+def group_identical(programs: Mapping[tuple[int, int], Program]
+                    ) -> tuple[dict[tuple[int, int], Program], dict[tuple[int, int], int]]:
+    """Representatives per chip and signature, and the weight of each."""
+    seen: dict[tuple, tuple[int, int]] = {}
+    reps: dict[tuple[int, int], Program] = {}
+    weights: dict[tuple[int, int], int] = {}
+    for key in sorted(programs):
+        prog = programs[key]
+        sig = (key[0], signature(prog))
+        rep = seen.get(sig)
+        if rep is None:
+            seen[sig] = key
+            reps[key] = prog
+            weights[key] = 1
+        else:
+            weights[rep] += 1
+    return reps, weights

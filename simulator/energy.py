@@ -1,0 +1,27 @@
+"""Energy = events x energy per event + static power x time, every constant from the chip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.hardware import ChipConfig
+from simulator.timing import COUNTS
+
+PJ = 1e-12
+
+
+def energy_breakdown(totals: np.ndarray, chip: ChipConfig, time_s: float, chips: int = 1,
+                     dynamic_scale: float = 1.0) -> dict[str, float]:
+    """Joules by component. ``dynamic_scale`` is the DVFS factor (V^2) of a lowered clock."""
+    t = dict(zip(COUNTS, totals.tolist()))
+    e = chip.energy
+    dyn = {
+        "compute": t["mac_pj"] * PJ + t["vector_ops"] * e.vector_pj * PJ,
+        "sram": (t["sram_read"] + t["sram_write"]) * e.sram_pj_per_byte * PJ,
+        "accumulator": (t["acc_read"] + t["acc_write"]) * e.acc_pj_per_byte * PJ,
+        "hbm": (t["hbm_read"] + t["hbm_write"]) * e.hbm_pj_per_byte * PJ,
+        "link": t["link_bytes"] * e.link_pj_per_byte * PJ,
+    }
+    out = {k: v * dynamic_scale for k, v in dyn.items()}
+    out["static"] = e.static_w * chips * time_s
+    return out

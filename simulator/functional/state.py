@@ -1,0 +1,154 @@
+"""Functional-mode state: the memories, the semantics hook, and data-race detection.
+
+Races are found by happens-before, not by timing luck: every engine carries a vector clock;
+``sem.signal`` publishes the signaller's clock on the semaphore, ``sem.wait`` joins it, and a
+barrier joins all engines. Two accesses to overlapping bytes, one a write, race when neither
+happens-before the other — even if this run's timing happened to keep them apart.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from isa.operands import Engine, Space
+from isa.program import Instruction
+from simulator.errors import SimError
+from simulator.functional.access import Access
+from simulator.functional.memory import DEFAULT_LIMIT, PagedMemory, allocate_flat
+from simulator.functional.semantics import SEMANTICS
+from simulator.streams import STREAM_ENGINES
+
+if TYPE_CHECKING:
+    from simulator.core import CoreSim
+    from simulator.machine import Machine
+
+MAX_RACES = 20
+
+
+class FunctionalState:
+    def __init__(self, memory_limit: int | None = None) -> None:
+        self.limit = memory_limit or DEFAULT_LIMIT
+        self.races: list[str] = []
+        self.memories: dict[tuple[int, int], dict[Space, object]] = {}
+        self.hbm: list[PagedMemory] = []
+        self.net_ops: dict[str, object] = {}
+
+    # -- setup -----------------------------------------------------------------------------
+    def attach(self, machine: Machine) -> None:
+        self.machine = machine
+        budget = [self.limit]
+        self.hbm = [PagedMemory(f"chip {i} HBM", c.hbm.capacity, self.limit)
+                    for i, c in enumerate(machine.chips)]
+        index = 0
+        self.slot: dict[tuple[int, int, Engine], int] = {}
+        for core in machine.cores:
+            cfg = core.chip.core
+            tag = f"chip {core.chip_id} core {core.core_id}"
+            self.memories[(core.chip_id, core.core_id)] = {
+                Space.HBM: self.hbm[core.chip_id],
+                Space.SRAM: allocate_flat(f"{tag} SRAM", cfg.sram.capacity, budget),
+                Space.ACC: allocate_flat(f"{tag} accumulator", cfg.acc.capacity, budget),
+            }
+            for e in STREAM_ENGINES:
+                self.slot[(core.chip_id, core.core_id, e)] = index
+                index += 1
+        self.clocks = {key: [0] * index for key in self.slot}
+        self.history: list[tuple] = []
+        self.barrier_join: dict[tuple[int, int, int], list[int]] = {}
+        self.barrier_seen: dict[tuple[int, int, Engine], int] = {}
+        for core in machine.cores:
+            self._load_data(core)
+
+    def _load_data(self, core: CoreSim) -> None:
+        mems = self.memories[(core.chip_id, core.core_id)]
+        for seg in core.program.data:
+            import numpy as np
+
+            mems[seg.space].write(seg.addr, np.frombuffer(seg.data, np.uint8), "data segment")
+
+    def memory(self, chip: int, core: int, space: Space):
+        return self.memories[(chip, core)][space]
+
+    # -- execution -------------------------------------------------------------------------
+    def execute(self, core: CoreSim, engine: Engine, pc: int, ins: Instruction,
+                regs: list[int]) -> None:
+        mems = self.memories[(core.chip_id, core.core_id)]
+        scopes = {Space.HBM: core.chip_id, Space.SRAM: (core.chip_id, core.core_id),
+                  Space.ACC: (core.chip_id, core.core_id)}
+        ctx = Access(mems, scopes, ins, regs)  # type: ignore[arg-type]
+        fn = SEMANTICS.get(ins.mnemonic)
+        try:
+            if fn is not None:
+                fn(ctx, ins)
+            elif engine is Engine.NETWORK:
+                self.machine.network.functional(self, core, ctx, ins)
+        except (ValueError, IndexError) as exc:
+            raise SimError(f"{core.where(pc)}: {exc}") from None
+        self._check_races(core, engine, pc, ctx.ranges)
+
+    # -- happens-before --------------------------------------------------------------------
+    def _key(self, core: CoreSim, engine: Engine) -> tuple[int, int, Engine]:
+        return (core.chip_id, core.core_id, engine)
+
+    def on_signal(self, core: CoreSim, engine: Engine, number: int) -> None:
+        sem = core.sem(number)
+        clock = self.clocks[self._key(core, engine)]
+        sem.clock = clock[:] if sem.clock is None else [max(a, b) for a, b in zip(sem.clock,
+                                                                                   clock)]
+
+    def on_wait(self, core: CoreSim, engine: Engine, number: int) -> None:
+        sem = core.sem(number)
+        if sem.clock is not None:
+            self._join(self._key(core, engine), sem.clock)
+
+    def on_barrier_arrive(self, core: CoreSim, engine: Engine, scope: tuple) -> None:
+        key = self._key(core, engine)
+        n = self.barrier_seen.get(key, 0)
+        joined = self.barrier_join.setdefault((*scope, n), [0] * len(self.clocks[key]))
+        for i, v in enumerate(self.clocks[key]):
+            joined[i] = max(joined[i], v)
+
+    def on_barrier_leave(self, core: CoreSim, engine: Engine, scope: tuple) -> None:
+        key = self._key(core, engine)
+        n = self.barrier_seen.get(key, 0)
+        self.barrier_seen[key] = n + 1
+        self._join(key, self.barrier_join[(*scope, n)])
+
+    def _join(self, key: tuple, other: list[int]) -> None:
+        mine = self.clocks[key]
+        for i, v in enumerate(other):
+            if v > mine[i]:
+                mine[i] = v
+
+    def _check_races(self, core: CoreSim, engine: Engine, pc: int, ranges: list) -> None:
+        key = self._key(core, engine)
+        me = self.slot[key]
+        clock = self.clocks[key]
+        clock[me] += 1
+        epoch = clock[me]
+        where = f"{core.where(pc)} on {engine.value}"
+        found: dict[tuple[str, Space], list[int]] = {}
+        for space, scope, lo, hi, write in ranges:
+            for (o_slot, o_epoch, o_space, o_scope, o_lo, o_hi, o_write, o_where) in self.history:
+                if (o_slot != me and o_space == space and o_scope == scope and lo < o_hi
+                        and o_lo < hi and (write or o_write) and clock[o_slot] < o_epoch):
+                    span = found.setdefault((o_where, space), [max(lo, o_lo), min(hi, o_hi)])
+                    span[0], span[1] = min(span[0], max(lo, o_lo)), max(span[1], min(hi, o_hi))
+        for (o_where, space), (lo, hi) in found.items():
+            first, second = sorted((o_where, where))
+            self._report(first, second, space, lo, hi)
+        self.history.extend((me, epoch, s, sc, lo, hi, w, where) for s, sc, lo, hi, w in ranges)
+        if len(self.history) > 4096:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Forget accesses every engine already happens-after: they can race with nothing."""
+        floor = [min(c[i] for c in self.clocks.values()) for i in range(len(self.slot))]
+        self.history = [h for h in self.history if h[1] > floor[h[0]]]
+
+    def _report(self, first: str, second: str, space: Space, lo: int, hi: int) -> None:
+        if len(self.races) < MAX_RACES:
+            msg = (f"data race on {space.asm_name} [{lo:#x}, {hi:#x}): {first} and {second} "
+                   f"are not ordered by any semaphore or barrier")
+            if msg not in self.races:
+                self.races.append(msg)

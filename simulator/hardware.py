@@ -1,0 +1,131 @@
+"""The hardware description: frozen dataclasses a chip is made of, loaded from YAML.
+
+Units are SI base units throughout (bytes, bytes/s, Hz, seconds, watts, joules per event
+expressed in pJ where the name says so), so every formula reads without conversions. The
+YAML loader (``simulator.config``) accepts strings with units such as ``"3.35 TB/s"``.
+The mapper reads these classes too; only the engine advances time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from isa.dtypes import DType
+from simulator.systolic import Dataflow
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """A systolic matrix engine: ``rows`` x ``cols`` PEs running one dataflow."""
+
+    rows: int
+    cols: int
+    dataflow: Dataflow = Dataflow.WS
+    # MACs each PE completes per cycle, by operand data type (e.g. int8 packs two per PE).
+    macs_per_pe: dict[DType, int] = field(default_factory=lambda: {DType.BF16: 1})
+    # Cycles to swap weights / drain between tiles beyond the fold model (0 = none).
+    tile_overhead_cycles: int = 0
+
+
+@dataclass(frozen=True)
+class VectorConfig:
+    """A SIMD vector engine: ``lanes`` elements per cycle for a 1-cycle op."""
+
+    lanes: int
+    # Cycles per element per lane for each op class (see simulator.timing.VECTOR_CLASS).
+    op_cycles: dict[str, float] = field(default_factory=lambda: {
+        "simple": 1.0, "transcendental": 4.0, "reduce": 1.0, "softmax": 6.0, "norm": 5.0,
+        "quant": 2.0})
+    pipeline_cycles: int = 8
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """An on-core memory (SRAM scratchpad or accumulator buffer)."""
+
+    capacity: int  # bytes
+    bytes_per_cycle: int  # read+write port bandwidth of the core's engines
+    banks: int = 1
+
+
+@dataclass(frozen=True)
+class DmaConfig:
+    """A core's DMA engine: fixed issue latency, a rate cap, and a minimum efficient burst."""
+
+    latency: float = 500e-9  # s, from issue to first byte (HBM round trip included)
+    max_bandwidth: float = 0.0  # bytes/s one core's DMA can sustain (0: no cap below HBM's)
+    burst_bytes: int = 64  # contiguous runs are charged in whole bursts
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    array: ArrayConfig
+    vector: VectorConfig
+    sram: MemoryConfig
+    acc: MemoryConfig
+    dma: DmaConfig = field(default_factory=DmaConfig)
+
+
+@dataclass(frozen=True)
+class HbmConfig:
+    """Off-chip memory shared by all cores of a chip."""
+
+    capacity: int  # bytes
+    bandwidth: float  # peak bytes/s
+    efficiency: float = 0.85  # fraction of peak that streaming achieves
+    kind: str = "HBM"
+
+
+@dataclass(frozen=True)
+class L2Config:
+    """An optional on-chip buffer shared by the cores (GPU L2, TPU CMEM)."""
+
+    capacity: int = 0
+    bandwidth: float = 0.0  # bytes/s
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """Energy per event and static power; each preset names its sources in comments."""
+
+    mac_pj: dict[DType, float]  # per multiply-accumulate, by operand type
+    vector_pj: float  # per element-op on the vector engine
+    sram_pj_per_byte: float
+    acc_pj_per_byte: float
+    l2_pj_per_byte: float
+    hbm_pj_per_byte: float
+    link_pj_per_byte: float  # per byte per hop
+    static_w: float  # leakage + always-on power of the whole chip
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """Power cap: the clock drops until static + dynamic power fits under ``tdp_w``."""
+
+    tdp_w: float = 0.0  # 0: no cap
+    min_clock_hz: float = 0.0
+    # Dynamic power scales as (f / f_max) ** exponent under DVFS (f * V^2 with V ~ f^k).
+    dvfs_exponent: float = 2.0
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    name: str
+    clock_hz: float
+    cores: int
+    core: CoreConfig
+    hbm: HbmConfig
+    energy: EnergyConfig
+    l2: L2Config = field(default_factory=L2Config)
+    power: PowerConfig = field(default_factory=PowerConfig)
+    kernel_gap: float = 0.0  # s between dependent kernels (launch / sync gap; GPUs ~1-3 us)
+
+    @property
+    def peak_macs_per_s(self) -> dict[DType, float]:
+        a = self.core.array
+        return {dt: a.rows * a.cols * m * self.cores * self.clock_hz
+                for dt, m in a.macs_per_pe.items()}
+
+    @property
+    def hbm_effective_bw(self) -> float:
+        return self.hbm.bandwidth * self.hbm.efficiency

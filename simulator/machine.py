@@ -1,0 +1,90 @@
+"""A machine: chips (each with cores and a shared HBM) in one SimPy run, and its diagnosis.
+
+``Machine.run`` returns raw totals; ``simulator.run.simulate`` wraps it with the power cap
+and turns totals into a ``SimResult``. A run that stops with engines still waiting is a
+deadlock, reported with every blocked instruction; a run past its budget is a runaway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from isa.program import Program
+from simulator.bandwidth import SharedBandwidth
+from simulator.core import CoreSim
+from simulator.errors import DeadlockError, SimError
+from simulator.hardware import ChipConfig
+from simulator.network import Network, SingleChipNetwork
+from simulator.timing import COUNTS
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Budgets that turn a runaway program into an error instead of a hang."""
+
+    max_time_s: float = 3600.0  # simulated seconds
+    max_instructions: int = 2_000_000_000  # dynamic instructions
+
+
+class Machine:
+    """Chips, their cores and shared memories, in one discrete-event environment."""
+
+    def __init__(self, chips: Sequence[ChipConfig], programs: Mapping[tuple[int, int], Program],
+                 *, network: Network | None = None, trace: bool = False,
+                 functional: object | None = None, limits: RunLimits | None = None,
+                 weights: Mapping[tuple[int, int], int] | None = None) -> None:
+        self.env = simpy.Environment()
+        self.chips = list(chips)
+        self.limits = limits = limits or RunLimits()
+        self.max_instructions = limits.max_instructions
+        self.max_time_ns = limits.max_time_s * 1e9
+        self.executed = 0
+        self.trace: list | None = [] if trace else None
+        self.hbm = [SharedBandwidth(self.env, c.hbm_effective_bw / 1e9, f"chip{i}.hbm")
+                    for i, c in enumerate(self.chips)]
+        self.network = network or SingleChipNetwork()
+        self.network.attach(self)
+        self.cores: list[CoreSim] = []
+        for (chip_id, core_id), prog in sorted(programs.items()):
+            if not 0 <= chip_id < len(self.chips):
+                raise SimError(f"program for chip {chip_id}, but the system has "
+                               f"{len(self.chips)} chip(s)")
+            if not 0 <= core_id < self.chips[chip_id].cores:
+                raise SimError(f"program for core {core_id}, but chip {chip_id} has "
+                               f"{self.chips[chip_id].cores} core(s)")
+            weight = (weights or {}).get((chip_id, core_id), 1)
+            self.cores.append(CoreSim(self, chip_id, core_id, prog, self.chips[chip_id], weight))
+        self.functional = functional
+        if functional is not None:
+            functional.attach(self)  # type: ignore[attr-defined]
+
+    def run(self) -> float:
+        """Run to completion; the simulated time in ns."""
+        procs = [p for core in self.cores for p in core.start()]
+        try:
+            self.env.run(until=self.env.all_of(procs))
+        except RuntimeError as exc:  # SimPy: no events left, yet engines have not finished
+            if "No scheduled events left" not in str(exc):
+                raise
+            raise DeadlockError(self._deadlock_report(self.cores)) from None
+        return self.env.now
+
+    def _deadlock_report(self, cores: list[CoreSim]) -> str:
+        blocked = [msg for c in cores for e, msg in c.blocked.items() if msg and not c.done[e]]
+        shown = "; ".join(blocked[:8]) + (f"; and {len(blocked) - 8} more" if len(blocked) > 8
+                                          else "")
+        return f"deadlock at t={self.env.now:.0f} ns: {shown}"
+
+    def totals(self) -> np.ndarray:
+        """Sum over cores of execution count x per-instruction counts, in ``COUNTS`` order."""
+        total = np.zeros(len(COUNTS))
+        for core in self.cores:
+            if core.costs:
+                matrix = np.array([c.counts for c in core.costs])
+                total += core.weight * (np.asarray(core.exec_counts, dtype=float) @ matrix)
+        total[COUNTS.index("link_bytes")] += self.network.link_bytes_hops()
+        return total

@@ -1,0 +1,97 @@
+"""The result of a simulation: a value, formatted by the CLI and reports, never printed here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    busy_s: float  # summed over cores
+    utilization: float  # busy / (time x cores)
+    instructions: int
+
+
+@dataclass(frozen=True)
+class SimResult:
+    chip: str
+    time_s: float
+    cycles: float  # at the clock the run used
+    clock_hz: float
+    nominal_clock_hz: float
+    power_capped: bool
+    instructions: int  # dynamic
+    macs: float
+    flops: float
+    mac_utilization: float  # MACs / (peak MACs per s x time)
+    bytes: dict[str, float]
+    energy_j: dict[str, float]
+    engines: dict[str, EngineStats]
+    races: tuple[str, ...] = ()
+    trace: tuple[tuple, ...] | None = field(default=None, repr=False)
+    trace_names: dict[tuple[int, int, int], str] | None = field(default=None, repr=False)
+    memory: object | None = field(default=None, repr=False, compare=False)  # functional mode
+
+    def read(self, space, addr: int, nbytes: int, chip: int = 0, core: int = 0):  # noqa: ANN001
+        """Bytes of a memory after a functional run (HBM is per chip, SRAM/acc per core)."""
+        if self.memory is None:
+            raise ValueError("memory contents exist only after a functional-mode run")
+        return self.memory.memory(chip, core, space).read(addr, nbytes, "read")  # type: ignore
+
+    @property
+    def energy_total_j(self) -> float:
+        return sum(self.energy_j.values())
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.flops / self.time_s if self.time_s else 0.0
+
+    @property
+    def avg_power_w(self) -> float:
+        return self.energy_total_j / self.time_s if self.time_s else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("trace")
+        out.pop("trace_names")
+        out.pop("memory")
+        out["energy_total_j"] = self.energy_total_j
+        out["flops_per_s"] = self.flops_per_s
+        out["avg_power_w"] = self.avg_power_w
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def trace_frame(self):
+        """The per-instruction trace as a pandas DataFrame (one row per dynamic instruction)."""
+        import pandas as pd
+
+        rows = self.trace or ()
+        names = self.trace_names or {}
+        return pd.DataFrame(
+            [(c, k, e, pc, names.get((c, k, pc), ""), s * 1e-9, (t - s) * 1e-9)
+             for c, k, e, pc, s, t in rows],
+            columns=["chip", "core", "engine", "pc", "mnemonic", "start_s", "dur_s"])
+
+    def chrome_trace(self) -> dict[str, Any]:
+        """Chrome trace-event JSON (opens in Perfetto): one process per chip, a thread per
+        core and engine, times in microseconds."""
+        names = self.trace_names or {}
+        engines = ["dma", "mx", "vec", "net"]
+        events: list[dict[str, Any]] = []
+        seen = set()
+        for c, k, e, pc, s, t in self.trace or ():
+            tid = k * len(engines) + engines.index(e)
+            if (c, tid) not in seen:
+                seen.add((c, tid))
+                events.append({"ph": "M", "name": "thread_name", "pid": c, "tid": tid,
+                               "args": {"name": f"core {k} {e}"}})
+            events.append({"ph": "X", "name": names.get((c, k, pc), "?"), "pid": c, "tid": tid,
+                           "ts": s / 1e3, "dur": (t - s) / 1e3, "args": {"pc": pc}})
+        for c in sorted({ev["pid"] for ev in events}):
+            events.append({"ph": "M", "name": "process_name", "pid": c,
+                           "args": {"name": f"chip {c}"}})
+        return {"traceEvents": events, "displayTimeUnit": "ns"}

@@ -1,0 +1,72 @@
+"""Split a core's program into one instruction stream per engine, keeping loops as loops.
+
+Each engine walks only its own stream, so dispatch costs nothing per foreign instruction;
+a loop stays a loop (its body filtered to the engine), so a million dynamic instructions
+need only the static program in memory. ``barrier`` and ``halt`` appear in every stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isa.operands import Engine
+from isa.program import Instruction, Program
+from simulator.errors import SimError
+from simulator.hardware import ChipConfig
+from simulator.timing import Cost, static_cost
+
+STREAM_ENGINES = (Engine.DMA, Engine.MATRIX, Engine.VECTOR, Engine.NETWORK)
+OP, LOOP, SIGNAL, WAIT, BARRIER, HALT = range(6)
+
+
+@dataclass(frozen=True)
+class Loop:
+    pc: int
+    count: int
+    body: tuple
+    regs: tuple[tuple[int, int], ...]  # (register, increment) pairs
+
+
+def compile_streams(program: Program, chip: ChipConfig) -> tuple[dict[Engine, tuple], list[Cost]]:
+    """Per-engine streams and the static cost of every instruction (indexed by pc)."""
+    costs = [static_cost(ins, chip) for ins in program.instructions]
+    streams = {}
+    for engine in STREAM_ENGINES:
+        body, _ = _block(program.instructions, 0, len(program.instructions), engine, costs)
+        streams[engine] = body
+    return streams, costs
+
+
+def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine,
+           costs: list[Cost]) -> tuple[tuple, bool]:
+    """Items for [start, end) on ``engine``; the flag says whether any item must run."""
+    items: list = []
+    pc = start
+    while pc < end:
+        ins = prog[pc]
+        mn = ins.mnemonic
+        if mn == "loop":
+            stop = ins["end"]
+            if not pc < stop <= end:
+                raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
+                               f"(loops must nest)")
+            body, needed = _block(prog, pc + 1, stop, engine, costs)
+            if needed:
+                regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
+                                                         (ins["r1"], ins["inc1"])) if r)
+                items.append((LOOP, Loop(pc, ins["count"], body, regs)))
+            pc = stop
+            continue
+        if mn == "barrier":
+            items.append((BARRIER, pc))
+        elif mn == "halt":
+            items.append((HALT, pc))
+        elif ins.engine == engine:
+            if mn == "sem.signal":
+                items.append((SIGNAL, pc, ins["sem"]))
+            elif mn == "sem.wait":
+                items.append((WAIT, pc, ins["sem"], ins["count"]))
+            else:
+                items.append((OP, pc, ins, costs[pc]))
+        pc += 1
+    return tuple(items), bool(items)

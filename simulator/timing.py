@@ -1,0 +1,159 @@
+"""Per-instruction costs: how long each instruction takes and what events it causes.
+
+Each formula is small and documented here; the engine only sums them. Durations are in ns.
+An instruction's *counts* (MACs, bytes per memory level, element-ops) are what the energy
+model multiplies by energy per event, so time and energy come from the same accounting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from isa.dtypes import DType
+from isa.operands import Space
+from isa.program import Instruction
+from simulator.errors import SimError
+from simulator.hardware import ChipConfig
+from simulator.systolic import matmul_cycles
+
+# Order of the count vector every instruction contributes to the totals.
+COUNTS = ("macs", "flops", "vector_ops", "hbm_read", "hbm_write", "sram_read", "sram_write",
+          "acc_read", "acc_write", "link_bytes", "mac_pj")
+
+VECTOR_CLASS = {
+    "v.exp": "transcendental", "v.gelu": "transcendental", "v.silu": "transcendental",
+    "v.rsqrt": "transcendental", "v.recip": "transcendental", "v.relu": "simple",
+    "v.cast": "simple", "v.add": "simple", "v.sub": "simple", "v.mul": "simple",
+    "v.max": "simple", "v.scale": "simple", "v.cmask": "simple", "v.rsum": "reduce",
+    "v.rmax": "reduce", "v.quant": "quant", "v.dequant": "quant", "v.softmax": "softmax",
+    "v.layernorm": "norm", "v.rmsnorm": "norm", "v.rope": "simple",
+}
+# Floating-point operations per element, for achieved FLOP/s.
+VECTOR_FLOPS = {"simple": 1, "transcendental": 4, "reduce": 1, "quant": 2, "softmax": 5,
+                "norm": 5}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What one execution of a static instruction costs."""
+
+    ns: float  # fixed duration on its engine (DMA: issue latency only)
+    hbm_bytes: float = 0.0  # bytes moved through the chip's shared HBM bandwidth (DMA)
+    counts: tuple[float, ...] = (0.0,) * len(COUNTS)
+
+
+def _counts(**kw: float) -> tuple[float, ...]:
+    return tuple(float(kw.get(name, 0.0)) for name in COUNTS)
+
+
+def matmul_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """Systolic fill/drain and folds (SCALE-Sim), with K shortened by the per-type MAC rate.
+
+    A PE that completes ``r`` MACs per cycle for a type holds ``r`` weights (WS/IS) or streams
+    ``r`` K-elements (OS), so the array sees ``ceil(k / r)``; 2:4 sparse weights halve K again
+    (the engine skips the zeros, as sparse tensor cores do).
+    """
+    a = chip.core.array
+    m, k, n = ins["m"], ins["k"], ins["n"]
+    adt, wdt = DType(ins["adt"]), DType(ins["wdt"])
+    kind = max(adt, wdt, key=lambda d: d.bits)
+    rate = a.macs_per_pe.get(kind)
+    if not rate:
+        raise SimError(f"mm: the {a.rows}x{a.cols} array has no {kind.asm_name} MACs "
+                       f"(macs_per_pe lists {', '.join(d.asm_name for d in a.macs_per_pe)})")
+    flags = ins["flags"]
+    sparse = bool(flags >> 3 & 1)
+    k_eff = math.ceil(k / (2 if sparse else 1) / rate)
+    cycles = matmul_cycles(m, k_eff, n, a.rows, a.cols, a.dataflow) + a.tile_overhead_cycles
+    macs = m * k * n // (2 if sparse else 1)
+    w_elems = (k // 2 if sparse else k) * n
+    w_bytes = wdt.nbytes(w_elems) + (k * n // 8 if sparse else 0)
+    acc_bytes = m * n * 4
+    return Cost(
+        ns=cycles / chip.clock_hz * 1e9,
+        counts=_counts(macs=macs, flops=2 * m * k * n, sram_read=adt.nbytes(m * k) + w_bytes,
+                       acc_write=acc_bytes, acc_read=acc_bytes if flags & 1 else 0,
+                       mac_pj=macs * chip.energy.mac_pj.get(kind, 0.0)),
+    )
+
+
+def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """``pipeline + ceil(elements / lanes) * cycles_per_element(op class)`` cycles."""
+    v = chip.core.vector
+    cls = VECTOR_CLASS[ins.mnemonic]
+    rows, cols = ins["rows"], ins["cols"]
+    elems = rows * cols
+    cycles = v.pipeline_cycles + math.ceil(elems / v.lanes) * v.op_cycles.get(cls, 1.0)
+    spec = ins.spec
+    odt = DType(ins["odt"])
+    reads = {Space.SRAM: 0, Space.ACC: 0}
+    for op in spec.operands:
+        if op.name in ("src", "a", "b"):
+            dt = DType(ins["adt"] if op.name == "a" else ins["bdt"] if op.name == "b"
+                       else ins["idt"])
+            reads[Space(ins[f"{op.name}.space"])] += dt.nbytes(elems)
+    out_elems = rows if cls == "reduce" else elems
+    written = odt.nbytes(out_elems)
+    out_space = Space(ins["dst.space"])
+    return Cost(
+        ns=cycles / chip.clock_hz * 1e9,
+        counts=_counts(vector_ops=elems, flops=elems * VECTOR_FLOPS[cls],
+                       sram_read=reads[Space.SRAM], acc_read=reads[Space.ACC],
+                       sram_write=written if out_space == Space.SRAM else 0,
+                       acc_write=written if out_space == Space.ACC else 0),
+    )
+
+
+def dma_bytes(ins: Instruction, chip: ChipConfig) -> tuple[int, float]:
+    """(payload bytes, bytes charged on HBM): each contiguous run is rounded up to bursts."""
+    dt = DType(ins["dtype"])
+    rows, cols, depth = ins["rows"], ins["cols"], ins["depth"]
+    payload = dt.nbytes(rows * cols * depth)
+    stride = ins["stride"] or cols
+    burst = chip.core.dma.burst_bytes
+    if stride == cols and (depth == 1 or ins["stride2"] in (0, rows * cols)):
+        runs, run_bytes = 1, payload  # one contiguous block
+    else:
+        runs, run_bytes = rows * depth, dt.nbytes(cols)
+    return payload, runs * math.ceil(run_bytes / burst) * burst
+
+
+def dma_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """DMA = issue latency + charged bytes at the share of HBM bandwidth it gets (engine)."""
+    payload, charged = dma_bytes(ins, chip)
+    load = ins.mnemonic == "dma.load"
+    return Cost(
+        ns=chip.core.dma.latency * 1e9,
+        hbm_bytes=charged,
+        counts=_counts(hbm_read=charged if load else 0, hbm_write=0 if load else charged,
+                       sram_write=payload if load else 0, sram_read=0 if load else payload),
+    )
+
+
+def copy_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """An on-core copy streams through the SRAM port: bytes / (bytes per cycle), read + write."""
+    dt = DType(ins["dtype"])
+    nbytes = dt.nbytes(ins["rows"] * ins["cols"])
+    cycles = 2 * math.ceil(nbytes / chip.core.sram.bytes_per_cycle)
+    src_acc = ins["src.space"] == Space.ACC
+    dst_acc = ins["dst.space"] == Space.ACC
+    return Cost(
+        ns=cycles / chip.clock_hz * 1e9,
+        counts=_counts(sram_read=0 if src_acc else nbytes, acc_read=nbytes if src_acc else 0,
+                       sram_write=0 if dst_acc else nbytes, acc_write=nbytes if dst_acc else 0),
+    )
+
+
+def static_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """The cost of any instruction that is not a network transfer (those depend on the run)."""
+    mn = ins.mnemonic
+    if mn == "mm":
+        return matmul_cost(ins, chip)
+    if mn in VECTOR_CLASS:
+        return vector_cost(ins, chip)
+    if mn in ("dma.load", "dma.store"):
+        return dma_cost(ins, chip)
+    if mn == "dma.copy":
+        return copy_cost(ins, chip)
+    return Cost(ns=0.0)

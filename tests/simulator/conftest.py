@@ -1,0 +1,44 @@
+"""A small chip with round numbers, so expected times and energies are easy to hand-check."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from isa.dtypes import DType
+from simulator.hardware import (
+    ArrayConfig,
+    ChipConfig,
+    CoreConfig,
+    DmaConfig,
+    EnergyConfig,
+    HbmConfig,
+    MemoryConfig,
+    PowerConfig,
+    VectorConfig,
+)
+from simulator.systolic import Dataflow
+
+
+def make_chip(dataflow: Dataflow = Dataflow.WS, cores: int = 1, **overrides) -> ChipConfig:
+    core = CoreConfig(
+        array=ArrayConfig(16, 16, dataflow, {DType.BF16: 1, DType.INT8: 2, DType.FP8E4M3: 2}),
+        vector=VectorConfig(lanes=16),
+        sram=MemoryConfig(capacity=1 << 20, bytes_per_cycle=64),
+        acc=MemoryConfig(capacity=1 << 18, bytes_per_cycle=64),
+        dma=DmaConfig(latency=100e-9, max_bandwidth=0.0, burst_bytes=64),
+    )
+    energy = EnergyConfig(mac_pj={DType.BF16: 0.5, DType.INT8: 0.1, DType.FP8E4M3: 0.2},
+                          vector_pj=0.2, sram_pj_per_byte=0.1, acc_pj_per_byte=0.1,
+                          l2_pj_per_byte=0.5, hbm_pj_per_byte=5.0, link_pj_per_byte=10.0,
+                          static_w=1.0)
+    chip = ChipConfig(name="test", clock_hz=1e9, cores=cores, core=core,
+                      hbm=HbmConfig(capacity=1 << 30, bandwidth=100e9, efficiency=1.0),
+                      energy=energy, power=PowerConfig())
+    return dataclasses.replace(chip, **overrides)
+
+
+@pytest.fixture
+def chip() -> ChipConfig:
+    return make_chip()
