@@ -1,0 +1,73 @@
+"""Instruction emission helpers: per-engine sequences, loops with address registers.
+
+A kernel writes one sequence per engine; because each engine runs only its own
+instructions in order, the sequences are simply concatenated into the core's program, and
+software pipelining (prefetch, delayed stores) is a matter of each engine's own order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from isa import Instruction, MemRef, Space, build
+
+Item = Instruction | tuple  # a tuple is a loop placeholder: ("loop", count, body_len, regs)
+
+
+def hbm(addr: int, reg: int | None = None) -> MemRef:
+    return MemRef(Space.HBM, addr, reg)
+
+
+def sram(addr: int, reg: int | None = None) -> MemRef:
+    return MemRef(Space.SRAM, addr, reg)
+
+
+def acc(addr: int, reg: int | None = None) -> MemRef:
+    return MemRef(Space.ACC, addr, reg)
+
+
+def loop(count: int, body: list[Item], regs: tuple[tuple[str, int], ...] = ()) -> list[Item]:
+    """``body`` repeated ``count`` times (emitted once); regs = ((\"a0\", inc), ...) at most 2."""
+    if count <= 0:
+        return []
+    if count == 1 and not any(isinstance(b, tuple) for b in body):
+        return list(body)
+    return [("loop", count, _length(body), regs), *body]
+
+
+def _length(items: list[Item]) -> int:
+    return len(items)
+
+
+def resolve(items: list[Item], base: int = 0) -> list[Instruction]:
+    """Turn loop placeholders into ``loop`` instructions with absolute end indices."""
+    out: list[Instruction] = []
+    for i, it in enumerate(items):
+        if isinstance(it, tuple):
+            _, count, body_len, regs = it
+            args: list[object] = [count, base + i + 1 + body_len]
+            for reg, inc in regs:
+                args += [reg, inc]
+            out.append(build("loop", *args))
+        else:
+            out.append(it)
+    return out
+
+
+def steps(n: int, step: Callable[[int, bool], list[Item]], regs: tuple[tuple[str, int], ...],
+          first: int = 0) -> list[Item]:
+    """Emit pipeline steps ``first .. first+n-1``, buffers alternating with the step's parity.
+
+    Whole pairs run in one loop whose registers advance by one pair per iteration:
+    ``step(k, True)`` addresses step ``k`` as base(k) + register. Left-over steps (and a lone
+    pair) are emitted with absolute addresses, ``step(k, False)``.
+    """
+    pairs = n // 2
+    out: list[Item] = []
+    done = 0
+    if pairs >= 2:
+        out += loop(pairs, step(first, True) + step(first + 1, True), regs)
+        done = 2 * pairs
+    for k in range(first + done, first + n):
+        out += step(k, False)
+    return out

@@ -1,0 +1,249 @@
+"""Fused (flash) attention: Q tiles against streamed K/V tiles with an online softmax.
+
+Scores live in the accumulator and probabilities in SRAM; nothing of size S x S reaches HBM.
+Work items — (sequence, head, query tile) in prefill, (sequence, KV-head group) in decode,
+where the group's query heads share each K/V tile (GQA) — are dealt round-robin to the
+cores. K/V tiles are double-buffered so their loads overlap the previous step's math.
+
+Semaphores: 0/1 K,V full (dma->mx)  2/3 K,V free (mx->dma)  5 Q loaded (dma->mx)
+6 scores ready (mx->vec)  7 P ready (vec->mx)  8 O final (mx->vec)
+9 O out ready (vec->dma)  10 O out free (dma->vec)  11 Q buffer free (mx->dma)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from isa import DType, build
+from mapper.emit import Item, acc, hbm, sram
+from mapper.kernels.gemm import ceil_div
+
+KV_FULL, KV_FREE, Q_READY, S_READY, P_READY = 0, 2, 5, 6, 7
+O_FINAL, O_READY, O_FREE, Q_FREE = 8, 9, 10, 11
+F32 = DType.FP32
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Attention:
+    batch: int
+    heads: int
+    kv_heads: int
+    hd: int
+    sq: int  # query tokens per sequence
+    skv: int  # key/value tokens per sequence (cache + new)
+    q_pos0: int  # position of the first query token
+    causal: bool
+    q: int  # HBM address of Q rows [batch*sq, ldq], head h at column h*hd
+    ldq: int
+    k_cache: int  # [batch, kv_heads, max_ctx, hd]
+    v_cache: int
+    max_ctx: int
+    out: int  # [batch*sq, heads*hd]
+    dt: DType = DType.BF16
+    tq: int = 64
+    tkv: int = 64
+
+    @property
+    def rep(self) -> int:
+        return self.heads // self.kv_heads
+
+
+@dataclass(frozen=True)
+class Item_:
+    q_addr: int
+    q_stride: int  # elements between Q rows
+    rows: int
+    o_addr: int
+    o_stride: int
+    kv_base: int  # byte offset of this (sequence, kv head) in the caches
+    n_kv: int  # keys attended
+    first_pos: int  # position of query row 0 (for the causal mask)
+    causal: bool
+
+
+def items(a: Attention) -> list[Item_]:
+    e = a.dt.nbytes(1)
+    ldo = a.heads * a.hd
+    out: list[Item_] = []
+    for b in range(a.batch):
+        for g in range(a.kv_heads):
+            kv = ((b * a.kv_heads + g) * a.max_ctx) * a.hd * e
+            if a.sq == 1:  # decode: the group's query heads are the rows
+                h0 = g * a.rep
+                out.append(Item_(a.q + (b * a.ldq + h0 * a.hd) * e, a.hd, a.rep,
+                                 a.out + (b * ldo + h0 * a.hd) * e, a.hd, kv, a.skv,
+                                 a.q_pos0, False))
+                continue
+            for h in range(g * a.rep, (g + 1) * a.rep):
+                for q0 in range(0, a.sq, a.tq):
+                    rows = min(a.tq, a.sq - q0)
+                    first = a.q_pos0 + q0
+                    n_kv = min(a.skv, first + rows) if a.causal else a.skv
+                    out.append(Item_(a.q + ((b * a.sq + q0) * a.ldq + h * a.hd) * e, a.ldq,
+                                     rows, a.out + ((b * a.sq + q0) * ldo + h * a.hd) * e, ldo,
+                                     kv, n_kv, first, a.causal))
+    return out
+
+
+@dataclass(frozen=True)
+class Regions:
+    q: int
+    k: tuple[int, int]
+    v: tuple[int, int]
+    p: int
+    o_out: int
+    m: int
+    mt: int
+    mnew: int
+    corr: int
+    l: int  # noqa: E741 - the softmax denominator's usual name
+    lt: int
+    s: int  # accumulator
+    o: int  # accumulator
+    sram_bytes: int
+    acc_bytes: int
+
+
+def regions(a: Attention) -> Regions:
+    pos = 0
+
+    def take(n: int) -> int:
+        nonlocal pos
+        at = pos
+        pos += -(-n // ALIGN) * ALIGN
+        return at
+
+    rows = max(a.tq, a.rep)
+    kv = a.dt.nbytes(a.tkv * a.hd)
+    r = dict(q=take(a.dt.nbytes(rows * a.hd)), k=(take(kv), take(kv)), v=(take(kv), take(kv)),
+             p=take(a.dt.nbytes(rows * a.tkv)), o_out=take(a.dt.nbytes(rows * a.hd)),
+             m=take(4 * rows), mt=take(4 * rows), mnew=take(4 * rows), corr=take(4 * rows),
+             l=take(4 * rows), lt=take(4 * rows))
+    s_bytes = 4 * rows * a.tkv
+    return Regions(**r, s=0, o=s_bytes, sram_bytes=pos, acc_bytes=s_bytes + 4 * rows * a.hd)
+
+
+def attention_programs(a: Attention, cores: int) -> list[list[Item]]:
+    work = items(a)
+    reg = regions(a)
+    progs = []
+    for core in range(min(cores, len(work))):
+        mine = work[core::cores]
+        progs.append(_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine))
+    return progs
+
+
+def _prologue() -> list[Item]:
+    return [build("sem.signal", "mx", KV_FREE), build("sem.signal", "mx", KV_FREE + 1),
+            build("sem.signal", "mx", Q_FREE), build("sem.signal", "dma", O_FREE)]
+
+
+def _kv_tiles(a: Attention, it: Item_) -> list[tuple[int, int]]:
+    """(first key, keys) of each K/V tile this item streams."""
+    return [(t0, min(a.tkv, it.n_kv - t0)) for t0 in range(0, it.n_kv, a.tkv)]
+
+
+def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
+    e = a.dt.nbytes(1)
+    seq: list[Item] = []
+    g = 0
+    prev = None
+    for it in work:
+        seq += [build("sem.wait", "dma", Q_FREE),
+                build("dma.load", sram(r.q), hbm(it.q_addr), a.dt, it.rows, a.hd,
+                      stride=it.q_stride),
+                build("sem.signal", "dma", Q_READY)]
+        for n, (t0, keys) in enumerate(_kv_tiles(a, it)):
+            b = g % 2
+            off = it.kv_base + t0 * a.hd * e
+            seq += [build("sem.wait", "dma", KV_FREE + b),
+                    build("dma.load", sram(r.k[b]), hbm(a.k_cache + off), a.dt, keys, a.hd),
+                    build("dma.load", sram(r.v[b]), hbm(a.v_cache + off), a.dt, keys, a.hd),
+                    build("sem.signal", "dma", KV_FULL + b)]
+            g += 1
+            if n == 0 and prev is not None:
+                seq += _store(a, r, prev)
+        prev = it
+    if prev is not None:
+        seq += _store(a, r, prev)
+    return seq + [build("sem.wait", "dma", KV_FREE), build("sem.wait", "dma", KV_FREE + 1),
+                  build("sem.wait", "dma", Q_FREE)]
+
+
+def _store(a: Attention, r: Regions, it: Item_) -> list[Item]:
+    return [build("sem.wait", "dma", O_READY),
+            build("dma.store", hbm(it.o_addr), sram(r.o_out), a.dt, it.rows, a.hd,
+                  stride=it.o_stride),
+            build("sem.signal", "dma", O_FREE)]
+
+
+def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
+    seq: list[Item] = []
+    g = 0
+    for it in work:
+        seq.append(build("sem.wait", "mx", Q_READY))
+        tiles = _kv_tiles(a, it)
+        for n, (_t0, keys) in enumerate(tiles):
+            b = g % 2
+            seq += [build("sem.wait", "mx", KV_FULL + b),
+                    build("mm", acc(r.s), sram(r.q), sram(r.k[b]), it.rows, a.hd, keys, a.dt,
+                          a.dt, "tw")]
+            if n == len(tiles) - 1:
+                seq.append(build("sem.signal", "mx", Q_FREE))
+            seq += [build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
+                    build("mm", acc(r.o), sram(r.p), sram(r.v[b]), it.rows, keys, a.hd, a.dt,
+                          a.dt, "accum" if n else 0),
+                    build("sem.signal", "mx", KV_FREE + b)]
+            g += 1
+        seq.append(build("sem.signal", "mx", O_FINAL))
+    return seq
+
+
+def _vec(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
+    seq: list[Item] = []
+    scale = 1.0 / math.sqrt(a.hd)
+    for it in work:
+        rows = it.rows
+        for n, (t0, keys) in enumerate(_kv_tiles(a, it)):
+            seq += [build("sem.wait", "vec", S_READY),
+                    build("v.scale", acc(r.s), acc(r.s), rows, keys, F32, F32, scale)]
+            if it.causal and t0 + keys - 1 > it.first_pos:
+                seq.append(build("v.cmask", acc(r.s), acc(r.s), rows, keys, F32, F32,
+                                 it.first_pos - t0))
+            seq += _online_softmax(a, r, rows, keys, first=n == 0)
+            seq.append(build("sem.signal", "vec", P_READY))
+        seq += [build("sem.wait", "vec", O_FINAL),
+                build("v.recip", sram(r.l), sram(r.l), rows, 1, F32, F32),
+                build("v.mul", acc(r.o), acc(r.o), sram(r.l), rows, a.hd, F32, F32, F32, "col"),
+                build("sem.wait", "vec", O_FREE),
+                build("v.cast", sram(r.o_out), acc(r.o), rows, a.hd, a.dt, F32),
+                build("sem.signal", "vec", O_READY)]
+    return seq + [build("sem.wait", "vec", O_FREE)]
+
+
+def _online_softmax(a: Attention, r: Regions, rows: int, keys: int, first: bool) -> list:
+    """m, l and O updated for one score tile S (FlashAttention-2's recurrence)."""
+    s, sp = acc(r.s), sram
+    if first:
+        return [build("v.rmax", sp(r.m), s, rows, keys, F32, F32),
+                build("v.sub", s, s, sp(r.m), rows, keys, F32, F32, F32, "col"),
+                build("v.exp", s, s, rows, keys, F32, F32),
+                build("v.rsum", sp(r.l), s, rows, keys, F32, F32),
+                build("v.cast", sp(r.p), s, rows, keys, a.dt, F32)]
+    return [build("v.rmax", sp(r.mt), s, rows, keys, F32, F32),
+            build("v.max", sp(r.mnew), sp(r.m), sp(r.mt), rows, 1, F32, F32, F32),
+            build("v.sub", s, s, sp(r.mnew), rows, keys, F32, F32, F32, "col"),
+            build("v.exp", s, s, rows, keys, F32, F32),
+            build("v.rsum", sp(r.lt), s, rows, keys, F32, F32),
+            build("v.sub", sp(r.corr), sp(r.m), sp(r.mnew), rows, 1, F32, F32, F32),
+            build("v.exp", sp(r.corr), sp(r.corr), rows, 1, F32, F32),
+            build("v.mul", sp(r.l), sp(r.l), sp(r.corr), rows, 1, F32, F32, F32),
+            build("v.add", sp(r.l), sp(r.l), sp(r.lt), rows, 1, F32, F32, F32),
+            build("v.cast", sp(r.p), s, rows, keys, a.dt, F32),
+            build("v.mul", acc(r.o), acc(r.o), sp(r.corr), rows, a.hd, F32, F32, F32, "col"),
+            build("v.cast", sp(r.m), sp(r.mnew), rows, 1, F32, F32)]
+
+
+__all__ = ["Attention", "attention_programs", "ceil_div", "items", "regions"]

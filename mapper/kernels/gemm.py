@@ -1,0 +1,294 @@
+"""GEMM kernel: C[M,N] = epilogue(A[M,K] @ W[K,N]) over the cores of a chip.
+
+Output tiles (TM x TN) are dealt round-robin to the cores, so wave quantization and ragged
+edge tiles are what the simulator sees, not a correction factor. Per core, a software
+pipeline with two A/W buffers (DMA prefetches step k+1 while the array runs step k), two
+accumulator tiles (the next tile's MACs overlap this tile's epilogue) and two output
+buffers (the store of tile t-1 overlaps tile t). Weights are stored blocked by (TK, TN) in
+HBM, so every weight load is one contiguous burst.
+
+Semaphores (all balanced, so kernels can follow each other on a core):
+0/1 A,W full (dma->mx)  2/3 A,W free (mx->dma)  4/5 acc ready (mx->vec)
+6/7 acc free (vec->mx)  8/9 C ready (vec->dma)  10/11 C free (dma->vec)
+12 extras full (dma->vec)  13 extras free (vec->dma)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from isa import DType, Instruction, build
+from mapper.emit import Item, acc, hbm, sram, steps
+
+FULL, FREE, ACC_READY, ACC_FREE, C_READY, C_FREE, EX_FULL, EX_FREE = 0, 2, 4, 6, 8, 10, 12, 13
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Tiling:
+    tm: int
+    tk: int
+    tn: int
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One GEMM with its operands' HBM placement and fused epilogue."""
+
+    m: int
+    k: int
+    n: int
+    a: int  # HBM address of A, row-major with leading dimension lda
+    w: int  # HBM address of W, blocked by (tk, tn) tiles (see weight_block_offsets)
+    c: int  # HBM address of C, row-major with leading dimension ldc
+    adt: DType = DType.BF16
+    wdt: DType = DType.BF16
+    cdt: DType = DType.BF16
+    lda: int = 0  # 0: k
+    ldc: int = 0  # 0: n
+    act: str | None = None  # "gelu" | "silu" | "relu" applied before the residual add
+    bias: int | None = None  # HBM address of bias[N] (fp32)
+    scale: int | None = None  # HBM address of per-output-channel scales[N] (fp32)
+    residual: int | None = None  # HBM address of R[M,N] (cdt, ldc) added last
+    sparse: bool = False  # W holds 2:4-compressed blocks: values [tk/2, tn] + meta [tk/8, tn]
+    name: str = "gemm"
+    extras: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        ex = tuple(x for x, v in (("scale", self.scale), ("bias", self.bias),
+                                  ("residual", self.residual)) if v is not None)
+        object.__setattr__(self, "extras", ex)
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def weight_block_bytes(g: Gemm, tk: int, tn: int) -> int:
+    if g.sparse:
+        return g.wdt.nbytes(tk // 2 * tn) + tk * tn // 8
+    return g.wdt.nbytes(tk * tn)
+
+
+def weight_block_offsets(g: Gemm, t: Tiling) -> dict[tuple[int, int], int]:
+    """Byte offset of each (k-block, n-block) in the blocked layout: n-block major, k minor,
+    so one core's stream over k for its tile column is one ascending run."""
+    offs, pos = {}, 0
+    for nb in range(ceil_div(g.n, t.tn)):
+        tn = min(t.tn, g.n - nb * t.tn)
+        for kb in range(ceil_div(g.k, t.tk)):
+            tk = min(t.tk, g.k - kb * t.tk)
+            offs[(kb, nb)] = pos
+            pos += weight_block_bytes(g, tk, tn)
+    return offs
+
+
+@dataclass(frozen=True)
+class SramPlan:
+    a: tuple[int, int]
+    w: tuple[int, int]
+    c: tuple[int, int]
+    ex: dict[str, int]
+    acc: tuple[int, int]
+    sram_bytes: int
+    acc_bytes: int
+
+
+def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
+    """Regions for the double buffers; the caller checks them against the core's memories."""
+    pos = 0
+
+    def take(n: int) -> int:
+        nonlocal pos
+        at = pos
+        pos += ceil_div(n, ALIGN) * ALIGN
+        return at
+
+    a = (take(g.adt.nbytes(t.tm * t.tk)), take(g.adt.nbytes(t.tm * t.tk)))
+    wb = weight_block_bytes(g, t.tk, t.tn)
+    w = (take(wb), take(wb))
+    c = (take(g.cdt.nbytes(t.tm * t.tn)), take(g.cdt.nbytes(t.tm * t.tn)))
+    ex = {"scale": take(4 * t.tn) if g.scale is not None else -1,
+          "bias": take(4 * t.tn) if g.bias is not None else -1,
+          "residual": take(g.cdt.nbytes(t.tm * t.tn)) if g.residual is not None else -1}
+    acc_tile = 4 * t.tm * t.tn
+    return SramPlan(a, w, c, ex, (0, acc_tile), pos, 2 * acc_tile)
+
+
+def gemm_programs(g: Gemm, t: Tiling, cores: int) -> list[list[Item]]:
+    """Per-core instruction lists: prologue tokens, then the DMA, MX and VEC sequences."""
+    tiles = [(i, j) for j in range(ceil_div(g.n, t.tn)) for i in range(ceil_div(g.m, t.tm))]
+    plan = plan_sram(g, t)
+    offs = weight_block_offsets(g, t)
+    out: list[list[Item]] = []
+    for core in range(min(cores, len(tiles))):
+        mine = tiles[core::cores]
+        out.append(_prologue(g) + _dma(g, t, plan, offs, mine) + _mx(g, t, plan, mine)
+                   + _vec(g, t, plan, mine))
+    return out
+
+
+def _prologue(g: Gemm) -> list[Item]:
+    """Initial tokens: both A/W buffers, both accumulators, both C buffers start free."""
+    seq = [build("sem.signal", "mx", FREE), build("sem.signal", "mx", FREE + 1),
+           build("sem.signal", "vec", ACC_FREE), build("sem.signal", "vec", ACC_FREE + 1),
+           build("sem.signal", "dma", C_FREE), build("sem.signal", "dma", C_FREE + 1)]
+    if g.extras:
+        seq.append(build("sem.signal", "vec", EX_FREE))
+    return seq
+
+
+def _shape(g: Gemm, t: Tiling, i: int, j: int) -> tuple[int, int, int]:
+    """(tm, tn, number of k steps) of output tile (i, j)."""
+    return min(t.tm, g.m - i * t.tm), min(t.tn, g.n - j * t.tn), ceil_div(g.k, t.tk)
+
+
+def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]:
+    """Loads for every k step; the store of tile t-1 goes after tile t's first two loads."""
+    lda = g.lda or g.k
+    seq: list[Item] = []
+    gstep = 0
+    prev: tuple | None = None
+    for n_tile, (i, j) in enumerate(tiles):
+        tm, tn, ksteps = _shape(g, t, i, j)
+        if g.extras:
+            seq += _extras_load(g, t, p, i, j, tm, tn)
+        a_row = g.a + g.adt.nbytes(i * t.tm * lda)
+
+        def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, g0=gstep) -> list:
+            kk = k - g0
+            tk = min(t.tk, g.k - kk * t.tk)
+            b = k % 2
+            a_reg, w_reg = (0, 1) if in_loop else (None, None)
+            return [build("sem.wait", "dma", FREE + b),
+                    build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(kk * t.tk), a_reg),
+                          g.adt, tm, tk, stride=lda),
+                    *_w_load(g, p, b, g.w + offs[(kk, j)], w_reg, tk, tn),
+                    build("sem.signal", "dma", FULL + b)]
+
+        head = min(2, ksteps)
+        seq += steps(head, step, (), gstep)
+        if prev is not None:
+            seq += _store(g, t, p, *prev)
+        ragged = 1 if g.k % t.tk and ksteps > head else 0
+        full = ksteps - head - ragged
+        block = weight_block_bytes(g, t.tk, tn)
+        seq += steps(full, step, (("a0", 2 * g.adt.nbytes(t.tk)), ("a1", 2 * block)),
+                     gstep + head)
+        if ragged:
+            seq += step(gstep + ksteps - 1, False)
+        gstep += ksteps
+        prev = (n_tile % 2, i, j, tm, tn)
+    if prev is not None:
+        seq += _store(g, t, p, *prev)
+    seq += [build("sem.wait", "dma", FREE), build("sem.wait", "dma", FREE + 1)]
+    if g.extras:
+        seq.append(build("sem.wait", "dma", EX_FREE))
+    return seq
+
+
+def _w_load(g: Gemm, p: SramPlan, b: int, addr: int, reg: int | None, tk: int,
+            tn: int) -> list[Instruction]:
+    if not g.sparse:
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn)]
+    vals = g.wdt.nbytes(tk // 2 * tn)
+    return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk // 2, tn),
+            build("dma.load", sram(p.w[b] + vals), hbm(addr + vals, reg), DType.INT8, tk // 8,
+                  tn)]
+
+
+def _extras_load(g: Gemm, t: Tiling, p: SramPlan, i: int, j: int, tm: int,
+                 tn: int) -> list[Item]:
+    ldc = g.ldc or g.n
+    seq: list[Item] = [build("sem.wait", "dma", EX_FREE)]
+    for name in ("scale", "bias"):
+        base = getattr(g, name)
+        if base is not None:
+            seq.append(build("dma.load", sram(p.ex[name]), hbm(base + 4 * j * t.tn), DType.FP32,
+                             1, tn))
+    if g.residual is not None:
+        addr = g.residual + g.cdt.nbytes(i * t.tm * ldc + j * t.tn)
+        seq.append(build("dma.load", sram(p.ex["residual"]), hbm(addr), g.cdt, tm, tn,
+                         stride=ldc))
+    return seq + [build("sem.signal", "dma", EX_FULL)]
+
+
+def _store(g: Gemm, t: Tiling, p: SramPlan, par: int, i: int, j: int, tm: int,
+           tn: int) -> list[Item]:
+    ldc = g.ldc or g.n
+    addr = g.c + g.cdt.nbytes(i * t.tm * ldc + j * t.tn)
+    return [build("sem.wait", "dma", C_READY + par),
+            build("dma.store", hbm(addr), sram(p.c[par]), g.cdt, tm, tn, stride=ldc),
+            build("sem.signal", "dma", C_FREE + par)]
+
+
+def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
+    seq: list[Item] = []
+    gstep = 0
+    flags = ("sp24",) if g.sparse else ()
+    for n_tile, (i, j) in enumerate(tiles):
+        tm, tn, ksteps = _shape(g, t, i, j)
+        par = n_tile % 2
+
+        def step(k: int, in_loop: bool, tm=tm, tn=tn, par=par, g0=gstep) -> list:
+            kk = k - g0
+            tk = min(t.tk, g.k - kk * t.tk)
+            b = k % 2
+            f = flags + (("accum",) if kk else ())
+            return [build("sem.wait", "mx", FULL + b),
+                    build("mm", acc(p.acc[par]), sram(p.a[b]), sram(p.w[b]), tm, tk, tn, g.adt,
+                          g.wdt, "|".join(f) or 0),
+                    build("sem.signal", "mx", FREE + b)]
+
+        seq.append(build("sem.wait", "mx", ACC_FREE + par))
+        seq += step(gstep, False)
+        ragged = 1 if g.k % t.tk and ksteps > 1 else 0
+        seq += steps(ksteps - 1 - ragged, step, (), gstep + 1)
+        if ragged:
+            seq += step(gstep + ksteps - 1, False)
+        seq.append(build("sem.signal", "mx", ACC_READY + par))
+        gstep += ksteps
+    return seq + [build("sem.wait", "mx", ACC_FREE), build("sem.wait", "mx", ACC_FREE + 1)]
+
+
+def _vec(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
+    """Epilogue per tile: scale, bias, activation (in the fp32 accumulator), residual, cast."""
+    seq: list[Item] = []
+    for n_tile, (i, j) in enumerate(tiles):
+        tm, tn, _ = _shape(g, t, i, j)
+        par = n_tile % 2
+        x = acc(p.acc[par])
+        f32 = DType.FP32
+        seq += [build("sem.wait", "vec", ACC_READY + par), build("sem.wait", "vec", C_FREE + par)]
+        if g.extras:
+            seq.append(build("sem.wait", "vec", EX_FULL))
+        for name in ("scale", "bias"):
+            if getattr(g, name) is not None:
+                op = "v.mul" if name == "scale" else "v.add"
+                seq.append(build(op, x, x, sram(p.ex[name]), tm, tn, f32, f32, f32, "row"))
+        if g.act:
+            seq.append(build(f"v.{g.act}", x, x, tm, tn, f32, f32))
+        out = sram(p.c[par])
+        if g.residual is not None:
+            seq.append(build("v.add", out, x, sram(p.ex["residual"]), tm, tn, g.cdt, f32, g.cdt))
+        else:
+            seq.append(build("v.cast", out, x, tm, tn, g.cdt, f32))
+        if g.extras:
+            seq.append(build("sem.signal", "vec", EX_FREE))
+        seq += [build("sem.signal", "vec", ACC_FREE + par), build("sem.signal", "vec",
+                                                                   C_READY + par)]
+    return seq + [build("sem.wait", "vec", C_FREE), build("sem.wait", "vec", C_FREE + 1)]
+
+
+def sram_fits(g: Gemm, t: Tiling, sram_capacity: int, acc_capacity: int) -> bool:
+    p = plan_sram(g, t)
+    return p.sram_bytes <= sram_capacity and p.acc_bytes <= acc_capacity and (
+        not g.sparse or t.tk % 8 == 0)
+
+
+def gemm_flops(g: Gemm) -> int:
+    return 2 * g.m * g.k * g.n
+
+
+__all__ = ["Gemm", "Tiling", "gemm_programs", "plan_sram", "sram_fits",
+           "weight_block_offsets"]

@@ -1,0 +1,182 @@
+"""Row-wise kernels (norms, RoPE, SiLU*up, residual adds) over the cores of a chip.
+
+Rows are cut into tiles of ``rows_per_tile`` and dealt round-robin to the cores. Per tile the
+DMA loads every input view, the vector engine applies the op, the DMA stores the result;
+two buffer sets let the loads of tile t+1 overlap the math of tile t. Per-column parameters
+(norm weights, rotary tables) are loaded by each core before its first tile.
+
+Semaphores: 0/1 inputs full (dma->vec), 2/3 inputs free (vec->dma),
+4/5 output ready (vec->dma), 6/7 output free (dma->vec).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from isa import DType, MemRef, build
+from mapper.emit import Item, hbm, sram
+
+IN_FULL, IN_FREE, OUT_READY, OUT_FREE = 0, 2, 4, 6
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class View:
+    """A [rows, cols] region of an HBM tensor: ``addr`` of row 0, leading dimension ``ld``."""
+
+    addr: int
+    cols: int
+    dtype: DType
+    ld: int = 0  # elements between rows (0: cols)
+
+    def row(self, r: int) -> int:
+        return self.addr + self.dtype.nbytes(r * (self.ld or self.cols))
+
+
+@dataclass(frozen=True)
+class Param:
+    """A per-row-tile or per-kernel fp32 operand (norm weights; a rotary table per row)."""
+
+    addr: int
+    floats: int  # per kernel (per_row False) or per row (per_row True)
+    per_row: bool = False
+
+
+# op(out, inputs, params, rows, cols) -> vector instructions for one tile
+OpFn = Callable[[MemRef, list[MemRef], list[MemRef], int], list]
+
+
+@dataclass(frozen=True)
+class RowKernel:
+    rows: int
+    inputs: tuple[View, ...]
+    out: View
+    op: OpFn
+    params: tuple[Param, ...] = ()
+    rows_per_tile: int = 16
+    name: str = "rowwise"
+
+
+def _layout(k: RowKernel) -> tuple[list[list[int]], list[int], list[int], int]:
+    pos = 0
+
+    def take(n: int) -> int:
+        nonlocal pos
+        at = pos
+        pos += -(-n // ALIGN) * ALIGN
+        return at
+
+    t = k.rows_per_tile
+    ins = [[take(v.dtype.nbytes(t * v.cols)) for v in k.inputs] for _ in range(2)]
+    outs = [take(k.out.dtype.nbytes(t * k.out.cols)) for _ in range(2)]
+    params = [take(4 * p.floats * (t if p.per_row else 1)) for p in k.params]
+    return ins, outs, params, pos
+
+
+def sram_bytes(k: RowKernel) -> int:
+    return _layout(k)[3]
+
+
+def row_programs(k: RowKernel, cores: int) -> list[list[Item]]:
+    tiles = list(range(0, k.rows, k.rows_per_tile))
+    ins, outs, params, _ = _layout(k)
+    progs = []
+    for core in range(min(cores, len(tiles))):
+        mine = tiles[core::cores]
+        progs.append(_prologue() + _dma(k, mine, ins, outs, params) + _vec(k, mine, ins, outs,
+                                                                             params))
+    return progs
+
+
+def _prologue() -> list[Item]:
+    return [build("sem.signal", "vec", IN_FREE), build("sem.signal", "vec", IN_FREE + 1),
+            build("sem.signal", "dma", OUT_FREE), build("sem.signal", "dma", OUT_FREE + 1)]
+
+
+def _dma(k: RowKernel, tiles: list[int], ins, outs, params) -> list[Item]:
+    seq: list[Item] = []
+    for p, at in zip(k.params, params):
+        if not p.per_row:
+            seq.append(build("dma.load", sram(at), hbm(p.addr), DType.FP32, 1, p.floats))
+    prev = None
+    for n, r0 in enumerate(tiles):
+        rows = min(k.rows_per_tile, k.rows - r0)
+        b = n % 2
+        seq.append(build("sem.wait", "dma", IN_FREE + b))
+        for v, at in zip(k.inputs, ins[b]):
+            seq.append(build("dma.load", sram(at), hbm(v.row(r0)), v.dtype, rows, v.cols,
+                             stride=v.ld or v.cols))
+        for p, at in zip(k.params, params):
+            if p.per_row:
+                seq.append(build("dma.load", sram(at), hbm(p.addr + 4 * p.floats * r0),
+                                 DType.FP32, rows, p.floats))
+        seq.append(build("sem.signal", "dma", IN_FULL + b))
+        if prev is not None:
+            seq += _store(k, outs, *prev)
+        prev = (b, r0, rows)
+    if prev is not None:
+        seq += _store(k, outs, *prev)
+    return seq + [build("sem.wait", "dma", IN_FREE), build("sem.wait", "dma", IN_FREE + 1)]
+
+
+def _store(k: RowKernel, outs: list[int], b: int, r0: int, rows: int) -> list[Item]:
+    o = k.out
+    return [build("sem.wait", "dma", OUT_READY + b),
+            build("dma.store", hbm(o.row(r0)), sram(outs[b]), o.dtype, rows, o.cols,
+                  stride=o.ld or o.cols),
+            build("sem.signal", "dma", OUT_FREE + b)]
+
+
+def _vec(k: RowKernel, tiles: list[int], ins, outs, params) -> list[Item]:
+    seq: list[Item] = []
+    for n, r0 in enumerate(tiles):
+        rows = min(k.rows_per_tile, k.rows - r0)
+        b = n % 2
+        seq += [build("sem.wait", "vec", IN_FULL + b), build("sem.wait", "vec", OUT_FREE + b)]
+        seq += k.op(sram(outs[b]), [sram(a) for a in ins[b]], [sram(a) for a in params], rows)
+        seq += [build("sem.signal", "vec", IN_FREE + b), build("sem.signal", "vec",
+                                                               OUT_READY + b)]
+    return seq + [build("sem.wait", "vec", OUT_FREE), build("sem.wait", "vec", OUT_FREE + 1)]
+
+
+# ---- the ops the mapper uses -------------------------------------------------------------
+
+def norm_op(kind: str, cols: int, idt: DType, odt: DType, eps: float) -> OpFn:
+    mn = "v.rmsnorm" if kind == "rmsnorm" else "v.layernorm"
+
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build(mn, out, ins[0], params[0], rows, cols, odt, idt, eps)]
+    return op
+
+
+def rope_op(cols: int, hd: int, dt: DType) -> OpFn:
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.rope", out, ins[0], params[0], rows, cols, dt, dt, hd)]
+    return op
+
+
+def silu_mul_op(cols: int, dt: DType) -> OpFn:
+    """SwiGLU's h = silu(gate) * up, the gate computed in place in the input buffer."""
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.silu", ins[0], ins[0], rows, cols, dt, dt),
+                build("v.mul", out, ins[0], ins[1], rows, cols, dt, dt, dt)]
+    return op
+
+
+def add_op(cols: int, dt: DType) -> OpFn:
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.add", out, ins[0], ins[1], rows, cols, dt, dt, dt)]
+    return op
+
+
+def act_op(fn: str, cols: int, dt: DType) -> OpFn:
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build(f"v.{fn}", out, ins[0], rows, cols, dt, dt)]
+    return op
+
+
+def copy_op(cols: int, dt: DType) -> OpFn:
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.cast", out, ins[0], rows, cols, dt, dt)]
+    return op

@@ -1,0 +1,119 @@
+"""Build the graph of transformer layers for a phase: prefill or decode with a KV cache.
+
+Decoders (GPT, LLaMA) are pre-norm; encoders (BERT) post-norm. One layer is
+norm -> QKV projection -> RoPE -> KV-cache append -> attention -> output projection
+(+ residual) -> norm -> MLP (GELU, or SwiGLU with gate and up fused in one GEMM) (+ residual).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isa.dtypes import DType
+from mapper.graph import Graph, Kind, Tensor
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What is run: ``prefill`` of ``seq`` tokens per sequence, or ``decode`` of one token per
+    sequence against ``ctx`` cached tokens."""
+
+    kind: str  # "prefill" | "decode"
+    batch: int
+    seq: int = 1
+    ctx: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * (self.seq if self.kind == "prefill" else 1)
+
+    @property
+    def q_len(self) -> int:
+        return self.seq if self.kind == "prefill" else 1
+
+    @property
+    def past(self) -> int:
+        """Tokens already in the cache before this step."""
+        return 0 if self.kind == "prefill" else self.ctx
+
+    @property
+    def kv_len(self) -> int:
+        return self.past + self.q_len
+
+
+def _enum(value: object) -> str:
+    return getattr(value, "value", value)  # type: ignore[return-value]
+
+
+def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16) -> Graph:  # noqa: ANN001
+    """``layers`` consecutive layers of ``model`` for ``phase`` (input x0, output x{layers})."""
+    g = Graph()
+    T = phase.tokens
+    g.add(Tensor("x0", (T, model.hidden), dt, Kind.INPUT))
+    for li in range(layers):
+        _layer(g, model, phase, li, dt)
+    return g
+
+
+def _w(g: Graph, name: str, shape: tuple[int, ...], dt: DType = DType.BF16) -> str:
+    return g.add(Tensor(name, shape, dt, Kind.WEIGHT))
+
+
+def _a(g: Graph, name: str, shape: tuple[int, ...], dt: DType) -> str:
+    return g.add(Tensor(name, shape, dt))
+
+
+def _layer(g: Graph, m, phase: Phase, li: int, dt: DType) -> None:  # noqa: ANN001
+    H, T = m.hidden, phase.tokens
+    qd, kvd = m.heads * m.head_dim, m.kv_heads * m.head_dim
+    p = f"l{li}."
+    x = f"x{li}"
+    pre = _enum(m.arch) != "encoder"
+    norm = _enum(m.norm)
+    f32 = DType.FP32
+    bias = bool(m.bias)
+
+    def norm_node(name: str, src: str) -> str:
+        gamma = _w(g, p + name + ".w", (2 * H if norm == "layernorm" else H,), f32)
+        out = _a(g, p + name + ".out", (T, H), dt)
+        g.op("norm", p + name, [src, gamma], [out], kind=norm, eps=float(m.norm_eps))
+        return out
+
+    def linear(name: str, src: str, k: int, n: int, **epi) -> str:
+        w = _w(g, p + name + ".w", (k, n))
+        ins = [src, w]
+        if bias:
+            ins.append(_w(g, p + name + ".b", (n,), f32))
+        out = _a(g, p + name + ".out", (T, n), dt)
+        g.op("linear", p + name, ins, [out], bias=bias, **epi)
+        return out
+
+    h = norm_node("norm1", x) if pre else x
+    qkv = linear("qkv", h, H, qd + 2 * kvd)
+    if _enum(m.position) == "rope":
+        table = _w(g, p + "rope.table", (T, m.head_dim), f32)  # per token: cos | sin
+        g.op("rope", p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
+             theta=float(m.rope_theta), pos0=phase.past, seq=phase.q_len)
+    kc = g.add(Tensor(p + "k_cache", (phase.batch, m.kv_heads, phase.kv_len, m.head_dim), dt,
+                      Kind.KV_CACHE))
+    vc = g.add(Tensor(p + "v_cache", (phase.batch, m.kv_heads, phase.kv_len, m.head_dim), dt,
+                      Kind.KV_CACHE))
+    g.op("kv_append", p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
+    att = _a(g, p + "attn", (T, qd), dt)
+    g.op("attention", p + "attention", [qkv, kc, vc], [att], causal=_enum(m.arch) != "encoder")
+    x1 = linear("o", att, qd, H, residual=x)
+    if not pre:
+        x1 = norm_node("norm1", x1)
+    h2 = norm_node("norm2", x1) if pre else x1
+    out_name = f"x{li + 1}"
+    if _enum(m.mlp) == "swiglu":
+        gu = linear("gate_up", h2, H, 2 * m.ffn)
+        act = _a(g, p + "act", (T, m.ffn), dt)
+        g.op("silu_mul", p + "silu_mul", [gu], [act], ffn=m.ffn)
+        y = linear("down", act, m.ffn, H, residual=x1)
+    else:
+        up = linear("up", h2, H, m.ffn, act="gelu")
+        y = linear("down", up, m.ffn, H, residual=x1)
+    if not pre:
+        y = norm_node("norm2", y)
+    g.op("rename", p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])

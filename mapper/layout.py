@@ -1,0 +1,49 @@
+"""Data layout in HBM: weights stored blocked by the GEMM's (TK, TN) tiles.
+
+Each weight tile a core loads is then one contiguous run, so the DMA never pays for short
+bursts; ``row_major`` (one run per tile row) is what the layout pass is compared against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from isa.dtypes import DType
+from mapper.kernels.gemm import Gemm, Tiling, ceil_div, weight_block_offsets
+
+
+def block_weights(w: np.ndarray, g: Gemm, t: Tiling) -> bytes:
+    """Bytes of W[K, N] in the blocked layout ``gemm_programs`` reads (dense or 2:4)."""
+    from simulator import numerics as nx
+    from simulator import sparsity as sx
+
+    offs = weight_block_offsets(g, t)
+    total = max(offs.values()) + _block_size(g, t, *max(offs, key=offs.get)) if offs else 0
+    out = bytearray(total)
+    for (kb, nb), off in offs.items():
+        blk = w[kb * t.tk:(kb + 1) * t.tk, nb * t.tn:(nb + 1) * t.tn]
+        if g.sparse:
+            vals, meta = sx.sparse24_compress(blk)
+            raw = nx.to_bytes(vals, g.wdt).tobytes() + np.ascontiguousarray(
+                meta, dtype=np.uint8).tobytes()
+        else:
+            raw = nx.to_bytes(blk, g.wdt).tobytes()
+        out[off:off + len(raw)] = raw
+    return bytes(out)
+
+
+def _block_size(g: Gemm, t: Tiling, kb: int, nb: int) -> int:
+    from mapper.kernels.gemm import weight_block_bytes
+
+    tk = min(t.tk, g.k - kb * t.tk)
+    tn = min(t.tn, g.n - nb * t.tn)
+    return weight_block_bytes(g, tk, tn)
+
+
+def blocked_size(g: Gemm, t: Tiling) -> int:
+    offs = weight_block_offsets(g, t)
+    kb, nb = ceil_div(g.k, t.tk) - 1, ceil_div(g.n, t.tn) - 1
+    return offs[(kb, nb)] + _block_size(g, t, kb, nb)
+
+
+__all__ = ["DType", "block_weights", "blocked_size"]

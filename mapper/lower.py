@@ -1,0 +1,287 @@
+"""Lower a graph to one program per core: HBM layout, a kernel per node, syncs between them.
+
+Nodes run one after another; between two nodes every core drains its engines (``barrier``),
+meets all other cores (``net.barrier``: a kernel boundary, charged the chip's kernel gap)
+and drains again, so each kernel starts from a clean, balanced state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isa import DataSegment, DType, Program, Space, build
+from mapper.emit import Item, hbm, resolve, sram
+from mapper.graph import Graph, Kind, Node
+from mapper.kernels.attention import Attention, attention_programs, regions
+from mapper.kernels.gemm import Gemm, Tiling, gemm_programs
+from mapper.kernels.rowwise import (
+    Param,
+    RowKernel,
+    View,
+    act_op,
+    add_op,
+    norm_op,
+    rope_op,
+    row_programs,
+    silu_mul_op,
+    sram_bytes,
+)
+from mapper.layout import blocked_size
+from mapper.tiling import choose
+from simulator.hardware import ChipConfig
+
+ALIGN = 256
+SYNC = (build("barrier"), build("net.barrier", 0), build("barrier"))
+
+
+class MappingError(ValueError):
+    """The graph cannot be mapped onto this chip (e.g. a tile that fits nowhere)."""
+
+
+@dataclass
+class Lowered:
+    """The per-core programs and everything needed to read their results."""
+
+    programs: dict[int, Program]
+    addresses: dict[str, int]
+    tilings: dict[str, Tiling]
+    kernels: list[tuple[str, str]] = field(default_factory=list)  # (node, kind)
+
+
+@dataclass
+class _Ctx:
+    graph: Graph
+    chip: ChipConfig
+    addr: dict[str, int]
+    tilings: dict[str, Tiling]
+    weights: dict[str, np.ndarray] | None
+    segments: list[DataSegment]
+
+
+def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None = None,
+          inputs: dict[str, np.ndarray] | None = None, rope_tables: dict | None = None,
+          ) -> Lowered:
+    """Programs for every core of ``chip``; with ``weights`` (functional mode) the HBM
+    images of weights and inputs become data segments of core 0's program."""
+    tilings = _choose_tilings(graph, chip)
+    addr = _allocate(graph, tilings)
+    ctx = _Ctx(graph, chip, addr, tilings, weights, [])
+    per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
+    kinds = []
+    for node in graph.nodes:
+        progs = _kernel(ctx, node)
+        if progs is None:
+            continue
+        kinds.append((node.name, node.op))
+        for core in range(chip.cores):
+            body = progs[core] if core < len(progs) else []
+            per_core[core] += resolve(body, base=len(per_core[core])) + list(SYNC)
+    if weights is not None:
+        _data(ctx, inputs or {})
+    programs = {}
+    for core, items in enumerate(per_core):
+        data = tuple(ctx.segments) if core == 0 else ()
+        programs[core] = Program(tuple(items) + (build("halt"),), data)
+    return Lowered(programs, addr, tilings, kinds)
+
+
+# ---- layout ---------------------------------------------------------------------------------
+
+def _choose_tilings(graph: Graph, chip: ChipConfig) -> dict[str, Tiling]:
+    out = {}
+    for node in graph.nodes:
+        if node.op == "linear":
+            g = _gemm(graph, node, {}, Tiling(1, 1, 1))
+            try:
+                out[node.name] = choose(g, chip)[0].tiling
+            except ValueError as exc:
+                raise MappingError(str(exc)) from None
+    return out
+
+
+def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> dict[str, int]:
+    """Bump allocation in HBM; weights take their blocked size; renames alias."""
+    addr: dict[str, int] = {}
+    pos = 0
+    sizes = {t.name: t.nbytes for t in graph.tensors.values()}
+    for node in graph.nodes:
+        if node.op == "linear":
+            w = node.inputs[1]
+            sizes[w] = blocked_size(_gemm(graph, node, {}, tilings[node.name]),
+                                    tilings[node.name])
+    aliases = {n.outputs[0]: n.inputs[0] for n in graph.nodes if n.op == "rename"}
+    for name in graph.tensors:
+        if name in aliases:
+            continue
+        addr[name] = pos
+        pos += -(-sizes[name] // ALIGN) * ALIGN
+    for out, src in aliases.items():
+        addr[out] = addr[src]
+    return addr
+
+
+# ---- kernels --------------------------------------------------------------------------------
+
+def _gemm(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
+    a, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    out = graph.tensors[node.outputs[0]]
+    at = addr.get
+    return Gemm(
+        m=a.shape[0], k=a.shape[1], n=w.shape[1], a=at(a.name, 0), w=at(w.name, 0),
+        c=at(out.name, 0), adt=a.dtype, wdt=w.dtype, cdt=out.dtype,
+        act=node.attrs.get("act"),
+        bias=at(node.inputs[2], 0) if node.attrs.get("bias") else None,
+        scale=at(node.attrs["scale"], 0) if node.attrs.get("scale") else None,
+        residual=at(node.attrs["residual"], 0) if node.attrs.get("residual") else None,
+        sparse=bool(node.attrs.get("sparse")), name=node.name)
+
+
+def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
+    g, chip, addr = ctx.graph, ctx.chip, ctx.addr
+    cores = chip.cores
+    T = lambda name: g.tensors[name]  # noqa: E731
+    if node.op == "rename":
+        return None
+    if node.op == "linear":
+        return gemm_programs(_gemm(g, node, addr, ctx.tilings[node.name]),
+                             ctx.tilings[node.name], cores)
+    if node.op == "norm":
+        x, out = T(node.inputs[0]), T(node.outputs[0])
+        cols = x.shape[1]
+        k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
+                      View(addr[out.name], cols, out.dtype),
+                      norm_op(node.attrs["kind"], cols, x.dtype, out.dtype, node.attrs["eps"]),
+                      (Param(addr[node.inputs[1]], T(node.inputs[1]).shape[0]),),
+                      _rows_per_tile(chip, cols, x.dtype), node.name)
+        return row_programs(_fit(k, chip), cores)
+    if node.op == "rope":
+        qkv = T(node.inputs[0])
+        view = View(addr[qkv.name], node.attrs["cols"], qkv.dtype, qkv.shape[1])
+        table = addr[node.inputs[1]]
+        k = RowKernel(qkv.shape[0], (view,), view,
+                      rope_op(node.attrs["cols"], node.attrs["hd"], qkv.dtype),
+                      (Param(table, node.attrs["hd"], per_row=True),),
+                      _rows_per_tile(chip, node.attrs["cols"], qkv.dtype), node.name)
+        return row_programs(_fit(k, chip), cores)
+    if node.op == "silu_mul":
+        gu, out = T(node.inputs[0]), T(node.outputs[0])
+        f = node.attrs["ffn"]
+        e = gu.dtype.nbytes(1)
+        k = RowKernel(gu.shape[0], (View(addr[gu.name], f, gu.dtype, 2 * f),
+                                    View(addr[gu.name] + f * e, f, gu.dtype, 2 * f)),
+                      View(addr[out.name], f, out.dtype), silu_mul_op(f, out.dtype),
+                      (), _rows_per_tile(chip, 3 * f, gu.dtype), node.name)
+        return row_programs(_fit(k, chip), cores)
+    if node.op in ("act", "add"):
+        out = T(node.outputs[0])
+        cols = out.shape[1]
+        views = tuple(View(addr[n], cols, T(n).dtype) for n in node.inputs)
+        op = (add_op(cols, out.dtype) if node.op == "add"
+              else act_op(node.attrs["fn"], cols, out.dtype))
+        k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op, (),
+                      _rows_per_tile(chip, 3 * cols, out.dtype), node.name)
+        return row_programs(_fit(k, chip), cores)
+    if node.op == "kv_append":
+        return _kv_append(ctx, node)
+    if node.op == "attention":
+        return _attention(ctx, node)
+    raise MappingError(f"no kernel for op '{node.op}' ({node.name})")
+
+
+def _rows_per_tile(chip: ChipConfig, cols: int, dt: DType) -> int:
+    """Rows per tile so that ~6 row buffers of this width use at most half the SRAM."""
+    per_row = max(1, dt.nbytes(cols) * 6 + 16 * cols)
+    rows = max(1, chip.core.sram.capacity // 2 // per_row)
+    return min(64, 1 << (rows.bit_length() - 1))
+
+
+def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
+    from dataclasses import replace
+
+    while sram_bytes(k) > chip.core.sram.capacity and k.rows_per_tile > 1:
+        k = replace(k, rows_per_tile=k.rows_per_tile // 2)
+    if sram_bytes(k) > chip.core.sram.capacity:
+        raise MappingError(f"{k.name}: one row of {k.inputs[0].cols} columns does not fit "
+                           f"the {chip.core.sram.capacity} B SRAM")
+    return k
+
+
+def _kv_append(ctx: _Ctx, node: Node) -> list[list[Item]]:
+    """Copy the new tokens' K and V rows into the caches (DMA only: load, then store)."""
+    g, addr = ctx.graph, ctx.addr
+    qkv = g.tensors[node.inputs[0]]
+    kc = g.tensors[node.outputs[0]]
+    batch, kvh, max_ctx, hd = kc.shape
+    q_dim, kv_dim = node.attrs["q_dim"], node.attrs["kv_dim"]
+    t_all = qkv.shape[0]
+    q_len = t_all // batch
+    past = max_ctx - q_len
+    e = qkv.dtype.nbytes(1)
+    jobs = []
+    for b in range(batch):
+        for h in range(kvh):
+            for which, cache in ((0, node.outputs[0]), (1, node.outputs[1])):
+                col = q_dim + which * kv_dim + h * hd
+                src = addr[qkv.name] + (b * q_len * qkv.shape[1] + col) * e
+                dst = addr[cache] + (((b * kvh + h) * max_ctx) + past) * hd * e
+                jobs.append((src, dst))
+    rows_cap = max(1, ctx.chip.core.sram.capacity // (hd * e))
+    progs: list[list[Item]] = [[] for _ in range(min(ctx.chip.cores, len(jobs)))]
+    for i, (src, dst) in enumerate(jobs):
+        seq = progs[i % len(progs)]
+        for r0 in range(0, q_len, rows_cap):
+            rows = min(rows_cap, q_len - r0)
+            seq += [build("dma.load", sram(0), hbm(src + r0 * qkv.shape[1] * e), qkv.dtype, rows,
+                          hd, stride=qkv.shape[1]),
+                    build("dma.store", hbm(dst + r0 * hd * e), sram(0), qkv.dtype, rows, hd)]
+    return progs
+
+
+def _attention(ctx: _Ctx, node: Node) -> list[list[Item]]:
+    g, addr, chip = ctx.graph, ctx.addr, ctx.chip
+    qkv, kc = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    out = g.tensors[node.outputs[0]]
+    batch, kvh, max_ctx, hd = kc.shape
+    heads = out.shape[1] // hd
+    q_len = qkv.shape[0] // batch
+    best = None
+    for tq in (128, 64, 32, 16):
+        for tkv in (128, 64, 32, 16):
+            a = Attention(batch, heads, kvh, hd, q_len, max_ctx, max_ctx - q_len,
+                          node.attrs["causal"], addr[qkv.name], qkv.shape[1], addr[kc.name],
+                          addr[node.inputs[2]], max_ctx, addr[out.name], qkv.dtype,
+                          min(tq, max(q_len, 1)), tkv)
+            r = regions(a)
+            if r.sram_bytes <= chip.core.sram.capacity and r.acc_bytes <= chip.core.acc.capacity:
+                best = a
+                break
+        if best:
+            break
+    if best is None:
+        raise MappingError(f"{node.name}: no attention tile fits the core's SRAM/accumulator")
+    return attention_programs(best, chip.cores)
+
+
+# ---- functional data -------------------------------------------------------------------------
+
+def _data(ctx: _Ctx, inputs: dict[str, np.ndarray]) -> None:
+    from mapper.layout import block_weights
+    from simulator import numerics as nx
+
+    g, addr = ctx.graph, ctx.addr
+    blocked = {n.inputs[1]: n for n in g.nodes if n.op == "linear"}
+    for name, t in g.tensors.items():
+        if t.kind is Kind.WEIGHT:
+            values = ctx.weights[name]  # type: ignore[index]
+            if name in blocked:
+                node = blocked[name]
+                raw = block_weights(values, _gemm(g, node, addr, ctx.tilings[node.name]),
+                                    ctx.tilings[node.name])
+            else:
+                raw = nx.to_bytes(values, t.dtype).tobytes()
+            ctx.segments.append(DataSegment(Space.HBM, addr[name], raw))
+        elif t.kind in (Kind.INPUT, Kind.KV_CACHE) and name in inputs:
+            raw = nx.to_bytes(inputs[name], t.dtype).tobytes()
+            ctx.segments.append(DataSegment(Space.HBM, addr[name], raw))

@@ -1,0 +1,60 @@
+"""The mapper's front door: model + chip + phase + options -> per-core programs.
+
+Layers are identical and separated by a chip-wide sync, so a whole model's time is exactly
+``layers x`` one layer's; ``map_model`` maps ``layers_mapped`` layers (1 by default in
+performance mode) and reports the factor, and ``layers_mapped=None`` maps them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mapper.graph import Graph
+from mapper.layers import Phase, build_layers
+from mapper.lower import Lowered, lower
+from mapper.passes import apply_passes
+from mapper.weights import add_rope_tables, init_weights
+from simulator.hardware import ChipConfig
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    quant: str | None = None  # int8 | int4 | fp8 | log4 | cluster16
+    quant_group: int = 0  # 0: per output channel
+    sparsity: str | None = None  # "2:4"
+    low_rank: int = 0  # rank r of the factorized projections (0: off)
+    low_rank_targets: tuple[str, ...] = ("up", "gate_up", "down")
+    fusion: bool = True
+    functional: bool = False
+    seed: int = 0
+    layers_mapped: int | None = 1  # None: every layer
+
+
+@dataclass
+class Mapped:
+    graph: Graph
+    lowered: Lowered
+    phase: Phase
+    layer_factor: float  # multiply one mapped run by this for the whole stack
+    weights: dict[str, np.ndarray] | None = None
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+def map_model(model, chip: ChipConfig, phase: Phase, opts: MapOptions = MapOptions(),  # noqa: ANN001
+              inputs: dict[str, np.ndarray] | None = None) -> Mapped:
+    n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
+    graph = build_layers(model, phase, n)
+    weights = None
+    if opts.functional:
+        weights = init_weights(graph, opts.seed)
+        add_rope_tables(graph, weights, phase.batch)
+    graph, weights, notes = apply_passes(graph, weights, opts)
+    ins = dict(inputs or {})
+    if opts.functional and "x0" not in ins:
+        rng = np.random.default_rng(opts.seed + 1)
+        ins["x0"] = rng.standard_normal(graph.tensors["x0"].shape)
+    lowered = lower(graph, chip, weights, ins if opts.functional else None)
+    return Mapped(graph, lowered, phase, model.layers / n, weights, ins, notes)
