@@ -53,9 +53,9 @@ class FunctionalState:
                 self.slot[(core.chip_id, core.core_id, e)] = index
                 index += 1
         self.clocks = {key: [0] * index for key in self.slot}
-        self.history: list[tuple] = []
+        self.history: list[tuple] = []  # (slot, epoch, where, grouped ranges)
         self.barrier_join: dict[tuple[int, int, int], list[int]] = {}
-        self.barrier_seen: dict[tuple[int, int, Engine], int] = {}
+        self.barrier_seen: dict[tuple, int] = {}  # occurrences per (engine, barrier scope)
         for core in machine.cores:
             self._load_data(core)
 
@@ -80,7 +80,7 @@ class FunctionalState:
         try:
             if fn is not None:
                 fn(ctx, ins)
-            elif engine is Engine.NETWORK:
+            elif engine is Engine.NETWORK and ins.mnemonic != "net.barrier":
                 self.machine.network.functional(self, core, ctx, ins)
         except (ValueError, IndexError) as exc:
             raise SimError(f"{core.where(pc)}: {exc}") from None
@@ -103,15 +103,15 @@ class FunctionalState:
 
     def on_barrier_arrive(self, core: CoreSim, engine: Engine, scope: tuple) -> None:
         key = self._key(core, engine)
-        n = self.barrier_seen.get(key, 0)
+        n = self.barrier_seen.get((*key, scope), 0)
         joined = self.barrier_join.setdefault((*scope, n), [0] * len(self.clocks[key]))
         for i, v in enumerate(self.clocks[key]):
             joined[i] = max(joined[i], v)
 
     def on_barrier_leave(self, core: CoreSim, engine: Engine, scope: tuple) -> None:
         key = self._key(core, engine)
-        n = self.barrier_seen.get(key, 0)
-        self.barrier_seen[key] = n + 1
+        n = self.barrier_seen.get((*key, scope), 0)
+        self.barrier_seen[(*key, scope)] = n + 1
         self._join(key, self.barrier_join[(*scope, n)])
 
     def _join(self, key: tuple, other: list[int]) -> None:
@@ -125,20 +125,24 @@ class FunctionalState:
         me = self.slot[key]
         clock = self.clocks[key]
         clock[me] += 1
-        epoch = clock[me]
         where = f"{core.where(pc)} on {engine.value}"
-        found: dict[tuple[str, Space], list[int]] = {}
-        for space, scope, lo, hi, write in ranges:
-            for (o_slot, o_epoch, o_space, o_scope, o_lo, o_hi, o_write, o_where) in self.history:
-                if (o_slot != me and o_space == space and o_scope == scope and lo < o_hi
-                        and o_lo < hi and (write or o_write) and clock[o_slot] < o_epoch):
-                    span = found.setdefault((o_where, space), [max(lo, o_lo), min(hi, o_hi)])
-                    span[0], span[1] = min(span[0], max(lo, o_lo)), max(span[1], min(hi, o_hi))
-        for (o_where, space), (lo, hi) in found.items():
-            first, second = sorted((o_where, where))
-            self._report(first, second, space, lo, hi)
-        self.history.extend((me, epoch, s, sc, lo, hi, w, where) for s, sc, lo, hi, w in ranges)
-        if len(self.history) > 4096:
+        mine = _group(ranges)
+        for rec in self.history:
+            slot, epoch, o_where, o_groups = rec
+            if slot == me or clock[slot] >= epoch:
+                continue  # same engine (program order) or happens-before
+            for (space, scope, write), (lo, hi, blo, bhi) in mine.items():
+                for o_write in (False, True):
+                    other = o_groups.get((space, scope, o_write))
+                    if other is None or not (write or o_write):
+                        continue
+                    span = _overlap(lo, hi, blo, bhi, *other)
+                    if span is not None:
+                        first, second = sorted((o_where, where))
+                        self._report(first, second, space, *span)
+        if mine:
+            self.history.append((me, clock[me], where, mine))
+        if len(self.history) > 512:
             self._prune()
 
     def _prune(self) -> None:
@@ -152,3 +156,30 @@ class FunctionalState:
                    f"are not ordered by any semaphore or barrier")
             if msg not in self.races:
                 self.races.append(msg)
+
+
+def _group(ranges: list) -> dict[tuple, tuple]:
+    """Ranges by (space, scope, is_write): sorted lo/hi arrays and their bounding box."""
+    import numpy as np
+
+    by: dict[tuple, list] = {}
+    for space, scope, lo, hi, write in ranges:
+        by.setdefault((space, scope, write), []).append((lo, hi))
+    out = {}
+    for key, items in by.items():
+        arr = np.array(items, dtype=np.int64)
+        out[key] = (arr[:, 0], arr[:, 1], int(arr[:, 0].min()), int(arr[:, 1].max()))
+    return out
+
+
+def _overlap(lo, hi, blo: int, bhi: int, olo, ohi, oblo: int, obhi: int):  # noqa: ANN001
+    """The span of bytes both sets of intervals touch, or None."""
+    if blo >= obhi or oblo >= bhi:
+        return None
+    hit = (lo[:, None] < ohi[None, :]) & (olo[None, :] < hi[:, None])
+    if not hit.any():
+        return None
+    i, j = hit.nonzero()
+    start = max(int(lo[i].min()), int(olo[j].min()))
+    stop = min(int(hi[i].max()), int(ohi[j].max()))
+    return start, max(stop, start + 1)
