@@ -6,13 +6,13 @@ import dataclasses
 
 import pytest
 
+from isa import DType
 from mapper.graph import Graph, Kind, Tensor
 from mapper.kernels.gemm import Tiling
 from mapper.lower import lower
 from simulator.dedupe import group_identical
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
-from isa import DType
 
 
 def gemm_graph(m: int, k: int, n: int) -> Graph:
