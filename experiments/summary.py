@@ -44,3 +44,28 @@ def sim_summary(r: SimResult, title: str = "") -> str:
     for race in r.races:
         lines.append(f"  RACE: {race}")
     return "\n".join(lines)
+
+
+def run_summary(report) -> str:  # noqa: ANN001
+    """The table ``tessera run`` prints."""
+    lines = [f"{report.model} on {report.chip}: {report.mode}"]
+    runs = ([report.prefill] if report.prefill else []) + report.decode
+    lines.append(f"  {'phase':8} {'batch':>5} {'seq/ctx':>8} {'latency':>10} {'per layer':>10} "
+                 f"{'energy':>9} {'MAC util':>8} {'clock':>9}")
+    for r in runs[:12]:
+        ph = r.phase
+        lines.append(f"  {ph.kind:8} {ph.batch:5d} {ph.seq if ph.kind == 'prefill' else ph.ctx:8d} "
+                     f"{si(r.latency_s, 's'):>10} {si(r.layer.time_s, 's'):>10} "
+                     f"{si(r.energy_j, 'J'):>9} {100 * r.layer.mac_utilization:7.1f}% "
+                     f"{si(r.layer.clock_hz, 'Hz'):>9}")
+    if len(runs) > 12:
+        lines.append(f"  ... {len(runs) - 12} more decode points")
+    lines.append("")
+    for k, v in report.headline().items():
+        unit = {"latency_s": "s", "energy_j": "J", "ttft_s": "s", "tpot_s": "s",
+                "tokens_per_s": "tok/s", "energy_per_token_j": "J"}.get(k, "")
+        lines.append(f"  {k:20} {si(v, unit)}")
+    if report.decode_interpolated:
+        lines.append(f"  (decode simulated at {len(report.decode)} context lengths, "
+                     f"linear between them; --decode-samples 0 simulates every step)")
+    return "\n".join(lines)

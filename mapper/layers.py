@@ -117,3 +117,18 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType) -> None:  # noqa: ANN0
     if not pre:
         y = norm_node("norm2", y)
     g.op("rename", p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])
+
+
+def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: ANN001
+    """Final norm and logits for the last token of each sequence (what sampling needs)."""
+    g = Graph()
+    B, H = phase.batch, model.hidden
+    g.add(Tensor("h", (B, H), dt, Kind.INPUT))
+    norm = _enum(model.norm)
+    gamma = _w(g, "final_norm.w", (2 * H if norm == "layernorm" else H,), DType.FP32)
+    g.add(Tensor("h_norm", (B, H), dt))
+    g.op("norm", "final_norm", ["h", gamma], ["h_norm"], kind=norm, eps=float(model.norm_eps))
+    _w(g, "lm_head.w", (H, model.vocab))
+    g.add(Tensor("logits", (B, model.vocab), dt))
+    g.op("linear", "lm_head", ["h_norm", "lm_head.w"], ["logits"], bias=False)
+    return g

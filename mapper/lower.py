@@ -44,10 +44,12 @@ class MappingError(ValueError):
 class Lowered:
     """The per-core programs and everything needed to read their results."""
 
-    programs: dict[int, Program]
+    programs: dict[int, Program]  # the whole graph, kernels separated by chip-wide syncs
     addresses: dict[str, int]
     tilings: dict[str, Tiling]
     kernels: list[tuple[str, str]] = field(default_factory=list)  # (node, kind)
+    # each kernel alone (ending with its sync): their times add up to the whole program's
+    kernel_programs: list[dict[int, Program]] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +72,7 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
     ctx = _Ctx(graph, chip, addr, tilings, weights, [])
     per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
     kinds = []
+    alone: list[dict[int, Program]] = []
     for node in graph.nodes:
         progs = _kernel(ctx, node)
         if progs is None:
@@ -78,13 +81,15 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
         for core in range(chip.cores):
             body = progs[core] if core < len(progs) else []
             per_core[core] += resolve(body, base=len(per_core[core])) + list(SYNC)
+        alone.append({core: Program(tuple(resolve(progs[core] if core < len(progs) else [])) +
+                                    SYNC + (build("halt"),)) for core in range(chip.cores)})
     if weights is not None:
         _data(ctx, inputs or {})
     programs = {}
     for core, items in enumerate(per_core):
         data = tuple(ctx.segments) if core == 0 else ()
         programs[core] = Program(tuple(items) + (build("halt"),), data)
-    return Lowered(programs, addr, tilings, kinds)
+    return Lowered(programs, addr, tilings, kinds, alone)
 
 
 # ---- layout ---------------------------------------------------------------------------------

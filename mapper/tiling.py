@@ -1,20 +1,20 @@
 """Tile-shape search for GEMMs: candidates scored by a fast analytical estimate.
 
 The estimate is the same physics as the simulator at coarse grain: waves of output tiles
-over the cores, per tile the larger of systolic compute (SCALE-Sim folds) and the core's
-share of HBM bandwidth for its A and W tiles, plus one pipeline fill. Only shapes whose
+over the cores; per k-step the largest of the array's compute, the core's share of HBM
+bandwidth for its A and W tiles, and — with two buffers — half of one buffer's round trip
+(transfer + DMA latency + compute); plus one pipeline fill. Only shapes whose
 double buffers fit the SRAM and accumulator are considered. ``confirm`` re-ranks the best
 few by simulating them (LLMCompass-style search, confirmed where it matters).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from mapper.kernels.gemm import Gemm, Tiling, ceil_div, sram_fits
 from simulator.hardware import ChipConfig
-from simulator.systolic import matmul_cycles
+from simulator.timing import mm_cycles
 
 SIZES = (16, 32, 64, 128, 256, 512)
 
@@ -27,22 +27,22 @@ class Scored:
 
 def estimate(g: Gemm, t: Tiling, chip: ChipConfig) -> float:
     """Seconds for the GEMM with tiling ``t`` (analytical)."""
-    a = chip.core.array
     tiles = ceil_div(g.m, t.tm) * ceil_div(g.n, t.tn)
     active = min(chip.cores, tiles)
     waves = ceil_div(tiles, chip.cores)
     ksteps = ceil_div(g.k, t.tk)
     kind = max(g.adt, g.wdt, key=lambda d: d.bits)
-    rate = a.macs_per_pe.get(kind, 1)
-    k_eff = math.ceil(t.tk / (2 if g.sparse else 1) / rate)
-    step_compute = matmul_cycles(min(t.tm, g.m), k_eff, min(t.tn, g.n), a.rows, a.cols,
-                                 a.dataflow) / chip.clock_hz
+    step_compute = mm_cycles(min(t.tm, g.m), min(t.tk, g.k), min(t.tn, g.n), kind, g.sparse,
+                             chip) / chip.clock_hz
     step_bytes = g.adt.nbytes(min(t.tm, g.m) * t.tk) + g.wdt.nbytes(t.tk * min(t.tn, g.n))
     bw = chip.hbm_effective_bw / active
     if chip.core.dma.max_bandwidth:
         bw = min(bw, chip.core.dma.max_bandwidth)
-    step = max(step_compute, step_bytes / bw)
-    fill = chip.core.dma.latency + step_bytes / bw
+    transfer = step_bytes / bw
+    latency = chip.core.dma.latency
+    # two buffers: a buffer is refilled (transfer + latency) while the other is consumed
+    step = max(step_compute, transfer, (transfer + latency + step_compute) / 2)
+    fill = latency + transfer
     return waves * ksteps * step + fill
 
 

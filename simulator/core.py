@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import simpy
 
 from isa.operands import Engine
+from isa.table import BY_MNEMONIC
 from isa.program import Program
 from simulator.errors import BudgetError
 from simulator.hardware import ChipConfig
@@ -19,6 +20,9 @@ from simulator.sync import Barrier, Semaphore
 
 if TYPE_CHECKING:
     from simulator.machine import Machine
+
+
+STORE = BY_MNEMONIC["dma.store"].opcode
 
 
 class CoreSim:
@@ -39,6 +43,7 @@ class CoreSim:
         self.busy = {e: 0.0 for e in STREAM_ENGINES}
         self.blocked: dict[Engine, str | None] = {e: None for e in STREAM_ENGINES}
         self.done = {e: False for e in STREAM_ENGINES}
+        self.dma_tail = 0.0  # when the last DMA in flight delivers (ns)
         dma_bw = chip.core.dma.max_bandwidth
         self.dma_cap = dma_bw / 1e9 if dma_bw > 0 else float("inf")  # bytes per ns
 
@@ -65,7 +70,14 @@ class CoreSim:
 
     def _engine(self, engine: Engine):
         yield from self._run(engine, self.streams[engine], [0] * 8)
+        if engine is Engine.DMA:
+            yield from self._drain_dma()
         self.done[engine] = True
+
+    def _drain_dma(self):
+        """Wait until every DMA in flight has delivered (ordering point of the DMA engine)."""
+        if self.dma_tail > self.env.now:
+            yield self.env.timeout(self.dma_tail - self.env.now)
 
     def _run(self, engine: Engine, items: tuple, regs: list[int]):
         """Execute ``items``; returns True when a ``halt`` was reached."""
@@ -78,8 +90,11 @@ class CoreSim:
                 if cost.ns:
                     yield env.timeout(cost.ns)
                 if cost.hbm_bytes:
+                    if ins.opcode == STORE and self.dma_tail > env.now:
+                        yield env.timeout(self.dma_tail - env.now)  # store after loads land
                     yield machine.hbm[self.chip_id].transfer(cost.hbm_bytes, self.dma_cap,
                                                              self.weight)
+                    self.dma_tail = max(self.dma_tail, env.now + cost.tail_ns)
                 if engine is Engine.NETWORK:
                     self.blocked[engine] = f"{self.where(pc)} waiting for its peers"
                     yield from machine.network.execute(self, pc, ins, regs)
@@ -106,6 +121,8 @@ class CoreSim:
                 regs[:] = saved
             elif tag == SIGNAL:
                 machine.executed += self.weight
+                if engine is Engine.DMA:
+                    yield from self._drain_dma()
                 if machine.functional is not None:
                     machine.functional.on_signal(self, engine, item[2])
                 self.sem(item[2]).signal()
@@ -121,6 +138,8 @@ class CoreSim:
                 if machine.functional is not None:
                     machine.functional.on_wait(self, engine, number)
             elif tag == BARRIER:
+                if engine is Engine.DMA:
+                    yield from self._drain_dma()
                 self.blocked[engine] = f"{self.where(item[1])} on {engine.value}: at barrier"
                 scope = ("core", self.chip_id, self.core_id)
                 if machine.functional is not None:

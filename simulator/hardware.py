@@ -25,6 +25,9 @@ class ArrayConfig:
     macs_per_pe: dict[DType, int] = field(default_factory=lambda: {DType.BF16: 1})
     # Cycles to swap weights / drain between tiles beyond the fold model (0 = none).
     tile_overhead_cycles: int = 0
+    # Overlap each fold's fill with the previous fold's streaming (double-buffered weights
+    # or outputs); False is SCALE-Sim's model, every fold filling and draining on its own.
+    pipelined_folds: bool = False
 
 
 @dataclass(frozen=True)

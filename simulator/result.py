@@ -30,6 +30,7 @@ class SimResult:
     energy_j: dict[str, float]
     engines: dict[str, EngineStats]
     races: tuple[str, ...] = ()
+    peak_macs_per_s: float = 0.0  # at the clock the run used
     trace: tuple[tuple, ...] | None = field(default=None, repr=False)
     trace_names: dict[tuple[int, int, int], str] | None = field(default=None, repr=False)
     memory: object | None = field(default=None, repr=False, compare=False)  # functional mode
@@ -95,3 +96,42 @@ class SimResult:
             events.append({"ph": "M", "name": "process_name", "pid": c,
                            "args": {"name": f"chip {c}"}})
         return {"traceEvents": events, "displayTimeUnit": "ns"}
+
+
+def sequence(results: list[SimResult]) -> SimResult:
+    """Results of kernels that ran one after another (each ending in a chip-wide sync) as
+    one result: times, counts and energies add; the trace is shifted kernel by kernel."""
+    first = results[0]
+    time_s = sum(r.time_s for r in results)
+    engines = {e: EngineStats(sum(r.engines[e].busy_s for r in results), 0.0,
+                              sum(r.engines[e].instructions for r in results))
+               for e in first.engines}
+    if time_s:
+        for e, st in engines.items():
+            share = sum(r.engines[e].utilization * r.time_s for r in results) / time_s
+            engines[e] = EngineStats(st.busy_s, share, st.instructions)
+    capacity = sum(r.peak_macs_per_s * r.time_s for r in results)
+    clock = sum(r.clock_hz * r.time_s for r in results) / time_s if time_s else first.clock_hz
+    trace, names, offset = None, None, 0.0
+    if first.trace is not None:
+        trace, names = [], {}
+        for k, r in enumerate(results):
+            for c, core, e, pc, s0, s1 in r.trace or ():
+                trace.append((c, core, e, (k, pc), s0 + offset, s1 + offset))
+            for (c, core, pc), name in (r.trace_names or {}).items():
+                names[(c, core, (k, pc))] = name
+            offset += r.time_s * 1e9
+        trace = tuple(trace)
+    macs = sum(r.macs for r in results)
+    return SimResult(
+        chip=first.chip, time_s=time_s, cycles=sum(r.cycles for r in results), clock_hz=clock,
+        nominal_clock_hz=first.nominal_clock_hz,
+        power_capped=any(r.power_capped for r in results),
+        instructions=sum(r.instructions for r in results), macs=macs,
+        flops=sum(r.flops for r in results),
+        mac_utilization=macs / capacity if capacity else 0.0,
+        peak_macs_per_s=capacity / time_s if time_s else 0.0,
+        bytes={k: sum(r.bytes[k] for r in results) for k in first.bytes},
+        energy_j={k: sum(r.energy_j[k] for r in results) for k in first.energy_j},
+        engines=engines, races=tuple(x for r in results for x in r.races),
+        trace=trace, trace_names=names)

@@ -99,7 +99,7 @@ def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_
         mac_utilization=t["macs"] / (peak * time_s) if peak and time_s else 0.0,
         bytes={k: t[k] for k in COUNTS if k not in ("macs", "flops", "vector_ops", "mac_pj")},
         energy_j=energy, engines=engines,
-        races=tuple(getattr(state, "races", ())),
+        races=tuple(getattr(state, "races", ())), peak_macs_per_s=peak,
         trace=tuple(machine.trace) if machine.trace is not None else None, trace_names=names,
         memory=state)
 

@@ -47,6 +47,16 @@ def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: Datafl
     return folds * (2 * rows + cols + t - 2)
 
 
+def pipelined_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: Dataflow) -> int:
+    """Folds overlapped: double-buffered weights / outputs let fold i+1 load while fold i
+    streams (TPUv1's weight FIFO), so a fold costs max(T, R) cycles and the array fills and
+    drains once per instruction: folds x max(T, R) + 2R + C - 2."""
+    df = Dataflow(dataflow)
+    sr, sc, t = _spatial(m, k, n, df)
+    folds = -(-sr // rows) * -(-sc // cols)
+    return folds * max(t, rows) + 2 * rows + cols - 2
+
+
 def utilization(m: int, k: int, n: int, rows: int, cols: int, dataflow: Dataflow) -> float:
     """Useful MACs / (PEs x cycles): below 1 from fill/drain and ragged edge folds."""
     return m * k * n / (rows * cols * matmul_cycles(m, k, n, rows, cols, dataflow))

@@ -15,7 +15,7 @@ from isa.operands import Space
 from isa.program import Instruction
 from simulator.errors import SimError
 from simulator.hardware import ChipConfig
-from simulator.systolic import matmul_cycles
+from simulator.systolic import matmul_cycles, pipelined_cycles
 
 # Order of the count vector every instruction contributes to the totals.
 COUNTS = ("macs", "flops", "vector_ops", "hbm_read", "hbm_write", "sram_read", "sram_write",
@@ -38,8 +38,9 @@ VECTOR_FLOPS = {"simple": 1, "transcendental": 4, "reduce": 1, "quant": 2, "soft
 class Cost:
     """What one execution of a static instruction costs."""
 
-    ns: float  # fixed duration on its engine (DMA: issue latency only)
+    ns: float  # fixed duration on its engine
     hbm_bytes: float = 0.0  # bytes moved through the chip's shared HBM bandwidth (DMA)
+    tail_ns: float = 0.0  # latency after the bytes move, overlapped with later DMAs
     counts: tuple[float, ...] = (0.0,) * len(COUNTS)
 
 
@@ -47,25 +48,33 @@ def _counts(**kw: float) -> tuple[float, ...]:
     return tuple(float(kw.get(name, 0.0)) for name in COUNTS)
 
 
-def matmul_cost(ins: Instruction, chip: ChipConfig) -> Cost:
-    """Systolic fill/drain and folds (SCALE-Sim), with K shortened by the per-type MAC rate.
+def mm_cycles(m: int, k: int, n: int, kind: DType, sparse: bool, chip: ChipConfig) -> int:
+    """Cycles of one ``mm`` on the core's array.
 
-    A PE that completes ``r`` MACs per cycle for a type holds ``r`` weights (WS/IS) or streams
-    ``r`` K-elements (OS), so the array sees ``ceil(k / r)``; 2:4 sparse weights halve K again
-    (the engine skips the zeros, as sparse tensor cores do).
+    Systolic fill/drain and folds (SCALE-Sim, or overlapped folds when the array pipelines
+    them), with K shortened by the per-type MAC rate: a PE that completes ``r`` MACs per
+    cycle holds ``r`` weights (WS/IS) or streams ``r`` K-elements (OS), so the array sees
+    ``ceil(k / r)``; 2:4 sparse weights halve K again (zeros are skipped, as sparse tensor
+    cores do).
     """
     a = chip.core.array
-    m, k, n = ins["m"], ins["k"], ins["n"]
-    adt, wdt = DType(ins["adt"]), DType(ins["wdt"])
-    kind = max(adt, wdt, key=lambda d: d.bits)
     rate = a.macs_per_pe.get(kind)
     if not rate:
         raise SimError(f"mm: the {a.rows}x{a.cols} array has no {kind.asm_name} MACs "
                        f"(macs_per_pe lists {', '.join(d.asm_name for d in a.macs_per_pe)})")
+    k_eff = math.ceil(k / (2 if sparse else 1) / rate)
+    fn = pipelined_cycles if a.pipelined_folds else matmul_cycles
+    return fn(m, k_eff, n, a.rows, a.cols, a.dataflow) + a.tile_overhead_cycles
+
+
+def matmul_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """Time of ``mm_cycles``; counts MACs (halved by 2:4), SRAM operand reads, accumulator."""
+    m, k, n = ins["m"], ins["k"], ins["n"]
+    adt, wdt = DType(ins["adt"]), DType(ins["wdt"])
+    kind = max(adt, wdt, key=lambda d: d.bits)
     flags = ins["flags"]
     sparse = bool(flags >> 3 & 1)
-    k_eff = math.ceil(k / (2 if sparse else 1) / rate)
-    cycles = matmul_cycles(m, k_eff, n, a.rows, a.cols, a.dataflow) + a.tile_overhead_cycles
+    cycles = mm_cycles(m, k, n, kind, sparse, chip)
     macs = m * k * n // (2 if sparse else 1)
     w_elems = (k // 2 if sparse else k) * n
     w_bytes = wdt.nbytes(w_elems) + (k * n // 8 if sparse else 0)
@@ -120,12 +129,18 @@ def dma_bytes(ins: Instruction, chip: ChipConfig) -> tuple[int, float]:
 
 
 def dma_cost(ins: Instruction, chip: ChipConfig) -> Cost:
-    """DMA = issue latency + charged bytes at the share of HBM bandwidth it gets (engine)."""
+    """DMA = charged bytes at the share of HBM bandwidth it gets, + latency.
+
+    The engine is busy only while its bytes move; the latency is a pipeline tail that
+    overlaps the next DMA (many requests in flight), and is waited for only where order
+    demands it: a semaphore signal, a barrier, a store, the end of the program.
+    """
     payload, charged = dma_bytes(ins, chip)
     load = ins.mnemonic == "dma.load"
     return Cost(
-        ns=chip.core.dma.latency * 1e9,
+        ns=0.0,
         hbm_bytes=charged,
+        tail_ns=chip.core.dma.latency * 1e9,
         counts=_counts(hbm_read=charged if load else 0, hbm_write=0 if load else charged,
                        sram_write=payload if load else 0, sram_read=0 if load else payload),
     )

@@ -1,0 +1,108 @@
+"""``tessera run``: a model on a chip, for a phase; a summary, a results folder, --json."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from isa.errors import TesseraError
+
+QUANTS = ("int8", "int4", "fp8")
+
+
+class RunError(TesseraError):
+    """Bad options for a run (named in the message)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="map and simulate a transformer model on a chip",
+        description="Lower MODEL to per-core programs for CHIP and simulate them. prefill: B "
+                    "sequences of --seq tokens; decode: one token per sequence against a KV "
+                    "cache of --ctx tokens; generate: prefill then --tokens decode steps.")
+    p.add_argument("--model", default="llama2-7b",
+                   help="preset name, model YAML or Hugging Face config.json")
+    p.add_argument("--chip", default="h100", help="chip preset name or YAML (default h100)")
+    p.add_argument("--phase", choices=("prefill", "decode", "generate"), default="decode")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seq", type=int, default=512, help="prompt length (prefill, generate)")
+    p.add_argument("--ctx", type=int, default=2048, help="KV-cache length (decode)")
+    p.add_argument("--tokens", type=int, default=32, help="decode steps (generate)")
+    p.add_argument("--quant", choices=QUANTS, help="weight quantization (per output channel)")
+    p.add_argument("--sparsity", choices=("2:4",), help="prune weights to 2:4 sparsity")
+    p.add_argument("--low-rank", type=int, default=0, metavar="R",
+                   help="factorize the MLP projections to rank R by truncated SVD")
+    p.add_argument("--no-fusion", action="store_true",
+                   help="run epilogues (activation, residual) as separate kernels")
+    p.add_argument("--functional", action="store_true",
+                   help="compute real values (small models only; maps every layer)")
+    p.add_argument("--decode-samples", type=int, default=8,
+                   help="generate: context lengths simulated, interpolated between "
+                        "(0: every step exactly)")
+    p.add_argument("--seed", type=int, default=0, help="seed of functional-mode weights")
+    p.add_argument("--trace", type=Path, help="Chrome trace of the (first) simulated phase")
+    p.add_argument("--out", type=Path, default=Path("results/run"),
+                   help="results folder (default results/run)")
+    p.add_argument("--json", action="store_true", help="print the headline metrics as JSON last")
+    p.set_defaults(handler=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("batch", "seq", "ctx", "tokens"):
+        if getattr(args, name) < 1:
+            raise RunError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.low_rank < 0:
+        raise RunError(f"--low-rank must be positive, got {args.low_rank}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.run import run_model
+    from experiments.summary import run_summary
+    from mapper.model import load_model
+    from mapper.passes import PassError
+    from mapper.pipeline import MapOptions
+    from simulator.config import load_chip
+
+    _check(args)
+    model = load_model(args.model)
+    chip = load_chip(args.chip)
+    opts = MapOptions(quant=args.quant, sparsity=args.sparsity, low_rank=args.low_rank,
+                      fusion=not args.no_fusion, functional=args.functional, seed=args.seed,
+                      layers_mapped=None if args.functional else 1)
+    try:
+        report = run_model(model, chip, args.phase, args.batch, args.seq, args.ctx, args.tokens,
+                           opts, args.decode_samples, trace=bool(args.trace))
+    except (PassError, ValueError) as exc:
+        raise RunError(str(exc)) from None
+    print(run_summary(report))
+    _write(report, args)
+    if args.json:
+        print(json.dumps(report.headline()))
+    return 0
+
+
+def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    runs = ([report.prefill] if report.prefill else []) + report.decode
+    rows = [{"phase": r.phase.kind, "batch": r.phase.batch, "seq": r.phase.seq,
+             "ctx": r.phase.ctx, "latency_s": r.latency_s, "energy_j": r.energy_j,
+             "layer_s": r.layer.time_s, "head_s": r.head.time_s, "layers": r.repeat,
+             "mac_utilization": r.layer.mac_utilization, "clock_hz": r.layer.clock_hz,
+             "map_wall_s": r.map_wall_s, "sim_wall_s": r.sim_wall_s} for r in runs]
+    with open(out / "phases.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    doc = {"model": report.model, "chip": report.chip, "mode": report.mode,
+           "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                       if k not in ("handler",)},
+           "headline": report.headline(), "decode_interpolated": report.decode_interpolated,
+           "phases": [{**row, "layer_result": r.layer.to_dict(), "head_result": r.head.to_dict()}
+                      for row, r in zip(rows, runs)]}
+    (out / "result.json").write_text(json.dumps(doc, indent=2, default=str))
+    if args.trace and runs:
+        args.trace.write_text(json.dumps(runs[0].layer.chrome_trace()))
+    print(f"results: {out}/result.json, {out}/phases.csv")

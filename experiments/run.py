@@ -1,0 +1,134 @@
+"""Run a model on a chip: map, simulate, and scale to the whole stack — the numbers of
+``tessera run``. Every figure is a simulated time or energy times a count stated here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mapper.layers import Phase, build_head
+from mapper.lower import lower
+from mapper.pipeline import MapOptions, map_model
+from simulator.hardware import ChipConfig
+from simulator.result import SimResult, sequence
+from simulator.run import simulate
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    """One forward pass of the whole model: ``repeat`` x the simulated layers + the head."""
+
+    phase: Phase
+    layer: SimResult  # the mapped layers (one, unless every layer was mapped)
+    head: SimResult  # final norm + logits
+    repeat: int  # model layers / mapped layers
+    map_wall_s: float
+    sim_wall_s: float
+
+    @property
+    def latency_s(self) -> float:
+        return self.repeat * self.layer.time_s + self.head.time_s
+
+    @property
+    def energy_j(self) -> float:
+        return self.repeat * self.layer.energy_total_j + self.head.energy_total_j
+
+    @property
+    def flops(self) -> float:
+        return self.repeat * self.layer.flops + self.head.flops
+
+
+@dataclass
+class RunReport:
+    model: str
+    chip: str
+    mode: str  # prefill | decode | generate
+    prefill: PhaseRun | None = None
+    decode: list[PhaseRun] = field(default_factory=list)
+    decode_tokens: int = 0
+    decode_interpolated: bool = False
+    notes: dict = field(default_factory=dict)
+
+    def headline(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.mode == "prefill":
+            out["latency_s"] = self.prefill.latency_s
+            out["energy_j"] = self.prefill.energy_j
+        elif self.mode == "decode":
+            out["latency_s"] = self.decode[0].latency_s
+            out["energy_j"] = self.decode[0].energy_j
+        else:
+            tpot = self.tpot_s
+            total = self.prefill.latency_s + tpot * self.decode_tokens
+            energy = self.prefill.energy_j + self.decode_energy_j
+            batch = self.prefill.phase.batch
+            out.update(latency_s=total, energy_j=energy, ttft_s=self.prefill.latency_s,
+                       tpot_s=tpot, tokens_per_s=batch * self.decode_tokens / total,
+                       energy_per_token_j=energy / (batch * self.decode_tokens))
+        return out
+
+    @property
+    def tpot_s(self) -> float:
+        return self._decode_sum("latency_s") / self.decode_tokens
+
+    @property
+    def decode_energy_j(self) -> float:
+        return self._decode_sum("energy_j")
+
+    def _decode_sum(self, attr: str) -> float:
+        """Sum over the generated tokens, linear between the sampled context lengths."""
+        pts = sorted((r.phase.ctx, getattr(r, attr)) for r in self.decode)
+        first = pts[0][0]
+        total = 0.0
+        for step in range(self.decode_tokens):
+            total += _interp(pts, first + step)
+        return total
+
+
+def _interp(pts: list[tuple[int, float]], x: int) -> float:
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return pts[-1][1]
+
+
+def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: ANN001
+              trace: bool = False) -> PhaseRun:
+    t0 = time.perf_counter()
+    mapped = map_model(model, chip, phase, opts)
+    head = lower(build_head(model, phase), chip)
+    t1 = time.perf_counter()
+    if opts.functional:
+        layer = simulate(mapped.lowered.programs, chip, functional=True, trace=trace)
+    else:  # kernel by kernel: each ends in a chip-wide sync, so their times add exactly
+        layer = sequence([simulate(p, chip, trace=trace)
+                          for p in mapped.lowered.kernel_programs])
+    head_r = simulate(head.programs, chip)
+    t2 = time.perf_counter()
+    return PhaseRun(phase, layer, head_r, int(round(mapped.layer_factor)), t1 - t0, t2 - t1)
+
+
+def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
+    """Context lengths to simulate: all of them, or ``samples`` evenly spaced incl. both ends."""
+    if samples <= 0 or samples >= tokens:
+        return [ctx0 + i for i in range(tokens)]
+    step = (tokens - 1) / (samples - 1)
+    return sorted({ctx0 + round(i * step) for i in range(samples)})
+
+
+def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
+              tokens: int, opts: MapOptions, decode_samples: int = 8,
+              trace: bool = False) -> RunReport:
+    rep = RunReport(model.name, chip.name, mode)
+    if mode in ("prefill", "generate"):
+        rep.prefill = run_phase(model, chip, Phase("prefill", batch, seq=seq), opts, trace)
+    if mode == "decode":
+        rep.decode = [run_phase(model, chip, Phase("decode", batch, ctx=ctx), opts, trace)]
+        rep.decode_tokens = 1
+    if mode == "generate":
+        points = decode_points(seq, tokens, decode_samples)
+        rep.decode = [run_phase(model, chip, Phase("decode", batch, ctx=c), opts)
+                      for c in points]
+        rep.decode_tokens = tokens
+        rep.decode_interpolated = len(points) < tokens
+    return rep

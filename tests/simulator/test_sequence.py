@@ -1,0 +1,30 @@
+"""Kernels simulated one at a time add up exactly to the whole program."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from mapper.layers import Phase
+from mapper.pipeline import MapOptions, map_model
+from simulator.result import sequence
+from simulator.run import simulate
+from tests.simulator.conftest import make_chip
+
+TINY = types.SimpleNamespace(name="t", arch="decoder", hidden=64, layers=2, heads=4, kv_heads=2,
+                             head_dim=16, ffn=128, mlp="swiglu", norm="rmsnorm", position="rope",
+                             vocab=128, max_seq=64, rope_theta=1e4, norm_eps=1e-5, bias=False)
+
+
+@pytest.mark.parametrize("phase", [Phase("prefill", 2, seq=24), Phase("decode", 4, ctx=40)],
+                         ids=["prefill", "decode"])
+def test_kernel_by_kernel_equals_whole_program(phase):
+    chip = make_chip(cores=4, kernel_gap=1e-6)
+    low = map_model(TINY, chip, phase, MapOptions(layers_mapped=None)).lowered
+    whole = simulate(low.programs, chip, dedupe=False)
+    parts = sequence([simulate(p, chip) for p in low.kernel_programs])
+    assert parts.time_s == pytest.approx(whole.time_s, rel=1e-9)
+    assert parts.energy_total_j == pytest.approx(whole.energy_total_j, rel=1e-9)
+    assert parts.instructions == whole.instructions
+    assert parts.mac_utilization == pytest.approx(whole.mac_utilization, rel=1e-9)
