@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import simpy
 
 from isa.operands import Engine
-from isa.table import BY_MNEMONIC
 from isa.program import Program
+from isa.table import BY_MNEMONIC
 from simulator.errors import BudgetError
 from simulator.hardware import ChipConfig
 from simulator.streams import BARRIER, HALT, LOOP, OP, SIGNAL, STREAM_ENGINES, WAIT, compile_streams
