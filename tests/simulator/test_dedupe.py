@@ -24,9 +24,16 @@ def gemm_graph(m: int, k: int, n: int) -> Graph:
     return g
 
 
-@pytest.mark.parametrize("m,k,n,cores,classes", [(64, 64, 96, 4, 2), (100, 48, 70, 3, 3),
-                                                 (256, 32, 32, 8, 1)])
-def test_grouped_simulation_equals_full(m, k, n, cores, classes):
+@pytest.fixture
+def tiles_16(monkeypatch):
+    import mapper.lower as low
+
+    monkeypatch.setattr(low, "_choose_tilings", lambda g, c: {"lin": Tiling(16, 16, 16)})
+
+
+@pytest.mark.parametrize("m,k,n,cores,classes", [(64, 64, 96, 4, 1), (100, 48, 70, 3, 3),
+                                                 (256, 32, 40, 5, 3)])
+def test_grouped_simulation_equals_full(m, k, n, cores, classes, tiles_16):
     chip = make_chip(cores=cores)
     progs = lower(gemm_graph(m, k, n), chip).programs
     full = simulate(progs, chip, dedupe=False)
