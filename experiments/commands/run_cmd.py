@@ -59,12 +59,12 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mapper.model import load_model
-    from simulator.config import load_chip
 
     from experiments.run import run_model
     from experiments.summary import run_summary
     from mapper.passes import PassError
     from mapper.pipeline import MapOptions
+    from simulator.config import load_chip
 
     _check(args)
     model = load_model(args.model)
