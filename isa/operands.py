@@ -304,7 +304,7 @@ class Mem(Kind):
             raise OperandError(f"expected a memory operand like sram[0x100], got {_show(value)}")
         if value.space not in self.spaces:
             allowed = " or ".join(s.asm_name for s in self.spaces)
-            raise OperandError(f"operand must be in {allowed}, not {value.space.asm_name}")
+            raise OperandError(f"must be in {allowed}, not {value.space.asm_name}")
         if not 0 <= value.addr < 1 << ADDR_BITS:
             raise OperandError(f"address {value.addr:#x} out of range 0..{(1 << ADDR_BITS) - 1:#x}")
         (reg,) = AReg().encode(value.reg)
