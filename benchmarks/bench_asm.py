@@ -44,8 +44,8 @@ def distinct(lines: int) -> str:
     """The worst case for the parser: no two lines alike (every address differs)."""
     out = []
     for i in range(lines - 1):
-        out.append(f"    dma.load sram[{i % 4096} * 64], hbm[0x{i:x} + a0], bf16, 64, {1 + i % 64}, "
-                   f"stride={4096 + i}")
+        out.append(f"    dma.load sram[{i % 4096} * 64], hbm[0x{i:x} + a0], bf16, 64, "
+                   f"{1 + i % 64}, stride={4096 + i}")
     return "\n".join(out + ["    halt"]) + "\n"
 
 
