@@ -48,6 +48,8 @@ def _linears(graph: Graph) -> list[Node]:
 
 def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict
              ) -> tuple[Graph, dict | None]:
+    from simulator.numerics import round_to
+
     if scheme not in QUANT:
         raise PassError(f"--quant {scheme}: expected one of {', '.join(QUANT)} "
                         "(log4 and cluster16 are not supported yet)")
@@ -68,8 +70,7 @@ def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict
         if w_out is not None:
             w = w_out[wname]
             s = np.maximum(np.abs(w).max(axis=0), 1e-12) / qmax
-            q = w / s
-            w_out[wname] = np.clip(np.round(q), -qmax, qmax) if dt != DType.FP8E4M3 else q
+            w_out[wname] = round_to(w / s, dt)  # the values the type holds, saturated
             w_out[sname] = s
     notes["quant"] = {"scheme": scheme, "weight_bytes_before": before,
                       "weight_bytes_after": after}

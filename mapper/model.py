@@ -1,0 +1,255 @@
+"""Transformer model descriptions: presets, YAML files and Hugging Face ``config.json``.
+
+A ``ModelConfig`` is all the mapper needs to build the graph of a layer. Every error in a
+model file is one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import yaml
+
+from isa.errors import TesseraError
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+class ModelError(TesseraError):
+    """A model description is wrong; the message names the file and field."""
+
+
+class Arch(Enum):
+    DECODER = "decoder"
+    ENCODER = "encoder"
+
+
+class Mlp(Enum):
+    GELU = "gelu"
+    SWIGLU = "swiglu"
+
+
+class Norm(Enum):
+    LAYERNORM = "layernorm"
+    RMSNORM = "rmsnorm"
+
+
+class Position(Enum):
+    ROPE = "rope"
+    LEARNED = "learned"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    vocab: int
+    max_seq: int
+    arch: Arch = Arch.DECODER
+    kv_heads: int = 0  # 0: = heads (multi-head attention)
+    head_dim: int = 0  # 0: hidden // heads
+    mlp: Mlp = Mlp.SWIGLU
+    norm: Norm = Norm.RMSNORM
+    position: Position = Position.ROPE
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    bias: bool = False
+    tied_embeddings: bool = False
+    experts: int = 0
+    experts_per_token: int = 0
+    dtype: str = "bf16"
+
+    def __post_init__(self) -> None:
+        if not self.kv_heads:
+            object.__setattr__(self, "kv_heads", self.heads)
+        if not self.head_dim:
+            object.__setattr__(self, "head_dim", self.hidden // self.heads)
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def params_per_layer(self) -> int:
+        h = self.hidden
+        attn = h * (self.q_dim + 2 * self.kv_dim) + self.q_dim * h
+        mats = 3 if self.mlp is Mlp.SWIGLU else 2
+        mlp = mats * h * self.ffn * max(1, self.experts) + (h * self.experts if self.experts
+                                                            else 0)
+        norms = 2 * h * (2 if self.norm is Norm.LAYERNORM else 1)
+        bias = (self.q_dim + 2 * self.kv_dim + h + self.ffn * (mats - 1) + h) if self.bias else 0
+        return attn + mlp + norms + bias
+
+    @property
+    def params(self) -> int:
+        emb = self.vocab * self.hidden
+        pos = self.max_seq * self.hidden if self.position is Position.LEARNED else 0
+        head = 0 if self.tied_embeddings else self.vocab * self.hidden
+        final = self.hidden * (2 if self.norm is Norm.LAYERNORM else 1)
+        return self.layers * self.params_per_layer + emb + pos + head + final
+
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        return 2 * self.layers * self.kv_dim * dtype_bytes
+
+
+def list_models() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+def load_model(name_or_path: str | Path) -> ModelConfig:
+    """A preset name, a model YAML file, or a Hugging Face ``config.json``."""
+    text = str(name_or_path)
+    if "/" not in text and not text.endswith((".yaml", ".yml", ".json")):
+        path = PRESETS / f"{text}.yaml"
+        if not path.exists():
+            raise ModelError(f"unknown model '{text}' (presets: {', '.join(list_models())}; "
+                             f"or give a model YAML or a config.json)")
+    else:
+        path = Path(text)
+    try:
+        raw = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{text}: cannot read ({exc.strerror if isinstance(exc, OSError) else exc})"
+                         ) from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path.name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                             ) from None
+        return model_from_hf(data, path.name)
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ModelError(f"{path.name}{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"
+                         ) from None
+    return model_from_dict(data, path.name)
+
+
+def model_from_dict(data: object, source: str = "<dict>") -> ModelConfig:
+    if not isinstance(data, dict):
+        raise ModelError(f"{source}: expected a mapping of model fields at the top level")
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ModelError(f"{source}: {unknown[0]}: unknown field (expected one of: "
+                         f"{', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING:
+                raise ModelError(f"{source}: {name}: missing required field")
+            continue
+        kwargs[name] = _field(f, data[name], source)
+    model = ModelConfig(**kwargs)
+    _validate(model, source)
+    return model
+
+
+def _field(f: dataclasses.Field, value: object, source: str) -> object:
+    tp = {"int": int, "float": float, "str": str, "bool": bool}.get(str(f.type), None)
+    enum = {"Arch": Arch, "Mlp": Mlp, "Norm": Norm, "Position": Position}.get(str(f.type))
+    if enum is not None:
+        try:
+            return enum(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in enum)
+            raise ModelError(f"{source}: {f.name}: expected one of {allowed}, got {value!r}"
+                             ) from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ModelError(f"{source}: {f.name}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ModelError(f"{source}: {f.name}: expected a non-negative integer, got "
+                             f"{value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not \
+                0 < float(value) < 1e30:
+            raise ModelError(f"{source}: {f.name}: expected a positive number, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ModelError(f"{source}: {f.name}: expected text, got {value!r}")
+    return value
+
+
+def _validate(m: ModelConfig, source: str) -> None:
+    for name in ("hidden", "layers", "heads", "ffn", "vocab", "max_seq"):
+        if getattr(m, name) <= 0:
+            raise ModelError(f"{source}: {name}: must be positive, got {getattr(m, name)}")
+    if m.heads % m.kv_heads:
+        raise ModelError(f"{source}: kv_heads: {m.kv_heads} does not divide heads ({m.heads})")
+    if m.head_dim % 2 and m.position is Position.ROPE:
+        raise ModelError(f"{source}: head_dim: rotary embedding needs an even head_dim")
+    if m.experts_per_token > m.experts:
+        raise ModelError(f"{source}: experts_per_token: {m.experts_per_token} exceeds experts "
+                         f"({m.experts})")
+
+
+# ---- Hugging Face config.json --------------------------------------------------------------
+
+def model_from_hf(cfg: object, source: str = "config.json") -> ModelConfig:
+    """Map a Hugging Face config (GPT-2, LLaMA, Mistral, Mixtral, BERT) to a ModelConfig."""
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{source}: expected a JSON object")
+    kind = cfg.get("model_type")
+    mapper = _HF.get(kind)  # type: ignore[arg-type]
+    if mapper is None:
+        raise ModelError(f"{source}: model_type: unsupported '{kind}' (supported: "
+                         f"{', '.join(sorted(_HF))})")
+    try:
+        fields = mapper(cfg)
+    except KeyError as exc:
+        raise ModelError(f"{source}: {exc.args[0]}: missing key") from None
+    fields.setdefault("name", Path(source).stem)
+    return model_from_dict(fields, source)
+
+
+def _gpt2(c: dict) -> dict:
+    return dict(arch="decoder", hidden=c["n_embd"], layers=c["n_layer"], heads=c["n_head"],
+                ffn=c.get("n_inner") or 4 * c["n_embd"], vocab=c["vocab_size"],
+                max_seq=c["n_positions"], mlp="gelu", norm="layernorm", position="learned",
+                norm_eps=c.get("layer_norm_epsilon", 1e-5), bias=True, tied_embeddings=True)
+
+
+def _llama(c: dict) -> dict:
+    out = dict(arch="decoder", hidden=c["hidden_size"], layers=c["num_hidden_layers"],
+               heads=c["num_attention_heads"],
+               kv_heads=c.get("num_key_value_heads") or c["num_attention_heads"],
+               ffn=c["intermediate_size"], vocab=c["vocab_size"],
+               max_seq=c["max_position_embeddings"], mlp="swiglu", norm="rmsnorm",
+               position="rope", rope_theta=float(c.get("rope_theta", 10000.0)),
+               norm_eps=c.get("rms_norm_eps", 1e-6), bias=False,
+               tied_embeddings=bool(c.get("tie_word_embeddings", False)))
+    if c.get("head_dim"):
+        out["head_dim"] = c["head_dim"]
+    if c.get("num_local_experts"):
+        out["experts"] = c["num_local_experts"]
+        out["experts_per_token"] = c["num_experts_per_tok"]
+    return out
+
+
+def _bert(c: dict) -> dict:
+    return dict(arch="encoder", hidden=c["hidden_size"], layers=c["num_hidden_layers"],
+                heads=c["num_attention_heads"], ffn=c["intermediate_size"],
+                vocab=c["vocab_size"], max_seq=c["max_position_embeddings"], mlp="gelu",
+                norm="layernorm", position="learned", norm_eps=c.get("layer_norm_eps", 1e-12),
+                bias=True, tied_embeddings=True)
+
+
+_HF = {"gpt2": _gpt2, "llama": _llama, "mistral": _llama, "mixtral": _llama, "bert": _bert}
