@@ -120,8 +120,8 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
     try:
         raw = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{text}: cannot read ({exc.strerror if isinstance(exc, OSError) else exc})"
-                         ) from None
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ModelError(f"{text}: cannot read ({why})") from None
     if path.suffix == ".json":
         try:
             data = json.loads(raw)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -54,10 +54,10 @@ class SimResult:
         return self.energy_total_j / self.time_s if self.time_s else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("trace")
-        out.pop("trace_names")
-        out.pop("memory")
+        skip = ("trace", "trace_names", "memory")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        out["engines"] = {k: asdict(v) for k, v in self.engines.items()}
+        out["races"] = list(self.races)
         out["energy_total_j"] = self.energy_total_j
         out["flops_per_s"] = self.flops_per_s
         out["avg_power_w"] = self.avg_power_w
