@@ -7,8 +7,12 @@ R x C array by dataflow, as spatial rows Sr, spatial columns Sc and a temporal e
     weight stationary  (WS): Sr = K, Sc = N, T = M
     input stationary   (IS): Sr = K, Sc = M, T = N
 
-The work is cut into ceil(Sr/R) x ceil(Sc/C) folds; each fold fills the array, streams T
-operands and drains: 2R + C + T - 2 cycles. A fold is charged the whole array even when the
+The work is cut into ceil(Sr/R) x ceil(Sc/C) folds. A weight- or input-stationary fold
+first loads its stationary operand (R cycles), then streams T operands through the array and
+drains: 2R + C + T - 2 cycles; an output-stationary fold streams both operands at once:
+R + C + T - 2. SCALE-Sim reports the index of the last cycle, one less than the count, and
+so does this model: its numbers equal SCALE-Sim's "Total Cycles" for one array with ample
+SRAM (tests/simulator/test_scalesim.py). A fold is charged the whole array even when the
 edge fold uses part of it — the tile-edge waste architects see on shapes that do not divide.
 """
 
@@ -36,25 +40,32 @@ def matmul_folds(m: int, k: int, n: int, rows: int, cols: int, dataflow: Dataflo
     return -(-sr // rows) * -(-sc // cols)
 
 
+def fold_overhead(rows: int, cols: int, dataflow: Dataflow) -> int:
+    """Fill and drain cycles of one fold beyond its T streaming cycles."""
+    preload = 0 if Dataflow(dataflow) is Dataflow.OS else rows
+    return preload + rows + cols - 2
+
+
 def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: Dataflow) -> int:
-    """Compute cycles of one matmul on one array: folds x (2R + C + T - 2)."""
+    """Compute cycles of one matmul on one array, as SCALE-Sim counts them:
+    folds x (T + fill/drain) - 1."""
     for name, v in (("m", m), ("k", k), ("n", n), ("rows", rows), ("cols", cols)):
         if v <= 0:
             raise ValueError(f"matmul_cycles: {name} must be positive, got {v}")
     df = Dataflow(dataflow)
     sr, sc, t = _spatial(m, k, n, df)
     folds = -(-sr // rows) * -(-sc // cols)
-    return folds * (2 * rows + cols + t - 2)
+    return folds * (t + fold_overhead(rows, cols, df)) - 1
 
 
 def pipelined_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: Dataflow) -> int:
     """Folds overlapped: double-buffered weights / outputs let fold i+1 load while fold i
     streams (TPUv1's weight FIFO), so a fold costs max(T, R) cycles and the array fills and
-    drains once per instruction: folds x max(T, R) + 2R + C - 2."""
+    drains once per instruction: folds x max(T, R) + fill/drain - 1."""
     df = Dataflow(dataflow)
     sr, sc, t = _spatial(m, k, n, df)
     folds = -(-sr // rows) * -(-sc // cols)
-    return folds * max(t, rows) + 2 * rows + cols - 2
+    return folds * max(t, rows) + fold_overhead(rows, cols, df) - 1
 
 
 def utilization(m: int, k: int, n: int, rows: int, cols: int, dataflow: Dataflow) -> float:

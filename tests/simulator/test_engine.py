@@ -19,7 +19,7 @@ from tests.simulator.conftest import make_chip
 
 S, H, A = Space.SRAM, Space.HBM, Space.ACC
 LOAD_64x64 = 100 + 8192 / 100  # ns: latency + 8 KiB at 100 B/ns
-MM_64 = 16 * (2 * 16 + 16 + 64 - 2)  # 4x4 folds, each 2*rows + cols + T - 2 cycles (WS)
+MM_64 = 16 * (2 * 16 + 16 + 64 - 2) - 1  # 4x4 folds of 2R + C + T - 2 (WS), SCALE-Sim -1
 
 
 def load(dst=0, src=0, rows=64, cols=64, **kw):
