@@ -65,7 +65,8 @@ def run(m: int, k: int, n: int, rows: int, cols: int, df: str) -> int:
         (d / "cfg.cfg").write_text(CONFIG.format(rows=rows, cols=cols, df=df))
         (d / "gemm.csv").write_text(f"Layer, M, N, K,\nl0, {m}, {n}, {k},\n")
         # a default layout file (custom layouts are off; SCALE-Sim still reads one)
-        (d / "layout.csv").write_text("Layer, a, b, c, d, e, f, g, h,\nl0, 1, 1, 1, 1, 1, 1, 1, 1,\n")
+        (d / "layout.csv").write_text("Layer, a, b, c, d, e, f, g, h,\n"
+                                      "l0, 1, 1, 1, 1, 1, 1, 1, 1,\n")
         sim = scalesim(save_disk_space=True, verbose=False, config=str(d / "cfg.cfg"),
                        topology=str(d / "gemm.csv"), layout=str(d / "layout.csv"),
                        input_type_gemm=True)
