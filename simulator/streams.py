@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from isa.operands import Engine
 from isa.program import Instruction, Program
+from simulator.bounds import check, widen
 from simulator.errors import SimError
 from simulator.hardware import ChipConfig
 from simulator.timing import Cost, static_cost
@@ -30,11 +31,32 @@ class Loop:
 def compile_streams(program: Program, chip: ChipConfig) -> tuple[dict[Engine, tuple], list[Cost]]:
     """Per-engine streams and the static cost of every instruction (indexed by pc)."""
     costs = [static_cost(ins, chip) for ins in program.instructions]
+    check_bounds(program.instructions, 0, len(program.instructions), {}, chip)
     streams = {}
     for engine in STREAM_ENGINES:
         body, _ = _block(program.instructions, 0, len(program.instructions), engine, costs)
         streams[engine] = body
     return streams, costs
+
+
+def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict,
+                 chip: ChipConfig) -> None:
+    """Every memory operand inside its memory, over all values its registers take."""
+    pc = start
+    while pc < end:
+        ins = prog[pc]
+        if ins.mnemonic == "loop":
+            stop = ins["end"]
+            if not pc < stop <= end:
+                raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
+                               f"(loops must nest)")
+            regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
+                                                     (ins["r1"], ins["inc1"])) if r)
+            check_bounds(prog, pc + 1, stop, widen(ranges, regs, ins["count"]), chip)
+            pc = stop
+            continue
+        check(pc, ins, ranges, chip)
+        pc += 1
 
 
 def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine,

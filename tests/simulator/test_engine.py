@@ -189,3 +189,27 @@ def test_dma_latency_overlaps_between_loads(chip):
     """Back-to-back loads pay the latency once: it is a pipeline tail, not per DMA."""
     r = simulate(prog(load(), load(src=8192), load(src=16384)), chip)
     assert r.time_s * 1e9 == pytest.approx(3 * 8192 / 100 + 100)
+
+
+def test_out_of_range_sram_is_refused_before_the_run_in_performance_mode(chip):
+    with pytest.raises(SimError, match=r"pc 0 \(dma.load\): operand 'dst' reaches sram "
+                                       r"\[0xff000, 0x101000\)"):
+        simulate(prog(load(dst=(1 << 20) - 4096)), chip)
+
+
+def test_register_ranges_of_loops_are_bounded(chip):
+    # 16 iterations of 8 KiB steps from 0x80000: the last tile ends at 0x80000 + 16 * 8 KiB
+    # = 0xa0000, inside the 1 MiB SRAM; 80 iterations would not fit
+    ok = prog(build("loop", 16, 2, "a1", 8192),
+              build("dma.load", MemRef(S, 0x80000, 1), MemRef(H, 0), DType.BF16, 64, 64))
+    simulate(ok, chip)
+    bad = prog(build("loop", 80, 2, "a1", 8192),
+               build("dma.load", MemRef(S, 0x80000, 1), MemRef(H, 0), DType.BF16, 64, 64))
+    with pytest.raises(SimError, match=r"with a1 in 0..647168"):
+        simulate(bad, chip)
+
+
+def test_accumulator_bound(chip):
+    simulate(prog(mm(m=256, n=256)), chip)  # a 256 KiB fp32 tile fills the 256 KiB exactly
+    with pytest.raises(SimError, match=r"operand 'dst' reaches acc \[0x0, 0x80000\)"):
+        simulate(prog(mm(m=256, n=512)), chip)

@@ -148,7 +148,8 @@ def test_race_found_even_when_timing_keeps_accesses_apart():
 def test_out_of_range_sram_access_is_an_error():
     prog = Program((build("dma.load", MemRef(S, (1 << 20) - 16), MemRef(H, 0), DType.BF16, 1,
                           16),))
-    with pytest.raises(SimError, match=r"SRAM access \[0xffff0, 0x100010\) is outside"):
+    with pytest.raises(SimError, match=r"operand 'dst' reaches sram \[0xffff0, 0x100010\), "
+                                       r"outside its 0x100000 bytes"):
         simulate(prog, make_chip(), functional=True)
 
 
