@@ -95,7 +95,7 @@ def _interp(pts: list[tuple[int, float]], x: int) -> float:
 def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: ANN001
               trace: bool = False) -> PhaseRun:
     t0 = time.perf_counter()
-    mapped = map_model(model, chip, phase, opts)
+    mapped = map_model(model, chip, phase, opts, confirm=lambda p: simulate(p, chip).time_s)
     head = lower(build_head(model, phase), chip)
     t1 = time.perf_counter()
     if opts.functional:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from isa.operands import Engine, MemRef, OperandError, Space
 from isa.table import BY_MNEMONIC, BY_OPCODE, ENGINE_NAMES, OpSpec
@@ -52,8 +53,22 @@ class Instruction:
 def build(mnemonic: str, *positional: object, **named: object) -> Instruction:
     """Make a checked instruction from operand values, filling optional ones with defaults.
 
-    Raises ``OperandError`` naming the operand when a value does not fit.
+    Raises ``OperandError`` naming the operand when a value does not fit. Instructions are
+    immutable, so identical requests (a kernel's inner loop emitted once per tile) share one
+    value from a cache.
     """
+    try:
+        return _cached(mnemonic, positional, tuple(sorted(named.items())))
+    except TypeError:  # an unhashable value (a list of flags): build it directly
+        return _build(mnemonic, positional, named)
+
+
+@lru_cache(maxsize=1 << 16)
+def _cached(mnemonic: str, positional: tuple, named: tuple) -> Instruction:
+    return _build(mnemonic, positional, dict(named))
+
+
+def _build(mnemonic: str, positional: tuple, named: dict) -> Instruction:
     spec = BY_MNEMONIC.get(mnemonic)
     if spec is None:
         raise OperandError(f"unknown mnemonic '{mnemonic}'")

@@ -7,6 +7,7 @@ and drains again, so each kernel starts from a clean, balanced state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,12 +63,17 @@ class _Ctx:
     segments: list[DataSegment]
 
 
+Confirm = Callable[[dict[int, Program]], float]  # programs -> simulated seconds
+
+
 def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None = None,
-          inputs: dict[str, np.ndarray] | None = None, rope_tables: dict | None = None,
-          ) -> Lowered:
+          inputs: dict[str, np.ndarray] | None = None, confirm: Confirm | None = None,
+          top: int = 3) -> Lowered:
     """Programs for every core of ``chip``; with ``weights`` (functional mode) the HBM
-    images of weights and inputs become data segments of core 0's program."""
-    tilings = _choose_tilings(graph, chip)
+    images of weights and inputs become data segments of core 0's program. With
+    ``confirm``, each GEMM's ``top`` tilings by estimate are simulated and the fastest kept
+    (the mapper never runs the simulator itself: the caller passes it in)."""
+    tilings = _choose_tilings(graph, chip, confirm, top)
     addr = _allocate(graph, tilings)
     ctx = _Ctx(graph, chip, addr, tilings, weights, [])
     per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
@@ -94,16 +100,29 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
 
 # ---- layout ---------------------------------------------------------------------------------
 
-def _choose_tilings(graph: Graph, chip: ChipConfig) -> dict[str, Tiling]:
-    out = {}
+def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = None,
+                    top: int = 3) -> dict[str, Tiling]:
+    out: dict[str, Tiling] = {}
+    seen: dict[tuple, Tiling] = {}
     for node in graph.nodes:
-        if node.op == "linear":
-            g = _gemm(graph, node, {}, Tiling(1, 1, 1))
+        if node.op != "linear":
+            continue
+        g = _gemm(graph, node, {}, Tiling(1, 1, 1))
+        key = (g.m, g.k, g.n, g.adt, g.wdt, g.cdt, g.sparse, g.extras)
+        if key not in seen:
             try:
-                out[node.name] = choose(g, chip)[0].tiling
+                ranked = choose(g, chip, top if confirm else 1)
             except ValueError as exc:
                 raise MappingError(str(exc)) from None
+            seen[key] = ranked[0].tiling if len(ranked) == 1 or confirm is None else \
+                min((s.tiling for s in ranked), key=lambda t: confirm(_alone(g, t, chip)))
+        out[node.name] = seen[key]
     return out
+
+
+def _alone(g: Gemm, t: Tiling, chip: ChipConfig) -> dict[int, Program]:
+    progs = gemm_programs(g, t, chip.cores)
+    return {c: Program(tuple(resolve(p)) + (build("halt"),)) for c, p in enumerate(progs)}
 
 
 def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> dict[str, int]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from mapper.graph import Graph
 from mapper.layers import Phase, build_layers
-from mapper.lower import Lowered, lower
+from mapper.lower import Confirm, Lowered, lower
 from mapper.passes import apply_passes
 from mapper.weights import add_rope_tables, init_weights
 from simulator.hardware import ChipConfig
@@ -30,6 +30,7 @@ class MapOptions:
     functional: bool = False
     seed: int = 0
     layers_mapped: int | None = 1  # None: every layer
+    confirm_top: int = 3  # GEMM tilings confirmed by simulation (0 or 1: estimate only)
 
 
 @dataclass
@@ -44,7 +45,9 @@ class Mapped:
 
 
 def map_model(model, chip: ChipConfig, phase: Phase, opts: MapOptions = MapOptions(),  # noqa: ANN001
-              inputs: dict[str, np.ndarray] | None = None) -> Mapped:
+              inputs: dict[str, np.ndarray] | None = None,
+              confirm: Confirm | None = None) -> Mapped:
+    """``confirm`` (programs -> seconds) ranks the best GEMM tilings by simulating them."""
     n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
     graph = build_layers(model, phase, n)
     weights = None
@@ -56,5 +59,6 @@ def map_model(model, chip: ChipConfig, phase: Phase, opts: MapOptions = MapOptio
     if opts.functional and "x0" not in ins:
         rng = np.random.default_rng(opts.seed + 1)
         ins["x0"] = rng.standard_normal(graph.tensors["x0"].shape)
-    lowered = lower(graph, chip, weights, ins if opts.functional else None)
+    lowered = lower(graph, chip, weights, ins if opts.functional else None,
+                    confirm if opts.confirm_top > 1 else None, opts.confirm_top)
     return Mapped(graph, lowered, phase, model.layers / n, weights, ins, notes)

@@ -132,3 +132,25 @@ def test_double_buffering_overlaps_dma_with_compute():
 
 def test_bf16_reference_rounding_helper():
     assert bf16(np.array([1.00390625]))[0] == 1.0
+
+
+def test_tiling_search_confirms_the_best_few_by_simulation():
+    from mapper.lower import _alone, _gemm
+    from mapper.tiling import choose
+    from tests.simulator.test_dedupe import gemm_graph
+
+    chip = make_chip(cores=4)
+    graph = gemm_graph(96, 256, 160)
+    g = _gemm(graph, graph.nodes[0], {}, None)
+    ranked = [s.tiling for s in choose(g, chip, 3)]
+    times = {t: simulate(_alone(g, t, chip), chip).time_s for t in ranked}
+    calls = []
+
+    def confirm(progs):
+        calls.append(1)
+        return simulate(progs, chip).time_s
+
+    from mapper.lower import lower
+
+    chosen = lower(graph, chip, confirm=confirm, top=3).tilings["lin"]
+    assert len(calls) == 3 and chosen == min(times, key=times.get)

@@ -28,7 +28,7 @@ def gemm_graph(m: int, k: int, n: int) -> Graph:
 def tiles_16(monkeypatch):
     import mapper.lower as low
 
-    monkeypatch.setattr(low, "_choose_tilings", lambda g, c: {"lin": Tiling(16, 16, 16)})
+    monkeypatch.setattr(low, "_choose_tilings", lambda g, c, *rest: {"lin": Tiling(16, 16, 16)})
 
 
 @pytest.mark.parametrize("m,k,n,cores,classes", [(64, 64, 96, 4, 1), (100, 48, 70, 3, 3),
@@ -55,7 +55,7 @@ def test_wave_quantization_shows_in_time():
 
     tiling = {"lin": Tiling(16, 64, 16)}
     orig = low._choose_tilings
-    low._choose_tilings = lambda g, c: tiling
+    low._choose_tilings = lambda g, c, *rest: tiling
     try:
         t4 = simulate(lower(gemm_graph(16, 512, 64), chip).programs, chip).time_s  # 4 tiles
         t5 = simulate(lower(gemm_graph(16, 512, 80), chip).programs, chip).time_s  # 5 tiles
