@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
@@ -93,9 +94,11 @@ def _interp(pts: list[tuple[int, float]], x: int) -> float:
 
 
 def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: ANN001
-              trace: bool = False) -> PhaseRun:
+              trace: bool = False, emit_asm: Path | None = None) -> PhaseRun:
     t0 = time.perf_counter()
     mapped = map_model(model, chip, phase, opts, confirm=lambda p: simulate(p, chip).time_s)
+    if emit_asm is not None:
+        write_asm(mapped.lowered.programs, emit_asm, phase.kind)
     head = lower(build_head(model, phase), chip)
     t1 = time.perf_counter()
     if opts.functional:
@@ -108,6 +111,15 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
     return PhaseRun(phase, layer, head_r, int(round(mapped.layer_factor)), t1 - t0, t2 - t1)
 
 
+def write_asm(programs: dict, folder: Path, prefix: str) -> None:
+    """One canonical assembly file per core (it assembles back to the same program)."""
+    from assembler import disassemble
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for core, prog in programs.items():
+        (folder / f"{prefix}_core{core:03d}.s").write_text(disassemble(prog))
+
+
 def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
     """Context lengths to simulate: all of them, or ``samples`` evenly spaced incl. both ends."""
     if samples <= 0 or samples >= tokens:
@@ -118,12 +130,14 @@ def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
 
 def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
               tokens: int, opts: MapOptions, decode_samples: int = 8,
-              trace: bool = False) -> RunReport:
+              trace: bool = False, emit_asm: Path | None = None) -> RunReport:
     rep = RunReport(model.name, chip.name, mode)
     if mode in ("prefill", "generate"):
-        rep.prefill = run_phase(model, chip, Phase("prefill", batch, seq=seq), opts, trace)
+        rep.prefill = run_phase(model, chip, Phase("prefill", batch, seq=seq), opts, trace,
+                                emit_asm)
     if mode == "decode":
-        rep.decode = [run_phase(model, chip, Phase("decode", batch, ctx=ctx), opts, trace)]
+        rep.decode = [run_phase(model, chip, Phase("decode", batch, ctx=ctx), opts, trace,
+                                emit_asm)]
         rep.decode_tokens = 1
     if mode == "generate":
         points = decode_points(seq, tokens, decode_samples)

@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(0: every step exactly)")
     p.add_argument("--seed", type=int, default=0, help="seed of functional-mode weights")
     p.add_argument("--trace", type=Path, help="Chrome trace of the (first) simulated phase")
+    p.add_argument("--emit-asm", type=Path, metavar="DIR",
+                   help="write each core's program of the (first) phase as assembly to DIR")
     p.add_argument("--out", type=Path, default=Path("results/run"),
                    help="results folder (default results/run)")
     p.add_argument("--json", action="store_true", help="print the headline metrics as JSON last")
@@ -58,10 +60,9 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mapper.model import load_model
-
     from experiments.run import run_model
     from experiments.summary import run_summary
+    from mapper.model import load_model
     from mapper.passes import PassError
     from mapper.pipeline import MapOptions
     from simulator.config import load_chip
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
                       layers_mapped=None if args.functional else 1)
     try:
         report = run_model(model, chip, args.phase, args.batch, args.seq, args.ctx, args.tokens,
-                           opts, args.decode_samples, trace=bool(args.trace))
+                           opts, args.decode_samples, trace=bool(args.trace),
+                           emit_asm=args.emit_asm)
     except (PassError, ValueError) as exc:
         raise RunError(str(exc)) from None
     print(run_summary(report))

@@ -95,3 +95,26 @@ def test_run_bad_model_name(capsys):
 def test_run_bad_option_value(capsys):
     code, _, err = run(capsys, "run", "--model", "tiny-llama", "--chip", "edge", "--batch", "0")
     assert code == 1 and "--batch must be at least 1" in err
+
+
+def test_run_emit_asm_assembles_back_to_the_same_programs(capsys, tmp_path):
+    from assembler import assemble_file
+    from isa.encoding import encode
+    from mapper.layers import Phase
+    from mapper.model import load_model
+    from mapper.pipeline import map_model
+    from simulator.config import load_chip
+    from simulator.run import simulate
+
+    asm = tmp_path / "asm"
+    code, _, _ = run(capsys, "run", "--model", "tiny-llama", "--chip", "edge", "--phase",
+                     "decode", "--ctx", "8", "--out", str(tmp_path), "--emit-asm", str(asm))
+    assert code == 0
+    files = sorted(asm.glob("decode_core*.s"))
+    assert len(files) == load_chip("edge").cores
+    chip, model = load_chip("edge"), load_model("tiny-llama")
+    mapped = map_model(model, chip, Phase("decode", 1, ctx=8),
+                       confirm=lambda p: simulate(p, chip).time_s)
+    for core, f in enumerate(files):
+        assert encode(assemble_file(f).instructions) == \
+            encode(mapped.lowered.programs[core].instructions)
