@@ -205,6 +205,9 @@ TABLE: tuple[OpSpec, ...] = (
     _rowop("v.rope", 0x53, "rotate-half rotary embedding applied to each head of width hd",
            Operand("table", VMEM, doc="fp32 [rows, hd]: cos(hd/2 values) then sin(hd/2) per row"),
            (Operand("hd", U16, doc="head dimension"),)),
+    _rowop("v.lut", 0x55,
+           "dst[r,c] = table[src[r,c] mod 2^bits(idt)] (decodes log / clustered codes)",
+           Operand("table", VMEM, doc="fp32 [2^bits(idt)]: the value of each code")),
     _rowop("v.cmask", 0x54, "dst[r,c] = -inf where c > r + offset, else src[r,c] (causal mask)",
            tail=(Operand("offset", SInt(32), 0, "diagonal offset"),)),
     # network

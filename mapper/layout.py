@@ -12,8 +12,10 @@ from isa.dtypes import DType
 from mapper.kernels.gemm import Gemm, Tiling, ceil_div, weight_block_offsets
 
 
-def block_weights(w: np.ndarray, g: Gemm, t: Tiling) -> bytes:
-    """Bytes of W[K, N] in the blocked layout ``gemm_programs`` reads (dense or 2:4)."""
+def block_weights(w: np.ndarray, g: Gemm, t: Tiling, gscales: np.ndarray | None = None
+                  ) -> bytes:
+    """Bytes of W[K, N] in the blocked layout ``gemm_programs`` reads: dense, 2:4, or codes
+    followed by the block's group scale row (``gscales`` [K / tk, N], fp32)."""
     from simulator import numerics as nx
     from simulator import sparsity as sx
 
@@ -28,6 +30,9 @@ def block_weights(w: np.ndarray, g: Gemm, t: Tiling) -> bytes:
                 meta, dtype=np.uint8).tobytes()
         else:
             raw = nx.to_bytes(blk, g.wdt).tobytes()
+            if g.decode == "group":
+                row = gscales[kb, nb * t.tn:(nb + 1) * t.tn]  # type: ignore[index]
+                raw += nx.to_bytes(row, DType.FP32).tobytes()
         out[off:off + len(raw)] = raw
     return bytes(out)
 

@@ -159,7 +159,9 @@ def _gemm(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
         bias=at(node.inputs[2], 0) if node.attrs.get("bias") else None,
         scale=at(node.attrs["scale"], 0) if node.attrs.get("scale") else None,
         residual=at(node.attrs["residual"], 0) if node.attrs.get("residual") else None,
-        sparse=bool(node.attrs.get("sparse")), name=node.name)
+        sparse=bool(node.attrs.get("sparse")), decode=node.attrs.get("decode"),
+        table=at(node.attrs["table"], 0) if node.attrs.get("table") else None,
+        group=int(node.attrs.get("group", 0)), name=node.name)
 
 
 def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
@@ -302,7 +304,7 @@ def _data(ctx: _Ctx, inputs: dict[str, np.ndarray]) -> None:
             if name in blocked:
                 node = blocked[name]
                 raw = block_weights(values, _gemm(g, node, addr, ctx.tilings[node.name]),
-                                    ctx.tilings[node.name])
+                                    ctx.tilings[node.name], ctx.weights.get(name + ".gscale"))
             else:
                 raw = nx.to_bytes(values, t.dtype).tobytes()
             ctx.segments.append(DataSegment(Space.HBM, addr[name], raw))

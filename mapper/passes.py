@@ -1,7 +1,11 @@
 """Graph passes, each a small function Graph -> Graph (and the weights, in functional mode).
 
-* ``quantize``: linear weights to int8 / int4 / fp8 with per-output-channel scales
-  (x_q = round(x / S), symmetric, Z = 0); the scale is applied in the GEMM epilogue.
+* ``quantize``: linear weights to int8 / int4 / fp8, symmetric (x_q = round(x / S), Z = 0),
+  with per-output-channel scales (applied in the GEMM epilogue) or per-group scales along K
+  (decoded before the array, one group per K-step); logarithmic ``log4`` (sign and 3-bit
+  exponent: x ~ +-S 2^-e, so a multiply is a shift; decoded by table lookup, S per channel
+  in the epilogue); clustered ``cluster16`` (a 16-entry k-means codebook per matrix,
+  x_q = argmin_i |x - c_i|, decoded by table lookup).
 * ``prune_24``: 2:4 structured sparsity by magnitude along K; GEMMs use the sparse mode.
 * ``low_rank``: W[k,n] ~ U[k,r] V[r,n] by truncated SVD, as two chained GEMMs.
 * ``unfuse``: with fusion off, residual adds and activations become kernels of their own
@@ -18,6 +22,7 @@ from isa.dtypes import DType
 from mapper.graph import Graph, Kind, Node, Tensor
 
 QUANT = {"int8": (DType.INT8, 127.0), "int4": (DType.INT4, 7.0), "fp8": (DType.FP8E4M3, 448.0)}
+SCHEMES = (*QUANT, "log4", "cluster16")
 
 
 class PassError(ValueError):
@@ -33,10 +38,9 @@ def apply_passes(graph: Graph, weights: dict | None, opts) -> tuple[Graph, dict 
             raise PassError(f"--sparsity {opts.sparsity}: only 2:4 is supported")
         graph, weights = prune_24(graph, weights, notes)
     if opts.quant:
-        if opts.quant_group:
-            raise PassError("per-group quantization is not supported yet; use per-channel "
-                            "(--quant-group 0)")
-        graph, weights = quantize(graph, weights, opts.quant, notes)
+        if opts.sparsity:
+            raise PassError("--quant with --sparsity is not supported (one weight format)")
+        graph, weights = quantize(graph, weights, opts.quant, notes, opts.quant_group)
     if not opts.fusion:
         graph = unfuse(graph)
     return graph, weights, notes
@@ -46,14 +50,13 @@ def _linears(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "linear"]
 
 
-def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict
+def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group: int = 0
              ) -> tuple[Graph, dict | None]:
-    from simulator.numerics import round_to
-
-    if scheme not in QUANT:
-        raise PassError(f"--quant {scheme}: expected one of {', '.join(QUANT)} "
-                        "(log4 and cluster16 are not supported yet)")
-    dt, qmax = QUANT[scheme]
+    """Weights of every linear layer to ``scheme``; see the module docstring."""
+    if scheme not in QUANT and scheme not in ("log4", "cluster16"):
+        raise PassError(f"--quant {scheme}: expected one of {', '.join(SCHEMES)}")
+    if group and scheme not in QUANT:
+        raise PassError(f"--quant-group applies to {', '.join(QUANT)}, not {scheme}")
     g = graph.copy()
     w_out = dict(weights) if weights is not None else None
     before = after = 0
@@ -62,19 +65,81 @@ def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict
             continue
         wname = node.inputs[1]
         t = g.tensors[wname]
+        if group and t.shape[0] % group:
+            raise PassError(f"--quant-group {group} does not divide K={t.shape[0]} of "
+                            f"{node.name}")
         before += t.nbytes
+        dt = QUANT[scheme][0] if scheme in QUANT else DType.INT4
         g.tensors[wname] = replace(t, dtype=dt)
         after += g.tensors[wname].nbytes
-        sname = g.add(Tensor(wname + ".scale", (t.shape[1],), DType.FP32, Kind.WEIGHT))
-        g.nodes[i] = node.with_attrs(scale=sname)
+        g.nodes[i] = _quantized_node(g, node, scheme, group)
         if w_out is not None:
-            w = w_out[wname]
-            s = np.maximum(np.abs(w).max(axis=0), 1e-12) / qmax
-            w_out[wname] = round_to(w / s, dt)  # the values the type holds, saturated
-            w_out[sname] = s
-    notes["quant"] = {"scheme": scheme, "weight_bytes_before": before,
+            _quantize_values(w_out, wname, scheme, group, dt)
+    notes["quant"] = {"scheme": scheme, "group": group, "weight_bytes_before": before,
                       "weight_bytes_after": after}
     return g, w_out
+
+
+def _quantized_node(g: Graph, node: Node, scheme: str, group: int) -> Node:
+    wname = node.inputs[1]
+    n = g.tensors[wname].shape[1]
+    if scheme in QUANT and group:
+        return node.with_attrs(decode="group", group=group)
+    attrs: dict[str, object] = {}
+    if scheme != "cluster16":
+        attrs["scale"] = g.add(Tensor(wname + ".scale", (n,), DType.FP32, Kind.WEIGHT))
+    if scheme in ("log4", "cluster16"):
+        attrs.update(decode="lut", table=g.add(Tensor(wname + ".table", (16,), DType.FP32,
+                                                      Kind.WEIGHT)))
+    return node.with_attrs(**attrs)
+
+
+def _quantize_values(w_out: dict, wname: str, scheme: str, group: int, dt: DType) -> None:
+    from simulator.numerics import round_to
+
+    w = np.asarray(w_out[wname], dtype=np.float64)
+    if scheme in QUANT:
+        qmax = QUANT[scheme][1]
+        if group:
+            s = np.abs(w).reshape(-1, group, w.shape[1]).max(axis=1) / qmax  # [K/g, N]
+            s = np.maximum(s, 1e-12)
+            w_out[wname] = round_to(w / np.repeat(s, group, axis=0), dt)
+            w_out[wname + ".gscale"] = s
+        else:
+            s = np.maximum(np.abs(w).max(axis=0), 1e-12) / qmax
+            w_out[wname] = round_to(w / s, dt)  # the values the type holds, saturated
+            w_out[wname + ".scale"] = s
+    elif scheme == "log4":
+        s = np.maximum(np.abs(w).max(axis=0), 1e-12)
+        e = np.clip(np.round(-np.log2(np.maximum(np.abs(w) / s, 2.0 ** -8))), 0, 7)
+        code = ((w < 0) << 3) | e.astype(np.int64)  # sign bit, 3-bit exponent
+        w_out[wname] = np.where(code >= 8, code - 16, code)  # as int4
+        w_out[wname + ".scale"] = s
+        u = np.arange(16)
+        w_out[wname + ".table"] = np.where(u >= 8, -1.0, 1.0) * 2.0 ** -(u & 7)
+    else:  # cluster16: a 16-entry codebook for the whole matrix, by k-means (Lloyd)
+        centres = np.quantile(w, (np.arange(16) + 0.5) / 16)
+        for _ in range(12):
+            code = np.abs(w[..., None] - centres).argmin(axis=-1)
+            for c in range(16):
+                if (code == c).any():
+                    centres[c] = w[code == c].mean()
+        code = np.abs(w[..., None] - centres).argmin(axis=-1)
+        w_out[wname] = np.where(code >= 8, code - 16, code)
+        w_out[wname + ".table"] = centres
+
+
+def decoded_weights(weights: dict, wname: str) -> np.ndarray:
+    """The real values quantized weights stand for (what a numpy reference should use)."""
+    w = np.asarray(weights[wname], dtype=np.float64)
+    if wname + ".table" in weights:
+        w = weights[wname + ".table"][w.astype(np.int64) % 16]
+    if wname + ".gscale" in weights:
+        gs = weights[wname + ".gscale"]
+        w = w * np.repeat(gs, w.shape[0] // gs.shape[0], axis=0)
+    if wname + ".scale" in weights:
+        w = w * weights[wname + ".scale"]
+    return w
 
 
 def prune_24(graph: Graph, weights: dict | None, notes: dict) -> tuple[Graph, dict | None]:

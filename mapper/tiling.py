@@ -51,6 +51,8 @@ def candidates(g: Gemm, chip: ChipConfig) -> list[Tiling]:
     sizes_m = [s for s in SIZES if s < g.m] + [min(g.m, max(SIZES))]
     sizes_n = [s for s in SIZES if s < g.n] + [min(g.n, max(SIZES))]
     sizes_k = [s for s in SIZES if s <= max(g.k, 16) and s >= min(16, a.rows)]
+    if g.decode == "group":
+        sizes_k = [g.group]  # one scale group per K-step
     out = []
     for tm in sorted(set(sizes_m)):
         for tn in sorted(set(sizes_n)):

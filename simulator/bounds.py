@@ -65,7 +65,8 @@ def _vector(ins: Instruction) -> list[tuple[str, int]]:
     if "params" in names:
         fp.append(("params", 4 * cols * (2 if ins.mnemonic == "v.layernorm" else 1)))
     if "table" in names:
-        fp.append(("table", 4 * rows * ins["hd"]))
+        size = 4 << DType(ins["idt"]).bits if ins.mnemonic == "v.lut" else 4 * rows * ins["hd"]
+        fp.append(("table", size))
     return fp
 
 

@@ -27,7 +27,7 @@ VECTOR_CLASS = {
     "v.cast": "simple", "v.add": "simple", "v.sub": "simple", "v.mul": "simple",
     "v.max": "simple", "v.scale": "simple", "v.cmask": "simple", "v.rsum": "reduce",
     "v.rmax": "reduce", "v.quant": "quant", "v.dequant": "quant", "v.softmax": "softmax",
-    "v.layernorm": "norm", "v.rmsnorm": "norm", "v.rope": "simple",
+    "v.layernorm": "norm", "v.rmsnorm": "norm", "v.rope": "simple", "v.lut": "simple",
 }
 # Floating-point operations per element, for achieved FLOP/s.
 VECTOR_FLOPS = {"simple": 1, "transcendental": 4, "reduce": 1, "quant": 2, "softmax": 5,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from isa.errors import TesseraError
 
-QUANTS = ("int8", "int4", "fp8")
+QUANTS = ("int8", "int4", "fp8", "log4", "cluster16")
 
 
 class RunError(TesseraError):
@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq", type=int, default=512, help="prompt length (prefill, generate)")
     p.add_argument("--ctx", type=int, default=2048, help="KV-cache length (decode)")
     p.add_argument("--tokens", type=int, default=32, help="decode steps (generate)")
-    p.add_argument("--quant", choices=QUANTS, help="weight quantization (per output channel)")
+    p.add_argument("--quant", choices=QUANTS,
+                   help="weight quantization: linear int8/int4/fp8 (per output channel, or "
+                        "per group with --quant-group), logarithmic log4, clustered cluster16")
+    p.add_argument("--quant-group", type=int, default=0, metavar="G",
+                   help="linear quantization with one scale per G weights along K")
     p.add_argument("--sparsity", choices=("2:4",), help="prune weights to 2:4 sparsity")
     p.add_argument("--low-rank", type=int, default=0, metavar="R",
                    help="factorize the MLP projections to rank R by truncated SVD")
@@ -70,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     model = load_model(args.model)
     chip = load_chip(args.chip)
-    opts = MapOptions(quant=args.quant, sparsity=args.sparsity, low_rank=args.low_rank,
+    opts = MapOptions(quant=args.quant, quant_group=args.quant_group, sparsity=args.sparsity,
+                      low_rank=args.low_rank,
                       fusion=not args.no_fusion, functional=args.functional, seed=args.seed,
                       layers_mapped=None if args.functional else 1)
     try:

@@ -11,6 +11,9 @@ Semaphores (all balanced, so kernels can follow each other on a core):
 0/1 A,W full (dma->mx)  2/3 A,W free (mx->dma)  4/5 acc ready (mx->vec)
 6/7 acc free (vec->mx)  8/9 C ready (vec->dma)  10/11 C free (dma->vec)
 12 extras full (dma->vec)  13 extras free (vec->dma)
+With a weight decode stage (quantized codes -> bf16 on the vector engine, between the DMA
+and the array): 14/15 codes full (dma->vec)  16/17 codes free (vec->dma)
+18/19 weights decoded (vec->mx)  20/21 decoded buffer free (mx->vec).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from isa import DType, Instruction, build
 from mapper.emit import Item, acc, hbm, sram, steps
 
 FULL, FREE, ACC_READY, ACC_FREE, C_READY, C_FREE, EX_FULL, EX_FREE = 0, 2, 4, 6, 8, 10, 12, 13
+WQ_FULL, WQ_FREE, W_DEC, W_FREE = 14, 16, 18, 20
 ALIGN = 64
 
 
@@ -51,6 +55,11 @@ class Gemm:
     scale: int | None = None  # HBM address of per-output-channel scales[N] (fp32)
     residual: int | None = None  # HBM address of R[M,N] (cdt, ldc) added last
     sparse: bool = False  # W holds 2:4-compressed blocks: values [tk/2, tn] + meta [tk/8, tn]
+    # decode stage: "lut" (codes -> table, fp32 at ``table``) or "group" (codes x the fp32
+    # scale row stored after each block; one group = one K-step: tk == group)
+    decode: str | None = None
+    table: int | None = None
+    group: int = 0
     name: str = "gemm"
     extras: tuple[str, ...] = field(init=False, default=())
 
@@ -67,6 +76,8 @@ def ceil_div(a: int, b: int) -> int:
 def weight_block_bytes(g: Gemm, tk: int, tn: int) -> int:
     if g.sparse:
         return g.wdt.nbytes(tk // 2 * tn) + tk * tn // 8
+    if g.decode == "group":
+        return g.wdt.nbytes(tk * tn) + 4 * tn  # codes, then the group's scale row
     return g.wdt.nbytes(tk * tn)
 
 
@@ -92,6 +103,8 @@ class SramPlan:
     acc: tuple[int, int]
     sram_bytes: int
     acc_bytes: int
+    dec: tuple[int, int]  # what the array reads: the decoded tiles, or w itself
+    table: int
 
 
 def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
@@ -107,12 +120,17 @@ def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
     a = (take(g.adt.nbytes(t.tm * t.tk)), take(g.adt.nbytes(t.tm * t.tk)))
     wb = weight_block_bytes(g, t.tk, t.tn)
     w = (take(wb), take(wb))
+    if g.decode:  # w holds the codes; dec the decoded bf16 tiles the array reads
+        dec = (take(g.adt.nbytes(t.tk * t.tn)), take(g.adt.nbytes(t.tk * t.tn)))
+        table = take(4 << g.wdt.bits) if g.decode == "lut" else -1
+    else:
+        dec, table = w, -1
     c = (take(g.cdt.nbytes(t.tm * t.tn)), take(g.cdt.nbytes(t.tm * t.tn)))
     ex = {"scale": take(4 * t.tn) if g.scale is not None else -1,
           "bias": take(4 * t.tn) if g.bias is not None else -1,
           "residual": take(g.cdt.nbytes(t.tm * t.tn)) if g.residual is not None else -1}
     acc_tile = 4 * t.tm * t.tn
-    return SramPlan(a, w, c, ex, (0, acc_tile), pos, 2 * acc_tile)
+    return SramPlan(a, w, c, ex, (0, acc_tile), pos, 2 * acc_tile, dec, table)
 
 
 def gemm_programs(g: Gemm, t: Tiling, cores: int) -> list[list[Item]]:
@@ -135,6 +153,9 @@ def _prologue(g: Gemm) -> list[Item]:
            build("sem.signal", "dma", C_FREE), build("sem.signal", "dma", C_FREE + 1)]
     if g.extras:
         seq.append(build("sem.signal", "vec", EX_FREE))
+    if g.decode:
+        seq += [build("sem.signal", "mx", W_FREE), build("sem.signal", "mx", W_FREE + 1),
+                build("sem.signal", "vec", WQ_FREE), build("sem.signal", "vec", WQ_FREE + 1)]
     return seq
 
 
@@ -144,15 +165,17 @@ def _shape(g: Gemm, t: Tiling, i: int, j: int) -> tuple[int, int, int]:
 
 
 def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]:
-    """Loads for every k step; the store of tile t-1 goes after tile t's first two loads."""
+    """Loads for every k step; the store of tile t-1 and the epilogue operands of tile t go
+    after tile t's first two loads, so neither holds up the array."""
     lda = g.lda or g.k
     seq: list[Item] = []
+    if g.decode == "lut":
+        seq.append(build("dma.load", sram(p.table), hbm(g.table), DType.FP32, 1,
+                         1 << g.wdt.bits))
     gstep = 0
     prev: tuple | None = None
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
-        if g.extras:
-            seq += _extras_load(g, t, p, i, j, tm, tn)
         a_row = g.a + g.adt.nbytes(i * t.tm * lda)
 
         def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, g0=gstep) -> list:
@@ -160,16 +183,21 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
             tk = min(t.tk, g.k - kk * t.tk)
             b = k % 2
             a_reg, w_reg = (0, 1) if in_loop else (None, None)
+            dec = bool(g.decode)
             return [build("sem.wait", "dma", FREE + b),
+                    *([build("sem.wait", "dma", WQ_FREE + b)] if dec else []),
                     build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(kk * t.tk), a_reg),
                           g.adt, tm, tk, stride=lda),
                     *_w_load(g, p, b, g.w + offs[(kk, j)], w_reg, tk, tn),
-                    build("sem.signal", "dma", FULL + b)]
+                    build("sem.signal", "dma", FULL + b),
+                    *([build("sem.signal", "dma", WQ_FULL + b)] if dec else [])]
 
         head = min(2, ksteps)
         seq += steps(head, step, (), gstep)
         if prev is not None:
             seq += _store(g, t, p, *prev)
+        if g.extras:  # after the first steps: the previous epilogue frees the buffer then
+            seq += _extras_load(g, t, p, i, j, tm, tn)
         ragged = 1 if g.k % t.tk and ksteps > head else 0
         full = ksteps - head - ragged
         block = weight_block_bytes(g, t.tk, tn)
@@ -182,6 +210,8 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
     if prev is not None:
         seq += _store(g, t, p, *prev)
     seq += [build("sem.wait", "dma", FREE), build("sem.wait", "dma", FREE + 1)]
+    if g.decode:
+        seq += [build("sem.wait", "dma", WQ_FREE), build("sem.wait", "dma", WQ_FREE + 1)]
     if g.extras:
         seq.append(build("sem.wait", "dma", EX_FREE))
     return seq
@@ -189,6 +219,10 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
 
 def _w_load(g: Gemm, p: SramPlan, b: int, addr: int, reg: int | None, tk: int,
             tn: int) -> list[Instruction]:
+    if g.decode == "group":  # the codes and the scale row right after them
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn),
+                build("dma.load", sram(p.w[b] + g.wdt.nbytes(tk * tn)),
+                      hbm(addr + g.wdt.nbytes(tk * tn), reg), DType.FP32, 1, tn)]
     if not g.sparse:
         return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn)]
     vals = g.wdt.nbytes(tk // 2 * tn)
@@ -235,10 +269,13 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
             tk = min(t.tk, g.k - kk * t.tk)
             b = k % 2
             f = flags + (("accum",) if kk else ())
+            dec = bool(g.decode)
             return [build("sem.wait", "mx", FULL + b),
-                    build("mm", acc(p.acc[par]), sram(p.a[b]), sram(p.w[b]), tm, tk, tn, g.adt,
-                          g.wdt, "|".join(f) or 0),
-                    build("sem.signal", "mx", FREE + b)]
+                    *([build("sem.wait", "mx", W_DEC + b)] if dec else []),
+                    build("mm", acc(p.acc[par]), sram(p.a[b]), sram(p.dec[b]), tm, tk, tn, g.adt,
+                          g.adt if dec else g.wdt, "|".join(f) or 0),
+                    build("sem.signal", "mx", FREE + b),
+                    *([build("sem.signal", "mx", W_FREE + b)] if dec else [])]
 
         seq.append(build("sem.wait", "mx", ACC_FREE + par))
         seq += step(gstep, False)
@@ -252,38 +289,70 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
 
 
 def _vec(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
-    """Epilogue per tile: scale, bias, activation (in the fp32 accumulator), residual, cast."""
+    """Weight decodes (if any) for every K-step, and each tile's epilogue after the first
+    two decodes of the next tile, so the array never waits on an epilogue."""
     seq: list[Item] = []
+    gstep = 0
+    prev: tuple | None = None
     for n_tile, (i, j) in enumerate(tiles):
-        tm, tn, _ = _shape(g, t, i, j)
-        par = n_tile % 2
-        x = acc(p.acc[par])
-        f32 = DType.FP32
-        seq += [build("sem.wait", "vec", ACC_READY + par), build("sem.wait", "vec", C_FREE + par)]
-        if g.extras:
-            seq.append(build("sem.wait", "vec", EX_FULL))
-        for name in ("scale", "bias"):
-            if getattr(g, name) is not None:
-                op = "v.mul" if name == "scale" else "v.add"
-                seq.append(build(op, x, x, sram(p.ex[name]), tm, tn, f32, f32, f32, "row"))
-        if g.act:
-            seq.append(build(f"v.{g.act}", x, x, tm, tn, f32, f32))
-        out = sram(p.c[par])
-        if g.residual is not None:
-            seq.append(build("v.add", out, x, sram(p.ex["residual"]), tm, tn, g.cdt, f32, g.cdt))
-        else:
-            seq.append(build("v.cast", out, x, tm, tn, g.cdt, f32))
-        if g.extras:
-            seq.append(build("sem.signal", "vec", EX_FREE))
-        seq += [build("sem.signal", "vec", ACC_FREE + par), build("sem.signal", "vec",
-                                                                   C_READY + par)]
-    return seq + [build("sem.wait", "vec", C_FREE), build("sem.wait", "vec", C_FREE + 1)]
+        tm, tn, ksteps = _shape(g, t, i, j)
+        for kk in range(ksteps):
+            if g.decode:
+                seq += _decode(g, t, p, (gstep + kk) % 2, min(t.tk, g.k - kk * t.tk), tn)
+            if prev is not None and kk == min(1, ksteps - 1) or not g.decode and prev:
+                seq += _epilogue(g, p, *prev)
+                prev = None
+        gstep += ksteps
+        prev = (n_tile % 2, tm, tn)
+    if prev is not None:
+        seq += _epilogue(g, p, *prev)
+    seq += [build("sem.wait", "vec", C_FREE), build("sem.wait", "vec", C_FREE + 1)]
+    if g.decode:  # the decoded buffers' last free tokens (signalled by mx)
+        seq += [build("sem.wait", "vec", W_FREE), build("sem.wait", "vec", W_FREE + 1)]
+    return seq
+
+
+def _decode(g: Gemm, t: Tiling, p: SramPlan, b: int, tk: int, tn: int) -> list[Item]:
+    """Codes -> bf16 tile: a table lookup, or codes x the group's scale row."""
+    src, dst = sram(p.w[b]), sram(p.dec[b])
+    if g.decode == "lut":
+        op = build("v.lut", dst, src, sram(p.table), tk, tn, g.adt, g.wdt)
+    else:
+        scales = sram(p.w[b] + g.wdt.nbytes(tk * tn))
+        op = build("v.mul", dst, src, scales, tk, tn, g.adt, g.wdt, DType.FP32, "row")
+    return [build("sem.wait", "vec", WQ_FULL + b), build("sem.wait", "vec", W_FREE + b), op,
+            build("sem.signal", "vec", WQ_FREE + b), build("sem.signal", "vec", W_DEC + b)]
+
+
+def _epilogue(g: Gemm, p: SramPlan, par: int, tm: int, tn: int) -> list[Item]:
+    """Scale, bias, activation (in the fp32 accumulator), residual, cast to the output."""
+    x = acc(p.acc[par])
+    f32 = DType.FP32
+    seq: list[Item] = [build("sem.wait", "vec", ACC_READY + par),
+                       build("sem.wait", "vec", C_FREE + par)]
+    if g.extras:
+        seq.append(build("sem.wait", "vec", EX_FULL))
+    for name in ("scale", "bias"):
+        if getattr(g, name) is not None:
+            op = "v.mul" if name == "scale" else "v.add"
+            seq.append(build(op, x, x, sram(p.ex[name]), tm, tn, f32, f32, f32, "row"))
+    if g.act:
+        seq.append(build(f"v.{g.act}", x, x, tm, tn, f32, f32))
+    out = sram(p.c[par])
+    if g.residual is not None:
+        seq.append(build("v.add", out, x, sram(p.ex["residual"]), tm, tn, g.cdt, f32, g.cdt))
+    else:
+        seq.append(build("v.cast", out, x, tm, tn, g.cdt, f32))
+    if g.extras:
+        seq.append(build("sem.signal", "vec", EX_FREE))
+    return seq + [build("sem.signal", "vec", ACC_FREE + par),
+                  build("sem.signal", "vec", C_READY + par)]
 
 
 def sram_fits(g: Gemm, t: Tiling, sram_capacity: int, acc_capacity: int) -> bool:
     p = plan_sram(g, t)
     return p.sram_bytes <= sram_capacity and p.acc_bytes <= acc_capacity and (
-        not g.sparse or t.tk % 8 == 0)
+        not g.sparse or t.tk % 8 == 0) and (g.decode != "group" or t.tk == g.group)
 
 
 def gemm_flops(g: Gemm) -> int:

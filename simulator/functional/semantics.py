@@ -168,5 +168,14 @@ def run_quant(ctx: Access, ins: Instruction, dequant: bool) -> None:
     ctx.store(ctx.mem("dst"), odt, out)
 
 
+def run_lut(ctx: Access, ins: Instruction) -> None:
+    rows, cols = ins["rows"], ins["cols"]
+    idt = DType(ins["idt"])
+    codes = ctx.load(ctx.mem("src"), idt, rows * cols).astype(np.int64) % (1 << idt.bits)
+    table = ctx.load(ctx.mem("table"), DType.FP32, 1 << idt.bits)
+    ctx.store(ctx.mem("dst"), DType(ins["odt"]), table[codes].reshape(rows, cols))
+
+
+SEMANTICS["v.lut"] = run_lut
 SEMANTICS["v.quant"] = lambda c, i: run_quant(c, i, False)
 SEMANTICS["v.dequant"] = lambda c, i: run_quant(c, i, True)
