@@ -71,3 +71,16 @@ def steps(n: int, step: Callable[[int, bool], list[Item]], regs: tuple[tuple[str
     for k in range(first + done, first + n):
         out += step(k, False)
     return out
+
+
+class Arena:
+    """Bump allocation of a kernel's SRAM regions, each aligned for whole bursts."""
+
+    def __init__(self, align: int = 64) -> None:
+        self.align = align
+        self.size = 0
+
+    def take(self, nbytes: int) -> int:
+        at = self.size
+        self.size += -(-nbytes // self.align) * self.align
+        return at

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-import yaml
-
 from isa.errors import TesseraError
+from simulator.yamlfile import read_yaml
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -117,26 +116,21 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
                              f"or give a model YAML or a config.json)")
     else:
         path = Path(text)
-    try:
-        raw = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else str(exc)
-        raise ModelError(f"{text}: cannot read ({why})") from None
     if path.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path.name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
-                             ) from None
-        return model_from_hf(data, path.name)
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ModelError(f"{path.name}{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"
-                         ) from None
+        return model_from_hf(_read_json(path), path.name)
+    data = read_yaml(path, ModelError)
     return model_from_dict(data, path.name)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path.name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ModelError(f"{path.name}: cannot read ({why})") from None
 
 
 def model_from_dict(data: object, source: str = "<dict>") -> ModelConfig:

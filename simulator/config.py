@@ -12,12 +12,11 @@ import typing
 from enum import Enum
 from pathlib import Path
 
-import yaml
-
 from isa.dtypes import DType
 from isa.errors import TesseraError
 from simulator import hardware as hw
 from simulator.units import UnitError, parse
+from simulator.yamlfile import read_yaml
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -62,15 +61,7 @@ def _resolve(name_or_path: str | Path) -> Path:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path.name}{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path.name}: cannot read ({exc})") from None
+    data = read_yaml(path, ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}: expected a mapping of chip fields at the top level")
     return data

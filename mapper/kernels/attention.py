@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from isa import DType, build
-from mapper.emit import Item, acc, hbm, sram
+from mapper.emit import Arena, Item, acc, hbm, sram
 from mapper.kernels.gemm import ceil_div
 
 KV_FULL, KV_FREE, Q_READY, S_READY, P_READY = 0, 2, 5, 6, 7
@@ -107,13 +107,8 @@ class Regions:
 
 
 def regions(a: Attention) -> Regions:
-    pos = 0
-
-    def take(n: int) -> int:
-        nonlocal pos
-        at = pos
-        pos += -(-n // ALIGN) * ALIGN
-        return at
+    arena = Arena(ALIGN)
+    take = arena.take
 
     rows = max(a.tq, a.rep)
     kv = a.dt.nbytes(a.tkv * a.hd)
@@ -122,7 +117,7 @@ def regions(a: Attention) -> Regions:
              m=take(4 * rows), mt=take(4 * rows), mnew=take(4 * rows), corr=take(4 * rows),
              l=take(4 * rows), lt=take(4 * rows))
     s_bytes = 4 * rows * a.tkv
-    return Regions(**r, s=0, o=s_bytes, sram_bytes=pos, acc_bytes=s_bytes + 4 * rows * a.hd)
+    return Regions(**r, s=0, o=s_bytes, sram_bytes=arena.size, acc_bytes=s_bytes + 4 * rows * a.hd)
 
 
 def attention_programs(a: Attention, cores: int) -> list[list[Item]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from isa import DType, Instruction, build
-from mapper.emit import Item, acc, hbm, sram, steps
+from mapper.emit import Arena, Item, acc, hbm, sram, steps
 
 FULL, FREE, ACC_READY, ACC_FREE, C_READY, C_FREE, EX_FULL, EX_FREE = 0, 2, 4, 6, 8, 10, 12, 13
 WQ_FULL, WQ_FREE, W_DEC, W_FREE = 14, 16, 18, 20
@@ -109,13 +109,8 @@ class SramPlan:
 
 def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
     """Regions for the double buffers; the caller checks them against the core's memories."""
-    pos = 0
-
-    def take(n: int) -> int:
-        nonlocal pos
-        at = pos
-        pos += ceil_div(n, ALIGN) * ALIGN
-        return at
+    arena = Arena(ALIGN)
+    take = arena.take
 
     a = (take(g.adt.nbytes(t.tm * t.tk)), take(g.adt.nbytes(t.tm * t.tk)))
     wb = weight_block_bytes(g, t.tk, t.tn)
@@ -130,7 +125,7 @@ def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
           "bias": take(4 * t.tn) if g.bias is not None else -1,
           "residual": take(g.cdt.nbytes(t.tm * t.tn)) if g.residual is not None else -1}
     acc_tile = 4 * t.tm * t.tn
-    return SramPlan(a, w, c, ex, (0, acc_tile), pos, 2 * acc_tile, dec, table)
+    return SramPlan(a, w, c, ex, (0, acc_tile), arena.size, 2 * acc_tile, dec, table)
 
 
 def gemm_programs(g: Gemm, t: Tiling, cores: int) -> list[list[Item]]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from isa import DType, MemRef, build
-from mapper.emit import Item, hbm, sram
+from mapper.emit import Arena, Item, hbm, sram
 
 IN_FULL, IN_FREE, OUT_READY, OUT_FREE = 0, 2, 4, 6
 ALIGN = 64
@@ -59,19 +59,14 @@ class RowKernel:
 
 
 def _layout(k: RowKernel) -> tuple[list[list[int]], list[int], list[int], int]:
-    pos = 0
-
-    def take(n: int) -> int:
-        nonlocal pos
-        at = pos
-        pos += -(-n // ALIGN) * ALIGN
-        return at
+    arena = Arena(ALIGN)
+    take = arena.take
 
     t = k.rows_per_tile
     ins = [[take(v.dtype.nbytes(t * v.cols)) for v in k.inputs] for _ in range(2)]
     outs = [take(k.out.dtype.nbytes(t * k.out.cols)) for _ in range(2)]
     params = [take(4 * p.floats * (t if p.per_row else 1)) for p in k.params]
-    return ins, outs, params, pos
+    return ins, outs, params, arena.size
 
 
 def sram_bytes(k: RowKernel) -> int:
