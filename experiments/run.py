@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mapper.layers import Phase, build_head
@@ -25,18 +25,24 @@ class PhaseRun:
     repeat: int  # model layers / mapped layers
     map_wall_s: float
     sim_wall_s: float
+    other: SimResult | None = None  # mixed precision: the layers left unquantized
+    other_repeat: int = 0
+
+    def _total(self, attr: str) -> float:
+        other = getattr(self.other, attr) * self.other_repeat if self.other else 0.0
+        return self.repeat * getattr(self.layer, attr) + other + getattr(self.head, attr)
 
     @property
     def latency_s(self) -> float:
-        return self.repeat * self.layer.time_s + self.head.time_s
+        return self._total("time_s")
 
     @property
     def energy_j(self) -> float:
-        return self.repeat * self.layer.energy_total_j + self.head.energy_total_j
+        return self._total("energy_total_j")
 
     @property
     def flops(self) -> float:
-        return self.repeat * self.layer.flops + self.head.flops
+        return self._total("flops")
 
 
 @dataclass
@@ -95,20 +101,39 @@ def _interp(pts: list[tuple[int, float]], x: int) -> float:
 
 def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: ANN001
               trace: bool = False, emit_asm: Path | None = None) -> PhaseRun:
+    """One phase of the whole model. With mixed precision in performance mode, one quantized
+    and one unquantized layer are simulated and each counted for its layers."""
+    quantized = _quantized_layers(model, opts)
+    mixed = not opts.functional and 0 < quantized < model.layers
     t0 = time.perf_counter()
-    mapped = map_model(model, chip, phase, opts, confirm=lambda p: simulate(p, chip).time_s)
+    mapped = map_model(model, chip, phase, replace(opts, quant_layers=None) if mixed else opts,
+                       confirm=lambda p: simulate(p, chip).time_s)
     if emit_asm is not None:
         write_asm(mapped.lowered.programs, emit_asm, phase.kind)
     head = lower(build_head(model, phase), chip)
+    plain = map_model(model, chip, phase, replace(opts, quant=None, quant_layers=None),
+                      confirm=lambda p: simulate(p, chip).time_s) if mixed else None
     t1 = time.perf_counter()
-    if opts.functional:
-        layer = simulate(mapped.lowered.programs, chip, functional=True, trace=trace)
-    else:  # kernel by kernel: each ends in a chip-wide sync, so their times add exactly
-        layer = sequence([simulate(p, chip, trace=trace)
-                          for p in mapped.lowered.kernel_programs])
+    layer = _simulate(mapped, chip, opts.functional, trace)
+    other = _simulate(plain, chip, False, False) if plain else None
     head_r = simulate(head.programs, chip)
     t2 = time.perf_counter()
-    return PhaseRun(phase, layer, head_r, int(round(mapped.layer_factor)), t1 - t0, t2 - t1)
+    repeat = quantized if mixed else int(round(mapped.layer_factor))
+    return PhaseRun(phase, layer, head_r, repeat, t1 - t0, t2 - t1, other,
+                    model.layers - quantized if mixed else 0)
+
+
+def _quantized_layers(model, opts: MapOptions) -> int:  # noqa: ANN001
+    if not opts.quant or opts.quant_layers is None:
+        return model.layers if opts.quant else 0
+    return len({i for i in opts.quant_layers if 0 <= i < model.layers})
+
+
+def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool) -> SimResult:  # noqa: ANN001
+    if functional:
+        return simulate(mapped.lowered.programs, chip, functional=True, trace=trace)
+    # kernel by kernel: each ends in a chip-wide sync, so their times add exactly
+    return sequence([simulate(p, chip, trace=trace) for p in mapped.lowered.kernel_programs])
 
 
 def write_asm(programs: dict, folder: Path, prefix: str) -> None:

@@ -40,7 +40,8 @@ def apply_passes(graph: Graph, weights: dict | None, opts) -> tuple[Graph, dict 
     if opts.quant:
         if opts.sparsity:
             raise PassError("--quant with --sparsity is not supported (one weight format)")
-        graph, weights = quantize(graph, weights, opts.quant, notes, opts.quant_group)
+        layers = None if opts.quant_layers is None else set(opts.quant_layers)
+        graph, weights = quantize(graph, weights, opts.quant, notes, opts.quant_group, layers)
     if not opts.fusion:
         graph = unfuse(graph)
     return graph, weights, notes
@@ -50,9 +51,10 @@ def _linears(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "linear"]
 
 
-def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group: int = 0
-             ) -> tuple[Graph, dict | None]:
-    """Weights of every linear layer to ``scheme``; see the module docstring."""
+def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group: int = 0,
+             layers: set[int] | None = None) -> tuple[Graph, dict | None]:
+    """Weights of the linear layers of ``layers`` (all when None) to ``scheme``: mixed
+    precision per layer; see the module docstring."""
     if scheme not in QUANT and scheme not in ("log4", "cluster16"):
         raise PassError(f"--quant {scheme}: expected one of {', '.join(SCHEMES)}")
     if group and scheme not in QUANT:
@@ -61,7 +63,7 @@ def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group
     w_out = dict(weights) if weights is not None else None
     before = after = 0
     for i, node in enumerate(g.nodes):
-        if node.op != "linear":
+        if node.op != "linear" or (layers is not None and _layer_of(node) not in layers):
             continue
         wname = node.inputs[1]
         t = g.tensors[wname]
@@ -78,6 +80,12 @@ def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group
     notes["quant"] = {"scheme": scheme, "group": group, "weight_bytes_before": before,
                       "weight_bytes_after": after}
     return g, w_out
+
+
+def _layer_of(node: Node) -> int:
+    """The layer index of a node named ``l<i>.<...>``."""
+    head = node.name.split(".", 1)[0]
+    return int(head[1:]) if head[:1] == "l" and head[1:].isdigit() else -1
 
 
 def _quantized_node(g: Graph, node: Node, scheme: str, group: int) -> Node:

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "per group with --quant-group), logarithmic log4, clustered cluster16")
     p.add_argument("--quant-group", type=int, default=0, metavar="G",
                    help="linear quantization with one scale per G weights along K")
+    p.add_argument("--quant-layers", metavar="LIST",
+                   help="quantize only these layers, e.g. 0-3,30,31 (mixed precision; "
+                        "default: all)")
     p.add_argument("--sparsity", choices=("2:4",), help="prune weights to 2:4 sparsity")
     p.add_argument("--low-rank", type=int, default=0, metavar="R",
                    help="factorize the MLP projections to rank R by truncated SVD")
@@ -53,6 +56,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="results folder (default results/run)")
     p.add_argument("--json", action="store_true", help="print the headline metrics as JSON last")
     p.set_defaults(handler=run)
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    """'0-3,30' -> (0, 1, 2, 3, 30); a bad list is a RunError naming the option."""
+    if text is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise RunError(f"--quant-layers: expected a list like 0-3,30, got '{text}'") from None
+    return tuple(out)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -74,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     model = load_model(args.model)
     chip = load_chip(args.chip)
-    opts = MapOptions(quant=args.quant, quant_group=args.quant_group, sparsity=args.sparsity,
+    opts = MapOptions(quant=args.quant, quant_group=args.quant_group,
+                      quant_layers=parse_layers(args.quant_layers), sparsity=args.sparsity,
                       low_rank=args.low_rank,
                       fusion=not args.no_fusion, functional=args.functional, seed=args.seed,
                       layers_mapped=None if args.functional else 1)

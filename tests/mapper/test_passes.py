@@ -161,3 +161,29 @@ def test_tiling_search_confirms_the_best_few_by_simulation():
 
     chosen = lower(graph, chip, confirm=confirm, top=3).tilings["lin"]
     assert len(calls) == 3 and chosen == min(times, key=times.get)
+
+
+def test_mixed_precision_quantizes_only_the_chosen_layers():
+    model = load_model("tiny-llama")
+    opts = MapOptions(functional=True, layers_mapped=None, seed=3, quant="int8",
+                      quant_layers=(1,))
+    mapped, result, _ = run_functional(model, PREFILL, opts)
+    g = mapped.graph
+    assert g.tensors["l0.qkv.w"].dtype.name == "BF16" and g.tensors["l1.qkv.w"].dtype.name == \
+        "INT8"
+    decoded = {k: decoded_weights(mapped.weights, k) for k in mapped.weights}
+    for err, scale, *_ in compare_layers(model, mapped, result, {}, decoded):
+        assert err <= 4 * bf16_ulp(scale)
+
+
+def test_mixed_precision_whole_model_time_combines_both_layer_kinds():
+    from experiments.run import run_phase
+
+    model = load_model("tiny-llama")
+    chip = make_chip(cores=4)
+    full = run_phase(model, chip, PREFILL, MapOptions(quant="int4"))
+    none = run_phase(model, chip, PREFILL, MapOptions())
+    half = run_phase(model, chip, PREFILL, MapOptions(quant="int4", quant_layers=(0,)))
+    assert half.repeat == 1 and half.other_repeat == 1
+    per_layer = (full.latency_s - full.head.time_s) / 2, (none.latency_s - none.head.time_s) / 2
+    assert half.latency_s == pytest.approx(sum(per_layer) + half.head.time_s)
