@@ -19,6 +19,8 @@ def block_weights(w: np.ndarray, g: Gemm, t: Tiling, gscales: np.ndarray | None 
     from simulator import numerics as nx
     from simulator import sparsity as sx
 
+    if g.w_layout == "row":
+        return nx.to_bytes(w, g.wdt).tobytes()
     offs = weight_block_offsets(g, t)
     total = max(offs.values()) + _block_size(g, t, *max(offs, key=offs.get)) if offs else 0
     out = bytearray(total)
@@ -46,9 +48,32 @@ def _block_size(g: Gemm, t: Tiling, kb: int, nb: int) -> int:
 
 
 def blocked_size(g: Gemm, t: Tiling) -> int:
+    if g.w_layout == "row":
+        return g.wdt.nbytes(g.k * g.n)
     offs = weight_block_offsets(g, t)
     kb, nb = ceil_div(g.k, t.tk) - 1, ceil_div(g.n, t.tn) - 1
     return offs[(kb, nb)] + _block_size(g, t, kb, nb)
 
 
-__all__ = ["DType", "block_weights", "blocked_size"]
+def charged_tile_bytes(g: Gemm, t: Tiling, layout: str, burst: int) -> int:
+    """HBM bytes the DMA is charged for one full weight tile in ``layout``: a blocked tile is
+    one run; a row-major tile is tk runs of tn elements, each rounded up to whole bursts."""
+    if layout == "row":
+        return t.tk * -(-g.wdt.nbytes(t.tn) // burst) * burst
+    from mapper.kernels.gemm import weight_block_bytes
+
+    return -(-weight_block_bytes(g, t.tk, t.tn) // burst) * burst
+
+
+def choose_layout(g: Gemm, t: Tiling, burst: int, option: str = "auto") -> str:
+    """The weight layout: as asked, or (auto) the one charged fewer bytes (blocked on a tie;
+    sparse and decoded weights need blocks)."""
+    if g.sparse or g.decode or option == "blocked":
+        return "blocked"
+    if option == "row":
+        return "row"
+    row, blocked = (charged_tile_bytes(g, t, x, burst) for x in ("row", "blocked"))
+    return "row" if row < blocked else "blocked"
+
+
+__all__ = ["DType", "block_weights", "blocked_size", "choose_layout"]

@@ -29,7 +29,7 @@ from mapper.kernels.rowwise import (
     silu_mul_op,
     sram_bytes,
 )
-from mapper.layout import blocked_size
+from mapper.layout import blocked_size, choose_layout
 from mapper.tiling import choose
 from simulator.hardware import ChipConfig
 
@@ -51,6 +51,7 @@ class Lowered:
     kernels: list[tuple[str, str]] = field(default_factory=list)  # (node, kind)
     # each kernel alone (ending with its sync): their times add up to the whole program's
     kernel_programs: list[dict[int, Program]] = field(default_factory=list)
+    layouts: dict[str, str] = field(default_factory=dict)  # linear node -> weight layout
 
 
 @dataclass
@@ -68,12 +69,13 @@ Confirm = Callable[[dict[int, Program]], float]  # programs -> simulated seconds
 
 def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None = None,
           inputs: dict[str, np.ndarray] | None = None, confirm: Confirm | None = None,
-          top: int = 3) -> Lowered:
+          top: int = 3, layout: str = "auto") -> Lowered:
     """Programs for every core of ``chip``; with ``weights`` (functional mode) the HBM
     images of weights and inputs become data segments of core 0's program. With
     ``confirm``, each GEMM's ``top`` tilings by estimate are simulated and the fastest kept
     (the mapper never runs the simulator itself: the caller passes it in)."""
     tilings = _choose_tilings(graph, chip, confirm, top)
+    graph = _choose_layouts(graph, chip, tilings, layout)
     addr = _allocate(graph, tilings)
     ctx = _Ctx(graph, chip, addr, tilings, weights, [])
     per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
@@ -95,7 +97,8 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
     for core, items in enumerate(per_core):
         data = tuple(ctx.segments) if core == 0 else ()
         programs[core] = Program(tuple(items) + (build("halt"),), data)
-    return Lowered(programs, addr, tilings, kinds, alone)
+    layouts = {n.name: n.attrs["w_layout"] for n in graph.nodes if n.op == "linear"}
+    return Lowered(programs, addr, tilings, kinds, alone, layouts)
 
 
 # ---- layout ---------------------------------------------------------------------------------
@@ -117,6 +120,19 @@ def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = No
             seen[key] = ranked[0].tiling if len(ranked) == 1 or confirm is None else \
                 min((s.tiling for s in ranked), key=lambda t: confirm(_alone(g, t, chip)))
         out[node.name] = seen[key]
+    return out
+
+
+def _choose_layouts(graph: Graph, chip: ChipConfig, tilings: dict[str, Tiling],
+                    option: str) -> Graph:
+    """Each weight's HBM layout for the tiles its GEMM will read (``mapper.layout``)."""
+    out = Graph(graph.tensors, [])
+    for node in graph.nodes:
+        if node.op == "linear":
+            g = _gemm(graph, node, {}, tilings[node.name])
+            node = node.with_attrs(w_layout=choose_layout(g, tilings[node.name],
+                                                          chip.core.dma.burst_bytes, option))
+        out.nodes.append(node)
     return out
 
 
@@ -161,7 +177,8 @@ def _gemm(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
         residual=at(node.attrs["residual"], 0) if node.attrs.get("residual") else None,
         sparse=bool(node.attrs.get("sparse")), decode=node.attrs.get("decode"),
         table=at(node.attrs["table"], 0) if node.attrs.get("table") else None,
-        group=int(node.attrs.get("group", 0)), name=node.name)
+        group=int(node.attrs.get("group", 0)),
+        w_layout=node.attrs.get("w_layout", "blocked"), name=node.name)
 
 
 def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:

@@ -32,6 +32,7 @@ class MapOptions:
     seed: int = 0
     layers_mapped: int | None = 1  # None: every layer
     confirm_top: int = 3  # GEMM tilings confirmed by simulation (0 or 1: estimate only)
+    layout: str = "auto"  # weights in HBM: auto | blocked | row
 
 
 @dataclass
@@ -61,5 +62,5 @@ def map_model(model, chip: ChipConfig, phase: Phase, opts: MapOptions = MapOptio
         rng = np.random.default_rng(opts.seed + 1)
         ins["x0"] = rng.standard_normal(graph.tensors["x0"].shape)
     lowered = lower(graph, chip, weights, ins if opts.functional else None,
-                    confirm if opts.confirm_top > 1 else None, opts.confirm_top)
+                    confirm if opts.confirm_top > 1 else None, opts.confirm_top, opts.layout)
     return Mapped(graph, lowered, phase, model.layers / n, weights, ins, notes)

@@ -60,6 +60,7 @@ class Gemm:
     decode: str | None = None
     table: int | None = None
     group: int = 0
+    w_layout: str = "blocked"  # or "row": W row-major [K, N], a tile is tk runs of tn
     name: str = "gemm"
     extras: tuple[str, ...] = field(init=False, default=())
 
@@ -83,7 +84,11 @@ def weight_block_bytes(g: Gemm, tk: int, tn: int) -> int:
 
 def weight_block_offsets(g: Gemm, t: Tiling) -> dict[tuple[int, int], int]:
     """Byte offset of each (k-block, n-block) in the blocked layout: n-block major, k minor,
-    so one core's stream over k for its tile column is one ascending run."""
+    so one core's stream over k for its tile column is one ascending run. (Row-major: the
+    offset of the tile's first element.)"""
+    if g.w_layout == "row":
+        return {(kb, nb): g.wdt.nbytes(kb * t.tk * g.n + nb * t.tn)
+                for nb in range(ceil_div(g.n, t.tn)) for kb in range(ceil_div(g.k, t.tk))}
     offs, pos = {}, 0
     for nb in range(ceil_div(g.n, t.tn)):
         tn = min(t.tn, g.n - nb * t.tn)
@@ -195,7 +200,8 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
             seq += _extras_load(g, t, p, i, j, tm, tn)
         ragged = 1 if g.k % t.tk and ksteps > head else 0
         full = ksteps - head - ragged
-        block = weight_block_bytes(g, t.tk, tn)
+        block = weight_block_bytes(g, t.tk, tn) if g.w_layout != "row" else \
+            g.wdt.nbytes(t.tk * g.n)
         seq += steps(full, step, (("a0", 2 * g.adt.nbytes(t.tk)), ("a1", 2 * block)),
                      gstep + head)
         if ragged:
@@ -218,6 +224,8 @@ def _w_load(g: Gemm, p: SramPlan, b: int, addr: int, reg: int | None, tk: int,
         return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn),
                 build("dma.load", sram(p.w[b] + g.wdt.nbytes(tk * tn)),
                       hbm(addr + g.wdt.nbytes(tk * tn), reg), DType.FP32, 1, tn)]
+    if g.w_layout == "row":
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn, stride=g.n)]
     if not g.sparse:
         return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn)]
     vals = g.wdt.nbytes(tk // 2 * tn)
