@@ -24,6 +24,7 @@ from mapper.kernels.rowwise import (
     act_op,
     add_op,
     norm_op,
+    rms_scale_op,
     rope_op,
     row_programs,
     silu_mul_op,
@@ -175,6 +176,7 @@ def _gemm(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
         bias=at(node.inputs[2], 0) if node.attrs.get("bias") else None,
         scale=at(node.attrs["scale"], 0) if node.attrs.get("scale") else None,
         residual=at(node.attrs["residual"], 0) if node.attrs.get("residual") else None,
+        row_scale=at(node.attrs["row_scale"], 0) if node.attrs.get("row_scale") else None,
         sparse=bool(node.attrs.get("sparse")), decode=node.attrs.get("decode"),
         table=at(node.attrs["table"], 0) if node.attrs.get("table") else None,
         group=int(node.attrs.get("group", 0)),
@@ -216,6 +218,14 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                                     View(addr[gu.name] + f * e, f, gu.dtype, 2 * f)),
                       View(addr[out.name], f, out.dtype), silu_mul_op(f, out.dtype),
                       (), _rows_per_tile(chip, 3 * f, gu.dtype), node.name)
+        return row_programs(_fit(k, chip), cores)
+    if node.op == "rms_scale":
+        x, out = T(node.inputs[0]), T(node.outputs[0])
+        cols = x.shape[1]
+        k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
+                      View(addr[out.name], 1, DType.FP32), rms_scale_op(cols, x.dtype),
+                      (Param(addr[node.inputs[1]], 1),),
+                      _rows_per_tile(chip, cols, x.dtype), node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op in ("act", "add"):
         out = T(node.outputs[0])
@@ -320,6 +330,8 @@ def _data(ctx: _Ctx, inputs: dict[str, np.ndarray]) -> None:
             values = ctx.weights[name]  # type: ignore[index]
             if name in blocked:
                 node = blocked[name]
+                if node.attrs.get("fold_gamma"):  # rmsnorm(x) W = diag(1/rms) x (gamma W)
+                    values = ctx.weights[node.attrs["fold_gamma"]][:, None] * values
                 raw = block_weights(values, _gemm(g, node, addr, ctx.tilings[node.name]),
                                     ctx.tilings[node.name], ctx.weights.get(name + ".gscale"))
             else:

@@ -8,6 +8,10 @@
   x_q = argmin_i |x - c_i|, decoded by table lookup).
 * ``prune_24``: 2:4 structured sparsity by magnitude along K; GEMMs use the sparse mode.
 * ``low_rank``: W[k,n] ~ U[k,r] V[r,n] by truncated SVD, as two chained GEMMs.
+* ``fuse_norm_projection``: an RMSNorm feeding one projection is folded into it:
+  rmsnorm(x) W = diag(1/rms(x)) x (diag(gamma) W), so gamma is folded into the weights, a
+  small kernel computes 1/rms per row, and the GEMM reads x and scales its rows in the
+  epilogue — the normalized activation never goes to HBM.
 * ``unfuse``: with fusion off, residual adds and activations become kernels of their own
   (each a round trip through HBM), to measure what fusion saves.
 """
@@ -44,7 +48,12 @@ def apply_passes(graph: Graph, weights: dict | None, opts) -> tuple[Graph, dict 
         graph, weights = quantize(graph, weights, opts.quant, notes, opts.quant_group, layers)
     if not opts.fusion:
         graph = unfuse(graph)
+    else:
+        graph, weights = fuse_norm_projection(graph, weights, notes)
     return graph, weights, notes
+
+
+PLAIN = ("scale", "decode", "sparse", "row_scale")  # attrs of weights already transformed
 
 
 def _linears(graph: Graph) -> list[Node]:
@@ -219,3 +228,42 @@ def unfuse(graph: Graph) -> Graph:
         if res:
             g.nodes.append(Node("add", node.name + ".residual", (src, res), (out.name,), {}))
     return g
+
+
+def fuse_norm_projection(graph: Graph, weights: dict | None, notes: dict
+                         ) -> tuple[Graph, dict | None]:
+    consumers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            consumers.setdefault(name, []).append(node)
+    fold: dict[str, Node] = {}  # linear node name -> the norm folded into it
+    for node in graph.nodes:
+        users = consumers.get(node.outputs[0], [])
+        if node.op == "norm" and node.attrs["kind"] == "rmsnorm" and len(users) == 1 and \
+                users[0].op == "linear" and users[0].inputs[0] == node.outputs[0] and \
+                not users[0].attrs.get("bias") and not any(users[0].attrs.get(a)
+                                                           for a in PLAIN):
+            fold[users[0].name] = node
+    if not fold:
+        return graph, weights
+    g = Graph(dict(graph.tensors), [])
+    folded = {n.name for n in fold.values()}
+    for node in graph.nodes:
+        if node.name in folded:
+            x = node.inputs[0]
+            rs = g.add(Tensor(node.name + ".rscale", (graph.tensors[x].shape[0], 1),
+                              DType.FP32))
+            eps = g.add(Tensor(node.name + ".eps", (1,), DType.FP32, Kind.WEIGHT))
+            g.nodes.append(Node("rms_scale", node.name, (x, eps), (rs,),
+                                {"eps": node.attrs["eps"]}))
+            if weights is not None:
+                weights = {**weights, eps: np.array([node.attrs["eps"]])}
+            continue
+        norm = fold.get(node.name)
+        if norm is not None:  # gamma is folded into W where the HBM image is written
+            node = replace(node, inputs=(norm.inputs[0], *node.inputs[1:]),
+                           attrs={**node.attrs, "row_scale": norm.name + ".rscale",
+                                  "fold_gamma": norm.inputs[1]})
+        g.nodes.append(node)
+    notes["fused_norms"] = sorted(folded)
+    return g, weights

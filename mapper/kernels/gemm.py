@@ -54,6 +54,7 @@ class Gemm:
     bias: int | None = None  # HBM address of bias[N] (fp32)
     scale: int | None = None  # HBM address of per-output-channel scales[N] (fp32)
     residual: int | None = None  # HBM address of R[M,N] (cdt, ldc) added last
+    row_scale: int | None = None  # HBM address of per-row scales [M, 1] (fp32), applied first
     sparse: bool = False  # W holds 2:4-compressed blocks: values [tk/2, tn] + meta [tk/8, tn]
     # decode stage: "lut" (codes -> table, fp32 at ``table``) or "group" (codes x the fp32
     # scale row stored after each block; one group = one K-step: tk == group)
@@ -65,8 +66,9 @@ class Gemm:
     extras: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
-        ex = tuple(x for x, v in (("scale", self.scale), ("bias", self.bias),
-                                  ("residual", self.residual)) if v is not None)
+        ex = tuple(x for x, v in (("row_scale", self.row_scale), ("scale", self.scale),
+                                  ("bias", self.bias), ("residual", self.residual))
+                   if v is not None)
         object.__setattr__(self, "extras", ex)
 
 
@@ -126,7 +128,8 @@ def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
     else:
         dec, table = w, -1
     c = (take(g.cdt.nbytes(t.tm * t.tn)), take(g.cdt.nbytes(t.tm * t.tn)))
-    ex = {"scale": take(4 * t.tn) if g.scale is not None else -1,
+    ex = {"row_scale": take(4 * t.tm) if g.row_scale is not None else -1,
+          "scale": take(4 * t.tn) if g.scale is not None else -1,
           "bias": take(4 * t.tn) if g.bias is not None else -1,
           "residual": take(g.cdt.nbytes(t.tm * t.tn)) if g.residual is not None else -1}
     acc_tile = 4 * t.tm * t.tn
@@ -238,6 +241,9 @@ def _extras_load(g: Gemm, t: Tiling, p: SramPlan, i: int, j: int, tm: int,
                  tn: int) -> list[Item]:
     ldc = g.ldc or g.n
     seq: list[Item] = [build("sem.wait", "dma", EX_FREE)]
+    if g.row_scale is not None:
+        seq.append(build("dma.load", sram(p.ex["row_scale"]), hbm(g.row_scale + 4 * i * t.tm),
+                         DType.FP32, tm, 1))
     for name in ("scale", "bias"):
         base = getattr(g, name)
         if base is not None:
@@ -335,6 +341,8 @@ def _epilogue(g: Gemm, p: SramPlan, par: int, tm: int, tn: int) -> list[Item]:
                        build("sem.wait", "vec", C_FREE + par)]
     if g.extras:
         seq.append(build("sem.wait", "vec", EX_FULL))
+    if g.row_scale is not None:
+        seq.append(build("v.mul", x, x, sram(p.ex["row_scale"]), tm, tn, f32, f32, f32, "col"))
     for name in ("scale", "bias"):
         if getattr(g, name) is not None:
             op = "v.mul" if name == "scale" else "v.add"

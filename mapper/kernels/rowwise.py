@@ -145,6 +145,20 @@ def norm_op(kind: str, cols: int, idt: DType, odt: DType, eps: float) -> OpFn:
     return op
 
 
+def rms_scale_op(cols: int, dt: DType) -> OpFn:
+    """1 / sqrt(mean(x^2) + eps) per row (eps in the param), into an fp32 column. The squares
+    overwrite the input tile (the vector engine owns it until it frees the buffer)."""
+    f32 = DType.FP32
+
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.mul", ins[0], ins[0], ins[0], rows, cols, dt, dt, dt),
+                build("v.rsum", out, ins[0], rows, cols, f32, dt),
+                build("v.scale", out, out, rows, 1, f32, f32, 1.0 / cols),
+                build("v.add", out, out, params[0], rows, 1, f32, f32, f32, "scalar"),
+                build("v.rsqrt", out, out, rows, 1, f32, f32)]
+    return op
+
+
 def rope_op(cols: int, hd: int, dt: DType) -> OpFn:
     def op(out, ins, params, rows):  # noqa: ANN001
         return [build("v.rope", out, ins[0], params[0], rows, cols, dt, dt, hd)]

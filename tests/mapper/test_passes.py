@@ -130,8 +130,8 @@ def test_double_buffering_overlaps_dma_with_compute():
     model = load_model("tiny-llama")
     chip = make_chip(cores=1)
     mapped = map_model(model, chip, Phase("prefill", batch=4, seq=32), MapOptions())
-    kinds = [k for _, k in mapped.lowered.kernels]
-    gemm = mapped.lowered.kernel_programs[kinds.index("linear")]
+    names = [n for n, _ in mapped.lowered.kernels]
+    gemm = mapped.lowered.kernel_programs[names.index("l0.down")]  # a plain projection
     r = simulate(gemm, chip)
     busy = r.engines["dma"].busy_s + r.engines["mx"].busy_s
     assert r.time_s < 0.9 * busy  # DMA and matrix engine ran at the same time
@@ -215,3 +215,18 @@ def test_layout_choice_by_burst_charges(monkeypatch):
     assert res["row"].bytes["hbm_read"] - res["blocked"].bytes["hbm_read"] == 2 * w_bytes
     assert res["row"].time_s > res["blocked"].time_s
     assert low.lower(graph, chip, layout="auto").layouts == {"lin": "blocked"}
+
+
+def test_rmsnorm_is_fused_into_the_projection_and_saves_a_round_trip():
+    model = load_model("tiny-llama")
+    chip = make_chip(cores=4)
+    fused = map_model(model, chip, PREFILL, MapOptions())
+    kinds = [k for _, k in fused.lowered.kernels]
+    assert "norm" not in kinds and kinds.count("rms_scale") == 2
+    assert fused.notes["fused_norms"] == ["l0.norm1", "l0.norm2"]
+    plain = map_model(model, chip, PREFILL, MapOptions(quant="int8"))  # not fused: scales
+    assert "norm" in [k for _, k in plain.lowered.kernels]
+    f = sequence([simulate(p, chip) for p in fused.lowered.kernel_programs])
+    u = sequence([simulate(p, chip) for p in map_model(
+        model, chip, PREFILL, MapOptions(fusion=False)).lowered.kernel_programs])
+    assert f.bytes["hbm_write"] < u.bytes["hbm_write"]
