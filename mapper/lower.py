@@ -21,9 +21,11 @@ from mapper.kernels.rowwise import (
     Param,
     RowKernel,
     View,
+    absmax_scale_op,
     act_op,
     add_op,
     norm_op,
+    quant_rows_op,
     rms_scale_op,
     rope_op,
     row_programs,
@@ -225,6 +227,24 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
         k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
                       View(addr[out.name], 1, DType.FP32), rms_scale_op(cols, x.dtype),
                       (Param(addr[node.inputs[1]], 1),),
+                      _rows_per_tile(chip, cols, x.dtype), node.name)
+        return row_programs(_fit(k, chip), cores)
+    if node.op == "act_scale":
+        x, out = T(node.inputs[0]), T(node.outputs[0])
+        cols = x.shape[1]
+        k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
+                      View(addr[out.name], 1, DType.FP32),
+                      absmax_scale_op(cols, x.dtype, node.attrs["qmax"]),
+                      (Param(addr[node.inputs[1]], 1),), _rows_per_tile(chip, cols, x.dtype),
+                      node.name)
+        return row_programs(_fit(k, chip), cores)
+    if node.op == "act_quant":
+        x, out = T(node.inputs[0]), T(node.outputs[0])
+        cols = x.shape[1]
+        k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
+                      View(addr[out.name], cols, out.dtype),
+                      quant_rows_op(cols, x.dtype, out.dtype),
+                      (Param(addr[node.inputs[1]], 1, per_row=True),),
                       _rows_per_tile(chip, cols, x.dtype), node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op in ("act", "add"):

@@ -46,6 +46,8 @@ def apply_passes(graph: Graph, weights: dict | None, opts) -> tuple[Graph, dict 
             raise PassError("--quant with --sparsity is not supported (one weight format)")
         layers = None if opts.quant_layers is None else set(opts.quant_layers)
         graph, weights = quantize(graph, weights, opts.quant, notes, opts.quant_group, layers)
+    if opts.act_quant:
+        graph, weights = quantize_activations(graph, weights, opts.act_quant, notes)
     if not opts.fusion:
         graph = unfuse(graph)
     else:
@@ -266,4 +268,41 @@ def fuse_norm_projection(graph: Graph, weights: dict | None, notes: dict
                                   "fold_gamma": norm.inputs[1]})
         g.nodes.append(node)
     notes["fused_norms"] = sorted(folded)
+    return g, weights
+
+
+ACT = {"int8": (DType.INT8, 127.0), "fp8": (DType.FP8E4M3, 448.0)}
+
+
+def quantize_activations(graph: Graph, weights: dict | None, scheme: str, notes: dict
+                         ) -> tuple[Graph, dict | None]:
+    """W8A8: each per-channel-quantized projection gets its input quantized per token
+    (dynamic absmax scales); the GEMM runs in the narrow type and the epilogue applies the
+    token scale (rows) and the channel scale (columns)."""
+    if scheme not in ACT:
+        raise PassError(f"--act-quant {scheme}: expected one of {', '.join(ACT)}")
+    dt, qmax = ACT[scheme]
+    g = Graph(dict(graph.tensors), [])
+    done = []
+    for node in graph.nodes:
+        if node.op != "linear" or not node.attrs.get("scale") or \
+                g.tensors[node.inputs[1]].dtype != dt:
+            g.nodes.append(node)
+            continue
+        x = graph.tensors[node.inputs[0]]
+        floor = g.add(Tensor(node.name + ".act_floor", (1,), DType.FP32, Kind.WEIGHT))
+        xs = g.add(Tensor(node.name + ".act_scale", (x.shape[0], 1), DType.FP32))
+        xq = g.add(Tensor(node.name + ".act_q", x.shape, dt))
+        g.nodes.append(Node("act_scale", node.name + ".act_scale", (x.name, floor), (xs,),
+                            {"qmax": qmax}))
+        g.nodes.append(Node("act_quant", node.name + ".act_quant", (x.name, xs), (xq,), {}))
+        g.nodes.append(replace(node, inputs=(xq, *node.inputs[1:]),
+                               attrs={**node.attrs, "row_scale": xs}))
+        if weights is not None:
+            weights = {**weights, floor: np.array([1e-24])}  # squares: (1e-12)^2
+        done.append(node.name)
+    if not done:
+        raise PassError(f"--act-quant {scheme} needs --quant {scheme} (weights and "
+                        f"activations of one type)")
+    notes["act_quant"] = {"scheme": scheme, "projections": done}
     return g, weights

@@ -23,6 +23,7 @@ from simulator.hardware import ChipConfig
 class MapOptions:
     quant: str | None = None  # int8 | int4 | fp8 | log4 | cluster16
     quant_group: int = 0  # 0: per output channel
+    act_quant: str | None = None  # int8 | fp8: activations of quantized projections too
     quant_layers: tuple[int, ...] | None = None  # layers to quantize (None: all): mixed precision
     sparsity: str | None = None  # "2:4"
     low_rank: int = 0  # rank r of the factorized projections (0: off)

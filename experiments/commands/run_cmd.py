@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "per group with --quant-group), logarithmic log4, clustered cluster16")
     p.add_argument("--quant-group", type=int, default=0, metavar="G",
                    help="linear quantization with one scale per G weights along K")
+    p.add_argument("--act-quant", choices=("int8", "fp8"),
+                   help="quantize the activations of quantized projections too (W8A8, "
+                        "per-token scales); needs --quant of the same type")
     p.add_argument("--quant-layers", metavar="LIST",
                    help="quantize only these layers, e.g. 0-3,30,31 (mixed precision; "
                         "default: all)")
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     model = load_model(args.model)
     chip = load_chip(args.chip)
-    opts = MapOptions(quant=args.quant, quant_group=args.quant_group,
+    opts = MapOptions(quant=args.quant, quant_group=args.quant_group, act_quant=args.act_quant,
                       quant_layers=parse_layers(args.quant_layers), sparsity=args.sparsity,
                       low_rank=args.low_rank,
                       fusion=not args.no_fusion, functional=args.functional, seed=args.seed,

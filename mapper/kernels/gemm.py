@@ -334,26 +334,28 @@ def _decode(g: Gemm, t: Tiling, p: SramPlan, b: int, tk: int, tn: int) -> list[I
 
 
 def _epilogue(g: Gemm, p: SramPlan, par: int, tm: int, tn: int) -> list[Item]:
-    """Scale, bias, activation (in the fp32 accumulator), residual, cast to the output."""
+    """Row scale, channel scale, bias, activation (in the accumulator, fp32 after the first
+    op — int32 products of integer operands are converted by it), residual, cast."""
     x = acc(p.acc[par])
     f32 = DType.FP32
+    cur = DType.INT32 if not (g.adt.is_float or g.wdt.is_float or g.decode) else f32
     seq: list[Item] = [build("sem.wait", "vec", ACC_READY + par),
                        build("sem.wait", "vec", C_FREE + par)]
     if g.extras:
         seq.append(build("sem.wait", "vec", EX_FULL))
-    if g.row_scale is not None:
-        seq.append(build("v.mul", x, x, sram(p.ex["row_scale"]), tm, tn, f32, f32, f32, "col"))
-    for name in ("scale", "bias"):
+    for name, bcast in (("row_scale", "col"), ("scale", "row"), ("bias", "row")):
         if getattr(g, name) is not None:
-            op = "v.mul" if name == "scale" else "v.add"
-            seq.append(build(op, x, x, sram(p.ex[name]), tm, tn, f32, f32, f32, "row"))
+            op = "v.add" if name == "bias" else "v.mul"
+            seq.append(build(op, x, x, sram(p.ex[name]), tm, tn, f32, cur, f32, bcast))
+            cur = f32
     if g.act:
-        seq.append(build(f"v.{g.act}", x, x, tm, tn, f32, f32))
+        seq.append(build(f"v.{g.act}", x, x, tm, tn, f32, cur))
+        cur = f32
     out = sram(p.c[par])
     if g.residual is not None:
-        seq.append(build("v.add", out, x, sram(p.ex["residual"]), tm, tn, g.cdt, f32, g.cdt))
+        seq.append(build("v.add", out, x, sram(p.ex["residual"]), tm, tn, g.cdt, cur, g.cdt))
     else:
-        seq.append(build("v.cast", out, x, tm, tn, g.cdt, f32))
+        seq.append(build("v.cast", out, x, tm, tn, g.cdt, cur))
     if g.extras:
         seq.append(build("sem.signal", "vec", EX_FREE))
     return seq + [build("sem.signal", "vec", ACC_FREE + par),

@@ -159,6 +159,28 @@ def rms_scale_op(cols: int, dt: DType) -> OpFn:
     return op
 
 
+def absmax_scale_op(cols: int, dt: DType, qmax: float) -> OpFn:
+    """Per-row quantization scale max|x| / qmax into an fp32 column, as sqrt(max(x^2)) (the
+    squares overwrite the input tile); params[0] holds a floor that keeps zero rows finite."""
+    f32 = DType.FP32
+
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.mul", ins[0], ins[0], ins[0], rows, cols, dt, dt, dt),
+                build("v.rmax", out, ins[0], rows, cols, f32, dt),
+                build("v.max", out, out, params[0], rows, 1, f32, f32, f32, "scalar"),
+                build("v.rsqrt", out, out, rows, 1, f32, f32),
+                build("v.recip", out, out, rows, 1, f32, f32),
+                build("v.scale", out, out, rows, 1, f32, f32, 1.0 / qmax)]
+    return op
+
+
+def quant_rows_op(cols: int, idt: DType, odt: DType) -> OpFn:
+    """x / scale per row (params[0]: the row scales), rounded and saturated to ``odt``."""
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.quant", out, ins[0], params[0], rows, cols, odt, idt, 0)]
+    return op
+
+
 def rope_op(cols: int, hd: int, dt: DType) -> OpFn:
     def op(out, ins, params, rows):  # noqa: ANN001
         return [build("v.rope", out, ins[0], params[0], rows, cols, dt, dt, hd)]

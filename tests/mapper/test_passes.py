@@ -230,3 +230,29 @@ def test_rmsnorm_is_fused_into_the_projection_and_saves_a_round_trip():
     u = sequence([simulate(p, chip) for p in map_model(
         model, chip, PREFILL, MapOptions(fusion=False)).lowered.kernel_programs])
     assert f.bytes["hbm_write"] < u.bytes["hbm_write"]
+
+
+@pytest.mark.parametrize("scheme, bound", [("int8", 0.03), ("fp8", 0.1)])
+def test_w8a8_activations_quantized_per_token(scheme, bound):
+    model = load_model("tiny-llama")
+    base, rb, _ = run_functional(model, PREFILL)
+    q, rq, _ = run_functional(model, PREFILL, MapOptions(
+        functional=True, layers_mapped=None, seed=3, quant=scheme, act_quant=scheme))
+    assert rq.races == ()
+    kinds = [k for _, k in q.lowered.kernels]
+    assert kinds.count("act_quant") == 4 * model.layers  # every projection's input
+    shape = (PREFILL.tokens, model.hidden)
+    y0, y1 = read(base, rb, "x2", shape), read(q, rq, "x2", shape)
+    assert 0 < np.abs(y1 - y0).max() / np.abs(y0).max() <= bound
+
+
+def test_w8a8_runs_the_array_at_the_int8_rate():
+    model = load_model("tiny-llama")
+    chip = make_chip(cores=4)
+    w8 = map_model(model, chip, PREFILL, MapOptions(quant="int8"))
+    w8a8 = map_model(model, chip, PREFILL, MapOptions(quant="int8", act_quant="int8"))
+
+    def mx_busy(m):
+        return sum(simulate(p, chip).engines["mx"].busy_s for (_, k), p in
+                   zip(m.lowered.kernels, m.lowered.kernel_programs) if k == "linear")
+    assert mx_busy(w8a8) < 0.75 * mx_busy(w8)  # bf16 x int8 runs at the bf16 rate
