@@ -27,6 +27,7 @@ class PhaseRun:
     sim_wall_s: float
     other: SimResult | None = None  # mixed precision: the layers left unquantized
     other_repeat: int = 0
+    mapped: object = field(default=None, repr=False, compare=False)  # for reading outputs
 
     def _total(self, attr: str) -> float:
         other = getattr(self.other, attr) * self.other_repeat if self.other else 0.0
@@ -120,7 +121,7 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
     t2 = time.perf_counter()
     repeat = quantized if mixed else int(round(mapped.layer_factor))
     return PhaseRun(phase, layer, head_r, repeat, t1 - t0, t2 - t1, other,
-                    model.layers - quantized if mixed else 0)
+                    model.layers - quantized if mixed else 0, mapped)
 
 
 def _quantized_layers(model, opts: MapOptions) -> int:  # noqa: ANN001
@@ -171,3 +172,40 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
         rep.decode_tokens = tokens
         rep.decode_interpolated = len(points) < tokens
     return rep
+
+
+def weight_bytes(mapped) -> int:  # noqa: ANN001
+    """Bytes of the projection weights of the mapped layers (as stored: codes, blocks)."""
+    g = mapped.graph
+    return sum(g.tensors[t].nbytes for n in g.nodes if n.op == "linear"
+               for t in n.inputs[1:2])
+
+
+def output_error(run: PhaseRun, base: PhaseRun) -> float:
+    """Max |difference| of the last layer's output, relative to the baseline's largest value
+    (functional runs only)."""
+    from isa import Space
+    from simulator import numerics as nx
+
+    vals = []
+    for r in (run, base):
+        name = f"x{len([n for n in r.mapped.graph.nodes if n.op == 'rename'])}"
+        t = r.mapped.graph.tensors[name]
+        raw = r.layer.read(Space.HBM, r.mapped.lowered.addresses[name], t.nbytes)
+        vals.append(nx.from_bytes(raw, t.dtype, t.elements).astype(float))
+    return float(abs(vals[0] - vals[1]).max() / max(abs(vals[1]).max(), 1e-30))
+
+
+def compression_report(run: PhaseRun, base: PhaseRun, functional: bool) -> dict[str, float]:
+    """What a compression scheme changes, against the same run uncompressed."""
+    out = {"weight_bytes": weight_bytes(run.mapped) * run.repeat,
+           "weight_bytes_baseline": weight_bytes(base.mapped) * base.repeat,
+           "hbm_bytes": (run.layer.bytes["hbm_read"] + run.layer.bytes["hbm_write"]) * run.repeat,
+           "hbm_bytes_baseline": (base.layer.bytes["hbm_read"] + base.layer.bytes["hbm_write"])
+           * base.repeat,
+           "latency_s": run.latency_s, "latency_s_baseline": base.latency_s,
+           "energy_j": run.energy_j, "energy_j_baseline": base.energy_j,
+           "flops": run.flops, "flops_baseline": base.flops}
+    if functional:
+        out["output_error"] = output_error(run, base)
+    return out

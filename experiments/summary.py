@@ -65,6 +65,18 @@ def run_summary(report) -> str:  # noqa: ANN001
         unit = {"latency_s": "s", "energy_j": "J", "ttft_s": "s", "tpot_s": "s",
                 "tokens_per_s": "tok/s", "energy_per_token_j": "J"}.get(k, "")
         lines.append(f"  {k:20} {si(v, unit)}")
+    comp = report.notes.get("compression")
+    if comp:
+        runs0 = ([report.prefill] if report.prefill else []) + report.decode
+        lines.append(f"  compression vs uncompressed ({runs0[0].phase.kind}):")
+        for key, unit in (("weight_bytes", "B"), ("hbm_bytes", "B"), ("latency_s", "s"),
+                          ("energy_j", "J"), ("flops", "FLOP")):
+            new, old = comp[key], comp[key + "_baseline"]
+            lines.append(f"    {key:14} {si(new, unit):>10} vs {si(old, unit):>10}  "
+                         f"(x{new / old if old else float('nan'):.3f})")
+        if "output_error" in comp:
+            lines.append(f"    output error   {100 * comp['output_error']:.2f}% of the output's "
+                         f"largest value")
     if report.decode_interpolated:
         lines.append(f"  (decode simulated at {len(report.decode)} context lengths, "
                      f"linear between them; --decode-samples 0 simulates every step)")

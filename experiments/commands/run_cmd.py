@@ -105,11 +105,27 @@ def run(args: argparse.Namespace) -> int:
                            emit_asm=args.emit_asm)
     except (PassError, ValueError) as exc:
         raise RunError(str(exc)) from None
+    compressed = args.quant or args.sparsity or args.low_rank
+    if compressed:
+        _compare(report, model, chip, opts, args)
     print(run_summary(report))
     _write(report, args)
     if args.json:
         print(json.dumps(report.headline()))
     return 0
+
+
+def _compare(report, model, chip, opts, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """Run the same phase uncompressed and record what the scheme changed."""
+    from dataclasses import replace
+
+    from experiments.run import compression_report, run_phase
+
+    first = report.prefill or report.decode[0]
+    base_opts = replace(opts, quant=None, act_quant=None, quant_layers=None, sparsity=None,
+                        low_rank=0)
+    base = run_phase(model, chip, first.phase, base_opts)
+    report.notes["compression"] = compression_report(first, base, opts.functional)
 
 
 def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
@@ -129,6 +145,7 @@ def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                        if k not in ("handler",)},
            "headline": report.headline(), "decode_interpolated": report.decode_interpolated,
+           "notes": report.notes,
            "phases": [{**row, "layer_result": r.layer.to_dict(), "head_result": r.head.to_dict()}
                       for row, r in zip(rows, runs)]}
     (out / "result.json").write_text(json.dumps(doc, indent=2, default=str))

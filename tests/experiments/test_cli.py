@@ -118,3 +118,13 @@ def test_run_emit_asm_assembles_back_to_the_same_programs(capsys, tmp_path):
     for core, f in enumerate(files):
         assert encode(assemble_file(f).instructions) == \
             encode(mapped.lowered.programs[core].instructions)
+
+
+def test_run_reports_what_compression_changes(capsys, tmp_path):
+    code, out, _ = run(capsys, "run", "--model", "tiny-llama", "--chip", "edge", "--phase",
+                       "prefill", "--seq", "16", "--batch", "2", "--functional",
+                       "--quant", "int8", "--out", str(tmp_path))
+    assert code == 0 and "compression vs uncompressed" in out and "output error" in out
+    comp = json.loads((tmp_path / "result.json").read_text())["notes"]["compression"]
+    assert comp["weight_bytes"] * 2 == comp["weight_bytes_baseline"]
+    assert 0 < comp["output_error"] < 0.05
