@@ -19,6 +19,7 @@ from simulator.hardware import ChipConfig
 from simulator.machine import Machine, RunLimits
 from simulator.result import EngineStats, SimResult
 from simulator.streams import STREAM_ENGINES
+from simulator.system import SystemConfig
 from simulator.timing import COUNTS
 
 POWER_CAP_STEPS = 4
@@ -58,17 +59,51 @@ def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
 
 
 def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trace: bool,
-          limits: RunLimits, memory_limit: int | None, weights: dict | None) -> SimResult:
+          limits: RunLimits, memory_limit: int | None, weights: dict | None,
+          system: SystemConfig | None = None, groups: dict | None = None) -> SimResult:
     run_chip = chip if clock == chip.clock_hz else dataclasses.replace(chip, clock_hz=clock)
     state = None
     if functional:
         from simulator.functional.state import FunctionalState
 
         state = FunctionalState(memory_limit=memory_limit)
-    machine = Machine([run_chip], programs, trace=trace, functional=state, limits=limits,
-                      weights=weights)
+    chips, network = [run_chip], None
+    if system is not None:
+        from simulator.linknet import LinkNetwork
+
+        chips = [run_chip if c == chip else c for c in system.chips]
+        network = LinkNetwork(system.topology, system.link, system.collective, groups)
+    machine = Machine(chips, programs, network=network, trace=trace, functional=state,
+                      limits=limits, weights=weights)
     time_ns = machine.run()
     return summarize(machine, run_chip, chip, time_ns, state)
+
+
+def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Program], *,
+                    groups: dict[int, list[int]] | None = None, functional: bool = False,
+                    trace: bool = False, limits: RunLimits = DEFAULT_LIMITS,
+                    memory_limit: int | None = None, dedupe: bool = True) -> SimResult:
+    """Simulate {(chip, core): program} on a system of chips joined by its topology.
+    ``groups`` defines chip groups 1, 2, ... for collectives (group 0 is every chip). The
+    power cap applies per chip, to the clock of every chip alike (homogeneous systems)."""
+    keyed, weights = dict(programs), None
+    if dedupe and not functional:
+        keyed, weights = group_identical(keyed)
+    chip = system.chips[0]
+    result = _once(keyed, chip, chip.clock_hz, functional, trace, limits, memory_limit,
+                   weights, system, groups)
+    cap = chip.power.tdp_w * len(system.chips)
+    clock = chip.clock_hz
+    for _ in range(POWER_CAP_STEPS):
+        if not cap or result.avg_power_w <= cap * 1.001:
+            break
+        static = result.energy_j["static"] / result.time_s
+        ratio = max(cap - static, 1e-9) / (result.avg_power_w - static)
+        clock = max(clock * ratio ** (1.0 / chip.power.dvfs_exponent),
+                    chip.power.min_clock_hz or 0.0)
+        result = _once(keyed, chip, clock, functional, trace, limits, memory_limit, weights,
+                       system, groups)
+    return result
 
 
 def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_ns: float,

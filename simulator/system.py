@@ -1,0 +1,115 @@
+"""Systems of chips: which chips, joined how. YAML presets and files, validated like chips.
+
+```yaml
+name: h200x4
+chip: h200                 # a chip preset or YAML for every chip (or `chips: [...]`)
+topology: {kind: switch, dims: [4]}
+link: {bandwidth: 450 GB/s, latency: 0.7 us, pj_per_byte: 10}
+collective: ring           # ring | bidir-ring | direct | halving-doubling | hierarchical
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.collectives import ALGORITHMS
+from simulator.config import ConfigError, load_chip
+from simulator.hardware import ChipConfig
+from simulator.linknet import LinkConfig
+from simulator.topology import KINDS, Topology
+from simulator.units import UnitError, parse
+from simulator.yamlfile import read_yaml
+
+SYSTEMS = Path(__file__).parent / "systems"
+FIELDS = ("name", "chip", "chips", "topology", "link", "collective")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    name: str
+    chips: tuple[ChipConfig, ...]
+    topology: Topology
+    link: LinkConfig
+    collective: str = "ring"
+
+
+def list_systems() -> list[str]:
+    return sorted(p.stem for p in SYSTEMS.glob("*.yaml"))
+
+
+def load_system(name_or_path: str | Path) -> SystemConfig:
+    text = str(name_or_path)
+    if "/" not in text and not text.endswith((".yaml", ".yml")):
+        path = SYSTEMS / f"{text}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown system preset '{text}' (presets: "
+                              f"{', '.join(list_systems())}; or give a YAML file)")
+    else:
+        path = Path(text)
+    data = read_yaml(path, ConfigError)
+    return system_from_dict(data, path.name, path.parent)
+
+
+def system_from_dict(data: object, source: str, base: Path = Path(".")) -> SystemConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of system fields")
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        raise ConfigError(f"{source}: {unknown[0]}: unknown field (expected one of: "
+                          f"{', '.join(FIELDS)})")
+    topo = _topology(data.get("topology"), source)
+    chips = _chips(data, topo.chips, source, base)
+    link = _link(data.get("link"), source)
+    algo = data.get("collective", "ring")
+    if algo not in (*ALGORITHMS, "hierarchical"):
+        raise ConfigError(f"{source}: collective: expected one of "
+                          f"{', '.join([*ALGORITHMS, 'hierarchical'])}, got {algo!r}")
+    return SystemConfig(str(data.get("name", source)), chips, topo, link, algo)
+
+
+def _topology(t: object, source: str) -> Topology:
+    if not isinstance(t, dict) or "kind" not in t or "dims" not in t:
+        raise ConfigError(f"{source}: topology: expected {{kind: ..., dims: [...]}}")
+    dims = t["dims"]
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool)
+                                             for d in dims):
+        raise ConfigError(f"{source}: topology.dims: expected a list of integers")
+    try:
+        return Topology(str(t["kind"]), tuple(dims))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: topology: {exc} (kinds: {', '.join(KINDS)})") from None
+
+
+def _chips(data: dict, n: int, source: str, base: Path) -> tuple[ChipConfig, ...]:
+    names = data.get("chips") or ([data["chip"]] * n if "chip" in data else None)
+    if not isinstance(names, list) or not names:
+        raise ConfigError(f"{source}: chip: name a chip preset or file for every chip")
+    if len(names) != n:
+        raise ConfigError(f"{source}: chips: {len(names)} given, the topology has {n}")
+    out, cache = [], {}
+    for name in names:
+        key = str(name)
+        if key not in cache:
+            ref = key if "/" not in key and not key.endswith((".yaml", ".yml")) else base / key
+            cache[key] = load_chip(ref)
+        out.append(cache[key])
+    return tuple(out)
+
+
+def _link(link: object, source: str) -> LinkConfig:
+    if not isinstance(link, dict):
+        raise ConfigError(f"{source}: link: expected {{bandwidth: ..., latency: ...}}")
+    try:
+        bw = parse(link["bandwidth"], "bandwidth")
+        lat = parse(link.get("latency", 0.0), "time")
+        pj = parse(link.get("pj_per_byte", 10.0), "energy_pj")
+    except KeyError:
+        raise ConfigError(f"{source}: link.bandwidth: missing required field") from None
+    except UnitError as exc:
+        raise ConfigError(f"{source}: link: {exc}") from None
+    if bw <= 0 or lat < 0 or pj < 0:
+        raise ConfigError(f"{source}: link: bandwidth must be positive, latency and energy "
+                          f"not negative")
+    return LinkConfig(bw, lat, pj)
