@@ -45,14 +45,41 @@ def _enum(value: object) -> str:
     return getattr(value, "value", value)  # type: ignore[return-value]
 
 
-def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16) -> Graph:  # noqa: ANN001
-    """``layers`` consecutive layers of ``model`` for ``phase`` (input x0, output x{layers})."""
+@dataclass(frozen=True)
+class Shard:
+    """Tensor parallelism (Megatron): this chip's rank of ``tp`` and its all-reduce group."""
+
+    tp: int = 1
+    rank: int = 0
+    group: int = 0
+
+
+def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
+                 shard: Shard = Shard(), first: int = 0) -> Graph:
+    """Layers ``first .. first+layers-1`` of ``model`` for ``phase`` (input x{first}, output
+    x{first+layers}), as this chip's tensor-parallel shard."""
     g = Graph()
     T = phase.tokens
-    g.add(Tensor("x0", (T, model.hidden), dt, Kind.INPUT))
-    for li in range(layers):
-        _layer(g, model, phase, li, dt)
+    g.add(Tensor(f"x{first}", (T, model.hidden), dt, Kind.INPUT))
+    for li in range(first, first + layers):
+        _layer(g, model, phase, li, dt, shard)
     return g
+
+
+def check_shard(model, tp: int) -> None:  # noqa: ANN001
+    """Megatron needs whole query heads and FFN slices per chip; KV heads are split, or
+    replicated when there are fewer than chips (each chip keeps the one its queries use)."""
+    for name in ("heads", "ffn"):
+        if getattr(model, name) % tp:
+            raise ValueError(f"tensor parallel degree {tp} does not divide {name} "
+                             f"({getattr(model, name)}) of {model.name}")
+    if model.kv_heads % tp and tp % model.kv_heads:
+        raise ValueError(f"tensor parallel degree {tp} and the {model.kv_heads} KV heads of "
+                         f"{model.name}: one must divide the other")
+
+
+def local_kv_heads(model, tp: int) -> int:  # noqa: ANN001
+    return max(1, model.kv_heads // tp)
 
 
 def _w(g: Graph, name: str, shape: tuple[int, ...], dt: DType = DType.BF16) -> str:
@@ -63,9 +90,11 @@ def _a(g: Graph, name: str, shape: tuple[int, ...], dt: DType) -> str:
     return g.add(Tensor(name, shape, dt))
 
 
-def _layer(g: Graph, m, phase: Phase, li: int, dt: DType) -> None:  # noqa: ANN001
+def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:  # noqa: ANN001
     H, T = m.hidden, phase.tokens
-    qd, kvd = m.heads * m.head_dim, m.kv_heads * m.head_dim
+    tp = shard.tp
+    heads, kv_heads, ffn = m.heads // tp, local_kv_heads(m, tp), m.ffn // tp
+    qd, kvd = heads * m.head_dim, kv_heads * m.head_dim
     p = f"l{li}."
     x = f"x{li}"
     pre = _enum(m.arch) != "encoder"
@@ -79,13 +108,21 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType) -> None:  # noqa: ANN0
         g.op("norm", p + name, [src, gamma], [out], kind=norm, eps=float(m.norm_eps))
         return out
 
-    def linear(name: str, src: str, k: int, n: int, **epi) -> str:
+    def linear(name: str, src: str, k: int, n: int, row_parallel: bool = False,
+               **epi) -> str:
+        """Row-parallel projections of a shard: partial sums, all-reduced; the residual and
+        the bias are added by rank 0 only, so the sum holds them once."""
         w = _w(g, p + name + ".w", (k, n))
         ins = [src, w]
-        if bias:
+        has_bias = bias and not (row_parallel and tp > 1 and shard.rank)
+        if has_bias:
             ins.append(_w(g, p + name + ".b", (n,), f32))
+        if row_parallel and tp > 1 and shard.rank:
+            epi.pop("residual", None)
         out = _a(g, p + name + ".out", (T, n), dt)
-        g.op("linear", p + name, ins, [out], bias=bias, **epi)
+        g.op("linear", p + name, ins, [out], bias=has_bias, **epi)
+        if row_parallel and tp > 1:
+            g.op("allreduce", p + name + ".allreduce", [out], [out], group=shard.group)
         return out
 
     h = norm_node("norm1", x) if pre else x
@@ -94,26 +131,26 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType) -> None:  # noqa: ANN0
         table = _w(g, p + "rope.table", (T, m.head_dim), f32)  # per token: cos | sin
         g.op("rope", p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
              theta=float(m.rope_theta), pos0=phase.past, seq=phase.q_len)
-    kc = g.add(Tensor(p + "k_cache", (phase.batch, m.kv_heads, phase.kv_len, m.head_dim), dt,
+    kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
                       Kind.KV_CACHE))
-    vc = g.add(Tensor(p + "v_cache", (phase.batch, m.kv_heads, phase.kv_len, m.head_dim), dt,
+    vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
                       Kind.KV_CACHE))
     g.op("kv_append", p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
     att = _a(g, p + "attn", (T, qd), dt)
     g.op("attention", p + "attention", [qkv, kc, vc], [att], causal=_enum(m.arch) != "encoder")
-    x1 = linear("o", att, qd, H, residual=x)
+    x1 = linear("o", att, qd, H, row_parallel=True, residual=x)
     if not pre:
         x1 = norm_node("norm1", x1)
     h2 = norm_node("norm2", x1) if pre else x1
     out_name = f"x{li + 1}"
     if _enum(m.mlp) == "swiglu":
-        gu = linear("gate_up", h2, H, 2 * m.ffn)
-        act = _a(g, p + "act", (T, m.ffn), dt)
-        g.op("silu_mul", p + "silu_mul", [gu], [act], ffn=m.ffn)
-        y = linear("down", act, m.ffn, H, residual=x1)
+        gu = linear("gate_up", h2, H, 2 * ffn)
+        act = _a(g, p + "act", (T, ffn), dt)
+        g.op("silu_mul", p + "silu_mul", [gu], [act], ffn=ffn)
+        y = linear("down", act, ffn, H, row_parallel=True, residual=x1)
     else:
-        up = linear("up", h2, H, m.ffn, act="gelu")
-        y = linear("down", up, m.ffn, H, residual=x1)
+        up = linear("up", h2, H, ffn, act="gelu")
+        y = linear("down", up, ffn, H, row_parallel=True, residual=x1)
     if not pre:
         y = norm_node("norm2", y)
     g.op("rename", p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])

@@ -37,7 +37,13 @@ from mapper.tiling import choose
 from simulator.hardware import ChipConfig
 
 ALIGN = 256
-SYNC = (build("barrier"), build("net.barrier", 0), build("barrier"))
+def sync(group: int = 0) -> tuple:
+    """A kernel boundary: the core drains, meets the chip's other cores (``group``: this
+    chip's own group on a multi-chip system; 0 on one chip), and drains again."""
+    return (build("barrier"), build("net.barrier", group), build("barrier"))
+
+
+SYNC = sync(0)
 
 
 class MappingError(ValueError):
@@ -72,7 +78,7 @@ Confirm = Callable[[dict[int, Program]], float]  # programs -> simulated seconds
 
 def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None = None,
           inputs: dict[str, np.ndarray] | None = None, confirm: Confirm | None = None,
-          top: int = 3, layout: str = "auto") -> Lowered:
+          top: int = 3, layout: str = "auto", barrier_group: int = 0) -> Lowered:
     """Programs for every core of ``chip``; with ``weights`` (functional mode) the HBM
     images of weights and inputs become data segments of core 0's program. With
     ``confirm``, each GEMM's ``top`` tilings by estimate are simulated and the fastest kept
@@ -82,6 +88,7 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
     addr = _allocate(graph, tilings)
     ctx = _Ctx(graph, chip, addr, tilings, weights, [])
     per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
+    boundary = sync(barrier_group)
     kinds = []
     alone: list[dict[int, Program]] = []
     for node in graph.nodes:
@@ -91,9 +98,9 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
         kinds.append((node.name, node.op))
         for core in range(chip.cores):
             body = progs[core] if core < len(progs) else []
-            per_core[core] += resolve(body, base=len(per_core[core])) + list(SYNC)
+            per_core[core] += resolve(body, base=len(per_core[core])) + list(boundary)
         alone.append({core: Program(tuple(resolve(progs[core] if core < len(progs) else [])) +
-                                    SYNC + (build("halt"),)) for core in range(chip.cores)})
+                                    boundary + (build("halt"),)) for core in range(chip.cores)})
     if weights is not None:
         _data(ctx, inputs or {})
     programs = {}
@@ -221,6 +228,10 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       View(addr[out.name], f, out.dtype), silu_mul_op(f, out.dtype),
                       (), _rows_per_tile(chip, 3 * f, gu.dtype), node.name)
         return row_programs(_fit(k, chip), cores)
+    if node.op == "allreduce":  # one core of the chip all-reduces the buffer in place
+        t = T(node.inputs[0])
+        ref = hbm(addr[t.name])
+        return [[build("net.allreduce", ref, ref, t.elements, t.dtype, node.attrs["group"])]]
     if node.op == "rms_scale":
         x, out = T(node.inputs[0]), T(node.outputs[0])
         cols = x.shape[1]

@@ -1,0 +1,193 @@
+"""Splitting a model over a system: tensor (Megatron), pipeline and data parallelism.
+
+Chip ``c`` of a TP x PP x DP system is ``dp_rank * pp * tp + stage * tp + tp_rank``. Each
+tensor-parallel group all-reduces after its row-parallel projections (chip group
+``1 + dp_rank * pp + stage``); each chip ends its kernels with a barrier of its own group
+(``CHIP_GROUP + c``), so chips are coupled only by their collectives and transfers. Pipeline
+stages hold contiguous layers and pass activations on with ``net.send`` / ``net.recv``;
+data-parallel replicas share nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from isa import MemRef, Program, Space, build
+from mapper.layers import Phase, Shard, build_layers, check_shard, local_kv_heads
+from mapper.lower import Confirm, lower
+from mapper.passes import apply_passes
+from mapper.pipeline import MapOptions
+from mapper.weights import add_rope_tables, init_weights
+from simulator.hardware import ChipConfig
+
+CHIP_GROUP = 128  # chip c's own barrier group is CHIP_GROUP + c (ISA groups are 8-bit)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+
+    @property
+    def chips(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+@dataclass
+class SystemMapping:
+    programs: dict[tuple[int, int], Program]
+    groups: dict[int, list[int]]
+    addresses: dict[int, dict[str, int]]  # per chip
+    layer_factor: float  # whole model = factor x the mapped layers
+    weights: dict[str, np.ndarray] | None = None
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def chip_of(par: Parallel, dp: int, stage: int, rank: int) -> int:
+    return dp * par.pp * par.tp + stage * par.tp + rank
+
+
+def groups_of(par: Parallel) -> dict[int, list[int]]:
+    groups = {1 + d * par.pp + s: [chip_of(par, d, s, r) for r in range(par.tp)]
+              for d in range(par.dp) for s in range(par.pp)}
+    groups.update({CHIP_GROUP + c: [c] for c in range(par.chips)})
+    return groups
+
+
+def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noqa: ANN001
+    if par.chips != chips:
+        raise ValueError(f"--tp {par.tp} x --pp {par.pp} x --dp {par.dp} = {par.chips} chips, "
+                         f"but the system has {chips}")
+    if chips > 255 - CHIP_GROUP:
+        raise ValueError(f"at most {255 - CHIP_GROUP} chips can be mapped, not {chips}")
+    check_shard(model, par.tp)
+    if model.layers < par.pp:
+        raise ValueError(f"--pp {par.pp} exceeds the model's {model.layers} layers")
+    if batch % par.dp:
+        raise ValueError(f"--dp {par.dp} does not divide the batch ({batch})")
+
+
+def stage_layers(model, par: Parallel, stage: int, layers_mapped: int | None) -> range:  # noqa: ANN001
+    per = -(-model.layers // par.pp)
+    first = stage * per
+    count = min(per, model.layers - first)
+    if layers_mapped is not None:
+        count = min(count, layers_mapped)
+    return range(first, first + count)
+
+
+def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # noqa: ANN001
+               opts: MapOptions = MapOptions(), confirm: Confirm | None = None,
+               inputs: dict[str, np.ndarray] | None = None) -> SystemMapping:
+    """Programs for every (chip, core). Functional mode shards one set of full-model weights,
+    so a split model computes what the single chip computes."""
+    check_parallel(model, par, len(chips), phase.batch)
+    replica = replace(phase, batch=phase.batch // par.dp)
+    full_w = None
+    if opts.functional:
+        full = build_layers(model, replica, model.layers)
+        full_w = init_weights(full, opts.seed)
+        add_rope_tables(full, full_w, replica.batch)
+    programs: dict[tuple[int, int], Program] = {}
+    addresses: dict[int, dict[str, int]] = {}
+    limit = None if opts.functional else opts.layers_mapped
+    for d in range(par.dp):
+        for s in range(par.pp):
+            layers = stage_layers(model, par, s, limit)
+            for r in range(par.tp):
+                c = chip_of(par, d, s, r)
+                shard = Shard(par.tp, r, 1 + d * par.pp + s)
+                g = build_layers(model, replica, len(layers), shard=shard, first=layers[0])
+                w = shard_weights(full_w, g, model, par.tp, r) if full_w is not None else None
+                g, w, _ = apply_passes(g, w, opts)
+                x_in = f"x{layers[0]}"
+                ins = dict(inputs or {}) if s == 0 else {}
+                if opts.functional and s == 0 and x_in not in ins:
+                    ins[x_in] = np.random.default_rng(opts.seed + 1).standard_normal(
+                        g.tensors[x_in].shape)
+                low = lower(g, chips[c], w, ins if opts.functional else None,
+                            confirm if opts.confirm_top > 1 else None, opts.confirm_top,
+                            opts.layout, barrier_group=CHIP_GROUP + c)
+                addresses[c] = low.addresses
+                progs = _with_stage_io(low.programs, g, low.addresses, par, c, s, layers,
+                                       CHIP_GROUP + c)
+                programs.update({(c, core): p for core, p in progs.items()})
+    per_stage = len(stage_layers(model, par, 0, None))
+    factor = per_stage / len(stage_layers(model, par, 0, limit))
+    return SystemMapping(programs, groups_of(par), addresses, factor, full_w,
+                         dict(inputs or {}))
+
+
+def _with_stage_io(progs: dict[int, Program], g, addr: dict[str, int],  # noqa: ANN001
+                   par: Parallel, me: int, stage: int, layers: range, group: int
+                   ) -> dict[int, Program]:
+    """Core 0 of chip ``me`` receives its input from the same tensor rank of the previous
+    stage and sends its output to the same rank of the next; the other cores wait at a
+    chip barrier."""
+    if par.pp == 1:
+        return progs
+    out: dict[int, Program] = {}
+    x_in, x_out = f"x{layers[0]}", f"x{layers[-1] + 1}"
+    nbytes = g.tensors[x_in].nbytes
+    for core, prog in progs.items():
+        head, tail = [], []
+        if core == 0:
+            if stage > 0:
+                head = [build("net.recv", me - par.tp, MemRef(Space.HBM, addr[x_in]), nbytes,
+                              stage)]
+            if stage < par.pp - 1:
+                tail = [build("net.send", me + par.tp, MemRef(Space.HBM, addr[x_out]), nbytes,
+                              stage + 1)]
+        sync = (build("barrier"), build("net.barrier", group), build("barrier"))
+        body = _shift(prog.instructions[:-1], len(head) + len(sync))
+        out[core] = Program(tuple(head) + sync + body + tuple(tail) + (build("halt"),),
+                            prog.data)
+    return out
+
+
+def _shift(instructions: tuple, by: int) -> tuple:
+    """Move loop targets when instructions are inserted in front of a program."""
+    out = []
+    for ins in instructions:
+        if ins.mnemonic == "loop":
+            args = list(ins.args)
+            args[ins.spec.index("end")] += by
+            ins = type(ins)(ins.opcode, tuple(args))
+        out.append(ins)
+    return tuple(out)
+
+
+def shard_weights(full: dict[str, np.ndarray], g, model, tp: int, rank: int  # noqa: ANN001
+                  ) -> dict[str, np.ndarray]:
+    """This rank's slices of the full weights (Megatron): QKV and gate/up by output columns
+    (head by head), the output and down projections by input rows; the rest replicated."""
+    hd, qh, f = model.head_dim, model.heads // tp, model.ffn // tp
+    kvh = local_kv_heads(model, tp)
+    first_kv = rank * qh // (model.heads // model.kv_heads)  # the KV head of our queries
+    q_all, kv_all = model.heads * hd, model.kv_heads * hd
+    out = {}
+    for name in g.tensors:
+        if name not in full:
+            continue
+        w = full[name]
+        short = name.split(".", 1)[1] if "." in name else name
+        if short in ("qkv.w", "qkv.b"):
+            kv = np.arange(first_kv * hd, (first_kv + kvh) * hd)
+            cols = np.concatenate([np.arange(rank * qh * hd, (rank + 1) * qh * hd),
+                                   q_all + kv, q_all + kv_all + kv])
+            w = w[..., cols]
+        elif short in ("gate_up.w", "gate_up.b"):
+            cols = np.concatenate([np.arange(rank * f, (rank + 1) * f),
+                                   model.ffn + np.arange(rank * f, (rank + 1) * f)])
+            w = w[..., cols]
+        elif short in ("up.w", "up.b"):
+            w = w[..., rank * f:(rank + 1) * f]
+        elif short == "o.w":
+            w = w[rank * qh * hd:(rank + 1) * qh * hd]
+        elif short == "down.w":
+            w = w[rank * f:(rank + 1) * f]
+        out[name] = w
+    return out

@@ -1,0 +1,54 @@
+"""A model split over chips computes what it computes on one chip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from isa import DType, Space
+from mapper.layers import Phase
+from mapper.model import load_model
+from mapper.parallel import Parallel, map_system
+from mapper.pipeline import MapOptions
+from simulator import numerics as nx
+from simulator.linknet import LinkConfig
+from simulator.run import simulate_system
+from simulator.system import SystemConfig
+from simulator.topology import Topology
+from tests.mapper.helpers import bf16_ulp
+from tests.simulator.conftest import make_chip
+
+PHASE = Phase("prefill", batch=2, seq=8)
+OPTS = MapOptions(functional=True, layers_mapped=None, seed=3)
+
+
+def run(model, par: Parallel):
+    chips = par.chips
+    system = SystemConfig("t", (make_chip(cores=2),) * chips, Topology("full", (chips,)),
+                          LinkConfig(100e9, 1e-6))
+    m = map_system(model, list(system.chips), PHASE, par, OPTS)
+    r = simulate_system(system, m.programs, groups=m.groups, functional=True)
+    return m, r
+
+
+def output(m, r, chip: int, model) -> np.ndarray:
+    name = f"x{model.layers}"
+    n = PHASE.tokens * model.hidden
+    raw = r.read(Space.HBM, m.addresses[chip][name], 2 * n, chip=chip)
+    return nx.from_bytes(raw, DType.BF16, n).reshape(PHASE.tokens, model.hidden)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+@pytest.mark.parametrize("tp, pp", [(2, 1), (4, 1), (1, 2), (2, 2)])
+def test_split_model_matches_one_chip(name, tp, pp):
+    model = load_model(name)
+    one, r1 = run(model, Parallel())
+    ref = output(one, r1, 0, model)
+    par = Parallel(tp=tp, pp=pp)
+    m, r = run(model, par)
+    assert r.races == ()
+    last = (pp - 1) * tp  # the last stage's chips hold the output
+    for chip in range(last, last + tp):
+        got = output(m, r, chip, model)
+        # summing row-parallel partials in another order: a few bf16 ulps
+        assert np.abs(got - ref).max() <= 4 * bf16_ulp(np.abs(ref).max())
