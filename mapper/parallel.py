@@ -80,10 +80,11 @@ def stage_layers(model, par: Parallel, stage: int, layers_mapped: int | None) ->
 
 
 def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # noqa: ANN001
-               opts: MapOptions = MapOptions(), confirm: Confirm | None = None,
+               opts: MapOptions | None = None, confirm: Confirm | None = None,
                inputs: dict[str, np.ndarray] | None = None) -> SystemMapping:
     """Programs for every (chip, core). Functional mode shards one set of full-model weights,
     so a split model computes what the single chip computes."""
+    opts = opts or MapOptions()
     check_parallel(model, par, len(chips), phase.batch)
     replica = replace(phase, batch=phase.batch // par.dp)
     full_w = None
