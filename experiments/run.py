@@ -156,18 +156,24 @@ def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
 
 def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
               tokens: int, opts: MapOptions, decode_samples: int = 8,
-              trace: bool = False, emit_asm: Path | None = None) -> RunReport:
-    rep = RunReport(model.name, chip.name, mode)
+              trace: bool = False, emit_asm: Path | None = None, system=None,  # noqa: ANN001
+              par=None) -> RunReport:  # noqa: ANN001
+    """A mode of ``tessera run``; with ``system`` and ``par`` the model is split over chips."""
+    phase_run = run_phase
+    if system is not None:
+        def phase_run(model, chip, phase, opts, trace=False, emit_asm=None):  # noqa: ANN001
+            return run_system_phase(model, system, phase, par, opts, trace)
+    rep = RunReport(model.name, chip.name if system is None else system.name, mode)
     if mode in ("prefill", "generate"):
-        rep.prefill = run_phase(model, chip, Phase("prefill", batch, seq=seq), opts, trace,
+        rep.prefill = phase_run(model, chip, Phase("prefill", batch, seq=seq), opts, trace,
                                 emit_asm)
     if mode == "decode":
-        rep.decode = [run_phase(model, chip, Phase("decode", batch, ctx=ctx), opts, trace,
+        rep.decode = [phase_run(model, chip, Phase("decode", batch, ctx=ctx), opts, trace,
                                 emit_asm)]
         rep.decode_tokens = 1
     if mode == "generate":
         points = decode_points(seq, tokens, decode_samples)
-        rep.decode = [run_phase(model, chip, Phase("decode", batch, ctx=c), opts)
+        rep.decode = [phase_run(model, chip, Phase("decode", batch, ctx=c), opts)
                       for c in points]
         rep.decode_tokens = tokens
         rep.decode_interpolated = len(points) < tokens
@@ -209,3 +215,29 @@ def compression_report(run: PhaseRun, base: PhaseRun, functional: bool) -> dict[
     if functional:
         out["output_error"] = output_error(run, base)
     return out
+
+
+def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa: ANN001
+                     trace: bool = False) -> PhaseRun:
+    """One phase of the whole model on a system: layers split TP x PP x DP. Without
+    pipelining, kernel by kernel (each ends in a barrier of its tensor-parallel group);
+    with it, the stages' whole programs in one run. The head runs on one chip."""
+    from mapper.parallel import map_system
+    from simulator.run import simulate_system
+
+    t0 = time.perf_counter()
+    chip = system.chips[0]
+    m = map_system(model, list(system.chips), phase, par, opts,
+                   confirm=lambda p: simulate(p, chip).time_s)
+    head = lower(build_head(model, replace(phase, batch=phase.batch // par.dp)), chip)
+    t1 = time.perf_counter()
+    if m.kernel_programs and not opts.functional:
+        layer = sequence([simulate_system(system, k, groups=m.groups, trace=trace)
+                          for k in m.kernel_programs])
+    else:
+        layer = simulate_system(system, m.programs, groups=m.groups,
+                                functional=opts.functional, trace=trace)
+    head_r = simulate(head.programs, chip)
+    t2 = time.perf_counter()
+    return PhaseRun(phase, layer, head_r, int(round(m.layer_factor)), t1 - t0, t2 - t1,
+                    mapped=m)

@@ -44,6 +44,8 @@ class SystemMapping:
     layer_factor: float  # whole model = factor x the mapped layers
     weights: dict[str, np.ndarray] | None = None
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    # pp == 1: kernel k of every chip, to be simulated one kernel at a time
+    kernel_programs: list[dict[tuple[int, int], Program]] = field(default_factory=list)
 
 
 def chip_of(par: Parallel, dp: int, stage: int, rank: int) -> int:
@@ -94,6 +96,7 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
         add_rope_tables(full, full_w, replica.batch)
     programs: dict[tuple[int, int], Program] = {}
     addresses: dict[int, dict[str, int]] = {}
+    kernels: list[dict[tuple[int, int], Program]] = []
     limit = None if opts.functional else opts.layers_mapped
     for d in range(par.dp):
         for s in range(par.pp):
@@ -111,15 +114,20 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                         g.tensors[x_in].shape)
                 low = lower(g, chips[c], w, ins if opts.functional else None,
                             confirm if opts.confirm_top > 1 else None, opts.confirm_top,
-                            opts.layout, barrier_group=CHIP_GROUP + c)
+                            opts.layout, barrier_group=shard.group)
                 addresses[c] = low.addresses
                 progs = _with_stage_io(low.programs, g, low.addresses, par, c, s, layers,
-                                       CHIP_GROUP + c)
+                                       shard.group)
+                if par.pp == 1:
+                    for k, kernel in enumerate(low.kernel_programs):
+                        if k == len(kernels):
+                            kernels.append({})
+                        kernels[k].update({(c, core): p for core, p in kernel.items()})
                 programs.update({(c, core): p for core, p in progs.items()})
     per_stage = len(stage_layers(model, par, 0, None))
     factor = per_stage / len(stage_layers(model, par, 0, limit))
     return SystemMapping(programs, groups_of(par), addresses, factor, full_w,
-                         dict(inputs or {}))
+                         dict(inputs or {}), kernels)
 
 
 def _with_stage_io(progs: dict[int, Program], g, addr: dict[str, int],  # noqa: ANN001

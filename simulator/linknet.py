@@ -91,7 +91,10 @@ class LinkNetwork(Network):
             return
         self.bytes_hops += nbytes * len(route)
         env = self.machine.env
+        start = env.now
         yield env.all_of([self.wires[uv].transfer(nbytes) for uv in route])
+        if self.machine.link_trace is not None:
+            self.machine.link_trace.extend((uv, nbytes, start, env.now) for uv in route)
         yield env.timeout(self.link.latency * 1e9 * len(route))
 
     def transfer(self, core: CoreSim, pc: int, ins: Instruction, regs: list[int]):

@@ -44,6 +44,7 @@ class Machine:
         self.max_time_ns = limits.max_time_s * 1e9
         self.executed = 0
         self.trace: list | None = [] if trace else None
+        self.link_trace: list | None = [] if trace else None  # ((u, v), bytes, start, end)
         self.hbm = [SharedBandwidth(self.env, c.hbm_effective_bw / 1e9, f"chip{i}.hbm")
                     for i, c in enumerate(self.chips)]
         self.network = network or SingleChipNetwork()

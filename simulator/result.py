@@ -34,6 +34,7 @@ class SimResult:
     trace: tuple[tuple, ...] | None = field(default=None, repr=False)
     trace_names: dict[tuple[int, int, int], str] | None = field(default=None, repr=False)
     memory: object | None = field(default=None, repr=False, compare=False)  # functional mode
+    link_trace: tuple[tuple, ...] | None = field(default=None, repr=False)
 
     def read(self, space, addr: int, nbytes: int, chip: int = 0, core: int = 0):  # noqa: ANN001
         """Bytes of a memory after a functional run (HBM is per chip, SRAM/acc per core)."""
@@ -54,7 +55,7 @@ class SimResult:
         return self.energy_total_j / self.time_s if self.time_s else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        skip = ("trace", "trace_names", "memory")
+        skip = ("trace", "trace_names", "memory", "link_trace")
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
         out["engines"] = {k: asdict(v) for k, v in self.engines.items()}
         out["races"] = list(self.races)
@@ -95,7 +96,24 @@ class SimResult:
         for c in sorted({ev["pid"] for ev in events}):
             events.append({"ph": "M", "name": "process_name", "pid": c,
                            "args": {"name": f"chip {c}"}})
+        events += self._link_events()
         return {"traceEvents": events, "displayTimeUnit": "ns"}
+
+    def _link_events(self) -> list[dict[str, Any]]:
+        """One track per directed link, in a process of its own after the chips."""
+        if not self.link_trace:
+            return []
+        pid = 1 + max((c for c, *_ in self.trace or ()), default=0)
+        links = sorted({uv for uv, *_ in self.link_trace})
+        out: list[dict[str, Any]] = [{"ph": "M", "name": "process_name", "pid": pid,
+                                      "args": {"name": "links"}}]
+        out += [{"ph": "M", "name": "thread_name", "pid": pid, "tid": i,
+                 "args": {"name": f"link {u}->{v}"}} for i, (u, v) in enumerate(links)]
+        index = {uv: i for i, uv in enumerate(links)}
+        out += [{"ph": "X", "name": f"{int(n)} B", "pid": pid, "tid": index[uv],
+                 "ts": s / 1e3, "dur": (t - s) / 1e3, "args": {"bytes": n}}
+                for uv, n, s, t in self.link_trace]
+        return out
 
 
 def sequence(results: list[SimResult]) -> SimResult:
@@ -112,16 +130,18 @@ def sequence(results: list[SimResult]) -> SimResult:
             engines[e] = EngineStats(st.busy_s, share, st.instructions)
     capacity = sum(r.peak_macs_per_s * r.time_s for r in results)
     clock = sum(r.clock_hz * r.time_s for r in results) / time_s if time_s else first.clock_hz
-    trace, names, offset = None, None, 0.0
+    trace, names, links, offset = None, None, None, 0.0
     if first.trace is not None:
-        trace, names = [], {}
+        trace, names, links = [], {}, []
         for k, r in enumerate(results):
             for c, core, e, pc, s0, s1 in r.trace or ():
                 trace.append((c, core, e, (k, pc), s0 + offset, s1 + offset))
             for (c, core, pc), name in (r.trace_names or {}).items():
                 names[(c, core, (k, pc))] = name
+            links += [(uv, n, s0 + offset, s1 + offset) for uv, n, s0, s1 in
+                      r.link_trace or ()]
             offset += r.time_s * 1e9
-        trace = tuple(trace)
+        trace, links = tuple(trace), tuple(links)
     macs = sum(r.macs for r in results)
     return SimResult(
         chip=first.chip, time_s=time_s, cycles=sum(r.cycles for r in results), clock_hz=clock,
@@ -134,4 +154,4 @@ def sequence(results: list[SimResult]) -> SimResult:
         bytes={k: sum(r.bytes[k] for r in results) for k in first.bytes},
         energy_j={k: sum(r.energy_j[k] for r in results) for k in first.energy_j},
         engines=engines, races=tuple(x for r in results for x in r.races),
-        trace=trace, trace_names=names)
+        trace=trace, trace_names=names, link_trace=links)

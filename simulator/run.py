@@ -136,6 +136,7 @@ def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_
         energy_j=energy, engines=engines,
         races=tuple(getattr(state, "races", ())), peak_macs_per_s=peak,
         trace=tuple(machine.trace) if machine.trace is not None else None, trace_names=names,
+        link_trace=tuple(machine.link_trace) if machine.link_trace is not None else None,
         memory=state)
 
 

@@ -25,6 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="llama2-7b",
                    help="preset name, model YAML or Hugging Face config.json")
     p.add_argument("--chip", default="h100", help="chip preset name or YAML (default h100)")
+    p.add_argument("--system", help="a multi-chip system preset or YAML (instead of --chip): "
+                                    "h100x4, h100x8, h200x2, h200x4, tpuv4-4x4x4, edge-ring16")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (with --system)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages (with --system)")
+    p.add_argument("--dp", type=int, default=1, help="data-parallel replicas (with --system)")
+    p.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE models)")
     p.add_argument("--phase", choices=("prefill", "decode", "generate"), default="decode")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq", type=int, default=512, help="prompt length (prefill, generate)")
@@ -93,7 +99,21 @@ def run(args: argparse.Namespace) -> int:
 
     _check(args)
     model = load_model(args.model)
-    chip = load_chip(args.chip)
+    system, par = None, None
+    if args.system:
+        from mapper.parallel import Parallel
+        from simulator.system import load_system
+
+        system = load_system(args.system)
+        par = Parallel(args.tp, args.pp, args.dp)
+        chip = system.chips[0]
+    else:
+        if (args.tp, args.pp, args.dp) != (1, 1, 1):
+            raise RunError("--tp/--pp/--dp need a multi-chip --system")
+        chip = load_chip(args.chip)
+    if args.ep != 1:
+        raise RunError("--ep: expert parallelism is not supported yet (MoE models map as "
+                       "dense layers)")
     opts = MapOptions(quant=args.quant, quant_group=args.quant_group, act_quant=args.act_quant,
                       quant_layers=parse_layers(args.quant_layers), sparsity=args.sparsity,
                       low_rank=args.low_rank,
@@ -102,11 +122,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_model(model, chip, args.phase, args.batch, args.seq, args.ctx, args.tokens,
                            opts, args.decode_samples, trace=bool(args.trace),
-                           emit_asm=args.emit_asm)
+                           emit_asm=args.emit_asm, system=system, par=par)
     except (PassError, ValueError) as exc:
         raise RunError(str(exc)) from None
     compressed = args.quant or args.sparsity or args.low_rank
-    if compressed:
+    if compressed and system is None:
         _compare(report, model, chip, opts, args)
     print(run_summary(report))
     _write(report, args)

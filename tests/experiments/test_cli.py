@@ -128,3 +128,18 @@ def test_run_reports_what_compression_changes(capsys, tmp_path):
     comp = json.loads((tmp_path / "result.json").read_text())["notes"]["compression"]
     assert comp["weight_bytes"] * 2 == comp["weight_bytes_baseline"]
     assert 0 < comp["output_error"] < 0.05
+
+
+def test_run_on_a_system_with_tensor_parallelism(capsys, tmp_path):
+    code, out, _ = run(capsys, "run", "--model", "tiny-llama", "--system", "h200x2", "--tp",
+                       "2", "--phase", "decode", "--ctx", "16", "--out", str(tmp_path),
+                       "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["latency_s"] > 0
+
+
+def test_run_parallel_degrees_must_match_the_system(capsys):
+    code, _, err = run(capsys, "run", "--model", "tiny-llama", "--system", "h200x2", "--tp",
+                       "4")
+    assert code == 1 and "= 4 chips, but the system has 2" in err
+    code, _, err = run(capsys, "run", "--model", "tiny-llama", "--chip", "edge", "--tp", "2")
+    assert code == 1 and "need a multi-chip --system" in err

@@ -152,3 +152,19 @@ def test_torus_routes_are_dimension_order_and_wrap():
     t = Topology("torus", (4, 4))
     assert t.hops(0, 3) == 1  # wraps round the ring of 4
     assert t.route(0, 5) == ((0, 1), (1, 5))  # x first, then y
+
+
+def test_trace_has_a_track_per_chip_engine_and_per_link():
+    sys = system("ring", (2,))
+    progs = {(c, 0): Program((build("dma.load", MemRef(Space.SRAM, 0), MemRef(H, 0), DType.BF16,
+                                    8, 64),
+                              build("net.allreduce", MemRef(H, 0), MemRef(H, 0), 64, "bf16"),))
+             for c in range(2)}
+    r = simulate_system(sys, progs, trace=True, dedupe=False)
+    ev = r.chrome_trace()["traceEvents"]
+    procs = {e["args"]["name"] for e in ev if e["name"] == "process_name"}
+    assert procs == {"chip 0", "chip 1", "links"}
+    threads = {e["args"]["name"] for e in ev if e["name"] == "thread_name"}
+    assert {"core 0 dma", "core 0 net", "link 0->1", "link 1->0"} <= threads
+    link_x = [e for e in ev if e["ph"] == "X" and e["name"].endswith(" B")]
+    assert len(link_x) == 4  # 2 steps x 2 directions of a 2-chip ring all-reduce
