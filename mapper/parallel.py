@@ -30,6 +30,7 @@ class Parallel:
     tp: int = 1
     pp: int = 1
     dp: int = 1
+    micro: int = 1  # micro-batches flowing through the pipeline stages
 
     @property
     def chips(self) -> int:
@@ -70,6 +71,9 @@ def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noq
         raise ValueError(f"--pp {par.pp} exceeds the model's {model.layers} layers")
     if batch % par.dp:
         raise ValueError(f"--dp {par.dp} does not divide the batch ({batch})")
+    if (batch // par.dp) % par.micro:
+        raise ValueError(f"--micro-batches {par.micro} does not divide the batch per replica "
+                         f"({batch // par.dp})")
 
 
 def stage_layers(model, par: Parallel, stage: int, layers_mapped: int | None) -> range:  # noqa: ANN001
@@ -88,7 +92,10 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
     so a split model computes what the single chip computes."""
     opts = opts or MapOptions()
     check_parallel(model, par, len(chips), phase.batch)
-    replica = replace(phase, batch=phase.batch // par.dp)
+    if opts.functional and par.micro > 1:
+        raise ValueError("functional mode runs one micro-batch (each would need its own KV "
+                         "caches)")
+    replica = replace(phase, batch=phase.batch // par.dp // par.micro)
     full_w = None
     if opts.functional:
         full = build_layers(model, replica, model.layers)
@@ -118,7 +125,8 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                 addresses[c] = low.addresses
                 progs = _with_stage_io(low.programs, g, low.addresses, par, c, s, layers,
                                        shard.group)
-                if par.pp == 1:
+                progs = {core: _repeat(p, par.micro) for core, p in progs.items()}
+                if par.pp == 1 and par.micro == 1:
                     for k, kernel in enumerate(low.kernel_programs):
                         if k == len(kernels):
                             kernels.append({})
@@ -155,6 +163,17 @@ def _with_stage_io(progs: dict[int, Program], g, addr: dict[str, int],  # noqa: 
         out[core] = Program(tuple(head) + sync + body + tuple(tail) + (build("halt"),),
                             prog.data)
     return out
+
+
+def _repeat(prog: Program, times: int) -> Program:
+    """The program run ``times`` times in a row (one micro-batch after another)."""
+    if times == 1:
+        return prog
+    body = prog.instructions[:-1]  # without its halt
+    parts: list = []
+    for i in range(times):
+        parts += _shift(body, i * len(body))
+    return Program(tuple(parts) + (build("halt"),), prog.data)
 
 
 def _shift(instructions: tuple, by: int) -> tuple:

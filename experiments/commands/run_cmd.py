@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages (with --system)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel replicas (with --system)")
     p.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE models)")
+    p.add_argument("--micro-batches", type=int, default=1, metavar="M",
+                   help="split each replica's batch into M micro-batches through the "
+                        "pipeline stages")
     p.add_argument("--phase", choices=("prefill", "decode", "generate"), default="decode")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq", type=int, default=512, help="prompt length (prefill, generate)")
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         from simulator.system import load_system
 
         system = load_system(args.system)
-        par = Parallel(args.tp, args.pp, args.dp)
+        par = Parallel(args.tp, args.pp, args.dp, args.micro_batches)
         chip = system.chips[0]
     else:
         if (args.tp, args.pp, args.dp) != (1, 1, 1):

@@ -52,3 +52,28 @@ def test_split_model_matches_one_chip(name, tp, pp):
         got = output(m, r, chip, model)
         # summing row-parallel partials in another order: a few bf16 ulps
         assert np.abs(got - ref).max() <= 4 * bf16_ulp(np.abs(ref).max())
+
+
+def test_micro_batches_fill_the_pipeline():
+    """Uniform stages and cheap transfers: m micro-batches through p stages take about
+    (m + p - 1) stage times; one batch takes p of them (at a larger batch each)."""
+    model = load_model("tiny-llama")
+    chips = 2
+    system = SystemConfig("t", (make_chip(cores=2),) * chips, Topology("full", (chips,)),
+                          LinkConfig(1e12, 1e-9))
+    phase = Phase("prefill", batch=4, seq=16)
+
+    def time_of(micro):
+        m = map_system(model, list(system.chips), phase, Parallel(pp=2, micro=micro),
+                       MapOptions(layers_mapped=None))
+        return simulate_system(system, m.programs, groups=m.groups).time_s
+
+    def stage_time(batch):  # one stage (1 layer) of one micro-batch, alone
+        m = map_system(model, [make_chip(cores=2)], Phase("prefill", batch=batch, seq=16),
+                       Parallel(), MapOptions(layers_mapped=1))
+        return simulate_system(SystemConfig("one", (make_chip(cores=2),), Topology(
+            "full", (1,)), LinkConfig(1e12, 1e-9)), m.programs, groups=m.groups).time_s
+
+    t4 = time_of(4)
+    assert t4 == pytest.approx((4 + 2 - 1) * stage_time(1), rel=0.05)
+    assert time_of(1) == pytest.approx(2 * stage_time(4), rel=0.05)
