@@ -52,6 +52,8 @@ class Shard:
     tp: int = 1
     rank: int = 0
     group: int = 0
+    ep: int = 1  # expert parallel: this chip holds experts / ep of every MoE layer
+    ep_group: int = 0  # the chips exchanging tokens with all-to-all
 
 
 def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
@@ -143,7 +145,9 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:
         x1 = norm_node("norm1", x1)
     h2 = norm_node("norm2", x1) if pre else x1
     out_name = f"x{li + 1}"
-    if _enum(m.mlp) == "swiglu":
+    if getattr(m, "experts", 0):
+        y = _moe(g, m, p, h2, x1, T, dt, shard)
+    elif _enum(m.mlp) == "swiglu":
         gu = linear("gate_up", h2, H, 2 * ffn)
         act = _a(g, p + "act", (T, ffn), dt)
         g.op("silu_mul", p + "silu_mul", [gu], [act], ffn=ffn)
@@ -169,3 +173,49 @@ def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: A
     g.add(Tensor("logits", (B, model.vocab), dt))
     g.op("linear", "lm_head", ["h_norm", "lm_head.w"], ["logits"], bias=False)
     return g
+
+
+def _moe(g: Graph, m, p: str, h: str, residual: str, T: int, dt: DType,  # noqa: ANN001
+         shard: Shard) -> str:
+    """A mixture-of-experts FFN under uniform routing (each expert gets T*k/E token slots):
+    router, dispatch of each token's k copies to the chips holding their experts (all-to-all
+    over the expert-parallel group), this chip's experts (SwiGLU) on the slots they receive,
+    combine (all-to-all back), and the sum of each token's k expert outputs + residual."""
+    H, E, k, ep = m.hidden, m.experts, m.experts_per_token, shard.ep
+    local = E // ep
+    slots = T * k  # this chip's token copies, all sent out and all received back
+    per_expert = -(-slots // local)  # slots each local expert processes (uniform)
+    router_w = _w(g, p + "router.w", (H, E))
+    logits = _a(g, p + "router.out", (T, E), dt)
+    g.op("linear", p + "router", [h, router_w], [logits], bias=False)
+    out_buf = _a(g, p + "moe.dispatch", (slots, H), dt)
+    g.op("replicate_rows", p + "moe.copies", [h], [out_buf], copies=k)
+    recv = _a(g, p + "moe.received", (slots, H), dt)
+    if ep > 1:
+        g.op("alltoall", p + "moe.dispatch", [out_buf], [recv], group=shard.ep_group, ep=ep)
+    else:
+        g.op("rename", p + "moe.local", [out_buf], [recv])
+    expert_out = _a(g, p + "moe.expert_out", (slots, H), dt)
+    for e in range(local):
+        rows = min(per_expert, slots - e * per_expert)
+        if rows <= 0:
+            break
+        xin = _a(g, f"{p}e{e}.in", (rows, H), dt)
+        g.op("slice_rows", f"{p}e{e}.take", [recv], [xin], first=e * per_expert)
+        gu_w = _w(g, f"{p}e{e}.gate_up.w", (H, 2 * m.ffn))
+        gu = _a(g, f"{p}e{e}.gate_up.out", (rows, 2 * m.ffn), dt)
+        g.op("linear", f"{p}e{e}.gate_up", [xin, gu_w], [gu], bias=False)
+        act = _a(g, f"{p}e{e}.act", (rows, m.ffn), dt)
+        g.op("silu_mul", f"{p}e{e}.silu_mul", [gu], [act], ffn=m.ffn)
+        dn_w = _w(g, f"{p}e{e}.down.w", (m.ffn, H))
+        dn = _a(g, f"{p}e{e}.down.out", (rows, H), dt)
+        g.op("linear", f"{p}e{e}.down", [act, dn_w], [dn], bias=False)
+        g.op("place_rows", f"{p}e{e}.put", [dn], [expert_out], first=e * per_expert)
+    back = _a(g, p + "moe.returned", (slots, H), dt)
+    if ep > 1:
+        g.op("alltoall", p + "moe.combine", [expert_out], [back], group=shard.ep_group, ep=ep)
+    else:
+        g.op("rename", p + "moe.back", [expert_out], [back])
+    y = _a(g, p + "moe.out", (T, H), dt)
+    g.op("sum_copies", p + "moe.sum", [back, residual], [y], copies=k)
+    return y

@@ -31,6 +31,7 @@ from mapper.kernels.rowwise import (
     row_programs,
     silu_mul_op,
     sram_bytes,
+    sum_op,
 )
 from mapper.layout import blocked_size, choose_layout
 from mapper.tiling import choose
@@ -161,14 +162,32 @@ def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> dict[str, int]:
             w = node.inputs[1]
             sizes[w] = blocked_size(_gemm(graph, node, {}, tilings[node.name]),
                                     tilings[node.name])
-    aliases = {n.outputs[0]: n.inputs[0] for n in graph.nodes if n.op == "rename"}
+    # views: a renamed tensor, a row slice of one, rows placed into one (name -> base, rows)
+    views: dict[str, tuple[str, int]] = {}
+    for n in graph.nodes:
+        if n.op == "rename":
+            views[n.outputs[0]] = (n.inputs[0], 0)
+        elif n.op == "slice_rows":
+            views[n.outputs[0]] = (n.inputs[0], n.attrs["first"])
+        elif n.op == "place_rows":
+            views[n.inputs[0]] = (n.outputs[0], n.attrs["first"])
     for name in graph.tensors:
-        if name in aliases:
+        if name in views:
             continue
         addr[name] = pos
         pos += -(-sizes[name] // ALIGN) * ALIGN
-    for out, src in aliases.items():
-        addr[out] = addr[src]
+    pending = dict(views)
+    while pending:
+        progress = False
+        for name, (base, rows) in list(pending.items()):
+            if base in addr:
+                t = graph.tensors[base]
+                addr[name] = addr[base] + t.dtype.nbytes(rows * (t.shape[1] if len(t.shape) > 1
+                                                                 else 1))
+                del pending[name]
+                progress = True
+        if not progress:
+            raise MappingError(f"circular tensor views: {', '.join(sorted(pending))}")
     return addr
 
 
@@ -196,8 +215,24 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
     g, chip, addr = ctx.graph, ctx.chip, ctx.addr
     cores = chip.cores
     T = lambda name: g.tensors[name]  # noqa: E731
-    if node.op == "rename":
-        return None
+    if node.op in ("rename", "slice_rows", "place_rows"):
+        return None  # views: no data moves
+    if node.op == "replicate_rows":
+        return _replicate(ctx, node)
+    if node.op == "alltoall":  # one core exchanges the blocks with the group's chips
+        src, dst = T(node.inputs[0]), T(node.outputs[0])
+        return [[build("net.alltoall", hbm(addr[dst.name]), hbm(addr[src.name]),
+                       src.elements // node.attrs["ep"], src.dtype, node.attrs["group"])]]
+    if node.op == "sum_copies":
+        back, res, out = T(node.inputs[0]), T(node.inputs[1]), T(node.outputs[0])
+        rows, cols, k = out.shape[0], out.shape[1], node.attrs["copies"]
+        views = tuple(View(addr[back.name] + back.dtype.nbytes(j * rows * cols), cols,
+                           back.dtype) for j in range(k)) + (View(addr[res.name], cols,
+                                                                  res.dtype),)
+        kern = RowKernel(rows, views, View(addr[out.name], cols, out.dtype),
+                         sum_op(cols, out.dtype, k + 1), (),
+                         _rows_per_tile(chip, (k + 2) * cols, out.dtype), node.name)
+        return row_programs(_fit(kern, chip), cores)
     if node.op == "linear":
         return gemm_programs(_gemm(g, node, addr, ctx.tilings[node.name]),
                              ctx.tilings[node.name], cores)
@@ -290,6 +325,25 @@ def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
         raise MappingError(f"{k.name}: one row of {k.inputs[0].cols} columns does not fit "
                            f"the {chip.core.sram.capacity} B SRAM")
     return k
+
+
+def _replicate(ctx: _Ctx, node: Node) -> list[list[Item]]:
+    """``copies`` consecutive copies of a [T, H] tensor (each token once per routed expert):
+    DMA only, load then store, chunks dealt to the cores."""
+    src, dst = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    rows, cols = src.shape
+    row_bytes = src.dtype.nbytes(cols)
+    chunk = max(1, min(rows, ctx.chip.core.sram.capacity // row_bytes, 65535))
+    jobs = [(r0, j) for j in range(node.attrs["copies"]) for r0 in range(0, rows, chunk)]
+    progs: list[list[Item]] = [[] for _ in range(min(ctx.chip.cores, len(jobs)))]
+    for i, (r0, j) in enumerate(jobs):
+        n = min(chunk, rows - r0)
+        progs[i % len(progs)] += [
+            build("dma.load", sram(0), hbm(ctx.addr[src.name] + r0 * row_bytes), src.dtype, n,
+                  cols),
+            build("dma.store", hbm(ctx.addr[dst.name] + (j * rows + r0) * row_bytes), sram(0),
+                  src.dtype, n, cols)]
+    return progs
 
 
 def _kv_append(ctx: _Ctx, node: Node) -> list[list[Item]]:

@@ -23,6 +23,7 @@ from mapper.weights import add_rope_tables, init_weights
 from simulator.hardware import ChipConfig
 
 CHIP_GROUP = 128  # chip c's own barrier group is CHIP_GROUP + c (ISA groups are 8-bit)
+EP_GROUP = 64  # the all-to-all group of (stage s, tensor rank r) is EP_GROUP + s * tp + r
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Parallel:
     pp: int = 1
     dp: int = 1
     micro: int = 1  # micro-batches flowing through the pipeline stages
+    ep: int = 1  # expert parallel: experts spread over the data-parallel replicas (ep == dp)
 
     @property
     def chips(self) -> int:
@@ -57,6 +59,9 @@ def groups_of(par: Parallel) -> dict[int, list[int]]:
     groups = {1 + d * par.pp + s: [chip_of(par, d, s, r) for r in range(par.tp)]
               for d in range(par.dp) for s in range(par.pp)}
     groups.update({CHIP_GROUP + c: [c] for c in range(par.chips)})
+    if par.ep > 1:
+        groups.update({EP_GROUP + s * par.tp + r: [chip_of(par, d, s, r) for d in range(par.dp)]
+                       for s in range(par.pp) for r in range(par.tp)})
     return groups
 
 
@@ -71,6 +76,11 @@ def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noq
         raise ValueError(f"--pp {par.pp} exceeds the model's {model.layers} layers")
     if batch % par.dp:
         raise ValueError(f"--dp {par.dp} does not divide the batch ({batch})")
+    experts = getattr(model, "experts", 0)
+    if par.ep > 1 and (not experts or par.ep != par.dp or experts % par.ep):
+        raise ValueError(f"--ep {par.ep}: expert parallelism spreads the experts of a MoE model "
+                         f"over the data-parallel replicas: it needs a MoE model, --ep equal "
+                         f"to --dp, and dividing the {experts} experts")
     if (batch // par.dp) % par.micro:
         raise ValueError(f"--micro-batches {par.micro} does not divide the batch per replica "
                          f"({batch // par.dp})")
@@ -92,6 +102,9 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
     so a split model computes what the single chip computes."""
     opts = opts or MapOptions()
     check_parallel(model, par, len(chips), phase.batch)
+    if getattr(model, "experts", 0) and opts.functional:
+        raise ValueError(f"{model.name}: mixture-of-experts layers run in performance mode "
+                         f"only (uniform routing; functional routing is not modelled)")
     if opts.functional and par.micro > 1:
         raise ValueError("functional mode runs one micro-batch (each would need its own KV "
                          "caches)")
@@ -110,7 +123,7 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
             layers = stage_layers(model, par, s, limit)
             for r in range(par.tp):
                 c = chip_of(par, d, s, r)
-                shard = Shard(par.tp, r, 1 + d * par.pp + s)
+                shard = Shard(par.tp, r, 1 + d * par.pp + s, par.ep, EP_GROUP + s * par.tp + r)
                 g = build_layers(model, replica, len(layers), shard=shard, first=layers[0])
                 w = shard_weights(full_w, g, model, par.tp, r) if full_w is not None else None
                 g, w, _ = apply_passes(g, w, opts)

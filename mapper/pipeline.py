@@ -51,6 +51,9 @@ def map_model(model, chip: ChipConfig, phase: Phase, opts: MapOptions = MapOptio
               inputs: dict[str, np.ndarray] | None = None,
               confirm: Confirm | None = None) -> Mapped:
     """``confirm`` (programs -> seconds) ranks the best GEMM tilings by simulating them."""
+    if getattr(model, "experts", 0) and opts.functional:
+        raise ValueError(f"{model.name}: mixture-of-experts layers run in performance mode "
+                         f"only (uniform routing; functional routing is not modelled)")
     n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
     graph = build_layers(model, phase, n)
     weights = None

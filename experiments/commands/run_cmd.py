@@ -108,15 +108,14 @@ def run(args: argparse.Namespace) -> int:
         from simulator.system import load_system
 
         system = load_system(args.system)
-        par = Parallel(args.tp, args.pp, args.dp, args.micro_batches)
+        par = Parallel(args.tp, args.pp, args.dp, args.micro_batches, args.ep)
         chip = system.chips[0]
     else:
         if (args.tp, args.pp, args.dp) != (1, 1, 1):
             raise RunError("--tp/--pp/--dp need a multi-chip --system")
         chip = load_chip(args.chip)
-    if args.ep != 1:
-        raise RunError("--ep: expert parallelism is not supported yet (MoE models map as "
-                       "dense layers)")
+    if args.ep != 1 and not args.system:
+        raise RunError("--ep needs a multi-chip --system")
     opts = MapOptions(quant=args.quant, quant_group=args.quant_group, act_quant=args.act_quant,
                       quant_layers=parse_layers(args.quant_layers), sparsity=args.sparsity,
                       low_rank=args.low_rank,

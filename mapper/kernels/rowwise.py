@@ -201,6 +201,14 @@ def add_op(cols: int, dt: DType) -> OpFn:
     return op
 
 
+def sum_op(cols: int, dt: DType, n: int) -> OpFn:
+    """The sum of ``n`` input rows (accumulated into the output buffer)."""
+    def op(out, ins, params, rows):  # noqa: ANN001
+        seq = [build("v.add", out, ins[0], ins[1], rows, cols, dt, dt, dt)]
+        return seq + [build("v.add", out, out, x, rows, cols, dt, dt, dt) for x in ins[2:n]]
+    return op
+
+
 def act_op(fn: str, cols: int, dt: DType) -> OpFn:
     def op(out, ins, params, rows):  # noqa: ANN001
         return [build(f"v.{fn}", out, ins[0], rows, cols, dt, dt)]

@@ -77,3 +77,30 @@ def test_micro_batches_fill_the_pipeline():
     t4 = time_of(4)
     assert t4 == pytest.approx((4 + 2 - 1) * stage_time(1), rel=0.05)
     assert time_of(1) == pytest.approx(2 * stage_time(4), rel=0.05)
+
+
+def test_expert_parallel_moe_dispatch_and_combine_by_all_to_all():
+    """4 replicas x 4 experts, 2 per token: each chip sends and receives T*k token rows per
+    MoE layer twice (dispatch, combine), (ep-1)/ep of them across links."""
+    model = load_model("tiny-mixtral")
+    ep = 4
+    system = SystemConfig("t", (make_chip(cores=2),) * ep, Topology("full", (ep,)),
+                          LinkConfig(100e9, 1e-6))
+    phase = Phase("prefill", batch=4 * ep, seq=8)
+    m = map_system(model, list(system.chips), phase, Parallel(dp=ep, ep=ep),
+                   MapOptions(layers_mapped=None))
+    r = simulate_system(system, m.programs, groups=m.groups)
+    tokens = phase.tokens // ep
+    rows_out = tokens * model.experts_per_token * (ep - 1) / ep  # leave each chip
+    per_layer = 2 * ep * rows_out * model.hidden * 2  # dispatch + combine, all chips, bytes
+    assert r.bytes["link_bytes"] == pytest.approx(model.layers * per_layer)
+    assert r.engines["net"].instructions >= 2 * model.layers * ep
+
+
+def test_moe_refuses_functional_mode_and_bad_degrees():
+    model = load_model("tiny-mixtral")
+    with pytest.raises(ValueError, match="performance mode only"):
+        map_system(model, [make_chip()], PHASE, Parallel(), OPTS)
+    with pytest.raises(ValueError, match="--ep equal to --dp"):
+        map_system(model, [make_chip()] * 2, Phase("prefill", 2, seq=8), Parallel(tp=2, ep=2),
+                   MapOptions())
