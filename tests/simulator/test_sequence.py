@@ -28,3 +28,17 @@ def test_kernel_by_kernel_equals_whole_program(phase):
     assert parts.energy_total_j == pytest.approx(whole.energy_total_j, rel=1e-9)
     assert parts.instructions == whole.instructions
     assert parts.mac_utilization == pytest.approx(whole.mac_utilization, rel=1e-9)
+
+
+def test_one_layer_times_the_layer_count_equals_every_layer_mapped():
+    """The shortcut behind whole-model figures: layers are identical and separated by a
+    sync, so mapping one and multiplying is exact (switched off by layers_mapped=None)."""
+    from experiments.run import run_phase
+
+    chip = make_chip(cores=4)
+    phase = Phase("decode", 2, ctx=24)
+    one = run_phase(TINY, chip, phase, MapOptions(layers_mapped=1))
+    every = run_phase(TINY, chip, phase, MapOptions(layers_mapped=None))
+    assert one.repeat == 2 and every.repeat == 1
+    assert one.latency_s == pytest.approx(every.latency_s, rel=1e-9)
+    assert one.energy_j == pytest.approx(every.energy_j, rel=1e-9)
