@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from experiments.commands import asm_cmds, run_cmd, sim_cmd
+from experiments.commands import asm_cmds, run_cmd, sim_cmd, sweep_cmd
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds, sim_cmd, run_cmd)
+COMMANDS = (asm_cmds, sim_cmd, run_cmd, sweep_cmd)
 
 DESCRIPTION = """\
 Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.
@@ -20,6 +20,7 @@ Typical uses:
   tessera disasm kernel.bin           print a binary program as assembly
   tessera sim kernel.s --chip h100    simulate it: latency, energy, utilization
   tessera run --model llama2-7b --chip h100 --phase decode --batch 8 --ctx 2048
+  tessera sweep study.yaml            a design-space sweep (then: tessera report)
 
 Run 'tessera COMMAND --help' for the options of each command."""
 

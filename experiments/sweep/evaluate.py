@@ -1,0 +1,99 @@
+"""Evaluate one sweep point: build what it describes, run it, return one flat row."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+
+from isa.errors import TesseraError
+
+MAPPING_PARALLEL = ("tp", "pp", "dp", "ep", "micro")
+
+
+def evaluate(base: dict, point: dict) -> dict:
+    """Metrics of one point, or a row with its error: a failed point never stops a sweep."""
+    t0 = time.perf_counter()
+    try:
+        metrics = _run({**base, **{k: v for k, v in point.items() if "." not in k}}, point)
+        return {**metrics, "status": "ok", "error": "", "wall_s": time.perf_counter() - t0}
+    except (TesseraError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        return {"status": "failed", "error": _one_line(exc), "wall_s": time.perf_counter() - t0}
+    except Exception as exc:  # noqa: BLE001 - a bug in a point is recorded, the sweep goes on
+        tb = traceback.extract_tb(exc.__traceback__)[-1]
+        return {"status": "failed", "error": f"internal error {type(exc).__name__}: {exc} "
+                f"({tb.filename.rsplit('/', 1)[-1]}:{tb.lineno})",
+                "wall_s": time.perf_counter() - t0}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _run(base: dict, point: dict) -> dict:
+    from experiments.area import area_mm2, cost_usd
+    from experiments.run import run_model
+    from mapper.model import load_model
+    from mapper.parallel import Parallel
+    from mapper.pipeline import MapOptions
+    from simulator.config import load_chip, with_overrides
+
+    model = load_model(base["model"])
+    chip_over = {k[5:]: v for k, v in point.items() if k.startswith("chip.")}
+    system = None
+    if base.get("system"):
+        from simulator.system import load_system
+
+        system = load_system(base["system"])
+        if chip_over:
+            system = dataclasses.replace(system, chips=tuple(
+                with_overrides(c, chip_over, "sweep point") for c in system.chips))
+        system = _system_overrides(system, point)
+        chip = system.chips[0]
+    else:
+        chip = with_overrides(load_chip(base.get("chip", "edge")), chip_over, "sweep point") \
+            if chip_over else load_chip(base.get("chip", "edge"))
+    mapping = {k.split(".", 1)[1]: v for k, v in {**base, **point}.items()
+               if k.startswith("mapping.")}
+    par = Parallel(**{k: int(mapping.pop(k)) for k in MAPPING_PARALLEL if k in mapping})
+    opts = MapOptions(**mapping)
+    mode = base.get("phase", "decode")
+    rep = run_model(model, chip, mode, int(base.get("batch", 1)), int(base.get("seq", 512)),
+                    int(base.get("ctx", 2048)), int(base.get("tokens", 16)), opts,
+                    system=system, par=par if system is not None else None)
+    runs = ([rep.prefill] if rep.prefill else []) + rep.decode
+    first = runs[0].layer
+    chips = len(system.chips) if system is not None else 1
+    row = dict(rep.headline())
+    row.update(area_mm2=area_mm2(chip) * chips, cost_usd=cost_usd(chip) * chips,
+               mac_utilization=first.mac_utilization, clock_hz=first.clock_hz,
+               hbm_bytes=first.bytes["hbm_read"] + first.bytes["hbm_write"],
+               **{f"util_{e}": s.utilization for e, s in first.engines.items()},
+               **{f"energy_{k}_j": v * runs[0].repeat for k, v in first.energy_j.items()})
+    if "tokens_per_s" not in row:
+        tokens = int(base.get("batch", 1)) * (int(base.get("seq", 512)) if mode == "prefill"
+                                              else 1)
+        row["tokens_per_s"] = tokens / row["latency_s"]
+    row["tokens_per_s_per_mm2"] = row["tokens_per_s"] / row["area_mm2"]
+    row["tokens_per_s_per_usd"] = row["tokens_per_s"] / row["cost_usd"]
+    return row
+
+
+def _system_overrides(system, point: dict):  # noqa: ANN001
+    from simulator.topology import Topology
+    from simulator.units import parse
+
+    for key, value in point.items():
+        if key == "system.topology":
+            kind, _, dims = str(value).partition(":")
+            dims_t = tuple(int(x) for x in dims.split("x")) if dims else (len(system.chips),)
+            system = dataclasses.replace(system, topology=Topology(kind, dims_t))
+        elif key == "system.link.bandwidth":
+            system = dataclasses.replace(system, link=dataclasses.replace(
+                system.link, bandwidth=parse(value, "bandwidth")))
+        elif key == "system.collective":
+            system = dataclasses.replace(system, collective=str(value))
+        elif key.startswith("system."):
+            raise KeyError(f"unknown sweep parameter '{key}' (system.topology, "
+                           f"system.link.bandwidth, system.collective)")
+    return system

@@ -1,0 +1,227 @@
+"""Run a sweep's points on a local process pool or a Dask cluster, streaming results.
+
+Every finished point is appended to ``results.jsonl`` as one line, written with a single
+``write`` and flushed to disk, so a killed run loses at most the line being written — and
+``--resume`` drops a torn last line, keeps every complete one and runs only the rest. At the
+end the table is also written as CSV (and Parquet when pyarrow is installed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.sweep.evaluate import evaluate
+from experiments.sweep.spec import SweepSpec, point_id
+
+RESULTS = "results.jsonl"
+
+
+class PointTimeout(BaseException):
+    """Raised by the alarm; a BaseException so a point's own error handling cannot eat it."""
+
+
+def evaluate_point(base: dict, point: dict, timeout: float) -> dict:
+    """``evaluate`` with a wall-clock budget (an alarm, where the worker's main thread runs
+    it; Dask worker threads run without one)."""
+    use_alarm = timeout > 0 and threading.current_thread() is threading.main_thread() and \
+        hasattr(signal, "setitimer")
+    if not use_alarm:
+        return evaluate(base, point)
+
+    def on_alarm(signum, frame):  # noqa: ANN001, ARG001
+        raise PointTimeout
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        return evaluate(base, point)
+    except PointTimeout:
+        return {"status": "timeout", "error": f"exceeded the {timeout:g} s budget per point",
+                "wall_s": timeout}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def read_results(path: Path) -> list[dict]:
+    """Complete rows of a results file (a torn last line from a kill is left out)."""
+    rows = []
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _append(fh, row: dict) -> None:  # noqa: ANN001
+    fh.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def run_sweep(spec: SweepSpec, out: Path, workers: int = 2, dask: str | None = None,
+              resume: bool = False, progress: bool = True) -> pd.DataFrame:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS
+    done = read_results(path) if resume else []
+    if not resume and path.exists():
+        path.unlink()
+    elif done:  # rewrite without a torn line, so appends start on a line of their own
+        path.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n"
+                                for r in done))
+    seen = {r["point_id"] for r in done}
+    with path.open("a") as fh:
+        if spec.mode == "optuna":
+            _optuna(spec, fh, workers, dask, done, progress)
+        else:
+            todo = [p for p in spec.points() if point_id(p) not in seen]
+            bar = _bar(spec.size(), len(done), progress)
+            for point, row in _execute(spec, todo, workers, dask):
+                _append(fh, _row(spec, point, row))
+                _tick(bar, row)
+            if bar is not None:
+                bar.close()
+    table = results_table(read_results(path), spec)
+    table.to_csv(out / "results.csv", index=False)
+    try:
+        table.to_parquet(out / "results.parquet", index=False)
+    except (ImportError, ValueError):
+        pass
+    return table
+
+
+def _row(spec: SweepSpec, point: dict, result: dict) -> dict:
+    return {"point_id": point_id(point), "seed": spec.seed, **point, **result}
+
+
+def results_table(rows: list[dict], spec: SweepSpec) -> pd.DataFrame:
+    """One row per point in the sweep's own order (so runs in any order compare equal)."""
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    if spec.mode != "optuna":
+        order = {point_id(p): i for i, p in enumerate(spec.points())}
+        df = df.assign(_order=df["point_id"].map(order)).sort_values("_order")
+        df = df.drop(columns="_order").drop_duplicates("point_id", keep="last")
+    front = [c for c in ("point_id", *spec.parameters, "status", "error") if c in df]
+    return df[front + sorted(c for c in df.columns if c not in front)].reset_index(drop=True)
+
+
+def _execute(spec: SweepSpec, points: list[dict], workers: int, dask: str | None
+             ) -> Iterator[tuple[dict, dict]]:
+    if not points:
+        return
+    if dask:
+        yield from _dask(spec, points, dask)
+        return
+    if workers <= 1:
+        for p in points:
+            yield p, evaluate_point(spec.base, p, spec.timeout)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(evaluate_point, spec.base, p, spec.timeout): p for p in points}
+        for fut in as_completed(futures):
+            try:
+                row = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a dead worker fails its point only
+                row = {"status": "failed", "error": f"worker died: {type(exc).__name__}",
+                       "wall_s": 0.0}
+            yield futures[fut], row
+
+
+def _dask(spec: SweepSpec, points: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
+    from dask.distributed import Client
+    from dask.distributed import as_completed as dask_completed
+
+    with Client(address) as client:
+        futures = {client.submit(evaluate_point, spec.base, p, spec.timeout, pure=False): i
+                   for i, p in enumerate(points)}
+        for fut in dask_completed(list(futures)):
+            try:
+                row = fut.result()
+            except Exception as exc:  # noqa: BLE001
+                row = {"status": "failed", "error": f"worker died: {type(exc).__name__}",
+                       "wall_s": 0.0}
+            yield points[futures[fut]], row
+
+
+def _optuna(spec: SweepSpec, fh, workers: int, dask: str | None, done: list[dict],  # noqa: ANN001
+            progress: bool) -> None:
+    """Multi-objective search (NSGA-II) over the listed values, asked and told in batches
+    evaluated in parallel; a resumed search replays the finished trials first."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dirs = ["maximize" if o.startswith("tokens") else "minimize" for o in spec.objectives]
+    study = optuna.create_study(directions=dirs,
+                                sampler=optuna.samplers.NSGAIISampler(seed=spec.seed))
+    dists = {k: optuna.distributions.CategoricalDistribution(
+        [json.dumps(v) for v in vals]) for k, vals in spec.parameters.items()}
+    for r in done:
+        if r.get("status") == "ok":
+            params = {k: json.dumps(r[k]) for k in spec.parameters}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=dists,
+                values=[r[o] for o in spec.objectives]))
+    bar = _bar(spec.samples, len(done), progress)
+    left = spec.samples - len(done)
+    while left > 0:
+        batch = [study.ask(dists) for _ in range(min(max(1, workers), left))]
+        points = [{k: json.loads(t.params[k]) for k in spec.parameters} for t in batch]
+        results = dict((point_id(p), r) for p, r in _execute(spec, points, workers, dask))
+        for trial, point in zip(batch, points):
+            row = results[point_id(point)]
+            _append(fh, _row(spec, point, row))
+            _tick(bar, row)
+            if row["status"] == "ok":
+                study.tell(trial, [row[o] for o in spec.objectives])
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        left -= len(batch)
+    if bar is not None:
+        bar.close()
+
+
+def pareto(df: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFrame:
+    """The non-dominated rows (minimising, except objectives named tokens*: maximised)."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    objs = list(objectives)
+    sign = [(-1.0 if o.startswith("tokens") else 1.0) for o in objs]
+    vals = [[s * float(row[o]) for o, s in zip(objs, sign)] for _, row in ok.iterrows()]
+    keep = []
+    for i, a in enumerate(vals):
+        dominated = any(all(b[k] <= a[k] for k in range(len(a))) and b != a for b in vals)
+        if not dominated:
+            keep.append(i)
+    return ok.iloc[keep]
+
+
+def _bar(total: int, start: int, enabled: bool):  # noqa: ANN202
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=start, unit="point", dynamic_ncols=True)
+    bar.set_postfix(failed=0)
+    bar.failed = 0  # type: ignore[attr-defined]
+    return bar
+
+
+def _tick(bar, row: dict) -> None:  # noqa: ANN001
+    if bar is None:
+        return
+    if row.get("status") != "ok":
+        bar.failed += 1
+    bar.update(1)
+    bar.set_postfix(failed=bar.failed, remaining=bar.total - bar.n)

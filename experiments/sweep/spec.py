@@ -1,0 +1,157 @@
+"""A sweep file: the base run and the parameters to vary, validated with located errors.
+
+```yaml
+name: array-size
+base: {model: llama2-7b, chip: edge, phase: decode, batch: 1, ctx: 512}
+parameters:
+  chip.core.array.rows: [16, 32, 64]      # a list: these values
+  chip.hbm.bandwidth: {log: [10 GB/s, 100 GB/s], count: 3}   # or a range
+  mapping.quant: [null, int8]
+mode: grid            # grid | random (samples: N) | optuna (trials: N, objectives: [...])
+seed: 0
+timeout: 120          # seconds per point
+```
+Parameter paths: ``chip.<field...>`` (the chip description), ``system.<...>`` (``topology``,
+``link.bandwidth``), ``mapping.<MapOptions field or tp/pp/dp/ep>``, and the base fields
+(``batch``, ``seq``, ``ctx``, ``tokens``, ``model``, ``chip``, ``system``, ``phase``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isa.errors import TesseraError
+from simulator.units import UnitError, parse
+from simulator.yamlfile import read_yaml
+
+MAX_POINTS = 100_000
+BASE_FIELDS = ("model", "chip", "system", "phase", "batch", "seq", "ctx", "tokens")
+MODES = ("grid", "random", "optuna")
+OBJECTIVES = ("latency_s", "energy_j", "area_mm2", "cost_usd", "tokens_per_s")
+
+
+class SweepError(TesseraError):
+    """A sweep file is wrong; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    base: dict
+    parameters: dict[str, list]
+    mode: str = "grid"
+    samples: int = 0
+    objectives: tuple[str, ...] = ("latency_s", "energy_j")
+    seed: int = 0
+    timeout: float = 600.0
+    source: str = "<sweep>"
+    directions: dict[str, str] = field(default_factory=dict)
+
+    def points(self) -> list[dict]:
+        """The points a grid or random sweep visits, in a fixed order."""
+        keys = list(self.parameters)
+        if self.mode == "grid":
+            combos = itertools.product(*(self.parameters[k] for k in keys))
+            return [dict(zip(keys, c)) for c in combos]
+        rng = random.Random(self.seed)
+        return [{k: rng.choice(self.parameters[k]) for k in keys} for _ in range(self.samples)]
+
+    def size(self) -> int:
+        if self.mode == "grid":
+            return math.prod(len(v) for v in self.parameters.values())
+        return self.samples
+
+
+def point_id(point: dict) -> str:
+    """A stable name for a point: resuming recognises what is already done by it."""
+    text = json.dumps(point, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    p = Path(path)
+    return sweep_from_dict(read_yaml(p, SweepError), p.name)
+
+
+def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
+    if not isinstance(data, dict):
+        raise SweepError(f"{source}: expected a mapping at the top level")
+    known = ("name", "base", "parameters", "mode", "samples", "trials", "objectives", "seed",
+             "timeout")
+    for k in data:
+        if k not in known:
+            raise SweepError(f"{source}: {k}: unknown field (expected one of: "
+                             f"{', '.join(known)})")
+    base = data.get("base", {})
+    if not isinstance(base, dict):
+        raise SweepError(f"{source}: base: expected a mapping")
+    for k in base:
+        if k not in BASE_FIELDS and not k.startswith("mapping."):
+            raise SweepError(f"{source}: base.{k}: unknown field (expected one of: "
+                             f"{', '.join(BASE_FIELDS)}, mapping.*)")
+    params = _parameters(data.get("parameters"), source)
+    mode = data.get("mode", "grid")
+    if mode not in MODES:
+        raise SweepError(f"{source}: mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    samples = data.get("samples", data.get("trials", 0))
+    if mode != "grid" and (not isinstance(samples, int) or samples < 1):
+        raise SweepError(f"{source}: {'samples' if mode == 'random' else 'trials'}: a positive "
+                         f"integer is needed for mode {mode}")
+    objectives = tuple(data.get("objectives", ("latency_s", "energy_j")))
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise SweepError(f"{source}: objectives: unknown '{o}' (expected one of "
+                             f"{', '.join(OBJECTIVES)})")
+    spec = SweepSpec(str(data.get("name", Path(source).stem)), dict(base), params, mode,
+                     samples, objectives, int(data.get("seed", 0)),
+                     float(data.get("timeout", 600)), source)
+    if spec.size() > MAX_POINTS:
+        raise SweepError(f"{source}: parameters: {spec.size():,} points exceed the limit of "
+                         f"{MAX_POINTS:,} (use mode: random or optuna, or narrow the ranges)")
+    return spec
+
+
+def _parameters(params: object, source: str) -> dict[str, list]:
+    if not isinstance(params, dict) or not params:
+        raise SweepError(f"{source}: parameters: expected a mapping of dotted paths to values")
+    out = {}
+    for path, spec in params.items():
+        where = f"{source}: parameters.{path}"
+        root = str(path).split(".")[0]
+        if root not in ("chip", "system", "mapping") and path not in BASE_FIELDS:
+            raise SweepError(f"{where}: a path starts with chip., system. or mapping. "
+                             f"(or is one of {', '.join(BASE_FIELDS)})")
+        out[str(path)] = _values(spec, where)
+    return out
+
+
+def _values(spec: object, where: str) -> list:
+    if isinstance(spec, list):
+        if not spec:
+            raise SweepError(f"{where}: an empty list")
+        return spec
+    if isinstance(spec, dict) and set(spec) in ({"log", "count"}, {"linear", "count"}):
+        kind = "log" if "log" in spec else "linear"
+        lo_hi, count = spec[kind], spec["count"]
+        if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and isinstance(count, int)
+                and count >= 1):
+            raise SweepError(f"{where}: expected {{{kind}: [low, high], count: N}}")
+        family = "bandwidth" if any(isinstance(x, str) and "/s" in x for x in lo_hi) else None
+        try:
+            lo, hi = (parse(x, family) if family else float(x) for x in lo_hi)
+        except (UnitError, ValueError, TypeError):
+            raise SweepError(f"{where}: cannot read the range {lo_hi}") from None
+        if count == 1:
+            return [lo]
+        if kind == "log":
+            if lo <= 0 or hi <= 0:
+                raise SweepError(f"{where}: a log range needs positive ends")
+            return [lo * (hi / lo) ** (i / (count - 1)) for i in range(count)]
+        return [lo + (hi - lo) * i / (count - 1) for i in range(count)]
+    raise SweepError(f"{where}: expected a list of values or {{log|linear: [a, b], count: N}}")
