@@ -134,7 +134,12 @@ def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool) -> SimRes
     if functional:
         return simulate(mapped.lowered.programs, chip, functional=True, trace=trace)
     # kernel by kernel: each ends in a chip-wide sync, so their times add exactly
-    return sequence([simulate(p, chip, trace=trace) for p in mapped.lowered.kernel_programs])
+    parts = [simulate(p, chip, trace=trace) for p in mapped.lowered.kernel_programs]
+    mapped.notes["kernels"] = [
+        {"name": name, "kind": kind, "time_s": r.time_s, "flops": r.flops,
+         "hbm_bytes": r.bytes["hbm_read"] + r.bytes["hbm_write"], "energy_j": r.energy_total_j}
+        for (name, kind), r in zip(mapped.lowered.kernels, parts)]
+    return sequence(parts)
 
 
 def write_asm(programs: dict, folder: Path, prefix: str) -> None:

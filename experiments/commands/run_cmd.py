@@ -150,6 +150,16 @@ def _compare(report, model, chip, opts, args: argparse.Namespace) -> None:  # no
     report.notes["compression"] = compression_report(first, base, opts.functional)
 
 
+def _hbm_bw(args: argparse.Namespace) -> float:
+    from simulator.config import load_chip
+
+    if args.system:
+        from simulator.system import load_system
+
+        return load_system(args.system).chips[0].hbm_effective_bw
+    return load_chip(args.chip).hbm_effective_bw
+
+
 def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -163,14 +173,19 @@ def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    doc = {"model": report.model, "chip": report.chip, "mode": report.mode,
+    chip_peak = {"peak_flops": 2 * runs[0].layer.peak_macs_per_s,
+                 "hbm_bandwidth": _hbm_bw(args)}
+    doc = {"model": report.model, "chip": report.chip, "mode": report.mode, **chip_peak,
            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                        if k not in ("handler",)},
            "headline": report.headline(), "decode_interpolated": report.decode_interpolated,
            "notes": report.notes,
-           "phases": [{**row, "layer_result": r.layer.to_dict(), "head_result": r.head.to_dict()}
+           "phases": [{**row, "layer_result": r.layer.to_dict(), "head_result": r.head.to_dict(),
+                       "kernels": getattr(r.mapped, "notes", {}).get("kernels", [])}
                       for row, r in zip(rows, runs)]}
     (out / "result.json").write_text(json.dumps(doc, indent=2, default=str))
     if args.trace and runs:
-        args.trace.write_text(json.dumps(runs[0].layer.chrome_trace()))
+        trace = json.dumps(runs[0].layer.chrome_trace())
+        args.trace.write_text(trace)
+        (out / "trace.json").write_text(trace)
     print(f"results: {out}/result.json, {out}/phases.csv")
