@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from experiments.commands import asm_cmds, report_cmd, run_cmd, sim_cmd, sweep_cmd
+from experiments.commands import asm_cmds, report_cmd, run_cmd, sim_cmd, study_cmd, sweep_cmd
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds, sim_cmd, run_cmd, sweep_cmd, report_cmd)
+COMMANDS = (asm_cmds, sim_cmd, run_cmd, sweep_cmd, report_cmd, study_cmd)
 
 DESCRIPTION = """\
 Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.
@@ -21,6 +21,7 @@ Typical uses:
   tessera sim kernel.s --chip h100    simulate it: latency, energy, utilization
   tessera run --model llama2-7b --chip h100 --phase decode --batch 8 --ctx 2048
   tessera sweep study.yaml            a design-space sweep (then: tessera report)
+  tessera study quickstart            a bundled study: sweep + report in one command
 
 Run 'tessera COMMAND --help' for the options of each command."""
 

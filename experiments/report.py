@@ -50,7 +50,7 @@ def _sweep(df: pd.DataFrame, out: Path) -> tuple[list[Path], list[tuple[str, str
     ok = df[df["status"] == "ok"] if "status" in df else df
     if ok.empty:
         raise ReportError("the sweep has no successful point to plot")
-    params = [c for c in df.columns if "." in c or c in ("batch", "seq", "ctx")]
+    params = [c for c in df.columns if "." in c or c in ("batch", "seq", "ctx", "phase")]
     figs = []
     for x, xl in (("energy_j", "energy per run (J)"), ("area_mm2", "area (mm²)"),
                   ("cost_usd", "cost per system (USD)")):

@@ -55,6 +55,7 @@ def _run(base: dict, point: dict) -> dict:
             if chip_over else load_chip(base.get("chip", "edge"))
     mapping = {k.split(".", 1)[1]: v for k, v in {**base, **point}.items()
                if k.startswith("mapping.")}
+    functional = bool(mapping.get("functional"))
     par = Parallel(**{k: int(mapping.pop(k)) for k in MAPPING_PARALLEL if k in mapping})
     opts = MapOptions(**mapping)
     mode = base.get("phase", "decode")
@@ -74,6 +75,13 @@ def _run(base: dict, point: dict) -> dict:
         tokens = int(base.get("batch", 1)) * (int(base.get("seq", 512)) if mode == "prefill"
                                               else 1)
         row["tokens_per_s"] = tokens / row["latency_s"]
+    if functional and (opts.quant or opts.sparsity or opts.low_rank):
+        from experiments.run import compression_report, run_phase
+
+        plain = dataclasses.replace(opts, quant=None, act_quant=None, quant_layers=None,
+                                    sparsity=None, low_rank=0)
+        base_run = run_phase(model, chip, runs[0].phase, plain)
+        row["output_error"] = compression_report(runs[0], base_run, True)["output_error"]
     row["tokens_per_s_per_mm2"] = row["tokens_per_s"] / row["area_mm2"]
     row["tokens_per_s_per_usd"] = row["tokens_per_s"] / row["cost_usd"]
     return row

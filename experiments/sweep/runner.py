@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.sweep.evaluate import evaluate
-from experiments.sweep.spec import SweepSpec, point_id
+from experiments.sweep.spec import SweepSpec, _untie, point_id
 
 RESULTS = "results.jsonl"
 
@@ -114,7 +114,7 @@ def results_table(rows: list[dict], spec: SweepSpec) -> pd.DataFrame:
         order = {point_id(p): i for i, p in enumerate(spec.points())}
         df = df.assign(_order=df["point_id"].map(order)).sort_values("_order")
         df = df.drop(columns="_order").drop_duplicates("point_id", keep="last")
-    front = [c for c in ("point_id", *spec.parameters, "status", "error") if c in df]
+    front = [c for c in ("point_id", *spec.columns, "status", "error") if c in df]
     return df[front + sorted(c for c in df.columns if c not in front)].reset_index(drop=True)
 
 
@@ -170,7 +170,8 @@ def _optuna(spec: SweepSpec, fh, workers: int, dask: str | None, done: list[dict
         [json.dumps(v) for v in vals]) for k, vals in spec.parameters.items()}
     for r in done:
         if r.get("status") == "ok":
-            params = {k: json.dumps(r[k]) for k in spec.parameters}
+            params = {k: json.dumps([r[p] for p in k.split(",")] if "," in k else r[k])
+                      for k in spec.parameters}
             study.add_trial(optuna.trial.create_trial(
                 params=params, distributions=dists,
                 values=[r[o] for o in spec.objectives]))
@@ -178,7 +179,8 @@ def _optuna(spec: SweepSpec, fh, workers: int, dask: str | None, done: list[dict
     left = spec.samples - len(done)
     while left > 0:
         batch = [study.ask(dists) for _ in range(min(max(1, workers), left))]
-        points = [{k: json.loads(t.params[k]) for k in spec.parameters} for t in batch]
+        points = [_untie({k: json.loads(t.params[k]) for k in spec.parameters})
+                  for t in batch]
         results = dict((point_id(p), r) for p, r in _execute(spec, points, workers, dask))
         for trial, point in zip(batch, points):
             row = results[point_id(point)]

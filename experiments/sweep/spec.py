@@ -54,18 +54,35 @@ class SweepSpec:
     directions: dict[str, str] = field(default_factory=dict)
 
     def points(self) -> list[dict]:
-        """The points a grid or random sweep visits, in a fixed order."""
+        """The points a grid or random sweep visits, in a fixed order; a tied parameter
+        ("a,b": [[1, 2], ...]) sets its paths together."""
         keys = list(self.parameters)
         if self.mode == "grid":
             combos = itertools.product(*(self.parameters[k] for k in keys))
-            return [dict(zip(keys, c)) for c in combos]
+            return [_untie(dict(zip(keys, c))) for c in combos]
         rng = random.Random(self.seed)
-        return [{k: rng.choice(self.parameters[k]) for k in keys} for _ in range(self.samples)]
+        return [_untie({k: rng.choice(self.parameters[k]) for k in keys})
+                for _ in range(self.samples)]
+
+    @property
+    def columns(self) -> list[str]:
+        """The result columns the parameters become (tied paths one column each)."""
+        return [p for k in self.parameters for p in k.split(",")]
 
     def size(self) -> int:
         if self.mode == "grid":
             return math.prod(len(v) for v in self.parameters.values())
         return self.samples
+
+
+def _untie(point: dict) -> dict:
+    out = {}
+    for k, v in point.items():
+        if "," in k:
+            out.update(zip(k.split(","), v))
+        else:
+            out[k] = v
+    return out
 
 
 def point_id(point: dict) -> str:
@@ -123,11 +140,17 @@ def _parameters(params: object, source: str) -> dict[str, list]:
     out = {}
     for path, spec in params.items():
         where = f"{source}: parameters.{path}"
-        root = str(path).split(".")[0]
-        if root not in ("chip", "system", "mapping") and path not in BASE_FIELDS:
-            raise SweepError(f"{where}: a path starts with chip., system. or mapping. "
-                             f"(or is one of {', '.join(BASE_FIELDS)})")
-        out[str(path)] = _values(spec, where)
+        parts = str(path).split(",")
+        for part in parts:
+            if part.split(".")[0] not in ("chip", "system", "mapping") and \
+                    part not in BASE_FIELDS:
+                raise SweepError(f"{where}: a path starts with chip., system. or mapping. "
+                                 f"(or is one of {', '.join(BASE_FIELDS)})")
+        values = _values(spec, where)
+        if len(parts) > 1 and not all(isinstance(v, list) and len(v) == len(parts)
+                                      for v in values):
+            raise SweepError(f"{where}: tied paths take lists of {len(parts)} values each")
+        out[str(path)] = values
     return out
 
 

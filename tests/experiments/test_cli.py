@@ -143,3 +143,11 @@ def test_run_parallel_degrees_must_match_the_system(capsys):
     assert code == 1 and "= 4 chips, but the system has 2" in err
     code, _, err = run(capsys, "run", "--model", "tiny-llama", "--chip", "edge", "--tp", "2")
     assert code == 1 and "need a multi-chip --system" in err
+
+
+def test_study_runs_a_bundled_sweep_and_writes_its_report(capsys, tmp_path):
+    code, out, _ = run(capsys, "study", "quickstart", "--out", str(tmp_path), "--workers", "2")
+    assert code == 0 and "6 ok" in out
+    assert (tmp_path / "report" / "index.html").exists()
+    code, _, err = run(capsys, "study", "nosuch")
+    assert code == 1 and "unknown study 'nosuch'" in err

@@ -103,3 +103,13 @@ def test_bad_sweep_files(data, message):
 
 def test_point_ids_are_stable():
     assert point_id({"a": 1, "b": None}) == point_id({"b": None, "a": 1})
+
+
+def test_tied_parameters_set_their_paths_together(tmp_path):
+    s = sweep_from_dict({"name": "tie", "base": BASE, "parameters": {
+        "chip.core.array.rows,chip.core.array.cols": [[16, 16], [32, 32]]}}, "t.yaml")
+    df = run_sweep(s, tmp_path, workers=1, progress=False)
+    assert list(df["chip.core.array.rows"]) == [16, 32]
+    assert list(df["chip.core.array.cols"]) == [16, 32]
+    with pytest.raises(SweepError, match="tied paths take lists of 2 values"):
+        sweep_from_dict({"base": BASE, "parameters": {"chip.a,chip.b": [1, 2]}}, "t.yaml")
