@@ -10,9 +10,24 @@ from pathlib import Path
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
 from mapper.pipeline import MapOptions, map_model
+from simulator.functional.memory import DEFAULT_LIMIT
 from simulator.hardware import ChipConfig
+from simulator.machine import RunLimits
 from simulator.result import SimResult, sequence
 from simulator.run import simulate
+from simulator.tracesize import MAX_TRACE_EVENTS, check_trace, trace_size
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The limits of the simulations behind a run (``tessera run --max-time ...``)."""
+
+    limits: RunLimits = RunLimits()
+    memory_limit: int = DEFAULT_LIMIT  # bytes functional mode may allocate
+    max_trace_events: int = MAX_TRACE_EVENTS
+
+
+DEFAULT_BUDGET = Budget()
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,8 @@ def _interp(pts: list[tuple[int, float]], x: int) -> float:
 
 
 def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: ANN001
-              trace: bool = False, emit_asm: Path | None = None) -> PhaseRun:
+              trace: bool = False, emit_asm: Path | None = None,
+              budget: Budget = DEFAULT_BUDGET) -> PhaseRun:
     """One phase of the whole model. With mixed precision in performance mode, one quantized
     and one unquantized layer are simulated and each counted for its layers."""
     quantized = _quantized_layers(model, opts)
@@ -115,7 +131,7 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
     plain = map_model(model, chip, phase, replace(opts, quant=None, quant_layers=None),
                       confirm=lambda p: simulate(p, chip).time_s) if mixed else None
     t1 = time.perf_counter()
-    layer = _simulate(mapped, chip, opts.functional, trace)
+    layer = _simulate(mapped, chip, opts.functional, trace, budget)
     other = _simulate(plain, chip, False, False) if plain else None
     head_r = simulate(head.programs, chip)
     t2 = time.perf_counter()
@@ -130,16 +146,31 @@ def _quantized_layers(model, opts: MapOptions) -> int:  # noqa: ANN001
     return len({i for i in opts.quant_layers if 0 <= i < model.layers})
 
 
-def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool) -> SimResult:  # noqa: ANN001
+def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool,  # noqa: ANN001
+              budget: Budget = DEFAULT_BUDGET) -> SimResult:
+    low, limits = mapped.lowered, budget.limits
     if functional:
-        return simulate(mapped.lowered.programs, chip, functional=True, trace=trace)
+        if trace:
+            check_trace(trace_size(_keyed(low.programs), False), budget.max_trace_events)
+        return simulate(low.programs, chip, functional=True, trace=trace, limits=limits,
+                        memory_limit=budget.memory_limit)
+    if trace:
+        check_trace(sum(trace_size(_keyed(p)) for p in low.kernel_programs),
+                    budget.max_trace_events)
     # kernel by kernel: each ends in a chip-wide sync, so their times add exactly
-    parts = [simulate(p, chip, trace=trace) for p in mapped.lowered.kernel_programs]
+    parts = [simulate(p, chip, trace=trace, limits=limits) for p in low.kernel_programs]
     mapped.notes["kernels"] = [
         {"name": name, "kind": kind, "time_s": r.time_s, "flops": r.flops,
          "hbm_bytes": r.bytes["hbm_read"] + r.bytes["hbm_write"], "energy_j": r.energy_total_j}
         for (name, kind), r in zip(mapped.lowered.kernels, parts)]
     return sequence(parts)
+
+
+def _keyed(programs) -> dict:  # noqa: ANN001
+    """{core: program} (or one program) as {(chip, core): program}."""
+    if isinstance(programs, dict):
+        return {k if isinstance(k, tuple) else (0, k): p for k, p in programs.items()}
+    return {(0, 0): programs}
 
 
 def write_asm(programs: dict, folder: Path, prefix: str) -> None:
@@ -162,12 +193,12 @@ def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
 def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
               tokens: int, opts: MapOptions, decode_samples: int = 8,
               trace: bool = False, emit_asm: Path | None = None, system=None,  # noqa: ANN001
-              par=None) -> RunReport:  # noqa: ANN001
+              par=None, budget: Budget = DEFAULT_BUDGET) -> RunReport:  # noqa: ANN001
     """A mode of ``tessera run``; with ``system`` and ``par`` the model is split over chips."""
-    phase_run = run_phase
-    if system is not None:
-        def phase_run(model, chip, phase, opts, trace=False, emit_asm=None):  # noqa: ANN001
-            return run_system_phase(model, system, phase, par, opts, trace)
+    def phase_run(model, chip, phase, opts, trace=False, emit_asm=None):  # noqa: ANN001
+        if system is not None:
+            return run_system_phase(model, system, phase, par, opts, trace, budget)
+        return run_phase(model, chip, phase, opts, trace, emit_asm, budget)
     rep = RunReport(model.name, chip.name if system is None else system.name, mode)
     if mode in ("prefill", "generate"):
         rep.prefill = phase_run(model, chip, Phase("prefill", batch, seq=seq), opts, trace,
@@ -223,7 +254,7 @@ def compression_report(run: PhaseRun, base: PhaseRun, functional: bool) -> dict[
 
 
 def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa: ANN001
-                     trace: bool = False) -> PhaseRun:
+                     trace: bool = False, budget: Budget = DEFAULT_BUDGET) -> PhaseRun:
     """One phase of the whole model on a system: layers split TP x PP x DP. Without
     pipelining, kernel by kernel (each ends in a barrier of its tensor-parallel group);
     with it, the stages' whole programs in one run. The head runs on one chip."""
@@ -236,12 +267,18 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
                    confirm=lambda p: simulate(p, chip).time_s)
     head = lower(build_head(model, replace(phase, batch=phase.batch // par.dp)), chip)
     t1 = time.perf_counter()
-    if m.kernel_programs and not opts.functional:
-        layer = sequence([simulate_system(system, k, groups=m.groups, trace=trace)
-                          for k in m.kernel_programs])
+    kernels = m.kernel_programs and not opts.functional
+    if trace:
+        runs = m.kernel_programs if kernels else [m.programs]
+        check_trace(sum(trace_size(k, not opts.functional) for k in runs),
+                    budget.max_trace_events)
+    if kernels:
+        layer = sequence([simulate_system(system, k, groups=m.groups, trace=trace,
+                                          limits=budget.limits) for k in m.kernel_programs])
     else:
         layer = simulate_system(system, m.programs, groups=m.groups,
-                                functional=opts.functional, trace=trace)
+                                functional=opts.functional, trace=trace, limits=budget.limits,
+                                memory_limit=budget.memory_limit)
     head_r = simulate(head.programs, chip)
     t2 = time.perf_counter()
     return PhaseRun(phase, layer, head_r, int(round(m.layer_factor)), t1 - t0, t2 - t1,

@@ -67,6 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("results/run"),
                    help="results folder (default results/run)")
     p.add_argument("--json", action="store_true", help="print the headline metrics as JSON last")
+    p.add_argument("--max-time", type=float, default=3600.0,
+                   help="simulated-seconds budget of each simulation (default 3600)")
+    p.add_argument("--max-instructions", type=int, default=2_000_000_000,
+                   help="dynamic instruction budget of each simulation (default 2e9)")
+    p.add_argument("--memory-limit", type=int, default=8 << 30,
+                   help="bytes functional mode may allocate (default 8 GiB)")
+    p.add_argument("--max-trace-events", type=int, default=5_000_000,
+                   help="refuse a --trace of more events (default 5,000,000)")
     p.set_defaults(handler=run)
 
 
@@ -90,15 +98,20 @@ def _check(args: argparse.Namespace) -> None:
             raise RunError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.low_rank < 0:
         raise RunError(f"--low-rank must be positive, got {args.low_rank}")
+    for name in ("max_time", "max_instructions", "memory_limit", "max_trace_events"):
+        if getattr(args, name) <= 0:
+            raise RunError(f"--{name.replace('_', '-')} must be positive, got "
+                           f"{getattr(args, name)}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.run import run_model
+    from experiments.run import Budget, run_model
     from experiments.summary import run_summary
     from mapper.model import load_model
     from mapper.passes import PassError
     from mapper.pipeline import MapOptions
     from simulator.config import load_chip
+    from simulator.machine import RunLimits
 
     _check(args)
     model = load_model(args.model)
@@ -124,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_model(model, chip, args.phase, args.batch, args.seq, args.ctx, args.tokens,
                            opts, args.decode_samples, trace=bool(args.trace),
-                           emit_asm=args.emit_asm, system=system, par=par)
+                           emit_asm=args.emit_asm, system=system, par=par,
+                           budget=Budget(RunLimits(args.max_time, args.max_instructions),
+                                         args.memory_limit, args.max_trace_events))
     except (PassError, ValueError) as exc:
         raise RunError(str(exc)) from None
     compressed = args.quant or args.sparsity or args.low_rank

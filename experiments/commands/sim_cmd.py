@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from isa.program import Program
+from simulator.tracesize import MAX_TRACE_EVENTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dynamic instruction budget (default 2e9)")
     p.add_argument("--memory-limit", type=int, default=8 << 30,
                    help="bytes functional mode may allocate (default 8 GiB)")
+    p.add_argument("--max-trace-events", type=int, default=MAX_TRACE_EVENTS,
+                   help=f"refuse a --trace of more events (default {MAX_TRACE_EVENTS:,})")
     p.set_defaults(handler=run)
 
 
@@ -42,15 +45,18 @@ def load_program(path: Path) -> Program:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.config import load_chip
-
     from experiments.summary import sim_summary
+    from simulator.config import load_chip
     from simulator.machine import RunLimits
     from simulator.run import simulate
 
     program = load_program(args.program)
     chip = load_chip(args.chip)
     limits = RunLimits(max_time_s=args.max_time, max_instructions=args.max_instructions)
+    if args.trace:
+        from simulator.tracesize import check_trace, trace_size
+
+        check_trace(trace_size({(0, 0): program}), args.max_trace_events)
     result = simulate(program, chip, functional=args.functional, trace=bool(args.trace),
                       limits=limits, memory_limit=args.memory_limit)
     print(sim_summary(result, str(args.program)))

@@ -2,18 +2,26 @@
 
 Every finished point is appended to ``results.jsonl`` as one line, written with a single
 ``write`` and flushed to disk, so a killed run loses at most the line being written — and
-``--resume`` drops a torn last line, keeps every complete one and runs only the rest. At the
-end the table is also written as CSV (and Parquet when pyarrow is installed).
+``--resume`` drops a torn last line, keeps every complete one and runs only the rest. Every
+other file (the rewritten results on resume, the CSV and Parquet tables at the end) is
+written to a temporary name and renamed into place, so a kill never leaves half a file.
+
+A worker that dies (killed, out of memory) breaks the process pool: the points it may have
+been running are run again one at a time, each in a fresh worker, and one whose worker dies
+again is recorded as failed; the other points go on in a fresh pool.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +30,7 @@ from experiments.sweep.evaluate import evaluate
 from experiments.sweep.spec import SweepSpec, _untie, point_id
 
 RESULTS = "results.jsonl"
+OPTUNA_BATCH = 8  # trials asked at once: fixed, so a search does not depend on --workers
 
 
 class PointTimeout(BaseException):
@@ -70,6 +79,15 @@ def _append(fh, row: dict) -> None:  # noqa: ANN001
     os.fsync(fh.fileno())
 
 
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` then rename over ``path``: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def run_sweep(spec: SweepSpec, out: Path, workers: int = 2, dask: str | None = None,
               resume: bool = False, progress: bool = True) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
@@ -78,8 +96,8 @@ def run_sweep(spec: SweepSpec, out: Path, workers: int = 2, dask: str | None = N
     if not resume and path.exists():
         path.unlink()
     elif done:  # rewrite without a torn line, so appends start on a line of their own
-        path.write_text("".join(json.dumps(r, sort_keys=True, default=str) + "\n"
-                                for r in done))
+        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in done)
+        write_atomic(path, lambda tmp: tmp.write_text(text))
     seen = {r["point_id"] for r in done}
     with path.open("a") as fh:
         if spec.mode == "optuna":
@@ -93,11 +111,11 @@ def run_sweep(spec: SweepSpec, out: Path, workers: int = 2, dask: str | None = N
             if bar is not None:
                 bar.close()
     table = results_table(read_results(path), spec)
-    table.to_csv(out / "results.csv", index=False)
+    write_atomic(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False))
     try:
-        table.to_parquet(out / "results.parquet", index=False)
+        write_atomic(out / "results.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     except (ImportError, ValueError):
-        pass
+        (out / ".results.parquet.tmp").unlink(missing_ok=True)
     return table
 
 
@@ -129,15 +147,55 @@ def _execute(spec: SweepSpec, points: list[dict], workers: int, dask: str | None
         for p in points:
             yield p, evaluate_point(spec.base, p, spec.timeout)
         return
+    yield from _pool(spec, points, workers)
+
+
+def _pool(spec: SweepSpec, points: list[dict], workers: int) -> Iterator[tuple[dict, dict]]:
+    """Points on a process pool that survives the death of a worker (see the module doc)."""
+    marks = Path(tempfile.mkdtemp(prefix="tessera-sweep-"))
+    try:
+        queue = list(points)
+        while queue:
+            broken: list[dict] = []
+            yield from _batch(spec, queue, workers, marks, broken)
+            running = [p for p in broken if (marks / point_id(p)).exists()]
+            queue = [p for p in broken if not (marks / point_id(p)).exists()]
+            for p in running:  # alone, so a point that kills its worker is known
+                (marks / point_id(p)).unlink()
+                again: list[dict] = []
+                yield from _batch(spec, [p], 1, marks, again)
+                if again:
+                    yield p, {"status": "failed", "wall_s": 0.0, "error": "worker died "
+                              "twice running this point (killed, or out of memory?)"}
+    finally:
+        shutil.rmtree(marks, ignore_errors=True)
+
+
+def _batch(spec: SweepSpec, points: list[dict], workers: int, marks: Path,
+           broken: list[dict]) -> Iterator[tuple[dict, dict]]:
+    """One pool over ``points``; the points lost when the pool broke go to ``broken``."""
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(evaluate_point, spec.base, p, spec.timeout): p for p in points}
+        futures = {pool.submit(_marked, spec.base, p, spec.timeout, marks): p for p in points}
         for fut in as_completed(futures):
             try:
                 row = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a dead worker fails its point only
-                row = {"status": "failed", "error": f"worker died: {type(exc).__name__}",
+            except BrokenProcessPool:
+                broken.append(futures[fut])
+                continue
+            except Exception as exc:  # noqa: BLE001 - a lost result fails its point only
+                row = {"status": "failed", "error": f"worker error: {type(exc).__name__}",
                        "wall_s": 0.0}
             yield futures[fut], row
+
+
+def _marked(base: dict, point: dict, timeout: float, marks: Path) -> dict:
+    """``evaluate_point``, leaving a mark while it runs: the driver's record of which points
+    a dead worker took with it."""
+    mark = marks / point_id(point)
+    mark.touch()
+    row = evaluate_point(base, point, timeout)
+    mark.unlink(missing_ok=True)
+    return row
 
 
 def _dask(spec: SweepSpec, points: list[dict], address: str) -> Iterator[tuple[dict, dict]]:
@@ -158,8 +216,9 @@ def _dask(spec: SweepSpec, points: list[dict], address: str) -> Iterator[tuple[d
 
 def _optuna(spec: SweepSpec, fh, workers: int, dask: str | None, done: list[dict],  # noqa: ANN001
             progress: bool) -> None:
-    """Multi-objective search (NSGA-II) over the listed values, asked and told in batches
-    evaluated in parallel; a resumed search replays the finished trials first."""
+    """Multi-objective search (NSGA-II) over the listed values, asked and told in batches of
+    ``OPTUNA_BATCH`` evaluated in parallel and told in order (so the seed alone fixes the
+    trials, whatever the workers); a resumed search replays the finished trials first."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -178,7 +237,7 @@ def _optuna(spec: SweepSpec, fh, workers: int, dask: str | None, done: list[dict
     bar = _bar(spec.samples, len(done), progress)
     left = spec.samples - len(done)
     while left > 0:
-        batch = [study.ask(dists) for _ in range(min(max(1, workers), left))]
+        batch = [study.ask(dists) for _ in range(min(OPTUNA_BATCH, left))]
         points = [_untie({k: json.loads(t.params[k]) for k in spec.parameters})
                   for t in batch]
         results = dict((point_id(p), r) for p, r in _execute(spec, points, workers, dask))

@@ -10,6 +10,7 @@ parameters:
 mode: grid            # grid | random (samples: N) | optuna (trials: N, objectives: [...])
 seed: 0
 timeout: 120          # seconds per point
+max_points: 100000    # refuse larger sweeps up front (raise it to lift the limit)
 ```
 Parameter paths: ``chip.<field...>`` (the chip description), ``system.<...>`` (``topology``,
 ``link.bandwidth``), ``mapping.<MapOptions field or tp/pp/dp/ep>``, and the base fields
@@ -33,6 +34,7 @@ from simulator.yamlfile import read_yaml
 MAX_POINTS = 100_000
 BASE_FIELDS = ("model", "chip", "system", "phase", "batch", "seq", "ctx", "tokens")
 MODES = ("grid", "random", "optuna")
+_SIZE_FIELD = {"grid": "parameters", "random": "samples", "optuna": "trials"}
 OBJECTIVES = ("latency_s", "energy_j", "area_mm2", "cost_usd", "tokens_per_s")
 
 
@@ -52,6 +54,7 @@ class SweepSpec:
     timeout: float = 600.0
     source: str = "<sweep>"
     directions: dict[str, str] = field(default_factory=dict)
+    max_points: int = MAX_POINTS
 
     def points(self) -> list[dict]:
         """The points a grid or random sweep visits, in a fixed order; a tied parameter
@@ -100,7 +103,7 @@ def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
     if not isinstance(data, dict):
         raise SweepError(f"{source}: expected a mapping at the top level")
     known = ("name", "base", "parameters", "mode", "samples", "trials", "objectives", "seed",
-             "timeout")
+             "timeout", "max_points")
     for k in data:
         if k not in known:
             raise SweepError(f"{source}: {k}: unknown field (expected one of: "
@@ -112,7 +115,10 @@ def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
         if k not in BASE_FIELDS and not k.startswith("mapping."):
             raise SweepError(f"{source}: base.{k}: unknown field (expected one of: "
                              f"{', '.join(BASE_FIELDS)}, mapping.*)")
-    params = _parameters(data.get("parameters"), source)
+    limit = data.get("max_points", MAX_POINTS)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise SweepError(f"{source}: max_points: expected a positive integer, got {limit!r}")
+    params = _parameters(data.get("parameters"), source, limit)
     mode = data.get("mode", "grid")
     if mode not in MODES:
         raise SweepError(f"{source}: mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -127,14 +133,15 @@ def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
                              f"{', '.join(OBJECTIVES)})")
     spec = SweepSpec(str(data.get("name", Path(source).stem)), dict(base), params, mode,
                      samples, objectives, int(data.get("seed", 0)),
-                     float(data.get("timeout", 600)), source)
-    if spec.size() > MAX_POINTS:
-        raise SweepError(f"{source}: parameters: {spec.size():,} points exceed the limit of "
-                         f"{MAX_POINTS:,} (use mode: random or optuna, or narrow the ranges)")
+                     float(data.get("timeout", 600)), source, max_points=limit)
+    if spec.size() > limit:  # a product of lengths: the grid itself is never built
+        hint = "narrow the ranges, use mode: random or optuna, " if mode == "grid" else ""
+        raise SweepError(f"{source}: {_SIZE_FIELD[mode]}: {spec.size():,} points exceed the "
+                         f"limit of {limit:,} ({hint}or raise max_points: in the sweep file)")
     return spec
 
 
-def _parameters(params: object, source: str) -> dict[str, list]:
+def _parameters(params: object, source: str, limit: int) -> dict[str, list]:
     if not isinstance(params, dict) or not params:
         raise SweepError(f"{source}: parameters: expected a mapping of dotted paths to values")
     out = {}
@@ -146,7 +153,7 @@ def _parameters(params: object, source: str) -> dict[str, list]:
                     part not in BASE_FIELDS:
                 raise SweepError(f"{where}: a path starts with chip., system. or mapping. "
                                  f"(or is one of {', '.join(BASE_FIELDS)})")
-        values = _values(spec, where)
+        values = _values(spec, where, limit)
         if len(parts) > 1 and not all(isinstance(v, list) and len(v) == len(parts)
                                       for v in values):
             raise SweepError(f"{where}: tied paths take lists of {len(parts)} values each")
@@ -154,7 +161,7 @@ def _parameters(params: object, source: str) -> dict[str, list]:
     return out
 
 
-def _values(spec: object, where: str) -> list:
+def _values(spec: object, where: str, limit: int) -> list:
     if isinstance(spec, list):
         if not spec:
             raise SweepError(f"{where}: an empty list")
@@ -165,6 +172,9 @@ def _values(spec: object, where: str) -> list:
         if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and isinstance(count, int)
                 and count >= 1):
             raise SweepError(f"{where}: expected {{{kind}: [low, high], count: N}}")
+        if count > limit:  # refused before the values are built
+            raise SweepError(f"{where}: count {count:,} exceeds the limit of {limit:,} points "
+                             f"(raise max_points: in the sweep file)")
         family = "bandwidth" if any(isinstance(x, str) and "/s" in x for x in lo_hi) else None
         try:
             lo, hi = (parse(x, family) if family else float(x) for x in lo_hi)
