@@ -190,3 +190,21 @@ def test_a_point_over_its_budget_times_out_in_a_pool_and_the_sweep_goes_on(tmp_p
     df = run_sweep(s, tmp_path, workers=2, progress=False)
     assert list(df["status"]) == ["timeout"] * 3
     assert all("exceeded the 1e-06 s budget" in e for e in df["error"])
+
+
+def test_tables_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write that dies half-way leaves the previous results.csv as it was."""
+    s = sweep_from_dict({"name": "a", "base": BASE, "parameters": {
+        "chip.core.array.rows": [8, 16]}}, "a.yaml")
+    run_sweep(s, tmp_path, workers=1, progress=False)
+    before = (tmp_path / "results.csv").read_bytes()
+
+    def half_then_die(self, path, **kw):  # noqa: ANN001, ARG001
+        Path(path).write_text("point_id,chip.core")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(s, tmp_path, workers=1, resume=True, progress=False)
+    assert (tmp_path / "results.csv").read_bytes() == before
+    assert len(read_results(tmp_path / RESULTS)) == 2
