@@ -110,6 +110,8 @@ def _define_label(st: _State, s: Statement, section: _Section | None) -> None:
         st.error(s.line, col, f"duplicate label '{name}'")
     elif section is None:
         st.labels[name] = len(st.instrs)
+    elif section.addr + len(section.data) >= 1 << 63:
+        st.error(s.line, col, f"label '{name}' lies beyond address 2^63-1")
     else:
         st.data_labels[name] = section.addr + len(section.data)
 
@@ -154,6 +156,9 @@ def _data_section(st: _State, s: Statement) -> _Section | None:
         st.error(s.line, ops[0].col, f"unknown memory space '{space}' (expected hbm, sram, acc)")
         return None
     addr = _int(st, s.line, ops[1])
+    if addr is not None and not 0 <= addr < 1 << 63:
+        st.error(s.line, ops[1].col, f"data address {addr} out of range 0..2^63-1")
+        addr = None
     sec = _Section(SPACES[space], addr if addr is not None else 0)
     st.sections.append(sec)
     return sec
@@ -246,6 +251,10 @@ def _encode(st: _State, data_stmts: list) -> Program:
             constants[name] = _lookup(st, line)(name, st.constants[name].col)
         except ExprError as exc:
             st.error(exc.line or line, exc.col, exc.message)
+            continue
+        if not -1 << 63 <= constants[name] < 1 << 63:  # a binary stores symbols as int64
+            st.error(line, st.constants[name].col, f"constant '{name}' = {constants[name]} "
+                                                   f"does not fit 64 bits")
     constants.update(st.data_labels)
     labels = {k: v for k, v in st.labels.items() if not k.startswith(".L")}
     segments = tuple(DataSegment(_space(sec.space), sec.addr, bytes(sec.data))

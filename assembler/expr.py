@@ -11,6 +11,7 @@ from collections.abc import Callable
 from assembler.parser import Expr
 
 MAX_SHIFT = 128
+MAX_BITS = 512  # no operand or datum is wider; a bound keeps constant chains from exploding
 
 
 class ExprError(Exception):
@@ -22,7 +23,21 @@ class ExprError(Exception):
 
 
 def evaluate(e: Expr, lookup: Callable[[str, int], int], floats: bool = False) -> int | float:
+    try:
+        value = _evaluate(e, lookup, floats)
+    except RecursionError:
+        raise ExprError("expression nested too deeply", e.col) from None
+    except OverflowError:
+        raise ExprError("value too large for a float", e.col) from None
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
+        raise ExprError(f"value out of range (more than {MAX_BITS} bits)", e.col)
+    return value
+
+
+def _evaluate(e: Expr, lookup: Callable[[str, int], int], floats: bool = False) -> int | float:
     op = e.op
+    if op == "bad":
+        raise ExprError(str(e.a), e.col)
     if op == "num":
         if isinstance(e.a, float) and not floats:
             raise ExprError(f"expected an integer, got {e.a!r}", e.col)
@@ -33,9 +48,9 @@ def evaluate(e: Expr, lookup: Callable[[str, int], int], floats: bool = False) -
         raise ExprError(f"address register a{e.a} can only be added to a memory address",
                         e.col)
     if op == "neg":
-        return -evaluate(e.a, lookup, floats)  # type: ignore[arg-type]
-    a = evaluate(e.a, lookup, floats)  # type: ignore[arg-type]
-    b = evaluate(e.b, lookup, floats)  # type: ignore[arg-type]
+        return -_evaluate(e.a, lookup, floats)  # type: ignore[arg-type]
+    a = _evaluate(e.a, lookup, floats)  # type: ignore[arg-type]
+    b = _evaluate(e.b, lookup, floats)  # type: ignore[arg-type]
     if op == "+":
         return a + b
     if op == "-":

@@ -17,7 +17,8 @@ SUFFIX = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
 
 class Expr:
-    """An integer/float expression, kept unevaluated until every name is known."""
+    """An integer/float expression, kept unevaluated until every name is known (``bad``: a
+    literal that cannot be a value, reported when it is evaluated)."""
 
     __slots__ = ("op", "a", "b", "col")
 
@@ -54,6 +55,8 @@ def _number(tok: Token) -> Expr:
         value: int | float = int(low, 0)
     elif any(c in low for c in ".e"):
         value = float(text)
+    elif len(text) > 1000:  # int() refuses, and no operand holds it: an error at evaluation
+        return Expr("bad", f"number of {len(text)} digits is out of range", None, tok.column)
     else:
         value = int(text)
     return Expr("num", value * scale if scale > 1 else value, None, tok.column)

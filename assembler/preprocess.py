@@ -13,6 +13,7 @@ from pathlib import Path
 from assembler.diagnostics import Diagnostic, Origin
 
 MAX_MACRO_DEPTH = 16
+MAX_LINES = 1_000_000  # macros and includes can multiply lines exponentially
 _FIRST = re.compile(r"^\s*(?:([A-Za-z_$.][\w.$]*)\s*:\s*)?([A-Za-z_$][\w.$]*)?(.*)$")
 _DIRECTIVE = re.compile(r"^\s*(\.[a-z]+)\b\s*(.*)$")
 _PARAM = re.compile(r"\\([A-Za-z_]\w*)")
@@ -31,6 +32,7 @@ class Expansion:
     lines: list[tuple[str, Origin]] = field(default_factory=list)  # (code, origin)
     problems: list[Diagnostic] = field(default_factory=list)
     macros: dict[str, Macro] = field(default_factory=dict)
+    overflow: bool = False  # MAX_LINES reached: expansion stopped
 
 
 def _strip_comment(text: str) -> str:
@@ -97,6 +99,8 @@ def _include(arg: str, origin: Origin, out: Expansion, mnemonics: set[str],
         return
     base = Path(origin.file).parent if origin.file != "<input>" else Path(".")
     path = (base / arg[1:-1]).resolve()
+    if _full(origin, out):
+        return
     if str(path) in stack:
         chain = " -> ".join(Path(p).name for p in (*stack, str(path)))
         out.problems.append(_at(origin, f"include cycle: {chain}"))
@@ -144,7 +148,20 @@ def _define(lines: list[str], i: int, header: str, origin: Origin, out: Expansio
     return j
 
 
+def _full(origin: Origin, out: Expansion, more: int = 0) -> bool:
+    """True (and the problem reported once) when ``more`` lines would pass ``MAX_LINES``."""
+    if not out.overflow and len(out.lines) + more < MAX_LINES:
+        return False
+    if not out.overflow:
+        out.overflow = True
+        out.problems.append(_at(origin, f"expansion exceeds {MAX_LINES:,} lines (macros or "
+                                        f".include repeating themselves?)"))
+    return True
+
+
 def _line(code: str, origin: Origin, out: Expansion, depth: int) -> None:
+    if _full(origin, out):
+        return
     m = _FIRST.match(code)
     word = m.group(2) if m else None
     macro = out.macros.get(word) if word else None
@@ -160,6 +177,8 @@ def _line(code: str, origin: Origin, out: Expansion, depth: int) -> None:
         out.problems.append(_at(origin, f"macro '{macro.name}' takes {len(macro.params)} "
                                         f"argument(s), got {len(args)}"))
         return
+    if _full(origin, out, _size(macro, out.macros, 0, {})):
+        return
     if m.group(1):
         out.lines.append((f"{m.group(1)}:", origin))
     values = dict(zip(macro.params, args))
@@ -168,6 +187,22 @@ def _line(code: str, origin: Origin, out: Expansion, depth: int) -> None:
             return values.get(p.group(1), p.group(0))
         inner = Origin(origin.file, origin.line, origin.text, origin.macro or macro.name)
         _line(_PARAM.sub(sub, body), inner, out, depth + 1)
+
+
+def _size(macro: Macro, macros: dict[str, Macro], depth: int, memo: dict[str, int]) -> int:
+    """About how many lines an invocation expands to (capped), without expanding it."""
+    if macro.name not in memo:
+        memo[macro.name] = 1  # a recursive macro: the depth limit reports it
+        total = 0
+        for body, _ in macro.body:
+            m = _FIRST.match(body)
+            inner = macros.get(m.group(2)) if m and m.group(2) else None
+            if inner is not None and depth < MAX_MACRO_DEPTH:
+                total += 1 + _size(inner, macros, depth + 1, memo)
+            else:
+                total += 1
+        memo[macro.name] = min(total, MAX_LINES + 1)
+    return memo[macro.name]
 
 
 def _at(origin: Origin, message: str) -> Diagnostic:

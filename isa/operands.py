@@ -249,7 +249,10 @@ class F32(Kind):
     def encode(self, value: object) -> tuple[int, ...]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise OperandError(f"expected a number, got {_show(value)}")
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:
+            x = math.inf
         if not math.isfinite(x) or abs(x) > 3.4028234663852886e38:
             raise OperandError(f"value {value} is not a finite float32")
         return (struct.unpack("<I", struct.pack("<f", x))[0],)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from isa.dtypes import DType
 from isa.errors import TesseraError
 from simulator.yamlfile import read_yaml
 
 PRESETS = Path(__file__).parent / "presets"
+MAX_INT = 2**63 - 1  # sizes beyond int64 are nonsense that would break numpy downstream
 
 
 class ModelError(TesseraError):
@@ -68,7 +70,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.kv_heads:
             object.__setattr__(self, "kv_heads", self.heads)
-        if not self.head_dim:
+        if not self.head_dim and self.heads:  # heads = 0 is reported by validation
             object.__setattr__(self, "head_dim", self.hidden // self.heads)
 
     @property
@@ -111,7 +113,7 @@ def load_model(name_or_path: str | Path) -> ModelConfig:
     text = str(name_or_path)
     if "/" not in text and not text.endswith((".yaml", ".yml", ".json")):
         path = PRESETS / f"{text}.yaml"
-        if not path.exists():
+        if text not in list_models():
             raise ModelError(f"unknown model '{text}' (presets: {', '.join(list_models())}; "
                              f"or give a model YAML or a config.json)")
     else:
@@ -127,6 +129,11 @@ def _read_json(path: Path) -> object:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path.name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"
+                         ) from None
+    except RecursionError:
+        raise ModelError(f"{path.name}: invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # a number json refuses to convert (over 4300 digits)
+        raise ModelError(f"{path.name}: invalid JSON value ({str(exc).split(':')[0]})"
                          ) from None
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -168,14 +175,15 @@ def _field(f: dataclasses.Field, value: object, source: str) -> object:
             raise ModelError(f"{source}: {f.name}: expected true or false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
             raise ModelError(f"{source}: {f.name}: expected a non-negative integer, got "
-                             f"{value!r}")
+                             f"{_show(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not \
-                0 < float(value) < 1e30:
-            raise ModelError(f"{source}: {f.name}: expected a positive number, got {value!r}")
+                0 < value < 1e30:
+            raise ModelError(f"{source}: {f.name}: expected a positive number, got "
+                             f"{_show(value)}")
         return float(value)
     if not isinstance(value, str):
         raise ModelError(f"{source}: {f.name}: expected text, got {value!r}")
@@ -186,6 +194,9 @@ def _validate(m: ModelConfig, source: str) -> None:
     for name in ("hidden", "layers", "heads", "ffn", "vocab", "max_seq"):
         if getattr(m, name) <= 0:
             raise ModelError(f"{source}: {name}: must be positive, got {getattr(m, name)}")
+    if m.head_dim <= 0:
+        raise ModelError(f"{source}: head_dim: must be positive (hidden {m.hidden} < heads "
+                         f"{m.heads}?)")
     if m.heads % m.kv_heads:
         raise ModelError(f"{source}: kv_heads: {m.kv_heads} does not divide heads ({m.heads})")
     if m.head_dim % 2 and m.position is Position.ROPE:
@@ -193,6 +204,17 @@ def _validate(m: ModelConfig, source: str) -> None:
     if m.experts_per_token > m.experts:
         raise ModelError(f"{source}: experts_per_token: {m.experts_per_token} exceeds experts "
                          f"({m.experts})")
+    try:
+        DType.parse(m.dtype)
+    except ValueError as exc:
+        raise ModelError(f"{source}: dtype: {exc}") from None
+
+
+def _show(value: object) -> str:
+    """A value for a message: a huge integer by its size, not its 4000 digits."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
 
 
 # ---- Hugging Face config.json --------------------------------------------------------------
@@ -202,7 +224,7 @@ def model_from_hf(cfg: object, source: str = "config.json") -> ModelConfig:
     if not isinstance(cfg, dict):
         raise ModelError(f"{source}: expected a JSON object")
     kind = cfg.get("model_type")
-    mapper = _HF.get(kind)  # type: ignore[arg-type]
+    mapper = _HF.get(kind) if isinstance(kind, str) else None
     if mapper is None:
         raise ModelError(f"{source}: model_type: unsupported '{kind}' (supported: "
                          f"{', '.join(sorted(_HF))})")
@@ -210,13 +232,27 @@ def model_from_hf(cfg: object, source: str = "config.json") -> ModelConfig:
         fields = mapper(cfg)
     except KeyError as exc:
         raise ModelError(f"{source}: {exc.args[0]}: missing key") from None
+    except _BadKey as exc:
+        raise ModelError(f"{source}: {exc.args[0]}: expected a positive integer, got "
+                         f"{_show(cfg[exc.args[0]])}") from None
     fields.setdefault("name", Path(source).stem)
     return model_from_dict(fields, source)
 
 
+class _BadKey(Exception):
+    """A Hugging Face key whose value a mapper must compute with is not an integer."""
+
+
+def _int(c: dict, key: str) -> int:
+    value = c[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _BadKey(key)
+    return value
+
+
 def _gpt2(c: dict) -> dict:
     return dict(arch="decoder", hidden=c["n_embd"], layers=c["n_layer"], heads=c["n_head"],
-                ffn=c.get("n_inner") or 4 * c["n_embd"], vocab=c["vocab_size"],
+                ffn=c.get("n_inner") or 4 * _int(c, "n_embd"), vocab=c["vocab_size"],
                 max_seq=c["n_positions"], mlp="gelu", norm="layernorm", position="learned",
                 norm_eps=c.get("layer_norm_epsilon", 1e-5), bias=True, tied_embeddings=True)
 
@@ -227,7 +263,7 @@ def _llama(c: dict) -> dict:
                kv_heads=c.get("num_key_value_heads") or c["num_attention_heads"],
                ffn=c["intermediate_size"], vocab=c["vocab_size"],
                max_seq=c["max_position_embeddings"], mlp="swiglu", norm="rmsnorm",
-               position="rope", rope_theta=float(c.get("rope_theta", 10000.0)),
+               position="rope", rope_theta=c.get("rope_theta", 10000.0),
                norm_eps=c.get("rms_norm_eps", 1e-6), bias=False,
                tied_embeddings=bool(c.get("tie_word_embeddings", False)))
     if c.get("head_dim"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from isa.dtypes import DType
 from isa.errors import TesseraError
 from simulator import hardware as hw
+from simulator.timing import VECTOR_CLASS
 from simulator.units import UnitError, parse
 from simulator.yamlfile import read_yaml
 
@@ -50,12 +51,16 @@ def _resolve(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if "/" not in text and not text.endswith((".yaml", ".yml")):
         path = PRESETS / f"{text}.yaml"
-        if not path.exists():
+        if text not in list_presets():
             raise ConfigError(f"unknown chip preset '{text}' (presets: "
                               f"{', '.join(list_presets())}; or give a YAML file)")
         return path
     path = Path(text)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise ConfigError(f"{text[:80]}: cannot read ({exc.strerror})") from None
+    if not found:
         raise ConfigError(f"{text}: no such chip file")
     return path
 
@@ -174,6 +179,8 @@ def _number(tp: type, value: object, source: str, where: str, name: str) -> floa
     if tp is int:
         if x != int(x):
             raise ConfigError(f"{source}: {where}: must be a whole number, got {value!r}")
+        if x >= 2**63:
+            raise ConfigError(f"{source}: {where}: must be below 2^63, got {value!r}")
         return int(x)
     return float(x)
 
@@ -181,6 +188,8 @@ def _number(tp: type, value: object, source: str, where: str, name: str) -> floa
 def _plain(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UnitError(f"expected a number, got {value!r}")
+    if isinstance(value, int) and value.bit_length() > 1000:
+        raise UnitError(f"an integer of {value.bit_length()} bits is too large")
     return float(value)
 
 
@@ -203,5 +212,9 @@ def _validate(chip: hw.ChipConfig, source: str) -> None:
     if missing:
         raise ConfigError(f"{source}: energy.mac_pj: no energy for {', '.join(missing)} "
                           f"(core.array.macs_per_pe lists it)")
+    unknown = sorted(set(core.vector.op_cycles) - set(VECTOR_CLASS.values()))
+    if unknown:
+        raise ConfigError(f"{source}: core.vector.op_cycles.{unknown[0]}: unknown op class "
+                          f"(expected one of: {', '.join(sorted(set(VECTOR_CLASS.values())))})")
     if chip.power.min_clock_hz > chip.clock_hz:
         raise ConfigError(f"{source}: power.min_clock_hz: above clock_hz")

@@ -11,6 +11,7 @@ collective: ring           # ring | bidir-ring | direct | halving-doubling | hie
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from simulator.yamlfile import read_yaml
 
 SYSTEMS = Path(__file__).parent / "systems"
 FIELDS = ("name", "chip", "chips", "topology", "link", "collective")
+MAX_CHIPS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def load_system(name_or_path: str | Path) -> SystemConfig:
     text = str(name_or_path)
     if "/" not in text and not text.endswith((".yaml", ".yml")):
         path = SYSTEMS / f"{text}.yaml"
-        if not path.exists():
+        if text not in list_systems():
             raise ConfigError(f"unknown system preset '{text}' (presets: "
                               f"{', '.join(list_systems())}; or give a YAML file)")
     else:
@@ -72,14 +74,26 @@ def system_from_dict(data: object, source: str, base: Path = Path(".")) -> Syste
 def _topology(t: object, source: str) -> Topology:
     if not isinstance(t, dict) or "kind" not in t or "dims" not in t:
         raise ConfigError(f"{source}: topology: expected {{kind: ..., dims: [...]}}")
+    _known(t, ("kind", "dims"), f"{source}: topology")
     dims = t["dims"]
     if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool)
                                              for d in dims):
         raise ConfigError(f"{source}: topology.dims: expected a list of integers")
     try:
-        return Topology(str(t["kind"]), tuple(dims))
+        topo = Topology(str(t["kind"]), tuple(dims))
     except ValueError as exc:
         raise ConfigError(f"{source}: topology: {exc} (kinds: {', '.join(KINDS)})") from None
+    if topo.chips > MAX_CHIPS:
+        raise ConfigError(f"{source}: topology.dims: {topo.chips} chips, more than "
+                          f"{MAX_CHIPS:,}")
+    return topo
+
+
+def _known(data: dict, fields: tuple[str, ...], where: str) -> None:
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown field (expected one of: "
+                          f"{', '.join(fields)})")
 
 
 def _chips(data: dict, n: int, source: str, base: Path) -> tuple[ChipConfig, ...]:
@@ -93,7 +107,11 @@ def _chips(data: dict, n: int, source: str, base: Path) -> tuple[ChipConfig, ...
         key = str(name)
         if key not in cache:
             ref = key if "/" not in key and not key.endswith((".yaml", ".yml")) else base / key
-            cache[key] = load_chip(ref)
+            try:
+                cache[key] = load_chip(ref)
+            except ConfigError as exc:
+                field = "chips" if "chips" in data else "chip"
+                raise ConfigError(f"{source}: {field}: {exc}") from None
         out.append(cache[key])
     return tuple(out)
 
@@ -101,6 +119,7 @@ def _chips(data: dict, n: int, source: str, base: Path) -> tuple[ChipConfig, ...
 def _link(link: object, source: str) -> LinkConfig:
     if not isinstance(link, dict):
         raise ConfigError(f"{source}: link: expected {{bandwidth: ..., latency: ...}}")
+    _known(link, ("bandwidth", "latency", "pj_per_byte"), f"{source}: link")
     try:
         bw = parse(link["bandwidth"], "bandwidth")
         lat = parse(link.get("latency", 0.0), "time")
@@ -109,7 +128,7 @@ def _link(link: object, source: str) -> LinkConfig:
         raise ConfigError(f"{source}: link.bandwidth: missing required field") from None
     except UnitError as exc:
         raise ConfigError(f"{source}: link: {exc}") from None
-    if bw <= 0 or lat < 0 or pj < 0:
+    if not (0 < bw < math.inf and 0 <= lat < math.inf and 0 <= pj < math.inf):
         raise ConfigError(f"{source}: link: bandwidth must be positive, latency and energy "
-                          f"not negative")
+                          f"not negative, all finite")
     return LinkConfig(bw, lat, pj)

@@ -31,6 +31,8 @@ def parse(value: object, family: str) -> float:
     """The value in the family's base unit (bytes, bytes/s, Hz, s, W, pJ)."""
     if isinstance(value, bool):
         raise UnitError(f"expected a number, got {value!r}")
+    if isinstance(value, int) and value.bit_length() > 1000:
+        raise UnitError(f"an integer of {value.bit_length()} bits is too large")
     if isinstance(value, (int, float)):
         return float(value)
     if not isinstance(value, str):

@@ -19,3 +19,7 @@ def read_yaml(path: Path, error: type[Exception]) -> object:
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise error(f"{path.name}: cannot read ({why})") from None
+    except RecursionError:
+        raise error(f"{path.name}: invalid YAML (nested too deeply)") from None
+    except ValueError as exc:  # a scalar the constructors refuse: 2001-13-45, a 5000-digit int
+        raise error(f"{path.name}: invalid YAML value ({str(exc).split(':')[0]})") from None

@@ -112,7 +112,7 @@ def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
     if not isinstance(base, dict):
         raise SweepError(f"{source}: base: expected a mapping")
     for k in base:
-        if k not in BASE_FIELDS and not k.startswith("mapping."):
+        if k not in BASE_FIELDS and not str(k).startswith("mapping."):
             raise SweepError(f"{source}: base.{k}: unknown field (expected one of: "
                              f"{', '.join(BASE_FIELDS)}, mapping.*)")
     limit = data.get("max_points", MAX_POINTS)
@@ -126,14 +126,23 @@ def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
     if mode != "grid" and (not isinstance(samples, int) or samples < 1):
         raise SweepError(f"{source}: {'samples' if mode == 'random' else 'trials'}: a positive "
                          f"integer is needed for mode {mode}")
-    objectives = tuple(data.get("objectives", ("latency_s", "energy_j")))
+    objectives = data.get("objectives", ("latency_s", "energy_j"))
+    if not isinstance(objectives, (list, tuple)):
+        raise SweepError(f"{source}: objectives: expected a list, got {objectives!r}")
     for o in objectives:
         if o not in OBJECTIVES:
             raise SweepError(f"{source}: objectives: unknown '{o}' (expected one of "
                              f"{', '.join(OBJECTIVES)})")
+    seed, timeout = data.get("seed", 0), data.get("timeout", 600)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SweepError(f"{source}: seed: expected an integer, got {seed!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+            not 0 < timeout < math.inf:
+        raise SweepError(f"{source}: timeout: expected a positive number of seconds, got "
+                         f"{timeout!r}")
     spec = SweepSpec(str(data.get("name", Path(source).stem)), dict(base), params, mode,
-                     samples, objectives, int(data.get("seed", 0)),
-                     float(data.get("timeout", 600)), source, max_points=limit)
+                     samples, tuple(objectives), seed, float(timeout), source,
+                     max_points=limit)
     if spec.size() > limit:  # a product of lengths: the grid itself is never built
         hint = "narrow the ranges, use mode: random or optuna, " if mode == "grid" else ""
         raise SweepError(f"{source}: {_SIZE_FIELD[mode]}: {spec.size():,} points exceed the "
@@ -178,8 +187,10 @@ def _values(spec: object, where: str, limit: int) -> list:
         family = "bandwidth" if any(isinstance(x, str) and "/s" in x for x in lo_hi) else None
         try:
             lo, hi = (parse(x, family) if family else float(x) for x in lo_hi)
-        except (UnitError, ValueError, TypeError):
+        except (UnitError, ValueError, TypeError, OverflowError):
             raise SweepError(f"{where}: cannot read the range {lo_hi}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise SweepError(f"{where}: the range {lo_hi} has an end that is not finite")
         if count == 1:
             return [lo]
         if kind == "log":

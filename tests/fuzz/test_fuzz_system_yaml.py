@@ -1,0 +1,16 @@
+"""Mutated system presets and random text only ever raise a located ConfigError."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+
+from tests.fuzz.targets import SYSTEM
+
+FAST = settings(max_examples=200, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@FAST
+@given(SYSTEM.cases)
+def test_system_yaml_only_raises_located_errors(case):
+    SYSTEM.run(case)
