@@ -484,7 +484,7 @@ def _mutated_binary(draw: st.DrawFn) -> Case:
                 struct.pack_into("<I", blob, at, value % 2**32)
             else:
                 struct.pack_into("<Q", blob, at + (16 if op == "size" else 8), value)
-        elif op == "field" and len(blob) > 16:
+        elif op == "field" and len(blob) >= 24:
             # an aligned 8-byte little-endian value somewhere after the header
             at = 16 + 8 * draw(st.integers(0, (len(blob) - 24) // 8))
             value = draw(st.sampled_from([0, 1, 2, 255, 2**32, 2**63, 2**64 - 1]))
