@@ -55,19 +55,22 @@ def resolve(items: list[Item], base: int = 0) -> list[Instruction]:
 
 
 def steps(n: int, step: Callable[[int, bool], list[Item]], regs: tuple[tuple[str, int], ...],
-          first: int = 0) -> list[Item]:
-    """Emit pipeline steps ``first .. first+n-1``, buffers alternating with the step's parity.
+          first: int = 0, group: int = 2) -> list[Item]:
+    """Emit pipeline steps ``first .. first+n-1``, buffers rotating with ``k % group``.
 
-    Whole pairs run in one loop whose registers advance by one pair per iteration:
+    Whole groups run in one loop whose registers advance by one group per iteration:
     ``step(k, True)`` addresses step ``k`` as base(k) + register. Left-over steps (and a lone
-    pair) are emitted with absolute addresses, ``step(k, False)``.
+    group) are emitted with absolute addresses, ``step(k, False)``.
     """
-    pairs = n // 2
+    groups = n // group
     out: list[Item] = []
     done = 0
-    if pairs >= 2:
-        out += loop(pairs, step(first, True) + step(first + 1, True), regs)
-        done = 2 * pairs
+    if groups >= 2:
+        body: list[Item] = []
+        for i in range(group):
+            body += step(first + i, True)
+        out += loop(groups, body, regs)
+        done = group * groups
     for k in range(first + done, first + n):
         out += step(k, False)
     return out

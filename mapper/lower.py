@@ -211,6 +211,10 @@ def _gemm(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
         w_layout=node.attrs.get("w_layout", "blocked"), name=node.name)
 
 
+MAX_ROWS_PER_TILE = 128  # rows of a row-wise tile at most (fewer when SRAM or rows are short)
+TILES_PER_CORE = 4  # row-wise tiles each core aims for, so DMA and math overlap
+
+
 def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
     g, chip, addr = ctx.graph, ctx.chip, ctx.addr
     cores = chip.cores
@@ -231,7 +235,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                                                                   res.dtype),)
         kern = RowKernel(rows, views, View(addr[out.name], cols, out.dtype),
                          sum_op(cols, out.dtype, k + 1), (),
-                         _rows_per_tile(chip, (k + 2) * cols, out.dtype), node.name)
+                         MAX_ROWS_PER_TILE, node.name)
         return row_programs(_fit(kern, chip), cores)
     if node.op == "linear":
         return gemm_programs(_gemm(g, node, addr, ctx.tilings[node.name]),
@@ -243,7 +247,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       View(addr[out.name], cols, out.dtype),
                       norm_op(node.attrs["kind"], cols, x.dtype, out.dtype, node.attrs["eps"]),
                       (Param(addr[node.inputs[1]], T(node.inputs[1]).shape[0]),),
-                      _rows_per_tile(chip, cols, x.dtype), node.name)
+                      MAX_ROWS_PER_TILE, node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op == "rope":
         qkv = T(node.inputs[0])
@@ -252,7 +256,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
         k = RowKernel(qkv.shape[0], (view,), view,
                       rope_op(node.attrs["cols"], node.attrs["hd"], qkv.dtype),
                       (Param(table, node.attrs["hd"], per_row=True),),
-                      _rows_per_tile(chip, node.attrs["cols"], qkv.dtype), node.name)
+                      MAX_ROWS_PER_TILE, node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op == "silu_mul":
         gu, out = T(node.inputs[0]), T(node.outputs[0])
@@ -261,7 +265,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
         k = RowKernel(gu.shape[0], (View(addr[gu.name], f, gu.dtype, 2 * f),
                                     View(addr[gu.name] + f * e, f, gu.dtype, 2 * f)),
                       View(addr[out.name], f, out.dtype), silu_mul_op(f, out.dtype),
-                      (), _rows_per_tile(chip, 3 * f, gu.dtype), node.name)
+                      (), MAX_ROWS_PER_TILE, node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op == "allreduce":  # one core of the chip all-reduces the buffer in place
         t = T(node.inputs[0])
@@ -273,7 +277,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
         k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
                       View(addr[out.name], 1, DType.FP32), rms_scale_op(cols, x.dtype),
                       (Param(addr[node.inputs[1]], 1),),
-                      _rows_per_tile(chip, cols, x.dtype), node.name)
+                      MAX_ROWS_PER_TILE, node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op == "act_scale":
         x, out = T(node.inputs[0]), T(node.outputs[0])
@@ -281,7 +285,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
         k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
                       View(addr[out.name], 1, DType.FP32),
                       absmax_scale_op(cols, x.dtype, node.attrs["qmax"]),
-                      (Param(addr[node.inputs[1]], 1),), _rows_per_tile(chip, cols, x.dtype),
+                      (Param(addr[node.inputs[1]], 1),), MAX_ROWS_PER_TILE,
                       node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op == "act_quant":
@@ -291,7 +295,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       View(addr[out.name], cols, out.dtype),
                       quant_rows_op(cols, x.dtype, out.dtype),
                       (Param(addr[node.inputs[1]], 1, per_row=True),),
-                      _rows_per_tile(chip, cols, x.dtype), node.name)
+                      MAX_ROWS_PER_TILE, node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op in ("act", "add"):
         out = T(node.outputs[0])
@@ -300,7 +304,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
         op = (add_op(cols, out.dtype) if node.op == "add"
               else act_op(node.attrs["fn"], cols, out.dtype))
         k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op, (),
-                      _rows_per_tile(chip, 3 * cols, out.dtype), node.name)
+                      MAX_ROWS_PER_TILE, node.name)
         return row_programs(_fit(k, chip), cores)
     if node.op == "kv_append":
         return _kv_append(ctx, node)
@@ -309,16 +313,15 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
     raise MappingError(f"no kernel for op '{node.op}' ({node.name})")
 
 
-def _rows_per_tile(chip: ChipConfig, cols: int, dt: DType) -> int:
-    """Rows per tile so that ~6 row buffers of this width use at most half the SRAM."""
-    per_row = max(1, dt.nbytes(cols) * 6 + 16 * cols)
-    rows = max(1, chip.core.sram.capacity // 2 // per_row)
-    return min(64, 1 << (rows.bit_length() - 1))
-
-
 def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
+    """Rows per tile: a power of two (up to the tile cap) that gives every core a few tiles
+    to pipeline (loads of one under the math of another), halved until the kernel's double
+    buffers fit the SRAM."""
     from dataclasses import replace
 
+    share = max(1, -(-k.rows // (chip.cores * TILES_PER_CORE)))
+    rows = min(k.rows_per_tile, 1 << (share - 1).bit_length())
+    k = replace(k, rows_per_tile=rows)
     while sram_bytes(k) > chip.core.sram.capacity and k.rows_per_tile > 1:
         k = replace(k, rows_per_tile=k.rows_per_tile // 2)
     if sram_bytes(k) > chip.core.sram.capacity:

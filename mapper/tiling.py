@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mapper.kernels.gemm import Gemm, Tiling, ceil_div, sram_fits
+from mapper.kernels.gemm import Gemm, Tiling, ceil_div, sram_fits, stages
 from simulator.hardware import ChipConfig
 from simulator.timing import mm_cycles
 
 SIZES = (16, 32, 64, 128, 256, 512)
+STAGES = (2, 3, 4)  # load pipeline depths tried
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,35 @@ def estimate(g: Gemm, t: Tiling, chip: ChipConfig) -> float:
     ksteps = ceil_div(g.k, t.tk)
     kind = max(g.adt, g.wdt, key=lambda d: d.bits)
     step_compute = mm_cycles(min(t.tm, g.m), min(t.tk, g.k), min(t.tn, g.n), kind, g.sparse,
-                             chip) / chip.clock_hz
+                             chip, chained=ksteps > 1) / chip.clock_hz
     step_bytes = g.adt.nbytes(min(t.tm, g.m) * t.tk) + g.wdt.nbytes(t.tk * min(t.tn, g.n))
-    bw = chip.hbm_effective_bw / active
+    bw = _load_bandwidth(g, t, tiles * ksteps * step_bytes, chip) / active
     if chip.core.dma.max_bandwidth:
         bw = min(bw, chip.core.dma.max_bandwidth)
     transfer = step_bytes / bw
     latency = chip.core.dma.latency
-    # two buffers: a buffer is refilled (transfer + latency) while the other is consumed
-    step = max(step_compute, transfer, (transfer + latency + step_compute) / 2)
+    # n buffers: each is refilled (transfer + latency) and consumed in turn, n in flight
+    step = max(step_compute, transfer, (transfer + latency + step_compute) / stages(g, t))
     fill = latency + transfer
     return waves * ksteps * step + fill
+
+
+def _load_bandwidth(g: Gemm, t: Tiling, loaded: float, chip: ChipConfig) -> float:
+    """Bytes/s the chip sustains for the GEMM's loads, by the L2 rule of ``simulator.l2``:
+    tiles of one wave share their A rows and W columns through the L2; a later wave re-reads
+    them from HBM unless a wave's footprint fits the L2."""
+    hbm = chip.hbm_effective_bw
+    if chip.l2.capacity <= 0 or chip.l2.bandwidth <= 0 or loaded <= 0:
+        return hbm
+    rows, cols = ceil_div(g.m, t.tm), ceil_div(g.n, t.tn)
+    per_wave = min(chip.cores, rows * cols)
+    a_row, w_col = g.adt.nbytes(t.tm * g.k), g.wdt.nbytes(g.k * t.tn)
+    wave = min(rows, per_wave) * a_row + min(cols, ceil_div(per_wave, rows)) * w_col
+    waves = ceil_div(rows * cols, chip.cores)
+    unique = g.adt.nbytes(g.m * g.k) + g.wdt.nbytes(g.k * g.n)
+    missed = unique if wave * 2 <= chip.l2.capacity else max(unique, waves * wave)
+    hit = max(0.0, 1.0 - missed / loaded)
+    return 1.0 / max((1.0 - hit) / hbm, hit / chip.l2.bandwidth)
 
 
 def candidates(g: Gemm, chip: ChipConfig) -> list[Tiling]:
@@ -57,11 +76,12 @@ def candidates(g: Gemm, chip: ChipConfig) -> list[Tiling]:
     for tm in sorted(set(sizes_m)):
         for tn in sorted(set(sizes_n)):
             for tk in sorted(set(sizes_k)) or [g.k]:
-                t = Tiling(tm, min(tk, g.k), tn)
-                if g.sparse and (t.tk % 8 or g.k % 8):
-                    continue
-                if sram_fits(g, t, chip.core.sram.capacity, chip.core.acc.capacity):
-                    out.append(t)
+                for n in STAGES if not g.decode else (2,):
+                    t = Tiling(tm, min(tk, g.k), tn, n)
+                    if g.sparse and (t.tk % 8 or g.k % 8):
+                        continue
+                    if sram_fits(g, t, chip.core.sram.capacity, chip.core.acc.capacity):
+                        out.append(t)
     return out
 
 
@@ -72,7 +92,7 @@ def choose(g: Gemm, chip: ChipConfig, top: int = 1) -> list[Scored]:
         raise ValueError(f"{g.name}: no tile shape fits the {chip.core.sram.capacity} B SRAM "
                          f"and {chip.core.acc.capacity} B accumulator")
     scored.sort(key=lambda s: (round(s.estimate_s, 12), -(s.tiling.tm * s.tiling.tn *
-                                                           s.tiling.tk)))
+                                                           s.tiling.tk), s.tiling.stages))
     return scored[:top]
 
 

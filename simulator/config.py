@@ -25,12 +25,13 @@ PRESETS = Path(__file__).parent / "presets"
 UNITS = {
     "clock_hz": "frequency", "min_clock_hz": "frequency", "capacity": "bytes",
     "bandwidth": "bandwidth", "max_bandwidth": "bandwidth", "latency": "time",
-    "kernel_gap": "time", "tdp_w": "power", "static_w": "power", "burst_bytes": "bytes",
-    "bytes_per_cycle": "bytes",
+    "kernel_gap": "time", "response_s": "time", "sustained_s": "time", "tdp_w": "power",
+    "static_w": "power", "burst_bytes": "bytes", "bytes_per_cycle": "bytes",
 }
 FRACTIONS = {"efficiency"}  # must lie in (0, 1]
-NON_NEGATIVE = {"tile_overhead_cycles", "kernel_gap", "tdp_w", "min_clock_hz", "max_bandwidth",
-                "static_w", "latency", "pipeline_cycles", "l2.capacity", "l2.bandwidth"}
+NON_NEGATIVE = {"tile_overhead_cycles", "kernel_gap", "response_s", "sustained_s", "tdp_w",
+                "min_clock_hz", "max_bandwidth", "static_w", "latency", "pipeline_cycles",
+                "l2.capacity", "l2.bandwidth", "row_elems"}
 
 
 class ConfigError(TesseraError):
@@ -212,9 +213,15 @@ def _validate(chip: hw.ChipConfig, source: str) -> None:
     if missing:
         raise ConfigError(f"{source}: energy.mac_pj: no energy for {', '.join(missing)} "
                           f"(core.array.macs_per_pe lists it)")
-    unknown = sorted(set(core.vector.op_cycles) - set(VECTOR_CLASS.values()))
-    if unknown:
-        raise ConfigError(f"{source}: core.vector.op_cycles.{unknown[0]}: unknown op class "
-                          f"(expected one of: {', '.join(sorted(set(VECTOR_CLASS.values())))})")
+    classes = set(VECTOR_CLASS.values())
+    for name in ("op_cycles", "row_cycles", "latency_cycles"):
+        table = getattr(core.vector, name)
+        unknown = sorted(set(table) - classes)
+        if unknown:
+            raise ConfigError(f"{source}: core.vector.{name}.{unknown[0]}: unknown op class "
+                              f"(expected one of: {', '.join(sorted(classes))})")
+        negative = [c for c, v in table.items() if not v >= 0]
+        if negative:
+            raise ConfigError(f"{source}: core.vector.{name}.{negative[0]}: must be >= 0")
     if chip.power.min_clock_hz > chip.clock_hz:
         raise ConfigError(f"{source}: power.min_clock_hz: above clock_hz")

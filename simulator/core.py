@@ -44,6 +44,7 @@ class CoreSim:
         self.blocked: dict[Engine, str | None] = {e: None for e in STREAM_ENGINES}
         self.done = {e: False for e in STREAM_ENGINES}
         self.dma_tail = 0.0  # when the last DMA in flight delivers (ns)
+        self.vec_tail = 0.0  # when the last vector op's result is ready (its latency)
         dma_bw = chip.core.dma.max_bandwidth
         self.dma_cap = dma_bw / 1e9 if dma_bw > 0 else float("inf")  # bytes per ns
 
@@ -70,14 +71,41 @@ class CoreSim:
 
     def _engine(self, engine: Engine):
         yield from self._run(engine, self.streams[engine], [0] * 8)
-        if engine is Engine.DMA:
-            yield from self._drain_dma()
+        yield from self._drain(engine)
         self.done[engine] = True
 
-    def _drain_dma(self):
-        """Wait until every DMA in flight has delivered (ordering point of the DMA engine)."""
-        if self.dma_tail > self.env.now:
-            yield self.env.timeout(self.dma_tail - self.env.now)
+    def _tail(self, engine: Engine) -> float:
+        """When the engine's work in flight completes: DMA deliveries, vector results."""
+        return self.dma_tail if engine is Engine.DMA else \
+            self.vec_tail if engine is Engine.VECTOR else 0.0
+
+    def _drain(self, engine: Engine):
+        """Wait until the engine's work in flight has completed (an ordering point)."""
+        tail = self._tail(engine)
+        if tail > self.env.now:
+            yield self.env.timeout(tail - self.env.now)
+
+    def _signal_at(self, when: float, number: int) -> None:
+        """A signal fires when the engine's work before it has completed (DMA transfers
+        delivered, vector results past their latency) without holding up the engine: later
+        work keeps streaming, as a TMA's completion barrier or a pipelined unit does. Tails
+        never decrease, so signals keep their order."""
+        timer = self.env.timeout(when - self.env.now)
+        sem = self.sem(number)
+        timer.callbacks.append(lambda _ev: sem.signal())
+
+    def _move(self, nbytes: float, load: bool) -> simpy.Event:
+        """A DMA's bytes on HBM, or split between L2 and HBM for a load (simulator.l2); the
+        core's own rate cap is shared by the two parts in proportion."""
+        m, chip = self.machine, self.chip_id
+        hit = m.l2_hits[chip] if load else 0.0
+        if hit <= 0.0 or m.l2[chip] is None:
+            return m.hbm[chip].transfer(nbytes, self.dma_cap, self.weight)
+        miss = 1.0 - hit
+        parts = [m.l2[chip].transfer(nbytes * hit, self.dma_cap * hit, self.weight)]
+        if miss > 0:
+            parts.append(m.hbm[chip].transfer(nbytes * miss, self.dma_cap * miss, self.weight))
+        return self.env.all_of(parts)
 
     def _run(self, engine: Engine, items: tuple, regs: list[int]):
         """Execute ``items``; returns True when a ``halt`` was reached."""
@@ -90,11 +118,10 @@ class CoreSim:
                 if cost.ns:
                     yield env.timeout(cost.ns)
                 if cost.hbm_bytes:
-                    if ins.opcode == STORE and self.dma_tail > env.now:
-                        yield env.timeout(self.dma_tail - env.now)  # store after loads land
-                    yield machine.hbm[self.chip_id].transfer(cost.hbm_bytes, self.dma_cap,
-                                                             self.weight)
+                    yield self._move(cost.hbm_bytes, ins.opcode != STORE)
                     self.dma_tail = max(self.dma_tail, env.now + cost.tail_ns)
+                elif cost.tail_ns and engine is Engine.VECTOR:
+                    self.vec_tail = max(self.vec_tail, env.now + cost.tail_ns)
                 if engine is Engine.NETWORK:
                     self.blocked[engine] = f"{self.where(pc)} waiting for its peers"
                     yield from machine.network.execute(self, pc, ins, regs)
@@ -121,14 +148,20 @@ class CoreSim:
                 regs[:] = saved
             elif tag == SIGNAL:
                 machine.executed += self.weight
-                if engine is Engine.DMA:
-                    yield from self._drain_dma()
+                if machine.executed > machine.max_instructions:
+                    raise BudgetError(self._budget_message(item[1]))
                 if machine.functional is not None:
                     machine.functional.on_signal(self, engine, item[2])
-                self.sem(item[2]).signal()
+                tail = self._tail(engine)
+                if tail > env.now:
+                    self._signal_at(tail, item[2])  # when the work before it completes
+                else:
+                    self.sem(item[2]).signal()
             elif tag == WAIT:
                 pc, number, need = item[1], item[2], item[3]
                 machine.executed += self.weight
+                if machine.executed > machine.max_instructions:
+                    raise BudgetError(self._budget_message(pc))
                 event = self.sem(number).wait(need)
                 if event is not None:
                     self.blocked[engine] = (f"{self.where(pc)} on {engine.value}: waits for "
@@ -138,8 +171,7 @@ class CoreSim:
                 if machine.functional is not None:
                     machine.functional.on_wait(self, engine, number)
             elif tag == BARRIER:
-                if engine is Engine.DMA:
-                    yield from self._drain_dma()
+                yield from self._drain(engine)
                 self.blocked[engine] = f"{self.where(item[1])} on {engine.value}: at barrier"
                 scope = ("core", self.chip_id, self.core_id)
                 if machine.functional is not None:

@@ -8,6 +8,7 @@ from simulator.hardware import ChipConfig
 from simulator.timing import COUNTS
 
 PJ = 1e-12
+OWN_RAIL = ("hbm", "link")  # energies that do not scale with the cores' DVFS
 
 
 def energy_breakdown(totals: np.ndarray, chip: ChipConfig, time_s: float, chips: int = 1,
@@ -19,9 +20,11 @@ def energy_breakdown(totals: np.ndarray, chip: ChipConfig, time_s: float, chips:
         "compute": t["mac_pj"] * PJ + t["vector_ops"] * e.vector_pj * PJ,
         "sram": (t["sram_read"] + t["sram_write"]) * e.sram_pj_per_byte * PJ,
         "accumulator": (t["acc_read"] + t["acc_write"]) * e.acc_pj_per_byte * PJ,
+        "l2": t["l2_read"] * e.l2_pj_per_byte * PJ,
         "hbm": (t["hbm_read"] + t["hbm_write"]) * e.hbm_pj_per_byte * PJ,
         "link": t["link_bytes"] * e.link_pj_per_byte * PJ,
     }
-    out = {k: v * dynamic_scale for k, v in dyn.items()}
+    # the cores' rail follows the clock's voltage; HBM and the links have rails of their own
+    out = {k: v if k in OWN_RAIL else v * dynamic_scale for k, v in dyn.items()}
     out["static"] = e.static_w * chips * time_s
     return out

@@ -40,6 +40,14 @@ class VectorConfig:
         "simple": 1.0, "transcendental": 4.0, "reduce": 1.0, "softmax": 6.0, "norm": 5.0,
         "quant": 2.0})
     pipeline_cycles: int = 8
+    # Cycles per row for the row-wise classes (a reduction across lanes, then a broadcast),
+    # and extra start-up latency per instruction by class (dependent reduction steps).
+    row_cycles: dict[str, float] = field(default_factory=dict)
+    latency_cycles: dict[str, float] = field(default_factory=dict)
+    # Elements of one row the engine keeps in registers (0: any row). A wider row of a
+    # multi-pass class (softmax: max, sum, scale; norm: statistics, scale) is streamed
+    # through the engine once per pass (simulator.timing.PASSES).
+    row_elems: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,11 @@ class PowerConfig:
     min_clock_hz: float = 0.0
     # Dynamic power scales as (f / f_max) ** exponent under DVFS (f * V^2 with V ~ f^k).
     dvfs_exponent: float = 2.0
+    # Time constant of the power limiter pulling the clock down to the capped one (0: the
+    # cap holds at once), and how long the load runs back to back (0: indefinitely, the
+    # steady state). See simulator.run.burst_clock.
+    response_s: float = 0.0
+    sustained_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ class Machine:
     def __init__(self, chips: Sequence[ChipConfig], programs: Mapping[tuple[int, int], Program],
                  *, network: Network | None = None, trace: bool = False,
                  functional: object | None = None, limits: RunLimits | None = None,
-                 weights: Mapping[tuple[int, int], int] | None = None) -> None:
+                 weights: Mapping[tuple[int, int], int] | None = None,
+                 l2_hits: Sequence[float] | None = None) -> None:
         self.env = simpy.Environment()
         self.chips = list(chips)
         self.limits = limits = limits or RunLimits()
@@ -47,6 +48,10 @@ class Machine:
         self.link_trace: list | None = [] if trace else None  # ((u, v), bytes, start, end)
         self.hbm = [SharedBandwidth(self.env, c.hbm_effective_bw / 1e9, f"chip{i}.hbm")
                     for i, c in enumerate(self.chips)]
+        # the L2 serves a share of every load (simulator.l2); its bandwidth is shared too
+        self.l2_hits = list(l2_hits) if l2_hits is not None else [0.0] * len(self.chips)
+        self.l2 = [SharedBandwidth(self.env, c.l2.bandwidth / 1e9, f"chip{i}.l2")
+                   if c.l2.bandwidth > 0 else None for i, c in enumerate(self.chips)]
         self.network = network or SingleChipNetwork()
         self.network.attach(self)
         self.cores: list[CoreSim] = []
@@ -83,9 +88,14 @@ class Machine:
     def totals(self) -> np.ndarray:
         """Sum over cores of execution count x per-instruction counts, in ``COUNTS`` order."""
         total = np.zeros(len(COUNTS))
+        read, l2 = COUNTS.index("hbm_read"), COUNTS.index("l2_read")
         for core in self.cores:
             if core.costs:
                 matrix = np.array([c.counts for c in core.costs])
-                total += core.weight * (np.asarray(core.exec_counts, dtype=float) @ matrix)
+                part = core.weight * (np.asarray(core.exec_counts, dtype=float) @ matrix)
+                hits = part[read] * self.l2_hits[core.chip_id]
+                part[read] -= hits
+                part[l2] += hits
+                total += part
         total[COUNTS.index("link_bytes")] += self.network.link_bytes_hops()
         return total

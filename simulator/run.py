@@ -4,18 +4,23 @@ The power cap (``PowerConfig.tdp_w``): when static + dynamic power at the nomina
 exceeds the cap, the clock is lowered to ``f = f0 * ((tdp - static) / P_dyn) ** (1/x)`` with
 ``x`` the DVFS exponent (dynamic power ~ f * V^2 with V tracking f), and the programs are
 simulated again at ``f`` — memory-bound phases do not speed up with the clock, so the
-answer must come from the model, not from scaling. A few fixed-point steps converge.
+answer must come from the model, not from scaling. A few fixed-point steps converge. A load
+that runs back to back for only ``power.sustained_s`` seconds (0: indefinitely) runs at the
+mean clock the limiter reaches in that time (``burst_clock``, time constant
+``power.response_s``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 from isa.program import Program
 from simulator.dedupe import group_identical
-from simulator.energy import energy_breakdown
+from simulator.energy import OWN_RAIL, energy_breakdown
 from simulator.hardware import ChipConfig
+from simulator.l2 import hit_fraction
 from simulator.machine import Machine, RunLimits
 from simulator.result import EngineStats, SimResult
 from simulator.streams import STREAM_ENGINES
@@ -38,29 +43,47 @@ def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
     progs = {0: programs} if isinstance(programs, Program) else dict(programs)
     keyed = {(0, core): p for core, p in progs.items()}
     weights = None
+    hits = [hit_fraction(progs.values(), chip)]
     if dedupe and not functional:
         keyed, weights = group_identical(keyed)
-    result = _once(keyed, chip, chip.clock_hz, functional, trace, limits, memory_limit,
-                   weights)
-    cap = chip.power.tdp_w
+    return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
+                                             memory_limit, weights, hits=hits), chip, 1)
+
+
+def _power_capped(run_at, chip: ChipConfig, chips: int) -> SimResult:  # noqa: ANN001
+    """Run at the nominal clock; above the cap, find the clock that holds it (fixed point on
+    P = static + dynamic(f), dynamic ~ f^x), then relax it for a short burst (below)."""
+    result = run_at(chip.clock_hz)
+    power = chip.power
+    cap = power.tdp_w * chips
     clock = chip.clock_hz
     for _ in range(POWER_CAP_STEPS):
         if not cap or result.avg_power_w <= cap * 1.001:
             break
-        static = result.energy_j["static"] / result.time_s
-        dynamic = result.avg_power_w - static
-        ratio = max(cap - static, 1e-9) / dynamic
-        clock = max(clock * ratio ** (1.0 / chip.power.dvfs_exponent),
-                    chip.power.min_clock_hz or 0.0)
-        result = _once(keyed, chip, clock, functional, trace, limits, memory_limit, weights)
-        if clock <= chip.power.min_clock_hz:
+        fixed = sum(result.energy_j.get(k, 0.0) for k in ("static", *OWN_RAIL)) / result.time_s
+        ratio = max(cap - fixed, 1e-9) / max(result.avg_power_w - fixed, 1e-9)
+        clock = max(clock * ratio ** (1.0 / power.dvfs_exponent), power.min_clock_hz or 0.0)
+        result = run_at(clock)
+        if clock <= power.min_clock_hz:
             break
+    if clock < chip.clock_hz and power.response_s > 0 and power.sustained_s > 0:
+        result = run_at(burst_clock(chip.clock_hz, clock, power.sustained_s, power.response_s))
     return result
+
+
+def burst_clock(nominal: float, capped: float, sustained_s: float, response_s: float) -> float:
+    """Mean clock of a load that lasts ``sustained_s`` from a cool start: the power limiter
+    pulls the clock from nominal toward the capped one with time constant ``response_s``,
+    so f = f_cap + (f0 - f_cap) * (1 - exp(-D/tau)) / (D/tau). Long loads run capped; a
+    burst shorter than the limiter's response runs near the nominal clock."""
+    x = sustained_s / response_s
+    return capped + (nominal - capped) * (-math.expm1(-x) / x)
 
 
 def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trace: bool,
           limits: RunLimits, memory_limit: int | None, weights: dict | None,
-          system: SystemConfig | None = None, groups: dict | None = None) -> SimResult:
+          system: SystemConfig | None = None, groups: dict | None = None,
+          hits: list[float] | None = None) -> SimResult:
     run_chip = chip if clock == chip.clock_hz else dataclasses.replace(chip, clock_hz=clock)
     state = None
     if functional:
@@ -74,7 +97,7 @@ def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trac
         chips = [run_chip if c == chip else c for c in system.chips]
         network = LinkNetwork(system.topology, system.link, system.collective, groups)
     machine = Machine(chips, programs, network=network, trace=trace, functional=state,
-                      limits=limits, weights=weights)
+                      limits=limits, weights=weights, l2_hits=hits)
     time_ns = machine.run()
     return summarize(machine, run_chip, chip, time_ns, state)
 
@@ -87,23 +110,14 @@ def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Pro
     ``groups`` defines chip groups 1, 2, ... for collectives (group 0 is every chip). The
     power cap applies per chip, to the clock of every chip alike (homogeneous systems)."""
     keyed, weights = dict(programs), None
+    hits = [hit_fraction([p for (c, _), p in keyed.items() if c == i], ch)
+            for i, ch in enumerate(system.chips)]
     if dedupe and not functional:
         keyed, weights = group_identical(keyed)
     chip = system.chips[0]
-    result = _once(keyed, chip, chip.clock_hz, functional, trace, limits, memory_limit,
-                   weights, system, groups)
-    cap = chip.power.tdp_w * len(system.chips)
-    clock = chip.clock_hz
-    for _ in range(POWER_CAP_STEPS):
-        if not cap or result.avg_power_w <= cap * 1.001:
-            break
-        static = result.energy_j["static"] / result.time_s
-        ratio = max(cap - static, 1e-9) / (result.avg_power_w - static)
-        clock = max(clock * ratio ** (1.0 / chip.power.dvfs_exponent),
-                    chip.power.min_clock_hz or 0.0)
-        result = _once(keyed, chip, clock, functional, trace, limits, memory_limit, weights,
-                       system, groups)
-    return result
+    return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
+                                             memory_limit, weights, system, groups, hits),
+                         chip, len(system.chips))
 
 
 def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_ns: float,

@@ -15,11 +15,11 @@ from isa.operands import Space
 from isa.program import Instruction
 from simulator.errors import SimError
 from simulator.hardware import ChipConfig
-from simulator.systolic import matmul_cycles, pipelined_cycles
+from simulator.systolic import fold_overhead, matmul_cycles, pipelined_cycles
 
 # Order of the count vector every instruction contributes to the totals.
 COUNTS = ("macs", "flops", "vector_ops", "hbm_read", "hbm_write", "sram_read", "sram_write",
-          "acc_read", "acc_write", "link_bytes", "mac_pj")
+          "acc_read", "acc_write", "link_bytes", "mac_pj", "l2_read")
 
 VECTOR_CLASS = {
     "v.exp": "transcendental", "v.gelu": "transcendental", "v.silu": "transcendental",
@@ -29,6 +29,9 @@ VECTOR_CLASS = {
     "v.rmax": "reduce", "v.quant": "quant", "v.dequant": "quant", "v.softmax": "softmax",
     "v.layernorm": "norm", "v.rmsnorm": "norm", "v.rope": "simple", "v.lut": "simple",
 }
+# Passes over a row too wide for the vector registers: softmax (max, sum of exponentials,
+# scale), norms (statistics, then scale).
+PASSES = {"softmax": 3, "norm": 2}
 # Floating-point operations per element, for achieved FLOP/s.
 VECTOR_FLOPS = {"simple": 1, "transcendental": 4, "reduce": 1, "quant": 2, "softmax": 5,
                 "norm": 5}
@@ -48,14 +51,17 @@ def _counts(**kw: float) -> tuple[float, ...]:
     return tuple(float(kw.get(name, 0.0)) for name in COUNTS)
 
 
-def mm_cycles(m: int, k: int, n: int, kind: DType, sparse: bool, chip: ChipConfig) -> int:
+def mm_cycles(m: int, k: int, n: int, kind: DType, sparse: bool, chip: ChipConfig,
+              chained: bool = False) -> int:
     """Cycles of one ``mm`` on the core's array.
 
     Systolic fill/drain and folds (SCALE-Sim, or overlapped folds when the array pipelines
     them), with K shortened by the per-type MAC rate: a PE that completes ``r`` MACs per
     cycle holds ``r`` weights (WS/IS) or streams ``r`` K-elements (OS), so the array sees
     ``ceil(k / r)``; 2:4 sparse weights halve K again (zeros are skipped, as sparse tensor
-    cores do).
+    cores do). A ``chained`` mm (accumulating into the tile the previous mm wrote) on an
+    array with pipelined folds streams on behind it: its fill and drain overlap its
+    neighbours', so only the first mm of an accumulation chain pays them.
     """
     a = chip.core.array
     rate = a.macs_per_pe.get(kind)
@@ -63,6 +69,9 @@ def mm_cycles(m: int, k: int, n: int, kind: DType, sparse: bool, chip: ChipConfi
         raise SimError(f"mm: the {a.rows}x{a.cols} array has no {kind.asm_name} MACs "
                        f"(macs_per_pe lists {', '.join(d.asm_name for d in a.macs_per_pe)})")
     k_eff = math.ceil(k / (2 if sparse else 1) / rate)
+    if a.pipelined_folds and chained:
+        return pipelined_cycles(m, k_eff, n, a.rows, a.cols, a.dataflow) + 1 - fold_overhead(
+            a.rows, a.cols, a.dataflow) + a.tile_overhead_cycles
     fn = pipelined_cycles if a.pipelined_folds else matmul_cycles
     return fn(m, k_eff, n, a.rows, a.cols, a.dataflow) + a.tile_overhead_cycles
 
@@ -74,7 +83,7 @@ def matmul_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     kind = max(adt, wdt, key=lambda d: d.bits)
     flags = ins["flags"]
     sparse = bool(flags >> 3 & 1)
-    cycles = mm_cycles(m, k, n, kind, sparse, chip)
+    cycles = mm_cycles(m, k, n, kind, sparse, chip, chained=bool(flags & 1))
     macs = m * k * n // (2 if sparse else 1)
     w_elems = (k // 2 if sparse else k) * n
     w_bytes = wdt.nbytes(w_elems) + (k * n // 8 if sparse else 0)
@@ -87,13 +96,24 @@ def matmul_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     )
 
 
-def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
-    """``pipeline + ceil(elements / lanes) * cycles_per_element(op class)`` cycles."""
+def vector_cycles(cls: str, rows: int, cols: int, chip: ChipConfig) -> float:
+    """Busy cycles: ``pipeline + rows * row_cycles(class) + passes * ceil(elements /
+    lanes) * cycles_per_element(class)``; passes > 1 only for a multi-pass class on rows
+    wider than the registers hold (``VectorConfig.row_elems``). The class's latency
+    (``latency_cycles``) is a tail: the result is ready that much later, while the
+    engine goes on with independent work."""
     v = chip.core.vector
+    passes = PASSES.get(cls, 1) if v.row_elems and cols > v.row_elems else 1
+    return (v.pipeline_cycles + rows * v.row_cycles.get(cls, 0.0)
+            + passes * math.ceil(rows * cols / v.lanes) * v.op_cycles.get(cls, 1.0))
+
+
+def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """``vector_cycles`` of the instruction's op class; counts element-ops and bytes."""
     cls = VECTOR_CLASS[ins.mnemonic]
     rows, cols = ins["rows"], ins["cols"]
     elems = rows * cols
-    cycles = v.pipeline_cycles + math.ceil(elems / v.lanes) * v.op_cycles.get(cls, 1.0)
+    cycles = vector_cycles(cls, rows, cols, chip)
     spec = ins.spec
     odt = DType(ins["odt"])
     reads = {Space.SRAM: 0, Space.ACC: 0}
@@ -107,6 +127,7 @@ def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     out_space = Space(ins["dst.space"])
     return Cost(
         ns=cycles / chip.clock_hz * 1e9,
+        tail_ns=chip.core.vector.latency_cycles.get(cls, 0.0) / chip.clock_hz * 1e9,
         counts=_counts(vector_ops=elems, flops=elems * VECTOR_FLOPS[cls],
                        sram_read=reads[Space.SRAM], acc_read=reads[Space.ACC],
                        sram_write=written if out_space == Space.SRAM else 0,

@@ -13,10 +13,11 @@ Semaphores: 0/1 K,V full (dma->mx)  2/3 K,V free (mx->dma)  5 Q loaded (dma->mx)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from isa import DType, build
-from mapper.emit import Arena, Item, acc, hbm, sram
+from mapper.emit import Arena, Item, acc, hbm, sram, steps
 from mapper.kernels.gemm import ceil_div
 
 KV_FULL, KV_FREE, Q_READY, S_READY, P_READY = 0, 2, 5, 6, 7
@@ -141,6 +142,8 @@ def _kv_tiles(a: Attention, it: Item_) -> list[tuple[int, int]]:
 
 
 def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
+    """Q of each item, then its K/V tiles (the uniform middle ones in a loop whose register
+    steps both caches), the previous item's output stored after the first tile."""
     e = a.dt.nbytes(1)
     seq: list[Item] = []
     g = 0
@@ -150,16 +153,25 @@ def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
                 build("dma.load", sram(r.q), hbm(it.q_addr), a.dt, it.rows, a.hd,
                       stride=it.q_stride),
                 build("sem.signal", "dma", Q_READY)]
-        for n, (t0, keys) in enumerate(_kv_tiles(a, it)):
-            b = g % 2
+        tiles = _kv_tiles(a, it)
+
+        def step(n: int, in_loop: bool, it=it, tiles=tiles, g0=g) -> list[Item]:
+            t0, keys = tiles[n]
+            b = (g0 + n) % 2
             off = it.kv_base + t0 * a.hd * e
-            seq += [build("sem.wait", "dma", KV_FREE + b),
-                    build("dma.load", sram(r.k[b]), hbm(a.k_cache + off), a.dt, keys, a.hd),
-                    build("dma.load", sram(r.v[b]), hbm(a.v_cache + off), a.dt, keys, a.hd),
+            reg = 0 if in_loop else None
+            return [build("sem.wait", "dma", KV_FREE + b),
+                    build("dma.load", sram(r.k[b]), hbm(a.k_cache + off, reg), a.dt, keys, a.hd),
+                    build("dma.load", sram(r.v[b]), hbm(a.v_cache + off, reg), a.dt, keys, a.hd),
                     build("sem.signal", "dma", KV_FULL + b)]
-            g += 1
-            if n == 0 and prev is not None:
-                seq += _store(a, r, prev)
+
+        seq += step(0, False)
+        if prev is not None:
+            seq += _store(a, r, prev)
+        full = len(tiles) - 1 - (1 if len(tiles) > 1 and tiles[-1][1] < a.tkv else 0)
+        seq += steps(full, step, (("a0", 2 * a.tkv * a.hd * e),), 1)
+        seq += [i for n in range(1 + full, len(tiles)) for i in step(n, False)]
+        g += len(tiles)
         prev = it
     if prev is not None:
         seq += _store(a, r, prev)
@@ -174,24 +186,40 @@ def _store(a: Attention, r: Regions, it: Item_) -> list[Item]:
             build("sem.signal", "dma", O_FREE)]
 
 
+def _uniform(n_tiles: int, odd: Callable[[int], bool]) -> tuple[int, int]:
+    """(first, count) of the run of tiles after the first that ``odd`` does not single out;
+    those tiles emit the same instructions, so they can run as a loop."""
+    n = 1
+    while n < n_tiles and not odd(n):
+        n += 1
+    return 1, n - 1
+
+
 def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     seq: list[Item] = []
     g = 0
     for it in work:
         seq.append(build("sem.wait", "mx", Q_READY))
         tiles = _kv_tiles(a, it)
-        for n, (_t0, keys) in enumerate(tiles):
-            b = g % 2
-            seq += [build("sem.wait", "mx", KV_FULL + b),
-                    build("mm", acc(r.s), sram(r.q), sram(r.k[b]), it.rows, a.hd, keys, a.dt,
-                          a.dt, "tw")]
+
+        def step(n: int, in_loop: bool, it=it, tiles=tiles, g0=g) -> list[Item]:
+            keys = tiles[n][1]
+            b = (g0 + n) % 2
+            out = [build("sem.wait", "mx", KV_FULL + b),
+                   build("mm", acc(r.s), sram(r.q), sram(r.k[b]), it.rows, a.hd, keys, a.dt,
+                         a.dt, "tw")]
             if n == len(tiles) - 1:
-                seq.append(build("sem.signal", "mx", Q_FREE))
-            seq += [build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
-                    build("mm", acc(r.o), sram(r.p), sram(r.v[b]), it.rows, keys, a.hd, a.dt,
-                          a.dt, "accum" if n else 0),
-                    build("sem.signal", "mx", KV_FREE + b)]
-            g += 1
+                out.append(build("sem.signal", "mx", Q_FREE))
+            return out + [build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
+                          build("mm", acc(r.o), sram(r.p), sram(r.v[b]), it.rows, keys, a.hd,
+                                a.dt, a.dt, "accum" if n else 0),
+                          build("sem.signal", "mx", KV_FREE + b)]
+
+        first, count = _uniform(len(tiles), lambda n, tiles=tiles: n == len(tiles) - 1 or
+                                tiles[n][1] < a.tkv)
+        seq += step(0, False) + steps(count, step, (), first)
+        seq += [i for n in range(first + count, len(tiles)) for i in step(n, False)]
+        g += len(tiles)
         seq.append(build("sem.signal", "mx", O_FINAL))
     return seq
 
@@ -201,14 +229,26 @@ def _vec(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     scale = 1.0 / math.sqrt(a.hd)
     for it in work:
         rows = it.rows
-        for n, (t0, keys) in enumerate(_kv_tiles(a, it)):
-            seq += [build("sem.wait", "vec", S_READY),
-                    build("v.scale", acc(r.s), acc(r.s), rows, keys, F32, F32, scale)]
-            if it.causal and t0 + keys - 1 > it.first_pos:
-                seq.append(build("v.cmask", acc(r.s), acc(r.s), rows, keys, F32, F32,
-                                 it.first_pos - t0))
-            seq += _online_softmax(a, r, rows, keys, first=n == 0)
-            seq.append(build("sem.signal", "vec", P_READY))
+        tiles = _kv_tiles(a, it)
+
+        def masked(n: int, it=it, tiles=tiles) -> bool:
+            t0, keys = tiles[n]
+            return it.causal and t0 + keys - 1 > it.first_pos
+
+        def step(n: int, in_loop: bool, it=it, tiles=tiles, rows=rows) -> list[Item]:
+            keys = tiles[n][1]
+            out = [build("sem.wait", "vec", S_READY),
+                   build("v.scale", acc(r.s), acc(r.s), rows, keys, F32, F32, scale)]
+            if masked(n):
+                out.append(build("v.cmask", acc(r.s), acc(r.s), rows, keys, F32, F32,
+                                 it.first_pos - tiles[n][0]))
+            return out + _online_softmax(a, r, rows, keys, first=n == 0) + [
+                build("sem.signal", "vec", P_READY)]
+
+        first, count = _uniform(len(tiles), lambda n, tiles=tiles: masked(n) or
+                                tiles[n][1] < a.tkv)
+        seq += step(0, False) + steps(count, step, (), first)
+        seq += [i for n in range(first + count, len(tiles)) for i in step(n, False)]
         seq += [build("sem.wait", "vec", O_FINAL),
                 build("v.recip", sram(r.l), sram(r.l), rows, 1, F32, F32),
                 build("v.mul", acc(r.o), acc(r.o), sram(r.l), rows, a.hd, F32, F32, F32, "col"),

@@ -2,13 +2,15 @@
 
 Output tiles (TM x TN) are dealt round-robin to the cores, so wave quantization and ragged
 edge tiles are what the simulator sees, not a correction factor. Per core, a software
-pipeline with two A/W buffers (DMA prefetches step k+1 while the array runs step k), two
+pipeline with ``stages`` A/W buffers (DMA prefetches up to stages - 1 K-steps ahead of the
+array, hiding the memory latency as multistage TMA pipelines do), two
 accumulator tiles (the next tile's MACs overlap this tile's epilogue) and two output
 buffers (the store of tile t-1 overlaps tile t). Weights are stored blocked by (TK, TN) in
 HBM, so every weight load is one contiguous burst.
 
-Semaphores (all balanced, so kernels can follow each other on a core):
-0/1 A,W full (dma->mx)  2/3 A,W free (mx->dma)  4/5 acc ready (mx->vec)
+Semaphores (all balanced, so kernels can follow each other on a core); the A/W ring uses one
+counting semaphore each way, as both engines take the stages in order:
+0 A,W full (dma->mx)  2 A,W free (mx->dma)  4/5 acc ready (mx->vec)
 6/7 acc free (vec->mx)  8/9 C ready (vec->dma)  10/11 C free (dma->vec)
 12 extras full (dma->vec)  13 extras free (vec->dma)
 With a weight decode stage (quantized codes -> bf16 on the vector engine, between the DMA
@@ -33,6 +35,7 @@ class Tiling:
     tm: int
     tk: int
     tn: int
+    stages: int = 2  # A/W buffers in the load pipeline (a weight decode stage keeps 2)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,8 @@ def weight_block_offsets(g: Gemm, t: Tiling) -> dict[tuple[int, int], int]:
 
 @dataclass(frozen=True)
 class SramPlan:
-    a: tuple[int, int]
-    w: tuple[int, int]
+    a: tuple[int, ...]  # one per stage
+    w: tuple[int, ...]
     c: tuple[int, int]
     ex: dict[str, int]
     acc: tuple[int, int]
@@ -119,9 +122,10 @@ def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
     arena = Arena(ALIGN)
     take = arena.take
 
-    a = (take(g.adt.nbytes(t.tm * t.tk)), take(g.adt.nbytes(t.tm * t.tk)))
+    n = stages(g, t)
+    a = tuple(take(g.adt.nbytes(t.tm * t.tk)) for _ in range(n))
     wb = weight_block_bytes(g, t.tk, t.tn)
-    w = (take(wb), take(wb))
+    w = tuple(take(wb) for _ in range(n))
     if g.decode:  # w holds the codes; dec the decoded bf16 tiles the array reads
         dec = (take(g.adt.nbytes(t.tk * t.tn)), take(g.adt.nbytes(t.tk * t.tn)))
         table = take(4 << g.wdt.bits) if g.decode == "lut" else -1
@@ -144,14 +148,19 @@ def gemm_programs(g: Gemm, t: Tiling, cores: int) -> list[list[Item]]:
     out: list[list[Item]] = []
     for core in range(min(cores, len(tiles))):
         mine = tiles[core::cores]
-        out.append(_prologue(g) + _dma(g, t, plan, offs, mine) + _mx(g, t, plan, mine)
+        out.append(_prologue(g, t) + _dma(g, t, plan, offs, mine) + _mx(g, t, plan, mine)
                    + _vec(g, t, plan, mine))
     return out
 
 
-def _prologue(g: Gemm) -> list[Item]:
-    """Initial tokens: both A/W buffers, both accumulators, both C buffers start free."""
-    seq = [build("sem.signal", "mx", FREE), build("sem.signal", "mx", FREE + 1),
+def stages(g: Gemm, t: Tiling) -> int:
+    """A/W pipeline depth: the tiling's, or 2 where a weight decode stage pairs with it."""
+    return 2 if g.decode else max(2, t.stages)
+
+
+def _prologue(g: Gemm, t: Tiling) -> list[Item]:
+    """Initial tokens: every A/W buffer, both accumulators, both C buffers start free."""
+    seq = [build("sem.signal", "mx", FREE)] * stages(g, t) + [
            build("sem.signal", "vec", ACC_FREE), build("sem.signal", "vec", ACC_FREE + 1),
            build("sem.signal", "dma", C_FREE), build("sem.signal", "dma", C_FREE + 1)]
     if g.extras:
@@ -169,8 +178,9 @@ def _shape(g: Gemm, t: Tiling, i: int, j: int) -> tuple[int, int, int]:
 
 def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]:
     """Loads for every k step; the store of tile t-1 and the epilogue operands of tile t go
-    after tile t's first two loads, so neither holds up the array."""
+    after tile t's first ``stages`` loads, so neither holds up the array."""
     lda = g.lda or g.k
+    n = stages(g, t)
     seq: list[Item] = []
     if g.decode == "lut":
         seq.append(build("dma.load", sram(p.table), hbm(g.table), DType.FP32, 1,
@@ -184,19 +194,19 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
         def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, g0=gstep) -> list:
             kk = k - g0
             tk = min(t.tk, g.k - kk * t.tk)
-            b = k % 2
+            b = k % n
             a_reg, w_reg = (0, 1) if in_loop else (None, None)
             dec = bool(g.decode)
-            return [build("sem.wait", "dma", FREE + b),
+            return [build("sem.wait", "dma", FREE),
                     *([build("sem.wait", "dma", WQ_FREE + b)] if dec else []),
                     build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(kk * t.tk), a_reg),
                           g.adt, tm, tk, stride=lda),
                     *_w_load(g, p, b, g.w + offs[(kk, j)], w_reg, tk, tn),
-                    build("sem.signal", "dma", FULL + b),
+                    build("sem.signal", "dma", FULL),
                     *([build("sem.signal", "dma", WQ_FULL + b)] if dec else [])]
 
-        head = min(2, ksteps)
-        seq += steps(head, step, (), gstep)
+        head = min(n, ksteps)
+        seq += steps(head, step, (), gstep, n)
         if prev is not None:
             seq += _store(g, t, p, *prev)
         if g.extras:  # after the first steps: the previous epilogue frees the buffer then
@@ -205,15 +215,15 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
         full = ksteps - head - ragged
         block = weight_block_bytes(g, t.tk, tn) if g.w_layout != "row" else \
             g.wdt.nbytes(t.tk * g.n)
-        seq += steps(full, step, (("a0", 2 * g.adt.nbytes(t.tk)), ("a1", 2 * block)),
-                     gstep + head)
+        seq += steps(full, step, (("a0", n * g.adt.nbytes(t.tk)), ("a1", n * block)),
+                     gstep + head, n)
         if ragged:
             seq += step(gstep + ksteps - 1, False)
         gstep += ksteps
         prev = (n_tile % 2, i, j, tm, tn)
     if prev is not None:
         seq += _store(g, t, p, *prev)
-    seq += [build("sem.wait", "dma", FREE), build("sem.wait", "dma", FREE + 1)]
+    seq.append(build("sem.wait", "dma", FREE, n))
     if g.decode:
         seq += [build("sem.wait", "dma", WQ_FREE), build("sem.wait", "dma", WQ_FREE + 1)]
     if g.extras:
@@ -268,6 +278,7 @@ def _store(g: Gemm, t: Tiling, p: SramPlan, par: int, i: int, j: int, tm: int,
 def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
     seq: list[Item] = []
     gstep = 0
+    n = stages(g, t)
     flags = ("sp24",) if g.sparse else ()
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
@@ -276,20 +287,20 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
         def step(k: int, in_loop: bool, tm=tm, tn=tn, par=par, g0=gstep) -> list:
             kk = k - g0
             tk = min(t.tk, g.k - kk * t.tk)
-            b = k % 2
+            b = k % n
             f = flags + (("accum",) if kk else ())
             dec = bool(g.decode)
-            return [build("sem.wait", "mx", FULL + b),
+            return [build("sem.wait", "mx", FULL),
                     *([build("sem.wait", "mx", W_DEC + b)] if dec else []),
                     build("mm", acc(p.acc[par]), sram(p.a[b]), sram(p.dec[b]), tm, tk, tn, g.adt,
                           g.adt if dec else g.wdt, "|".join(f) or 0),
-                    build("sem.signal", "mx", FREE + b),
+                    build("sem.signal", "mx", FREE),
                     *([build("sem.signal", "mx", W_FREE + b)] if dec else [])]
 
         seq.append(build("sem.wait", "mx", ACC_FREE + par))
         seq += step(gstep, False)
         ragged = 1 if g.k % t.tk and ksteps > 1 else 0
-        seq += steps(ksteps - 1 - ragged, step, (), gstep + 1)
+        seq += steps(ksteps - 1 - ragged, step, (), gstep + 1, n)
         if ragged:
             seq += step(gstep + ksteps - 1, False)
         seq.append(build("sem.signal", "mx", ACC_READY + par))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from isa import DType, MemRef, build
-from mapper.emit import Arena, Item, hbm, sram
+from mapper.emit import Arena, Item, hbm, sram, steps
 
 IN_FULL, IN_FREE, OUT_READY, OUT_FREE = 0, 2, 4, 6
 ALIGN = 64
@@ -58,14 +58,16 @@ class RowKernel:
     name: str = "rowwise"
 
 
-def _layout(k: RowKernel) -> tuple[list[list[int]], list[int], list[int], int]:
+def _layout(k: RowKernel) -> tuple[list[list[int]], list[int], list[list[int]], int]:
     arena = Arena(ALIGN)
     take = arena.take
 
     t = k.rows_per_tile
     ins = [[take(v.dtype.nbytes(t * v.cols)) for v in k.inputs] for _ in range(2)]
     outs = [take(k.out.dtype.nbytes(t * k.out.cols)) for _ in range(2)]
-    params = [take(4 * p.floats * (t if p.per_row else 1)) for p in k.params]
+    shared = [take(4 * p.floats) if not p.per_row else -1 for p in k.params]
+    params = [[take(4 * p.floats * t) if p.per_row else at for p, at in zip(k.params, shared)]
+              for _ in range(2)]  # per-row operands double-buffered like the inputs
     return ins, outs, params, arena.size
 
 
@@ -79,8 +81,8 @@ def row_programs(k: RowKernel, cores: int) -> list[list[Item]]:
     progs = []
     for core in range(min(cores, len(tiles))):
         mine = tiles[core::cores]
-        progs.append(_prologue() + _dma(k, mine, ins, outs, params) + _vec(k, mine, ins, outs,
-                                                                             params))
+        progs.append(_prologue() + _dma(k, mine, ins, outs, params, cores)
+                     + _vec(k, mine, ins, outs, params))
     return progs
 
 
@@ -89,49 +91,91 @@ def _prologue() -> list[Item]:
             build("sem.signal", "dma", OUT_FREE), build("sem.signal", "dma", OUT_FREE + 1)]
 
 
-def _dma(k: RowKernel, tiles: list[int], ins, outs, params) -> list[Item]:
+def _pitches(k: RowKernel, cores: int) -> dict[int, int] | None:
+    """Address register per distinct HBM step between a core's tiles (one step is
+    ``cores`` tiles of rows); None when more than the two a loop can advance."""
+    rows = cores * k.rows_per_tile
+    steps = [v.dtype.nbytes(rows * (v.ld or v.cols)) for v in (*k.inputs, k.out)]
+    steps += [4 * p.floats * rows for p in k.params if p.per_row]
+    regs: dict[int, int] = {}
+    for step in steps:
+        regs.setdefault(step, len(regs))
+    return regs if len(regs) <= 2 else None
+
+
+def _dma(k: RowKernel, tiles: list[int], ins, outs, params, cores: int) -> list[Item]:
+    """Loads of tile n, then the store of tile n-1; whole tiles after the first run in a
+    loop whose registers step the HBM addresses (so the program stays small)."""
     seq: list[Item] = []
-    for p, at in zip(k.params, params):
+    for p, at in zip(k.params, params[0]):
         if not p.per_row:
             seq.append(build("dma.load", sram(at), hbm(p.addr), DType.FP32, 1, p.floats))
-    prev = None
-    for n, r0 in enumerate(tiles):
-        rows = min(k.rows_per_tile, k.rows - r0)
+    regs = _pitches(k, cores)
+    rows = cores * k.rows_per_tile
+
+    def step(n: int, in_loop: bool) -> list[Item]:
+        r0 = tiles[n]
+        count = min(k.rows_per_tile, k.rows - r0)
         b = n % 2
-        seq.append(build("sem.wait", "dma", IN_FREE + b))
+
+        def reg(nbytes: int) -> int | None:
+            return regs[nbytes] if in_loop and regs is not None else None
+
+        out = [build("sem.wait", "dma", IN_FREE + b)]
         for v, at in zip(k.inputs, ins[b]):
-            seq.append(build("dma.load", sram(at), hbm(v.row(r0)), v.dtype, rows, v.cols,
-                             stride=v.ld or v.cols))
-        for p, at in zip(k.params, params):
+            out.append(build("dma.load", sram(at), hbm(v.row(r0), reg(v.dtype.nbytes(
+                rows * (v.ld or v.cols)))), v.dtype, count, v.cols, stride=v.ld or v.cols))
+        for p, at in zip(k.params, params[b]):
             if p.per_row:
-                seq.append(build("dma.load", sram(at), hbm(p.addr + 4 * p.floats * r0),
-                                 DType.FP32, rows, p.floats))
-        seq.append(build("sem.signal", "dma", IN_FULL + b))
-        if prev is not None:
-            seq += _store(k, outs, *prev)
-        prev = (b, r0, rows)
-    if prev is not None:
-        seq += _store(k, outs, *prev)
+                out.append(build("dma.load", sram(at), hbm(p.addr + 4 * p.floats * r0,
+                                                           reg(4 * p.floats * rows)),
+                                 DType.FP32, count, p.floats))
+        out.append(build("sem.signal", "dma", IN_FULL + b))
+        if n:
+            o = k.out
+            out += _store(k, outs, (n - 1) % 2, tiles[n - 1], min(k.rows_per_tile,
+                                                                  k.rows - tiles[n - 1]),
+                          reg(o.dtype.nbytes(rows * (o.ld or o.cols))))
+        return out
+
+    seq += step(0, False)
+    ragged = 1 if k.rows - tiles[-1] < k.rows_per_tile and len(tiles) > 1 else 0
+    loop_regs = tuple((f"a{r}", 2 * step_bytes) for step_bytes, r in (regs or {}).items())
+    body = len(tiles) - 1 - ragged
+    seq += steps(body, step, loop_regs, 1) if regs is not None else \
+        [i for n in range(1, 1 + body) for i in step(n, False)]
+    if ragged:
+        seq += step(len(tiles) - 1, False)
+    last = len(tiles) - 1
+    seq += _store(k, outs, last % 2, tiles[last], min(k.rows_per_tile, k.rows - tiles[last]))
     return seq + [build("sem.wait", "dma", IN_FREE), build("sem.wait", "dma", IN_FREE + 1)]
 
 
-def _store(k: RowKernel, outs: list[int], b: int, r0: int, rows: int) -> list[Item]:
+def _store(k: RowKernel, outs: list[int], b: int, r0: int, rows: int,
+           reg: int | None = None) -> list[Item]:
     o = k.out
     return [build("sem.wait", "dma", OUT_READY + b),
-            build("dma.store", hbm(o.row(r0)), sram(outs[b]), o.dtype, rows, o.cols,
+            build("dma.store", hbm(o.row(r0), reg), sram(outs[b]), o.dtype, rows, o.cols,
                   stride=o.ld or o.cols),
             build("sem.signal", "dma", OUT_FREE + b)]
 
 
 def _vec(k: RowKernel, tiles: list[int], ins, outs, params) -> list[Item]:
-    seq: list[Item] = []
-    for n, r0 in enumerate(tiles):
-        rows = min(k.rows_per_tile, k.rows - r0)
+    """The op on every tile; whole tiles in a loop (SRAM addresses only alternate)."""
+    def step(n: int, in_loop: bool) -> list[Item]:
+        rows = min(k.rows_per_tile, k.rows - tiles[n])
         b = n % 2
-        seq += [build("sem.wait", "vec", IN_FULL + b), build("sem.wait", "vec", OUT_FREE + b)]
-        seq += k.op(sram(outs[b]), [sram(a) for a in ins[b]], [sram(a) for a in params], rows)
-        seq += [build("sem.signal", "vec", IN_FREE + b), build("sem.signal", "vec",
-                                                               OUT_READY + b)]
+        seq: list[Item] = [build("sem.wait", "vec", IN_FULL + b),
+                           build("sem.wait", "vec", OUT_FREE + b)]
+        seq += k.op(sram(outs[b]), [sram(a) for a in ins[b]], [sram(a) for a in params[b]],
+                    rows)
+        return seq + [build("sem.signal", "vec", IN_FREE + b),
+                      build("sem.signal", "vec", OUT_READY + b)]
+
+    ragged = 1 if k.rows - tiles[-1] < k.rows_per_tile else 0
+    seq = steps(len(tiles) - ragged, step, ())
+    if ragged:
+        seq += step(len(tiles) - 1, False)
     return seq + [build("sem.wait", "vec", OUT_FREE), build("sem.wait", "vec", OUT_FREE + 1)]
 
 

@@ -193,8 +193,6 @@ def test_engines_waiting_for_each_other_are_a_diagnosed_deadlock(capsys, tmp_pat
                    "semaphore 1", "pc 2 (sem.wait) on vec: waits for semaphore 2")
 
 
-@pytest.mark.xfail(strict=True, reason="simulator/core.py checks the instruction budget only "
-                   "on engine instructions, not on sem.signal / sem.wait")
 def test_a_loop_of_only_semaphore_operations_hits_the_instruction_budget():
     program = assemble("""
     loop 20000, done

@@ -1,0 +1,100 @@
+"""The chip's shared L2 (GPU L2, TPU CMEM) as a reuse model of the loads of one run.
+
+Cores that tile a GEMM or an attention re-read the same operand tiles: an A row-block is
+read by every output tile of its row, a weight column-block by every tile of its column,
+K/V by every query block of a head. A cache shared by the cores serves those re-reads, so
+HBM sees only what is not resident. Tracking addresses during the run would break the
+identical-cores shortcut (one core stands for many), so the model works on the programs
+before the run, as the static bounds do:
+
+* each static ``dma.load`` is a *block*: the address span it covers over every value its
+  loop registers take, and the bytes it moves (charged bytes x its loops' trip counts);
+* cores advance together, so the ``s``-th load of every core forms window ``s``;
+  windows are visited in order, cores in order within a window;
+* blocks are keyed by their start address: a block whose data (the smaller of its span
+  and its bytes: a strided load spans gaps) is already resident from that start is a hit
+  for all its bytes; otherwise the part beyond what is resident is fetched from HBM, a
+  miss, and the rest of the bytes the load moves are re-reads that hit (a causal query
+  tile reads a longer prefix of the same keys than the tile before it);
+* resident data sits in an LRU of ``l2.capacity`` bytes, evicting the least recent.
+
+So cores sharing an operand in the same wave hit (they run together), and a re-read one
+wave later hits only if a wave's footprint fits the L2 — the two effects that set a GPU's
+HBM traffic. The hit fraction ``h = hits / loaded`` then splits every load of the run: ``h``
+of its bytes cross the L2's shared bandwidth, the rest HBM's. Stores go to HBM.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from itertools import zip_longest
+
+from isa.operands import MemRef
+from isa.program import Instruction, Program
+from simulator.bounds import footprint, widen
+from simulator.hardware import ChipConfig
+from simulator.timing import dma_bytes
+
+Block = tuple[tuple[int, int], float]  # (address span, bytes loaded)
+
+
+def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
+    """Share of the run's HBM-load bytes that the L2 serves (0 without an L2)."""
+    capacity = chip.l2.capacity
+    if capacity <= 0 or chip.l2.bandwidth <= 0:
+        return 0.0
+    per_core = []
+    for prog in programs:
+        blocks: list[Block] = []
+        _walk(prog.instructions, 0, len(prog.instructions), {}, 1, chip, blocks)
+        per_core.append(blocks)
+    lru: OrderedDict[int, int] = OrderedDict()  # block start -> bytes resident from it
+    held = 0
+    loaded = hits = 0.0
+    for window in zip_longest(*per_core):
+        for block in window:
+            if block is None:
+                continue
+            (lo, hi), nbytes = block
+            loaded += nbytes
+            size = min(hi - lo, int(nbytes))  # a strided load spans gaps
+            resident = lru.get(lo, 0)
+            if resident:
+                lru.move_to_end(lo)
+            miss = max(0, size - resident)  # a longer run from the same start: the rest
+            hits += nbytes - miss
+            if miss:
+                lru[lo] = size
+                held += miss
+            while held > capacity and len(lru) > 1:
+                held -= lru.popitem(last=False)[1]
+    return hits / loaded if loaded else 0.0
+
+
+def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, trips: int,
+          chip: ChipConfig, blocks: list[Block]) -> None:
+    """Append a block for each load of [start, end), in program order."""
+    pc = start
+    while pc < end:
+        ins = prog[pc]
+        if ins.mnemonic == "loop":
+            stop = ins["end"]
+            regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
+                                                     (ins["r1"], ins["inc1"])) if r)
+            _walk(prog, pc + 1, stop, widen(ranges, regs, ins["count"]),
+                  trips * ins["count"], chip, blocks)
+            pc = max(stop, pc + 1)
+            continue
+        if ins.mnemonic == "dma.load":
+            charged = dma_bytes(ins, chip)[1]
+            src = ins.operand("src")
+            assert isinstance(src, MemRef)
+            lo, hi = ranges.get(src.reg, (0, 0)) if src.reg is not None else (0, 0)
+            blocks.append(((src.addr + lo, src.addr + hi + _extent(ins)), charged * trips))
+        pc += 1
+
+
+def _extent(ins: Instruction) -> int:
+    """Bytes from a load's first to last source byte (strided rows included)."""
+    return dict(footprint(ins))["src"]
