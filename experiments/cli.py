@@ -6,10 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from experiments.commands import asm_cmds, report_cmd, run_cmd, sim_cmd, study_cmd, sweep_cmd
+from experiments.commands import (
+    asm_cmds,
+    report_cmd,
+    run_cmd,
+    sim_cmd,
+    study_cmd,
+    sweep_cmd,
+    validate_cmd,
+)
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds, sim_cmd, run_cmd, sweep_cmd, report_cmd, study_cmd)
+COMMANDS = (asm_cmds, sim_cmd, run_cmd, sweep_cmd, report_cmd, study_cmd, validate_cmd)
 
 DESCRIPTION = """\
 Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.

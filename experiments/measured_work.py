@@ -1,0 +1,226 @@
+"""What each row of a measured file describes, as work for the mapper and the simulator.
+
+Every prediction maps and simulates the row's work on the target exactly as ``tessera
+run`` would on any chip: a GEMM is a one-node graph lowered to per-core programs, a decoder
+layer is the model's layer, a collective is one network instruction on the system. Nothing
+here knows a measured value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pandas as pd
+
+from isa import DType, MemRef, Program, Space, build
+from mapper.graph import Graph, Kind, Tensor
+from mapper.lower import lower, sync
+from simulator.hardware import ChipConfig
+from simulator.result import SimResult, sequence
+from simulator.run import simulate, simulate_system
+from simulator.system import SystemConfig
+
+DTYPES = {"bf16": DType.BF16, "fp16": DType.FP16, "int8": DType.INT8, "fp8": DType.FP8E4M3,
+          "fp8e4m3": DType.FP8E4M3, "fp8e5m2": DType.FP8E5M2}
+# what a low-precision GEMM writes: int8 products to int32 (torch._int_mm), fp8 to bf16
+GEMM_OUT = {DType.INT8: DType.INT32, DType.FP8E4M3: DType.BF16, DType.FP8E5M2: DType.BF16}
+# row-wise ops: graph op, attrs, inputs (elementwise ops on one input share one class)
+VECTOR_OPS = {"layernorm": ("norm", {"kind": "layernorm", "eps": 1e-5}, 1),
+              "rmsnorm": ("norm", {"kind": "rmsnorm", "eps": 1e-6}, 1),
+              "softmax": ("act", {"fn": "softmax"}, 1), "gelu": ("act", {"fn": "gelu"}, 1),
+              "silu_mul": ("silu_mul", {}, 2), "add": ("add", {}, 2),
+              "copy": ("act", {"fn": "cast"}, 1), "add_scalar": ("act", {"fn": "relu"}, 1)}
+COLLECTIVES = {"all_reduce": "allreduce", "all_gather": "allgather",
+               "reduce_scatter": "reducescatter", "all_to_all": "alltoall"}
+MEMORY_COLS = 4096  # a copy of n bytes is run as rows of this many bf16 elements
+
+
+class Skip(Exception):  # noqa: N818 - a row the model cannot express, with the reason
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    """What predictions run on: one chip, or a system of chips."""
+
+    name: str
+    chip: ChipConfig
+    system: SystemConfig | None = None
+
+    def sustained(self, seconds: float) -> Target:
+        """The same target running a load back to back for ``seconds`` (the power limiter
+        then has that long to pull the clock down: ``simulator.run.burst_clock``)."""
+        def burst(c: ChipConfig) -> ChipConfig:
+            return dataclasses.replace(c, power=dataclasses.replace(c.power,
+                                                                    sustained_s=seconds))
+        system = None if self.system is None else dataclasses.replace(
+            self.system, chips=tuple(burst(c) for c in self.system.chips))
+        return Target(self.name, burst(self.chip), system)
+
+
+def _int(row: pd.Series, col: str) -> int:
+    try:
+        v = float(row[col])
+    except (TypeError, ValueError):
+        raise Skip(f"column {col}: '{row[col]}' is not a number") from None
+    if v != v or v < 1 or v != int(v):
+        raise Skip(f"column {col}: '{row[col]}' is not a positive integer")
+    return int(v)
+
+
+def _kernels(graph: Graph, chip: ChipConfig) -> SimResult:
+    """A graph's kernels on one chip, one after another (each ends in a chip-wide sync)."""
+    low = lower(graph, chip, confirm=lambda p: simulate(p, chip).time_s)
+    return sequence([simulate(p, chip) for p in low.kernel_programs])
+
+
+def gemm_graph(dtype: str, m: int, k: int, n: int) -> Graph:
+    dt = DTYPES.get(dtype)
+    if dt is None:
+        raise Skip(f"dtype '{dtype}' not modelled (known: {', '.join(DTYPES)})")
+    g = Graph()
+    g.add(Tensor("a", (m, k), dt, Kind.INPUT))
+    g.add(Tensor("w", (k, n), dt, Kind.WEIGHT))
+    g.add(Tensor("c", (m, n), GEMM_OUT.get(dt, dt)))
+    g.op("linear", "gemm", ["a", "w"], ["c"], bias=False)
+    return g
+
+
+def gemm(target: Target, row: pd.Series) -> SimResult:
+    m, k, n = (_int(row, c) for c in ("M", "K", "N"))
+    return _kernels(gemm_graph(str(row["dtype"]), m, k, n), target.chip)
+
+
+def rows_graph(op: str, rows: int, cols: int) -> Graph:
+    spec = VECTOR_OPS.get(op)
+    if spec is None:
+        raise Skip(f"op '{op}' not modelled (known: {', '.join(VECTOR_OPS)})")
+    kind, attrs, n_in = spec
+    dt = DType.BF16
+    g = Graph()
+    ins = [g.add(Tensor(f"x{i}", (rows, cols), dt, Kind.INPUT)) for i in range(n_in)]
+    if kind == "norm":
+        ins.append(g.add(Tensor("gamma", (cols * (2 if op == "layernorm" else 1),), dt,
+                                Kind.WEIGHT)))
+    if kind == "silu_mul":  # gate and up side by side in one [rows, 2 * cols] tensor
+        g = Graph()
+        ins = [g.add(Tensor("gu", (rows, 2 * cols), dt, Kind.INPUT))]
+        attrs = {"ffn": cols}
+    g.add(Tensor("y", (rows, cols), dt))
+    g.op(kind, op, ins, ["y"], **attrs)
+    return g
+
+
+def memory(target: Target, row: pd.Series) -> SimResult:
+    nbytes = _int(row, "bytes")
+    rows = max(1, nbytes // DType.BF16.nbytes(MEMORY_COLS))
+    return _kernels(rows_graph(str(row["op"]), rows, MEMORY_COLS), target.chip)
+
+
+def vector(target: Target, row: pd.Series) -> SimResult:
+    return _kernels(rows_graph(str(row["op"]), _int(row, "T"), _int(row, "H")), target.chip)
+
+
+def attention_graph(b: int, hq: int, hkv: int, sq: int, skv: int, d: int,
+                    causal: bool) -> Graph:
+    if hq % hkv:
+        raise Skip(f"Hq={hq} is not a multiple of Hkv={hkv}")
+    g = Graph()
+    g.add(Tensor("qkv", (b * sq, (hq + 2 * hkv) * d), DType.BF16, Kind.INPUT))
+    g.add(Tensor("kc", (b, hkv, skv, d), DType.BF16, Kind.KV_CACHE))
+    g.add(Tensor("vc", (b, hkv, skv, d), DType.BF16, Kind.KV_CACHE))
+    g.add(Tensor("o", (b * sq, hq * d), DType.BF16))
+    g.op("attention", "attention", ["qkv", "kc", "vc"], ["o"], causal=causal)
+    return g
+
+
+def attention(target: Target, row: pd.Series) -> SimResult:
+    b, hq, hkv, sq, skv, d = (_int(row, c) for c in ("B", "Hq", "Hkv", "Sq", "Skv", "D"))
+    causal = str(row["causal"]).strip().lower() in ("true", "1", "yes")
+    return _kernels(attention_graph(b, hq, hkv, sq, skv, d, causal), target.chip)
+
+
+def _phase(row: pd.Series):  # noqa: ANN202
+    from mapper.layers import Phase
+
+    kind = str(row["phase"])
+    if kind not in ("prefill", "decode"):
+        raise Skip(f"phase '{kind}' is neither prefill nor decode")
+    seq = _int(row, "S") if kind == "prefill" else 1
+    return Phase(kind, _int(row, "B"), seq=seq, ctx=_int(row, "ctx"))
+
+
+def _model(row: pd.Series):  # noqa: ANN202
+    from mapper.model import ModelError, load_model
+
+    try:
+        return load_model(str(row["model"]))
+    except ModelError as exc:
+        raise Skip(str(exc)) from None
+
+
+def layers(target: Target, row: pd.Series) -> SimResult:
+    from experiments.run import run_phase
+    from mapper.pipeline import MapOptions
+
+    return run_phase(_model(row), target.chip, _phase(row), MapOptions()).layer
+
+
+def _first(system: SystemConfig, world: int) -> SystemConfig:
+    """The first ``world`` chips of a system, joined as the system joins them."""
+    if world > len(system.chips):
+        raise Skip(f"{world} chips asked, the system has {len(system.chips)}")
+    topo = system.topology
+    return dataclasses.replace(system, chips=system.chips[:world],
+                               topology=dataclasses.replace(topo, dims=(world,)))
+
+
+def tp_layers(target: Target, row: pd.Series) -> SimResult:
+    from experiments.run import run_system_phase
+    from mapper.parallel import Parallel
+    from mapper.pipeline import MapOptions
+
+    if target.system is None:
+        raise Skip("tensor-parallel layers need a system preset (h200x2, h200x4)")
+    world = _int(row, "world")
+    system = _first(target.system, world)
+    return run_system_phase(_model(row), system, _phase(row), Parallel(tp=world),
+                            MapOptions()).layer
+
+
+def collectives(target: Target, row: pd.Series) -> SimResult:
+    if target.system is None:
+        raise Skip("collectives need a system preset (h200x2, h200x4)")
+    op = COLLECTIVES.get(str(row["op"]))
+    if op is None:
+        raise Skip(f"collective '{row['op']}' not modelled (known: {', '.join(COLLECTIVES)})")
+    world = _int(row, "world")
+    system = _first(target.system, world)
+    total = _int(row, "bytes")  # NCCL's buffer: the all-reduce buffer, gathered output, ...
+    # the instruction's count: the all-reduce buffer; else one chip's share (gathered
+    # input, scattered output, one all-to-all block)
+    elems = max(1, total // DType.BF16.nbytes(1) // (1 if op == "allreduce" else world))
+    ins = build(f"net.{op}", MemRef(Space.HBM, 1 << 34), MemRef(Space.HBM, 0), elems,
+                "bf16", 0)
+    progs = {(c, 0): Program((ins, *sync(0), build("halt"))) for c in range(world)}
+    return simulate_system(system, progs)
+
+
+def power(target: Target, row: pd.Series) -> SimResult | float:
+    """Mean board power of the row's work run back to back (idle: the static power)."""
+    op = str(row["op"])
+    if op == "idle":
+        return target.chip.energy.static_w
+    if op == "gemm":
+        return gemm(target, row)
+    if op == "copy":
+        return memory(target, pd.Series({"op": "copy", "bytes": row["bytes"]}))
+    if op == "attention":
+        return attention(target, row)
+    raise Skip(f"power of '{op}' not modelled (gemm, copy, attention, idle)")
+
+
+PREDICT = {"gemm": gemm, "gemm_lowp": gemm, "memory": memory, "vector": vector,
+           "attention": attention, "layers": layers, "tp_layers": tp_layers,
+           "collectives": collectives, "power": power}

@@ -1,0 +1,139 @@
+"""Validation against measured GPUs: predict every row of a measured file by mapping and
+simulating the work it describes (``experiments.measured_work``) on a preset, exactly as
+for any other chip, and report the error.
+
+File kinds are recognised by their columns (see the measured data's README): gemm,
+gemm_lowp, memory, vector, attention, layers, tp_layers, collectives, power. A row the
+model cannot express is reported as skipped with the reason, never dropped.
+
+How the figures were taken matters to the prediction in one way: each call ran back to
+back in CUDA graphs (``CALLS_PER_MEASUREMENT`` calls), so a power-capped chip's limiter had
+only that long to pull the clock down (``simulator.run.burst_clock``). Power rows ran for
+``POWER_RUN_S`` seconds, the steady state.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.measured_work import PREDICT, Skip, Target
+from isa.errors import TesseraError
+
+KINDS = {  # kind -> columns that identify it, most specific first
+    "power": {"op", "calls_per_s", "mean_power_w"},
+    "tp_layers": {"model", "phase", "world", "B", "S", "ctx", "ms_per_layer"},
+    "layers": {"model", "phase", "B", "S", "ctx", "ms_per_layer"},
+    "attention": {"phase", "B", "Hq", "Hkv", "Sq", "Skv", "D", "causal", "ms"},
+    "collectives": {"op", "world", "bytes", "ms"},
+    "gemm": {"dtype", "M", "K", "N", "ms"},
+    "memory": {"op", "bytes", "ms"},
+    "vector": {"op", "T", "H", "ms"},
+}
+MEASURED = {"power": "mean_power_w", "layers": "ms_per_layer", "tp_layers": "ms_per_layer"}
+HALF_PRECISION = {"bf16", "fp16"}
+CALLS_PER_MEASUREMENT = 7 * 8  # 7 graph replays x R = 8 calls (the measured README)
+POWER_RUN_S = 8.0  # power rows: ~8 s back to back
+
+
+class ValidateError(TesseraError):
+    """A measured file or preset the validator cannot use (named in the message)."""
+
+
+def load_target(name: str) -> Target:
+    """A chip preset (h100, h200, a chip YAML) or a system preset (h200x2, h200x4, ...)."""
+    from simulator.config import ConfigError, list_presets, load_chip
+    from simulator.system import list_systems, load_system
+
+    if name in list_systems():
+        system = load_system(name)
+        return Target(name, system.chips[0], system)
+    if name in list_presets() or name.endswith((".yaml", ".yml")):
+        try:
+            return Target(name, load_chip(name))
+        except ConfigError as chip_error:
+            try:
+                system = load_system(name)
+            except ConfigError:
+                raise chip_error from None
+            return Target(name, system.chips[0], system)
+    raise ValidateError(f"unknown preset '{name}' (chips: {', '.join(list_presets())}; "
+                        f"systems: {', '.join(list_systems())}; or a YAML file)")
+
+
+def read_measured(path: Path) -> tuple[str, pd.DataFrame]:
+    """(kind, rows) of a measured CSV, or a one-line error naming the file."""
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ValidateError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidateError(f"{path}: cannot read as CSV ({first})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return kind_of(df, path.name), df
+
+
+def kind_of(df: pd.DataFrame, source: str) -> str:
+    cols = set(df.columns)
+    for kind, needed in KINDS.items():
+        if needed <= cols:
+            if kind == "gemm" and set(df["dtype"].astype(str)) - HALF_PRECISION:
+                return "gemm_lowp"
+            return kind
+    raise ValidateError(f"{source}: columns {', '.join(df.columns) or '(none)'} match no "
+                        f"measured kind (gemm, gemm_lowp, memory, vector, attention, layers, "
+                        f"tp_layers, collectives, power: see docs/validation.md)")
+
+
+def predict_row(target: Target, kind: str, row: pd.Series) -> float:
+    """The model's figure for one row: ms per call, or mean board power for power rows."""
+    work = PREDICT[kind]
+    if kind == "power":
+        result = work(target.sustained(POWER_RUN_S) if row["op"] != "idle" else target, row)
+        return result if isinstance(result, float) else result.avg_power_w
+    result = work(target, row)
+    if result.power_capped and target.chip.power.response_s > 0:
+        # the limiter had only the measurement's length to act: run at that burst's clock
+        result = work(target.sustained(CALLS_PER_MEASUREMENT * result.time_s), row)
+    return result.time_s * 1e3
+
+
+def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFrame]:  # noqa: ANN001
+    """(kind, rows with predicted, measured, ape_pct, and skipped = the reason or "")."""
+    kind, df = read_measured(path)
+    column = MEASURED.get(kind, "ms")
+    out = []
+    for i, (_, row) in enumerate(df.iterrows()):
+        rec = row.to_dict()
+        measured = pd.to_numeric(row[column], errors="coerce")
+        try:
+            if not (measured > 0 and math.isfinite(measured)):
+                raise Skip(f"row {i + 2}: {column} '{row[column]}' is not a positive number")
+            predicted = predict_row(target, kind, row)
+            rec.update(predicted=predicted, measured=float(measured),
+                       ape_pct=100 * abs(predicted - measured) / measured, skipped="")
+        except Skip as why:
+            rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
+                       skipped=f"row {i + 2}: {why}" if not str(why).startswith("row ")
+                       else str(why))
+        except TesseraError as exc:  # the model refuses the row (too big, no tiling, ...)
+            rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
+                       skipped=f"row {i + 2}: {exc}")
+        out.append(rec)
+        if progress is not None:
+            progress(i + 1, len(df))
+    return kind, pd.DataFrame(out)
+
+
+def summary(kind: str, df: pd.DataFrame) -> dict:
+    ok = df[df["skipped"] == ""] if len(df) else df
+    ape = ok["ape_pct"] if len(ok) else pd.Series(dtype=float)
+    nan = float("nan")
+    return {"kind": kind, "cases": int(len(ok)), "skipped": int(len(df) - len(ok)),
+            "mape_pct": float(ape.mean()) if len(ok) else nan,
+            "median_ape_pct": float(ape.median()) if len(ok) else nan,
+            "max_ape_pct": float(ape.max()) if len(ok) else nan}
