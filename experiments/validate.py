@@ -89,17 +89,23 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
                         f"tp_layers, collectives, power: see docs/validation.md)")
 
 
-def predict_row(target: Target, kind: str, row: pd.Series) -> float:
-    """The model's figure for one row: ms per call, or mean board power for power rows."""
+def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
+    """The model's figures for one row: ``predicted`` (ms per call, or mean board power for
+    power rows), with the clock and the mean power the run had."""
     work = PREDICT[kind]
     if kind == "power":
         result = work(target.sustained(POWER_RUN_S) if row["op"] != "idle" else target, row)
-        return result if isinstance(result, float) else result.avg_power_w
+        if isinstance(result, float):  # idle
+            return {"predicted": result, "clock_mhz": target.chip.clock_hz / 1e6,
+                    "power_w": result}
+        return {"predicted": result.avg_power_w, "clock_mhz": result.clock_hz / 1e6,
+                "power_w": result.avg_power_w}
     result = work(target, row)
     if result.power_capped and target.chip.power.response_s > 0:
         # the limiter had only the measurement's length to act: run at that burst's clock
         result = work(target.sustained(CALLS_PER_MEASUREMENT * result.time_s), row)
-    return result.time_s * 1e3
+    return {"predicted": result.time_s * 1e3, "clock_mhz": result.clock_hz / 1e6,
+            "power_w": result.avg_power_w}
 
 
 def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFrame]:  # noqa: ANN001
@@ -113,9 +119,11 @@ def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFra
         try:
             if not (measured > 0 and math.isfinite(measured)):
                 raise Skip(f"row {i + 2}: {column} '{row[column]}' is not a positive number")
-            predicted = predict_row(target, kind, row)
+            figures = predict_row(target, kind, row)
+            predicted = figures["predicted"]
             rec.update(predicted=predicted, measured=float(measured),
-                       ape_pct=100 * abs(predicted - measured) / measured, skipped="")
+                       ape_pct=100 * abs(predicted - measured) / measured, skipped="",
+                       clock_mhz=figures["clock_mhz"], power_w=figures["power_w"])
         except Skip as why:
             rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
                        skipped=f"row {i + 2}: {why}" if not str(why).startswith("row ")

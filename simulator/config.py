@@ -25,12 +25,14 @@ PRESETS = Path(__file__).parent / "presets"
 UNITS = {
     "clock_hz": "frequency", "min_clock_hz": "frequency", "capacity": "bytes",
     "bandwidth": "bandwidth", "max_bandwidth": "bandwidth", "latency": "time",
+    "store_latency": "time", "startup": "time",
     "kernel_gap": "time", "response_s": "time", "sustained_s": "time", "tdp_w": "power",
     "static_w": "power", "burst_bytes": "bytes", "bytes_per_cycle": "bytes",
 }
 FRACTIONS = {"efficiency"}  # must lie in (0, 1]
 NON_NEGATIVE = {"tile_overhead_cycles", "kernel_gap", "response_s", "sustained_s", "tdp_w",
-                "min_clock_hz", "max_bandwidth", "static_w", "latency", "pipeline_cycles",
+                "min_clock_hz", "max_bandwidth", "static_w", "latency", "store_latency", "startup",
+                "pipeline_cycles",
                 "l2.capacity", "l2.bandwidth", "row_elems"}
 
 

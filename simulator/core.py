@@ -45,6 +45,7 @@ class CoreSim:
         self.done = {e: False for e in STREAM_ENGINES}
         self.dma_tail = 0.0  # when the last DMA in flight delivers (ns)
         self.vec_tail = 0.0  # when the last vector op's result is ready (its latency)
+        self.mx_warm = False  # the matrix engine has run since the last barrier
         dma_bw = chip.core.dma.max_bandwidth
         self.dma_cap = dma_bw / 1e9 if dma_bw > 0 else float("inf")  # bytes per ns
 
@@ -115,6 +116,10 @@ class CoreSim:
             if tag == OP:
                 pc, ins, cost = item[1], item[2], item[3]
                 start = env.now
+                if engine is Engine.MATRIX and not self.mx_warm:
+                    self.mx_warm = True  # a kernel's first matmul waits for the set-up
+                    if self.chip.core.array.startup:
+                        yield env.timeout(self.chip.core.array.startup * 1e9)
                 if cost.ns:
                     yield env.timeout(cost.ns)
                 if cost.hbm_bytes:
@@ -172,6 +177,8 @@ class CoreSim:
                     machine.functional.on_wait(self, engine, number)
             elif tag == BARRIER:
                 yield from self._drain(engine)
+                if engine is Engine.MATRIX:
+                    self.mx_warm = False
                 self.blocked[engine] = f"{self.where(item[1])} on {engine.value}: at barrier"
                 scope = ("core", self.chip_id, self.core_id)
                 if machine.functional is not None:

@@ -22,12 +22,15 @@ class ArrayConfig:
     cols: int
     dataflow: Dataflow = Dataflow.WS
     # MACs each PE completes per cycle, by operand data type (e.g. int8 packs two per PE).
-    macs_per_pe: dict[DType, int] = field(default_factory=lambda: {DType.BF16: 1})
+    macs_per_pe: dict[DType, float] = field(default_factory=lambda: {DType.BF16: 1})
     # Cycles to swap weights / drain between tiles beyond the fold model (0 = none).
     tile_overhead_cycles: int = 0
     # Overlap each fold's fill with the previous fold's streaming (double-buffered weights
     # or outputs); False is SCALE-Sim's model, every fold filling and draining on its own.
     pipelined_folds: bool = False
+    # s before a kernel's first matmul on a core can start (the engine's set-up: operand
+    # descriptors, pipeline barriers); paid once per kernel, after each barrier.
+    startup: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class DmaConfig:
     """A core's DMA engine: fixed issue latency, a rate cap, and a minimum efficient burst."""
 
     latency: float = 500e-9  # s, from issue to first byte (HBM round trip included)
+    # s until a store is done with its source (posted to the memory side); 0: ``latency``
+    store_latency: float = 0.0
     max_bandwidth: float = 0.0  # bytes/s one core's DMA can sustain (0: no cap below HBM's)
     burst_bytes: int = 64  # contiguous runs are charged in whole bursts
 

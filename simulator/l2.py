@@ -63,11 +63,14 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
             if resident:
                 lru.move_to_end(lo)
             miss = max(0, size - resident)  # a longer run from the same start: the rest
-            hits += nbytes - miss
-            if miss:
-                lru[lo] = size
-                held += miss
-            while held > capacity and len(lru) > 1:
+            # bytes moved beyond the data (a loop re-reading it) hit while it fits
+            again = nbytes - size
+            hits += (size - miss) + again * min(1.0, capacity / size)
+            keep = min(size, capacity)
+            if keep > resident:
+                lru[lo] = keep
+                held += keep - resident
+            while held > capacity and lru:
                 held -= lru.popitem(last=False)[1]
     return hits / loaded if loaded else 0.0
 

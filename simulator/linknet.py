@@ -31,10 +31,27 @@ OPS = {"net.allreduce": "allreduce", "net.allgather": "allgather",
 
 
 @dataclass(frozen=True)
+class Protocol:
+    """A way collectives use the links (NCCL's LL, LL128, Simple): a fixed cost per
+    collective (launch, synchronisation, handshakes) and the payload share of the bytes on
+    the wire (flags, headers, how well the copies keep the link busy)."""
+
+    name: str
+    latency: float  # s per collective
+    efficiency: float  # payload bytes / wire bytes, in (0, 1]
+
+
+IDEAL = Protocol("ideal", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class LinkConfig:
     bandwidth: float  # bytes/s, each direction of one link
     latency: float  # s per hop
     pj_per_byte: float = 10.0  # per byte per hop
+    # Collectives pick, per call, the protocol with the lowest estimated time (as NCCL's
+    # tuner does); none: every byte at full bandwidth, no fixed cost.
+    protocols: tuple[Protocol, ...] = ()
 
 
 @dataclass
@@ -154,14 +171,33 @@ class LinkNetwork(Network):
         count, p = ins["count"], len(inst.members)
         n = dt.nbytes(count * (1 if inst.op in ("allreduce", "bcast") else p))
         root = ins["root"] if inst.op == "bcast" else 0
-        for step in steps_for(inst.op, self.algorithm, inst.members, n, root,
-                              self._grid(inst.members)):
-            yield env.all_of([env.process(self.move(a, b, nbytes)) for a, b, nbytes in step])
+        plan = steps_for(inst.op, self.algorithm, inst.members, n, root,
+                         self._grid(inst.members))
+        proto = self.protocol(plan)
+        if proto.latency:
+            yield env.timeout(proto.latency * 1e9)
+        for step in plan:
+            yield env.all_of([env.process(self.move(a, b, nbytes / proto.efficiency))
+                              for a, b, nbytes in step])
         if self.machine.functional is not None:
             inst.results = self._reduce(inst, dt, count, root)
             for c in inst.members:
                 self.finished.setdefault(c, []).append(inst)
         inst.event.succeed()
+
+    def protocol(self, plan: list) -> Protocol:
+        """The link protocol with the lowest closed-form time for ``plan``: its fixed cost,
+        then per step the hops' latency and the largest transfer at its efficiency."""
+        options = self.link.protocols or (IDEAL,)
+
+        def estimate(p: Protocol) -> float:
+            t = p.latency
+            for step in plan:
+                hops = max((len(self.topology.route(a, b)) for a, b, _ in step), default=0)
+                most = max((nbytes for _, _, nbytes in step), default=0.0)
+                t += hops * self.link.latency + most / (p.efficiency * self.link.bandwidth)
+            return t
+        return min(options, key=estimate)
 
     def _grid(self, members: list[int]) -> list[list[int]] | None:
         """Rows along the first dimension of a mesh / torus, when the group is all of it."""

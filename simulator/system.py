@@ -18,7 +18,7 @@ from pathlib import Path
 from simulator.collectives import ALGORITHMS
 from simulator.config import ConfigError, load_chip
 from simulator.hardware import ChipConfig
-from simulator.linknet import LinkConfig
+from simulator.linknet import LinkConfig, Protocol
 from simulator.topology import KINDS, Topology
 from simulator.units import UnitError, parse
 from simulator.yamlfile import read_yaml
@@ -119,7 +119,7 @@ def _chips(data: dict, n: int, source: str, base: Path) -> tuple[ChipConfig, ...
 def _link(link: object, source: str) -> LinkConfig:
     if not isinstance(link, dict):
         raise ConfigError(f"{source}: link: expected {{bandwidth: ..., latency: ...}}")
-    _known(link, ("bandwidth", "latency", "pj_per_byte"), f"{source}: link")
+    _known(link, ("bandwidth", "latency", "pj_per_byte", "protocols"), f"{source}: link")
     try:
         bw = parse(link["bandwidth"], "bandwidth")
         lat = parse(link.get("latency", 0.0), "time")
@@ -131,4 +131,26 @@ def _link(link: object, source: str) -> LinkConfig:
     if not (0 < bw < math.inf and 0 <= lat < math.inf and 0 <= pj < math.inf):
         raise ConfigError(f"{source}: link: bandwidth must be positive, latency and energy "
                           f"not negative, all finite")
-    return LinkConfig(bw, lat, pj)
+    return LinkConfig(bw, lat, pj, _protocols(link.get("protocols", []), source))
+
+
+def _protocols(items: object, source: str) -> tuple[Protocol, ...]:
+    """``[{name: LL, latency: 7.5 us, efficiency: 0.29}, ...]``"""
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: link.protocols: expected a list of {{name, latency, "
+                          f"efficiency}}")
+    out = []
+    for i, p in enumerate(items):
+        where = f"{source}: link.protocols[{i}]"
+        if not isinstance(p, dict):
+            raise ConfigError(f"{where}: expected {{name: ..., latency: ..., efficiency: ...}}")
+        _known(p, ("name", "latency", "efficiency"), where)
+        try:
+            lat = parse(p.get("latency", 0.0), "time")
+            eff = parse(p.get("efficiency", 1.0), "number")
+        except UnitError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if not (0 <= lat < math.inf and 0 < eff <= 1):
+            raise ConfigError(f"{where}: latency must be >= 0 and finite, efficiency in (0, 1]")
+        out.append(Protocol(str(p.get("name", f"protocol{i}")), lat, eff))
+    return tuple(out)

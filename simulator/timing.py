@@ -161,7 +161,8 @@ def dma_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     return Cost(
         ns=0.0,
         hbm_bytes=charged,
-        tail_ns=chip.core.dma.latency * 1e9,
+        tail_ns=(chip.core.dma.latency if load or not chip.core.dma.store_latency
+                 else chip.core.dma.store_latency) * 1e9,
         counts=_counts(hbm_read=charged if load else 0, hbm_write=0 if load else charged,
                        sram_write=payload if load else 0, sram_read=0 if load else payload),
     )

@@ -19,6 +19,7 @@ FAMILIES = {
     "time": ("s",),
     "power": ("W",),
     "energy_pj": ("pJ",),
+    "number": (),  # a plain number, no unit
 }
 _NUM = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ/]*)\s*$")
 

@@ -1,9 +1,12 @@
-"""``tessera validate``: predict measured GPU rows on a preset and report the errors."""
+"""``tessera validate``: predict measured GPU rows on a preset and report the error."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import sys
 from pathlib import Path
 
 
@@ -14,54 +17,108 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "vector, attention, layers, tp_layers, collectives, power), predict every "
                     "row by mapping and simulating it on PRESET (h100, h200, h200x2, h200x4), "
                     "and print the error summary. Rows the model cannot express are listed "
-                    "as skipped with the reason.")
-    p.add_argument("preset", help="chip or system preset (or YAML)")
+                    "as skipped with the reason. See docs/validation.md.")
+    p.add_argument("preset", help="chip or system preset (or a chip/system YAML)")
     p.add_argument("measured", type=Path, help="a measured CSV file")
     p.add_argument("--out", type=Path, help="write per-row predictions and errors here (CSV)")
-    p.add_argument("--plot", type=Path, help="predicted vs measured, log-log (PNG)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON last")
+    p.add_argument("--plot", type=Path, help="predicted vs measured, log-log (PNG or SVG)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object on the last line")
+    p.add_argument("--max-instructions", type=int, default=20_000_000, metavar="N",
+                   help="skip a row whose simulation needs more dynamic instructions "
+                        "(default 20,000,000)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.validate import load_target, summary, validate
+    from experiments.validate import ValidateError, load_target, summary, validate
 
-    target = load_target(args.preset)
-    kind, df = validate(target, args.measured)
+    if args.max_instructions < 1:
+        raise ValidateError(f"--max-instructions: must be positive, got {args.max_instructions}")
+    target = dataclasses.replace(load_target(args.preset),
+                                 max_instructions=args.max_instructions)
+    kind, df = validate(target, args.measured, progress=_progress())
     s = summary(kind, df)
     print(f"{args.measured.name} ({kind}) on {args.preset}: {s['cases']} cases, "
-          f"{s['skipped']} skipped; MAPE {s['mape_pct']:.1f}%, median {s['median_ape_pct']:.1f}%"
-          f", max {s['max_ape_pct']:.1f}%")
+          f"{s['skipped']} skipped; MAPE {_pct(s['mape_pct'])}, median "
+          f"{_pct(s['median_ape_pct'])}, max {_pct(s['max_ape_pct'])}")
     for _, r in df[df["skipped"] != ""].iterrows():
-        print(f"  skipped: {r['skipped']}")
+        print(f"  skipped {r['skipped']}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(args.out, index=False)
+        _write_csv(df, args.out)
+        print(f"per-row predictions: {args.out}")
     if args.plot:
-        _plot(df, kind, args.plot)
+        _plot(df, kind, args.plot, args.preset)
+        print(f"plot: {args.plot}")
     if args.json:
-        print(json.dumps(s))
+        print(json.dumps({**s, "preset": args.preset, "file": args.measured.name}))
     return 0
 
 
-def _plot(df, kind: str, path: Path) -> None:  # noqa: ANN001
+def _pct(x: float) -> str:
+    return f"{x:.1f}%" if math.isfinite(x) else "n/a"
+
+
+def _progress():  # noqa: ANN202
+    """A tqdm bar on an interactive terminal (stderr), nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="row", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+    return update
+
+
+def _write_csv(df, path: Path) -> None:  # noqa: ANN001
+    from experiments.validate import ValidateError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        df.to_csv(tmp, index=False)
+        tmp.replace(path)
+    except OSError as exc:
+        raise ValidateError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _plot(df, kind: str, path: Path, preset: str) -> None:  # noqa: ANN001
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from experiments.validate import ValidateError
+
     ok = df[df["skipped"] == ""]
     unit = "W" if kind == "power" else "ms"
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.loglog(ok["measured"], ok["predicted"], "o", alpha=0.7)
-    lo = min(ok["measured"].min(), ok["predicted"].min()) / 1.5
-    hi = max(ok["measured"].max(), ok["predicted"].max()) * 1.5
-    ax.loglog([lo, hi], [lo, hi], "k--", label="y = x")
+    if len(ok):
+        ax.loglog(ok["measured"], ok["predicted"], "o", alpha=0.7, label="rows")
+        lo = min(ok["measured"].min(), ok["predicted"].min()) / 1.5
+        hi = max(ok["measured"].max(), ok["predicted"].max()) * 1.5
+        ax.loglog([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+        for f in (0.9, 1.1):
+            ax.loglog([lo, hi], [lo * f, hi * f], ":", color="grey", lw=0.8)
+        mape = ok["ape_pct"].mean()
+        ax.set_title(f"{kind} on {preset}: MAPE {mape:.1f}% ({len(ok)} rows)")
+    else:
+        ax.set_title(f"{kind} on {preset}: no row predicted")
     ax.set_xlabel(f"measured ({unit})")
     ax.set_ylabel(f"predicted ({unit})")
-    ax.set_title(f"{kind}: predicted vs measured")
-    ax.legend()
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3, which="both")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    except (OSError, ValueError) as exc:
+        raise ValidateError(f"{path}: cannot write the plot ({exc})") from None
+    finally:
+        plt.close(fig)

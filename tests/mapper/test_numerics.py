@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from mapper.model import load_model
 
 from mapper.layers import Phase
+from mapper.model import load_model
 from tests.mapper.helpers import bf16_ulp, compare_layers, run_functional
 
 PHASES = [Phase("prefill", batch=2, seq=12), Phase("decode", batch=3, ctx=20)]

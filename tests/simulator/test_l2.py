@@ -133,20 +133,15 @@ def test_stores_stay_on_hbm():
     assert r.bytes["hbm_write"] == 2 * TILE and r.bytes["l2_read"] == pytest.approx(TILE)
 
 
-@pytest.mark.xfail(strict=True, reason="simulator/l2.py hit_fraction: eviction stops at one "
-                   "block (`while held > capacity and len(lru) > 1`), so a block larger than "
-                   "the L2 stays resident and its re-read hits in full")
 def test_a_block_larger_than_the_l2_is_not_served_by_it():
     # an 8 KiB tile read twice through a 4 KiB L2: at most 4 KiB of the re-read can be
-    # resident, so at most 4 KiB of the 16 KiB loaded may hit (the model reports 8 KiB)
+    # resident, so at most 4 KiB of the 16 KiB loaded may hit
     p = prog(load(), load())
     assert hit_fraction([p], l2_chip(TILE // 2)) * 2 * TILE <= TILE // 2
 
 
-@pytest.mark.xfail(strict=True, reason="simulator/l2.py hit_fraction: a loop's re-reads of "
-                   "one block count as hits (`hits += nbytes - miss`) whatever the capacity")
 def test_a_loop_re_reading_a_tile_larger_than_the_l2_gets_at_most_capacity_hits():
     # 4 trips over one 8 KiB tile with a 4 KiB L2: each re-read can find at most 4 KiB
-    # resident, 3 x 4 KiB of 32 KiB (the model reports 3 x 8 KiB)
+    # resident, 3 x 4 KiB of 32 KiB
     p = program([loop(4, [load()])])
     assert hit_fraction([p], l2_chip(TILE // 2)) * 4 * TILE <= 3 * TILE // 2
