@@ -16,6 +16,7 @@ import pandas as pd
 from isa import DType, MemRef, Program, Space, build
 from mapper.graph import Graph, Kind, Tensor
 from mapper.lower import lower, sync
+from mapper.pipeline import MapOptions
 from simulator.hardware import ChipConfig
 from simulator.result import SimResult, sequence
 from simulator.run import simulate, simulate_system
@@ -35,6 +36,9 @@ VECTOR_OPS = {"layernorm": ("norm", {"kind": "layernorm", "eps": 1e-5}, 1),
 COLLECTIVES = {"all_reduce": "allreduce", "all_gather": "allgather",
                "reduce_scatter": "reducescatter", "all_to_all": "alltoall"}
 MEMORY_COLS = 4096  # a copy of n bytes is run as rows of this many bf16 elements
+# The measured layers ran as PyTorch runs them: norms, residual adds and SwiGLU's product
+# as kernels of their own (nothing folded into a GEMM) -- Tessera's mapping without fusion.
+AS_MEASURED = MapOptions(fusion=False)
 
 
 _LOWERED: dict[tuple[str, str], tuple] = {}  # the last row's lowering, by graph and chip
@@ -55,15 +59,15 @@ class Target:
     # shortcut) is skipped with the figure, not left to run for an hour
     max_instructions: int = 20_000_000
 
-    def sustained(self, seconds: float) -> Target:
-        """The same target running a load back to back for ``seconds`` (the power limiter
-        then has that long to pull the clock down: ``simulator.run.burst_clock``)."""
-        def burst(c: ChipConfig) -> ChipConfig:
-            return dataclasses.replace(c, power=dataclasses.replace(c.power,
-                                                                    sustained_s=seconds))
+    def at_clock(self, hz: float) -> Target:
+        """The same target with every chip held at ``hz`` (no power cap acting): what a
+        measurement saw when the power limiter had only part of its length to act."""
+        def held(c: ChipConfig) -> ChipConfig:
+            return dataclasses.replace(c, clock_hz=hz,
+                                       power=dataclasses.replace(c.power, tdp_w=0.0))
         system = None if self.system is None else dataclasses.replace(
-            self.system, chips=tuple(burst(c) for c in self.system.chips))
-        return dataclasses.replace(self, chip=burst(self.chip), system=system)
+            self.system, chips=tuple(held(c) for c in self.system.chips))
+        return dataclasses.replace(self, chip=held(self.chip), system=system)
 
 
 def _int(row: pd.Series, col: str) -> int:
@@ -81,8 +85,8 @@ def _kernels(graph: Graph, target: Target) -> SimResult:
     chip = target.chip
     # tilings are ranked at the nominal clock (the power cap would only rescale them all)
     nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0))
-    key = (repr(graph), repr(nominal))
-    if key not in _LOWERED:  # a row is predicted twice when the limiter relaxes the clock
+    key = (repr(graph), repr(dataclasses.replace(nominal, clock_hz=1.0)))
+    if key not in _LOWERED:  # a row is simulated again when the limiter relaxes the clock
         _LOWERED.clear()
         low = lower(graph, chip, confirm=lambda p: simulate(p, nominal).time_s)
         work = sum(trace_size({(0, c): p for c, p in k.items()}) for k in low.kernel_programs)
@@ -181,9 +185,8 @@ def _model(row: pd.Series):  # noqa: ANN202
 
 def layers(target: Target, row: pd.Series) -> SimResult:
     from experiments.run import run_phase
-    from mapper.pipeline import MapOptions
 
-    return run_phase(_model(row), target.chip, _phase(row), MapOptions()).layer
+    return run_phase(_model(row), target.chip, _phase(row), AS_MEASURED).layer
 
 
 def _first(system: SystemConfig, world: int) -> SystemConfig:
@@ -198,14 +201,13 @@ def _first(system: SystemConfig, world: int) -> SystemConfig:
 def tp_layers(target: Target, row: pd.Series) -> SimResult:
     from experiments.run import run_system_phase
     from mapper.parallel import Parallel
-    from mapper.pipeline import MapOptions
 
     if target.system is None:
         raise Skip("tensor-parallel layers need a system preset (h200x2, h200x4)")
     world = _int(row, "world")
     system = _first(target.system, world)
     return run_system_phase(_model(row), system, _phase(row), Parallel(tp=world),
-                            MapOptions()).layer
+                            AS_MEASURED).layer
 
 
 def collectives(target: Target, row: pd.Series) -> SimResult:

@@ -8,8 +8,8 @@ model cannot express is reported as skipped with the reason, never dropped.
 
 How the figures were taken matters to the prediction in one way: each call ran back to
 back in CUDA graphs (``CALLS_PER_MEASUREMENT`` calls), so a power-capped chip's limiter had
-only that long to pull the clock down (``simulator.run.burst_clock``). Power rows ran for
-``POWER_RUN_S`` seconds, the steady state.
+only that long to pull the clock down: a capped row is simulated again at the mean clock of
+that burst (``simulator.run.burst_clock``). Power rows ran for seconds: the steady state.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ KINDS = {  # kind -> columns that identify it, most specific first
 MEASURED = {"power": "mean_power_w", "layers": "ms_per_layer", "tp_layers": "ms_per_layer"}
 HALF_PRECISION = {"bf16", "fp16"}
 CALLS_PER_MEASUREMENT = 7 * 8  # 7 graph replays x R = 8 calls (the measured README)
-POWER_RUN_S = 8.0  # power rows: ~8 s back to back
 
 
 class ValidateError(TesseraError):
@@ -92,18 +91,22 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
 def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     """The model's figures for one row: ``predicted`` (ms per call, or mean board power for
     power rows), with the clock and the mean power the run had."""
+    from simulator.run import burst_clock
+
     work = PREDICT[kind]
-    if kind == "power":
-        result = work(target.sustained(POWER_RUN_S) if row["op"] != "idle" else target, row)
-        if isinstance(result, float):  # idle
-            return {"predicted": result, "clock_mhz": target.chip.clock_hz / 1e6,
-                    "power_w": result}
+    result = work(target, row)
+    if isinstance(result, float):  # an idle power row
+        return {"predicted": result, "clock_mhz": target.chip.clock_hz / 1e6,
+                "power_w": result}
+    if kind == "power":  # seconds back to back: the limiter has settled (steady state)
         return {"predicted": result.avg_power_w, "clock_mhz": result.clock_hz / 1e6,
                 "power_w": result.avg_power_w}
-    result = work(target, row)
-    if result.power_capped and target.chip.power.response_s > 0:
-        # the limiter had only the measurement's length to act: run at that burst's clock
-        result = work(target.sustained(CALLS_PER_MEASUREMENT * result.time_s), row)
+    power = target.chip.power
+    if result.power_capped and power.response_s > 0:
+        # the limiter had only the measurement's length to act: the burst's mean clock
+        clock = burst_clock(target.chip.clock_hz, result.clock_hz,
+                            CALLS_PER_MEASUREMENT * result.time_s, power.response_s)
+        result = work(target.at_clock(clock), row)
     return {"predicted": result.time_s * 1e3, "clock_mhz": result.clock_hz / 1e6,
             "power_w": result.avg_power_w}
 

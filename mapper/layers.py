@@ -119,8 +119,11 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:
         has_bias = bias and not (row_parallel and tp > 1 and shard.rank)
         if has_bias:
             ins.append(_w(g, p + name + ".b", (n,), f32))
-        if row_parallel and tp > 1 and shard.rank:
-            epi.pop("residual", None)
+        if row_parallel and tp > 1 and "residual" in epi:
+            # unfused (passes.unfuse), every rank adds it after the all-reduce
+            epi["tp_residual"] = epi["residual"]
+            if shard.rank:
+                epi.pop("residual")
         out = _a(g, p + name + ".out", (T, n), dt)
         g.op("linear", p + name, ins, [out], bias=has_bias, **epi)
         if row_parallel and tp > 1:

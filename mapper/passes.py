@@ -211,9 +211,21 @@ def low_rank(graph: Graph, weights: dict | None, rank: int, targets: tuple[str, 
 
 
 def unfuse(graph: Graph) -> Graph:
-    """Move GEMM epilogue activations and residual adds into kernels of their own."""
+    """Move GEMM epilogue activations and residual adds into kernels of their own. A
+    row-parallel projection's residual (added by tensor rank 0 only when fused) is added by
+    every rank after the all-reduce, so all ranks run the same kernels (Megatron's order)."""
     g = Graph(dict(graph.tensors), [])
+    after: dict[str, Node] = {}  # all-reduced output -> the residual add that follows it
     for node in graph.nodes:
+        if node.op == "allreduce" and node.inputs[0] in after:
+            g.nodes += [node, after.pop(node.inputs[0])]
+            continue
+        tp_res = node.attrs.get("tp_residual")
+        if node.op == "linear" and tp_res:
+            out = node.outputs[0]
+            after[out] = Node("add", node.name + ".residual", (out, tp_res), (out,), {})
+            node = replace(node, attrs={k: v for k, v in node.attrs.items()
+                                        if k not in ("residual", "tp_residual")})
         act, res = node.attrs.get("act"), node.attrs.get("residual")
         if node.op != "linear" or not (act or res):
             g.nodes.append(node)
