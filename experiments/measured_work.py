@@ -39,6 +39,7 @@ MEMORY_COLS = 4096  # a copy of n bytes is run as rows of this many bf16 element
 # The measured layers ran as PyTorch runs them: norms, residual adds and SwiGLU's product
 # as kernels of their own (nothing folded into a GEMM) -- Tessera's mapping without fusion.
 AS_MEASURED = MapOptions(fusion=False)
+PIECE_INSTRUCTIONS = 20  # the least a piece of work costs in instructions, for _guard
 
 
 _LOWERED: dict[tuple[str, str], tuple] = {}  # the last row's lowering, by graph and chip
@@ -80,6 +81,20 @@ def _int(row: pd.Series, col: str) -> int:
     return int(v)
 
 
+def _guard(target: Target, nbytes: float, pieces: float, what: str) -> None:
+    """Refuse, before anything is built, a row whose tensors do not fit the chip's HBM or
+    whose work (``pieces``: a coarse count of its tiles, each some tens of instructions)
+    is far over the row's instruction budget."""
+    cap = target.chip.hbm.capacity
+    if nbytes > cap:
+        raise Skip(f"{what}: {nbytes / 1e9:.4g} GB of tensors, more than the {cap / 1e9:.4g} GB "
+                   f"of HBM")
+    if pieces * PIECE_INSTRUCTIONS > target.max_instructions:
+        raise Skip(f"{what}: about {pieces * PIECE_INSTRUCTIONS:.3g} instructions to simulate, "
+                   f"over the limit of {target.max_instructions:,} (raise it with "
+                   f"--max-instructions)")
+
+
 def _kernels(graph: Graph, target: Target) -> SimResult:
     """A graph's kernels on one chip, one after another (each ends in a chip-wide sync)."""
     chip = target.chip
@@ -112,7 +127,10 @@ def gemm_graph(dtype: str, m: int, k: int, n: int) -> Graph:
 
 def gemm(target: Target, row: pd.Series) -> SimResult:
     m, k, n = (_int(row, c) for c in ("M", "K", "N"))
-    return _kernels(gemm_graph(str(row["dtype"]), m, k, n), target)
+    g = gemm_graph(str(row["dtype"]), m, k, n)
+    _guard(target, sum(t.nbytes for t in g.tensors.values()),
+           -(-m // 512) * -(-n // 512) * -(-k // 512), f"GEMM {m}x{k}x{n}")
+    return _kernels(g, target)
 
 
 def rows_graph(op: str, rows: int, cols: int) -> Graph:
@@ -135,14 +153,21 @@ def rows_graph(op: str, rows: int, cols: int) -> Graph:
     return g
 
 
+def _rows(target: Target, op: str, rows: int, cols: int) -> SimResult:
+    g = rows_graph(op, rows, cols)
+    _guard(target, sum(t.nbytes for t in g.tensors.values()), rows * cols / 2**16,
+           f"{op} of {rows}x{cols}")
+    return _kernels(g, target)
+
+
 def memory(target: Target, row: pd.Series) -> SimResult:
     nbytes = _int(row, "bytes")
     rows = max(1, nbytes // DType.BF16.nbytes(MEMORY_COLS))
-    return _kernels(rows_graph(str(row["op"]), rows, MEMORY_COLS), target)
+    return _rows(target, str(row["op"]), rows, MEMORY_COLS)
 
 
 def vector(target: Target, row: pd.Series) -> SimResult:
-    return _kernels(rows_graph(str(row["op"]), _int(row, "T"), _int(row, "H")), target)
+    return _rows(target, str(row["op"]), _int(row, "T"), _int(row, "H"))
 
 
 def attention_graph(b: int, hq: int, hkv: int, sq: int, skv: int, d: int,
@@ -161,7 +186,10 @@ def attention_graph(b: int, hq: int, hkv: int, sq: int, skv: int, d: int,
 def attention(target: Target, row: pd.Series) -> SimResult:
     b, hq, hkv, sq, skv, d = (_int(row, c) for c in ("B", "Hq", "Hkv", "Sq", "Skv", "D"))
     causal = str(row["causal"]).strip().lower() in ("true", "1", "yes")
-    return _kernels(attention_graph(b, hq, hkv, sq, skv, d, causal), target)
+    g = attention_graph(b, hq, hkv, sq, skv, d, causal)
+    _guard(target, sum(t.nbytes for t in g.tensors.values()),
+           b * hq * -(-sq // 64) * -(-skv // 64) / 64, f"attention B={b} Hq={hq} Skv={skv}")
+    return _kernels(g, target)
 
 
 def _phase(row: pd.Series):  # noqa: ANN202
@@ -183,10 +211,22 @@ def _model(row: pd.Series):  # noqa: ANN202
         raise Skip(str(exc)) from None
 
 
+def _layer_guard(target: Target, model, phase, world: int = 1) -> None:  # noqa: ANN001
+    """One layer's weights, KV cache and activations must fit (per chip of the split)."""
+    h, kv = model.hidden, model.kv_heads * model.head_dim
+    weights = 2 * (h * (model.heads * model.head_dim + 2 * kv) + h * h + 3 * h * model.ffn)
+    cache = 2 * 2 * phase.batch * (phase.ctx + phase.q_len) * kv
+    acts = 2 * phase.tokens * (4 * h + 2 * model.ffn)
+    _guard(target, (weights + cache) / world + acts, phase.tokens * (h + model.ffn) / 2**16,
+           f"{model.name} {phase.kind} B={phase.batch}")
+
+
 def layers(target: Target, row: pd.Series) -> SimResult:
     from experiments.run import run_phase
 
-    return run_phase(_model(row), target.chip, _phase(row), AS_MEASURED).layer
+    model, phase = _model(row), _phase(row)
+    _layer_guard(target, model, phase)
+    return run_phase(model, target.chip, phase, AS_MEASURED).layer
 
 
 def _first(system: SystemConfig, world: int) -> SystemConfig:
@@ -206,8 +246,9 @@ def tp_layers(target: Target, row: pd.Series) -> SimResult:
         raise Skip("tensor-parallel layers need a system preset (h200x2, h200x4)")
     world = _int(row, "world")
     system = _first(target.system, world)
-    return run_system_phase(_model(row), system, _phase(row), Parallel(tp=world),
-                            AS_MEASURED).layer
+    model, phase = _model(row), _phase(row)
+    _layer_guard(target, model, phase, world)
+    return run_system_phase(model, system, phase, Parallel(tp=world), AS_MEASURED).layer
 
 
 def collectives(target: Target, row: pd.Series) -> SimResult:
@@ -219,6 +260,7 @@ def collectives(target: Target, row: pd.Series) -> SimResult:
     world = _int(row, "world")
     system = _first(target.system, world)
     total = _int(row, "bytes")  # NCCL's buffer: the all-reduce buffer, gathered output, ...
+    _guard(target, 2 * total, 0, f"{row['op']} of {total} bytes")
     # the instruction's count: the all-reduce buffer; else one chip's share (gathered
     # input, scattered output, one all-to-all block)
     elems = max(1, total // DType.BF16.nbytes(1) // (1 if op == "allreduce" else world))

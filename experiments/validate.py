@@ -73,7 +73,7 @@ def read_measured(path: Path) -> tuple[str, pd.DataFrame]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValidateError(f"{path}: cannot read as CSV ({first})") from None
     df.columns = [str(c).strip() for c in df.columns]
-    return kind_of(df, path.name), df
+    return kind_of(df, str(path)), df
 
 
 def kind_of(df: pd.DataFrame, source: str) -> str:
@@ -131,6 +131,9 @@ def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFra
             rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
                        skipped=f"row {i + 2}: {why}" if not str(why).startswith("row ")
                        else str(why))
+        except KeyError as exc:  # a column this row's work needs is missing
+            rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
+                       skipped=f"row {i + 2}: no column {exc.args[0]!r} for this row")
         except TesseraError as exc:  # the model refuses the row (too big, no tiling, ...)
             rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
                        skipped=f"row {i + 2}: {exc}")

@@ -629,4 +629,52 @@ SWEEP = Fuzzer("sweep-yaml", st.one_of(
 ), run_sweep)
 
 
-FUZZERS = {f.name: f for f in (ASM, INCLUDES, BINARY, CHIP, SYSTEM, MODEL, HF, SWEEP)}
+# ---- measured CSVs (tessera validate) -------------------------------------------------------
+
+def _measured_seeds() -> list[str]:
+    """A small file of every measured kind (cheap to predict), and each calibration file's
+    header with a small row of its own."""
+    from tests.experiments.test_validate import FIXTURES
+
+    out = [text for _, text in FIXTURES.values()]
+    for path in sorted((ROOT / "tests" / "data" / "measured").glob("*/*.csv")):
+        lines = path.read_text().splitlines()
+        out.append("\n".join([lines[0], min(lines[1:], key=len)]) + "\n")
+    return out
+
+
+MEASURED_SEEDS = _measured_seeds()
+CSV_TOKENS = [",", ",,", "\n", "\"", "-1", "0", "nan", "inf", "1e308", "9" * 40, "True", "x",
+              "bf16", "int8", "tf32", "prefill", "decode", "idle", "copy", "llama2-7b", "gpt9",
+              "all_reduce", "M", "ms", " ", "\t", ";", "\ufeff"]
+
+
+def _sane_validation(value: object) -> None:
+    kind, df = value
+    for i, r in df.iterrows():
+        if r["skipped"]:
+            if not str(r["skipped"]).startswith("row "):
+                raise Bug(f"skip reason without its row: {r['skipped']!r}")
+        elif not (r["predicted"] > 0 and math.isfinite(r["predicted"])):
+            raise Bug(f"row {i + 2}: predicted {r['predicted']!r}")
+
+
+def run_measured(case: Case) -> str | None:
+    from experiments.measured_work import Target
+    from experiments.validate import ValidateError, load_target, validate
+
+    path = _write("fuzz-measured.csv", str(case.data))
+    system = load_target("h200x2")
+    target = Target("h200x2", system.chip, system.system, max_instructions=200_000)
+    return _attempt(case, lambda: validate(target, path), ValidateError, str(path),
+                    _sane_validation)
+
+
+MEASURED = Fuzzer("measured-csv", st.one_of(
+    mutated_text(MEASURED_SEEDS, CSV_TOKENS),
+    _random_text(),
+), run_measured)
+
+
+FUZZERS = {f.name: f for f in (ASM, INCLUDES, BINARY, CHIP, SYSTEM, MODEL, HF, SWEEP,
+                               MEASURED)}
