@@ -28,6 +28,7 @@ from simulator.system import SystemConfig
 from simulator.timing import COUNTS
 
 POWER_CAP_STEPS = 4
+CLOCK_TOLERANCE = 0.005  # the capped clock's fixed point stops within 0.5 %
 DEFAULT_LIMITS = RunLimits()
 
 
@@ -62,7 +63,10 @@ def _power_capped(run_at, chip: ChipConfig, chips: int) -> SimResult:  # noqa: A
             break
         fixed = sum(result.energy_j.get(k, 0.0) for k in ("static", *OWN_RAIL)) / result.time_s
         ratio = max(cap - fixed, 1e-9) / max(result.avg_power_w - fixed, 1e-9)
-        clock = max(clock * ratio ** (1.0 / power.dvfs_exponent), power.min_clock_hz or 0.0)
+        new = max(clock * ratio ** (1.0 / power.dvfs_exponent), power.min_clock_hz or 0.0)
+        if abs(new - clock) <= CLOCK_TOLERANCE * clock and clock < chip.clock_hz:
+            break  # converged: the run already holds the cap within the tolerance
+        clock = new
         result = run_at(clock)
         if clock <= power.min_clock_hz:
             break
