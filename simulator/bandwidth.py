@@ -8,6 +8,7 @@ fluid model, and the reason two concurrent loads each take twice as long as one.
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import simpy
@@ -28,7 +29,13 @@ class _Flow:
 
 
 class SharedBandwidth:
-    """``capacity`` in bytes per ns shared by all transfers started with ``transfer``."""
+    """``capacity`` in bytes per ns shared by all transfers started with ``transfer``.
+
+    When every transfer in flight has the same cap (the usual case: one chip's cores), they
+    all move at one rate, so a virtual clock of bytes served per transfer and a heap of
+    finishing points make each start and finish O(log n); transfers with mixed caps fall
+    back to water-filling over a list.
+    """
 
     def __init__(self, env: simpy.Environment, capacity: float, name: str = "") -> None:
         if capacity <= 0:
@@ -36,7 +43,12 @@ class SharedBandwidth:
         self.env = env
         self.capacity = capacity
         self.name = name
-        self.flows: list[_Flow] = []
+        self.flows: list[_Flow] = []  # mixed caps: each flow's remaining bytes and rate
+        self._heap: list[tuple[float, int, _Flow]] = []  # one cap: (finish point, seq, flow)
+        self._served = 0.0  # bytes each one-cap flow has received so far
+        self._weight = 0  # flows the heap stands for
+        self._cap = math.inf
+        self._seq = 0
         self._last = 0.0
         self._generation = 0
         self.bytes_moved = 0.0
@@ -49,18 +61,41 @@ class SharedBandwidth:
             event.succeed()
             return event
         self._advance()
-        self.flows.append(_Flow(float(nbytes), cap, event, weight))
+        flow = _Flow(float(nbytes), cap, event, weight)
+        if not self.flows and (not self._heap or cap == self._cap):
+            self._cap = cap
+            self._seq += 1
+            heapq.heappush(self._heap, (self._served + nbytes, self._seq, flow))
+            self._weight += weight
+        else:
+            self._to_list()
+            self.flows.append(flow)
         self.bytes_moved += nbytes * weight
         self._reschedule()
         return event
 
+    def _to_list(self) -> None:
+        """Mixed caps from now on: the heap's flows join the list with what they have left."""
+        for finish, _, f in self._heap:
+            f.remaining = finish - self._served
+            self.flows.append(f)
+        self._heap.clear()
+        self._weight = 0
+
+    def _rate(self) -> float:
+        return min(self._cap, self.capacity / self._weight)
+
     def _advance(self) -> None:
         now = self.env.now
         elapsed = now - self._last
-        if elapsed > 0 and self.flows:
-            self.busy_ns += elapsed
-            for f in self.flows:
-                f.remaining -= f.rate * elapsed
+        if elapsed > 0:
+            if self._heap:
+                self.busy_ns += elapsed
+                self._served += self._rate() * elapsed
+            elif self.flows:
+                self.busy_ns += elapsed
+                for f in self.flows:
+                    f.remaining -= f.rate * elapsed
         self._last = now
 
     def _share(self) -> None:
@@ -74,10 +109,13 @@ class SharedBandwidth:
 
     def _reschedule(self) -> None:
         self._generation += 1
-        if not self.flows:
+        if self._heap:
+            dt = (self._heap[0][0] - self._served) / self._rate()
+        elif self.flows:
+            self._share()
+            dt = min(f.remaining / f.rate for f in self.flows)
+        else:
             return
-        self._share()
-        dt = min(f.remaining / f.rate for f in self.flows)
         gen = self._generation
         timer = self.env.timeout(max(dt, 0.0))
         timer.callbacks.append(lambda _ev: self._wake(gen))
@@ -86,10 +124,19 @@ class SharedBandwidth:
         if gen != self._generation:
             return  # a start or finish since then rescheduled
         self._advance()
-        done = [f for f in self.flows if f.remaining <= 1e-6 * max(1.0, f.rate)]
-        if not done:  # float rounding: finish the nearest one
-            done = [min(self.flows, key=lambda fl: fl.remaining / fl.rate)]
-        for f in done:
-            self.flows.remove(f)
-            f.event.succeed()
+        if self._heap:
+            slack = 1e-6 * max(1.0, self._rate())
+            done = [heapq.heappop(self._heap)[2]]  # the nearest, whatever the rounding
+            while self._heap and self._heap[0][0] - self._served <= slack:
+                done.append(heapq.heappop(self._heap)[2])
+            for f in done:
+                self._weight -= f.weight
+                f.event.succeed()
+        else:
+            done = [f for f in self.flows if f.remaining <= 1e-6 * max(1.0, f.rate)]
+            if not done:  # float rounding: finish the nearest one
+                done = [min(self.flows, key=lambda fl: fl.remaining / fl.rate)]
+            for f in done:
+                self.flows.remove(f)
+                f.event.succeed()
         self._reschedule()
