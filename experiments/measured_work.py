@@ -76,8 +76,8 @@ def _int(row: pd.Series, col: str) -> int:
         v = float(row[col])
     except (TypeError, ValueError):
         raise Skip(f"column {col}: '{row[col]}' is not a number") from None
-    if v != v or v < 1 or v != int(v):
-        raise Skip(f"column {col}: '{row[col]}' is not a positive integer")
+    if not (1 <= v < 2**62) or v != int(v):  # NaN and infinities fail the range too
+        raise Skip(f"column {col}: '{row[col]}' is not a positive integer (below 2^62)")
     return int(v)
 
 

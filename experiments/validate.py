@@ -83,7 +83,8 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
             if kind == "gemm" and set(df["dtype"].astype(str)) - HALF_PRECISION:
                 return "gemm_lowp"
             return kind
-    raise ValidateError(f"{source}: columns {', '.join(df.columns) or '(none)'} match no "
+    shown = ", ".join(str(c).encode("unicode_escape").decode() for c in df.columns)
+    raise ValidateError(f"{source}: columns {shown or '(none)'} match no "
                         f"measured kind (gemm, gemm_lowp, memory, vector, attention, layers, "
                         f"tp_layers, collectives, power: see docs/validation.md)")
 

@@ -123,3 +123,16 @@ def test_kind_of_prefers_low_precision_when_any_row_is_not_half():
     assert kind_of(df, "x.csv") == "gemm_lowp"
     with pytest.raises(ValidateError, match="x.csv: columns"):
         kind_of(pd.DataFrame({"q": [1]}), "x.csv")
+
+
+def test_fuzzer_findings_stay_fixed(tmp_path, capsys):
+    # a quoted header with a newline in a column name: the error is still one line
+    csv = tmp_path / "nl.csv"
+    csv.write_text('"type,M,K,N,ms\n"type,M,K,N,ms\nbf16,1,4096,4096,0.0145\n')
+    code, _, err = _run(capsys, "h100", str(csv))
+    assert code != 0 and err.count("\n") == 1 and "match no measured kind" in err
+    # a size that overflows to infinity is a skipped row, not an OverflowError
+    csv = tmp_path / "inf.csv"
+    csv.write_text("dtype,M,K,N,ms\nbf16,1e3081,4096,4096,0.0145\n")
+    code, out, _ = _run(capsys, "h100", str(csv))
+    assert code == 0 and "column M: 'inf' is not a positive integer" in out
