@@ -170,10 +170,19 @@ def _parameters(params: object, source: str, limit: int) -> dict[str, list]:
     return out
 
 
+def _plain(v: object) -> bool:
+    return v is None or isinstance(v, str | int | float | bool)
+
+
 def _values(spec: object, where: str, limit: int) -> list:
     if isinstance(spec, list):
         if not spec:
             raise SweepError(f"{where}: an empty list")
+        for i, v in enumerate(spec):  # plain values, or a list of them for tied paths (a
+            # YAML alias could even nest a list in itself)
+            if not (_plain(v) or isinstance(v, list) and all(_plain(x) for x in v)):
+                raise SweepError(f"{where}[{i}]: expected a value (number, string, boolean, "
+                                 f"null) or, for tied paths, a list of values")
         return spec
     if isinstance(spec, dict) and set(spec) in ({"log", "count"}, {"linear", "count"}):
         kind = "log" if "log" in spec else "linear"

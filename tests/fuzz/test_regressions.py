@@ -129,3 +129,11 @@ def test_sweep_range_ends_must_be_finite(tmp_path):
     (tmp_path / "w.yaml").write_text("parameters: {batch: {linear: [1, .inf], count: 3}}\n")
     with pytest.raises(SweepError, match="not finite"):
         load_sweep(tmp_path / "w.yaml")
+
+
+@pytest.mark.parametrize("values", ["&a [1, *a]", "[[1, [2]]]", "[{a: 1}]"])
+def test_sweep_values_are_plain_or_tied_lists(tmp_path, values):
+    # a self-nesting YAML alias used to reach json.dumps and escape as a ValueError
+    (tmp_path / "w.yaml").write_text(f"parameters: {{batch: {values}}}\n")
+    with pytest.raises(SweepError, match=r"^w\.yaml: parameters\.batch\[\d\]: expected a value"):
+        load_sweep(tmp_path / "w.yaml")
