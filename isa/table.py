@@ -55,6 +55,7 @@ class OpSpec:
     semantics: str
     fields: tuple[Field, ...] = field(init=False)
     slices: dict[str, slice] = field(init=False, repr=False)
+    _positions: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         flds: list[Field] = []
@@ -65,6 +66,10 @@ class OpSpec:
             slices[op.name] = slice(start, len(flds))
         object.__setattr__(self, "fields", tuple(flds))
         object.__setattr__(self, "slices", slices)
+        positions: dict[str, int] = {}
+        for i, f in enumerate(flds):
+            positions.setdefault(f.name, i)
+        object.__setattr__(self, "_positions", positions)
         used = OPCODE_BITS + sum(f.bits for f in flds)
         if used > WORD_BITS:
             raise AssertionError(f"{self.mnemonic}: {used} bits exceed the {WORD_BITS}-bit word")
@@ -75,10 +80,10 @@ class OpSpec:
 
     def index(self, name: str) -> int:
         """Position of field ``name`` (e.g. ``rows`` or ``src.addr``) in ``Instruction.args``."""
-        for i, f in enumerate(self.fields):
-            if f.name == name:
-                return i
-        raise KeyError(f"{self.mnemonic} has no field {name!r}")
+        try:
+            return self._positions[name]
+        except KeyError:
+            raise KeyError(f"{self.mnemonic} has no field {name!r}") from None
 
 
 def _m(*spaces: Space) -> Mem:
