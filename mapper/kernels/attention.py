@@ -122,13 +122,22 @@ def regions(a: Attention) -> Regions:
 
 
 def attention_programs(a: Attention, cores: int) -> list[list[Item]]:
-    work = items(a)
     reg = regions(a)
-    progs = []
-    for core in range(min(cores, len(work))):
-        mine = work[core::cores]
-        progs.append(_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine))
-    return progs
+    return [_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
+            for mine in deal(items(a), cores)]
+
+
+def deal(work: list[Item_], cores: int) -> list[list[Item_]]:
+    """Work items to cores in passes that alternate direction (a snake): causal items grow
+    with their query tile's position, and plain round-robin can give one core the long
+    tiles of every head; the snake pairs long with short, and items of one head still run
+    at about the same time (their K/V tiles are shared through the L2)."""
+    n = min(cores, len(work))
+    out: list[list[Item_]] = [[] for _ in range(n)]
+    for i, it in enumerate(work):
+        k, pos = divmod(i, n)
+        out[pos if k % 2 == 0 else n - 1 - pos].append(it)
+    return out
 
 
 def _prologue() -> list[Item]:

@@ -191,3 +191,20 @@ def test_attention_prefill_with_many_kv_tiles_loops_and_matches_numpy():
     assert all(any(i.mnemonic == "loop" for i in p.instructions) for p in progs.values())
     static = sum(len(p.instructions) for p in progs.values())
     assert static * 3 < r.instructions
+
+
+def test_causal_items_are_dealt_so_no_core_gets_all_the_long_tiles():
+    # 8 query tiles per head (item k of a head attends to k+1 key tiles); 132 cores: plain
+    # round-robin gives core 3 tiles 3 and 7 of every head it sees (cost 4 + 8), core 0 tiles
+    # 0 and 4 (1 + 5): twice the work. The snake pairs tile q with tile 7 - q.
+    from mapper.kernels.attention import Attention, deal, items
+
+    a = Attention(batch=8, heads=32, kv_heads=32, hd=128, sq=1024, skv=1024, q_pos0=0,
+                  causal=True, q=0, ldq=3 * 32 * 128, k_cache=0, v_cache=0, max_ctx=1024,
+                  out=0, tq=128, tkv=128)
+    work = items(a)
+    load = [sum(it.n_kv for it in mine) for mine in deal(work, 132)]
+    round_robin = [sum(it.n_kv for it in work[c::132]) for c in range(132)]
+    assert sum(load) == sum(round_robin) == sum(it.n_kv for it in work)
+    assert max(round_robin) / min(round_robin) > 1.8
+    assert max(load) / min(load) < 1.2
