@@ -61,7 +61,8 @@ def assemble_file(path: str | Path) -> Program:
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise AsmError([Diagnostic(str(p), 0, 0, f"cannot read: {exc}", "")]) from None
+        why = getattr(exc, "strerror", None) or exc
+        raise AsmError([Diagnostic(str(p), 0, 0, f"cannot read ({why})", "")]) from None
     return assemble(text, str(p))
 
 

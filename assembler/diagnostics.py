@@ -26,6 +26,8 @@ class Diagnostic:
     source: str
 
     def __str__(self) -> str:
+        if self.line < 1:  # about the file as a whole (it cannot be read): no line to point at
+            return f"{self.file}: {self.message}"
         caret = " " * (max(self.col, 1) - 1) + "^"
         return f"{self.file}:{self.line}:{self.col}: {self.message}\n{self.source}\n{caret}"
 

@@ -32,10 +32,18 @@ def make_report(results: Path, out: Path) -> list[Path]:
     if (results / "results.csv").exists() or results.suffix == ".csv":
         csv = results if results.suffix == ".csv" else results / "results.csv"
         figs, tables = _sweep(pd.read_csv(csv), out)
+        about = csv.parent / "sweep.json"
+        if about.exists():
+            tables.insert(0, ("What was run", _about(json.loads(about.read_text()))))
         title = f"Sweep {csv.parent.name}"
     elif (results / "result.json").exists():
         doc = json.loads((results / "result.json").read_text())
         figs, tables = _run(doc, results, out)
+        opts = doc.get("options", {})
+        tables.insert(0, ("What was run", _about({
+            "model": doc["model"], "chip": doc["chip"], "mode": doc["mode"],
+            **{k: opts[k] for k in ("batch", "seq", "ctx", "tokens", "quant", "tp", "pp", "dp")
+               if k in opts}, "versions": doc.get("versions", {})})))
         title = f"{doc['model']} on {doc['chip']}: {doc['mode']}"
     else:
         raise ReportError(f"{results}: neither a sweep folder (results.csv) nor a run folder "
@@ -46,16 +54,40 @@ def make_report(results: Path, out: Path) -> list[Path]:
 
 # ---- sweeps ---------------------------------------------------------------------------------
 
+def _about(info: dict) -> str:
+    """A two-column table of what was run (nested values as key=value lists)."""
+    def show(v: object) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k}={'none' if x is None else x}" for k, x in v.items())
+        if isinstance(v, list):
+            return ", ".join(map(str, v))
+        return "none" if v is None else str(v)
+    return pd.DataFrame([(k, show(v)) for k, v in info.items()],
+                        columns=["", "value"]).to_html(index=False)
+
+
 def _sweep(df: pd.DataFrame, out: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    from experiments.sweep.runner import scenarios
+
+    params = [c for c in df.columns if "." in c or c in ("batch", "seq", "ctx", "phase")]
+    df = df.copy()
+    for c in params:  # an option left unset (null: bf16, no sparsity, ...) reads "none"
+        if df[c].isna().any():
+            df[c] = df[c].astype(object).where(df[c].notna(), "none")
     ok = df[df["status"] == "ok"] if "status" in df else df
     if ok.empty:
         raise ReportError("the sweep has no successful point to plot")
-    params = [c for c in df.columns if "." in c or c in ("batch", "seq", "ctx", "phase")]
+    by = scenarios(ok)
+    design = [c for c in params if c not in by]
     figs = []
-    for x, xl in (("energy_j", "energy per run (J)"), ("area_mm2", "area (mm²)"),
-                  ("cost_usd", "cost per system (USD)")):
-        if x in ok:
-            figs.append(_pareto(ok, x, xl, out))
+    for key, group in (ok.groupby(by, sort=False) if by else [((), ok)]):
+        key = key if isinstance(key, tuple) else (key,)
+        tag = "_".join(f"{c}-{v}" for c, v in zip(by, key))
+        where = ", ".join(f"{c}={v}" for c, v in zip(by, key))
+        for x, xl in (("energy_j", "energy per run (J)"), ("area_mm2", "area (mm²)"),
+                      ("cost_usd", "cost per system (USD)")):
+            if x in group:
+                figs.append(_pareto(group, x, xl, out, design, tag, where))
     figs.append(_bars(ok, params, [c for c in ok.columns if c.startswith("util_")],
                       "utilization (fraction of time busy)", "Per-engine utilization",
                       out / "utilization", stacked=False))
@@ -64,10 +96,11 @@ def _sweep(df: pd.DataFrame, out: Path) -> tuple[list[Path], list[tuple[str, str
                       "energy (J)", "Energy breakdown", out / "energy", stacked=True))
     from experiments.sweep.runner import pareto
 
-    front = pareto(ok, ["latency_s", "energy_j"])
+    front = pareto(ok, ["latency_s", "energy_j"], by)
     cols = [c for c in (*params, "latency_s", "energy_j", "tokens_per_s", "area_mm2",
                         "cost_usd") if c in df]
-    tables = [("Pareto front (latency, energy)", front[cols].to_html(index=False)),
+    per = f"; one front per {', '.join(by)}" if by else ""
+    tables = [(f"Pareto front (latency, energy{per})", front[cols].to_html(index=False)),
               ("All points", df[[c for c in (*cols, "status", "error") if c in df]]
                .to_html(index=False))]
     return figs, tables
@@ -77,19 +110,24 @@ def _label(row: pd.Series, params: list[str]) -> str:
     return ", ".join(f"{p.split('.')[-1]}={row[p]}" for p in params if p in row)
 
 
-def _pareto(ok: pd.DataFrame, x: str, xlabel: str, out: Path) -> Path:
+def _pareto(ok: pd.DataFrame, x: str, xlabel: str, out: Path, design: list[str],
+            tag: str = "", where: str = "") -> Path:
+    """Latency against ``x`` for one scenario, the front's points labelled by design."""
     from experiments.sweep.runner import pareto
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.scatter(ok[x], ok["latency_s"] * 1e3, s=18, color="0.6", label="points")
-    front = pareto(ok, ["latency_s", x]).sort_values(x)
+    front = pareto(ok, ["latency_s", x], []).sort_values(x)
     ax.plot(front[x], front["latency_s"] * 1e3, "o-", color="C3", label="Pareto front")
+    for _, row in front.iterrows():
+        ax.annotate(_label(row, design), (row[x], row["latency_s"] * 1e3), fontsize=6,
+                    xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"Latency vs {xlabel.split(' (')[0]}")
+    ax.set_title(f"Latency vs {xlabel.split(' (')[0]}" + (f" ({where})" if where else ""))
     ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, out / f"pareto_{x}")
+    ax.legend(fontsize=7)
+    return _save(fig, out / (f"pareto_{x}_{tag}" if tag else f"pareto_{x}"))
 
 
 def _bars(ok: pd.DataFrame, params: list[str], cols: list[str], ylabel: str, title: str,
@@ -109,7 +147,7 @@ def _bars(ok: pd.DataFrame, params: list[str], cols: list[str], ylabel: str, tit
     ax.set_xticks(range(len(rows)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # clear of the bars
     fig.tight_layout()
     return _save(fig, path)
 

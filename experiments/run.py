@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
 from mapper.pipeline import MapOptions, map_model
+from mapper.workload import check_work, estimate_instructions, seconds
 from simulator.functional.memory import DEFAULT_LIMIT
 from simulator.hardware import ChipConfig
 from simulator.machine import RunLimits
@@ -17,14 +19,19 @@ from simulator.result import SimResult, sequence
 from simulator.run import simulate
 from simulator.tracesize import MAX_TRACE_EVENTS, check_trace, trace_size
 
+PROGRESS_AFTER_S = 3.0  # runs estimated to simulate longer show progress
+# a run's instruction budget: minutes of simulation; estimated up front (mapper.workload)
+RUN_MAX_INSTRUCTIONS = 50_000_000
+
 
 @dataclass(frozen=True)
 class Budget:
     """The limits of the simulations behind a run (``tessera run --max-time ...``)."""
 
-    limits: RunLimits = RunLimits()
+    limits: RunLimits = RunLimits(max_instructions=RUN_MAX_INSTRUCTIONS)
     memory_limit: int = DEFAULT_LIMIT  # bytes functional mode may allocate
     max_trace_events: int = MAX_TRACE_EVENTS
+    progress: bool = False  # a bar over the kernels simulated (on a terminal)
 
 
 DEFAULT_BUDGET = Budget()
@@ -60,6 +67,20 @@ class PhaseRun:
     def flops(self) -> float:
         return self._total("flops")
 
+    def totals(self) -> dict[str, float]:
+        """Bytes per memory level and energy per component of the whole pass (layers x
+        their count + the head), the same scope as ``latency_s`` and ``energy_j``."""
+        parts = [(self.layer, self.repeat), (self.head, 1)]
+        if self.other is not None:
+            parts.append((self.other, self.other_repeat))
+        out: dict[str, float] = {}
+        for res, times in parts:
+            for key, v in res.bytes.items():
+                out[f"{key}_bytes"] = out.get(f"{key}_bytes", 0.0) + v * times
+            for key, v in res.energy_j.items():
+                out[f"energy_{key}_j"] = out.get(f"energy_{key}_j", 0.0) + v * times
+        return out
+
 
 @dataclass
 class RunReport:
@@ -90,6 +111,26 @@ class RunReport:
                        energy_per_token_j=energy / (batch * self.decode_tokens))
         return out
 
+    def totals(self) -> dict[str, float]:
+        """``PhaseRun.totals`` over what the headline covers: the prefill, one decode step,
+        or (generate) the prefill plus every decode step (interpolated like the latency)."""
+        if self.mode == "prefill":
+            return self.prefill.totals()
+        if self.mode == "decode":
+            return self.decode[0].totals()
+        keys = self.prefill.totals().keys()
+        steps = {k: self._decode_sum_of(lambda r, k=k: r.totals()[k]) for k in keys}
+        return {k: self.prefill.totals()[k] + steps[k] for k in keys}
+
+    @property
+    def scope(self) -> str:
+        """What the headline and ``totals`` cover, in words (a column of every result)."""
+        if self.mode == "prefill":
+            return "prefill (all prompts)"
+        if self.mode == "decode":
+            return "one decode step (all sequences)"
+        return f"prefill + {self.decode_tokens} decode steps"
+
     @property
     def tpot_s(self) -> float:
         return self._decode_sum("latency_s") / self.decode_tokens
@@ -99,8 +140,11 @@ class RunReport:
         return self._decode_sum("energy_j")
 
     def _decode_sum(self, attr: str) -> float:
+        return self._decode_sum_of(lambda r: getattr(r, attr))
+
+    def _decode_sum_of(self, value) -> float:  # noqa: ANN001
         """Sum over the generated tokens, linear between the sampled context lengths."""
-        pts = sorted((r.phase.ctx, getattr(r, attr)) for r in self.decode)
+        pts = sorted((r.phase.ctx, value(r)) for r in self.decode)
         first = pts[0][0]
         total = 0.0
         for step in range(self.decode_tokens):
@@ -158,12 +202,22 @@ def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool,  # noqa: 
         check_trace(sum(trace_size(_keyed(p)) for p in low.kernel_programs),
                     budget.max_trace_events)
     # kernel by kernel: each ends in a chip-wide sync, so their times add exactly
-    parts = [simulate(p, chip, trace=trace, limits=limits) for p in low.kernel_programs]
+    parts = [simulate(p, chip, trace=trace, limits=limits)
+             for p in _bar(low.kernel_programs, budget.progress, "kernels")]
     mapped.notes["kernels"] = [
         {"name": name, "kind": kind, "time_s": r.time_s, "flops": r.flops,
          "hbm_bytes": r.bytes["hbm_read"] + r.bytes["hbm_write"], "energy_j": r.energy_total_j}
         for (name, kind), r in zip(mapped.lowered.kernels, parts)]
     return sequence(parts)
+
+
+def _bar(items: list, show: bool, unit: str):  # noqa: ANN202
+    """``items`` under a progress bar on stderr when ``show`` (and stderr is a terminal)."""
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, unit=unit.rstrip("s"), file=sys.stderr, leave=False, disable=None)
 
 
 def _keyed(programs) -> dict:  # noqa: ANN001
@@ -193,13 +247,39 @@ def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
 def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
               tokens: int, opts: MapOptions, decode_samples: int = 8,
               trace: bool = False, emit_asm: Path | None = None, system=None,  # noqa: ANN001
-              par=None, budget: Budget = DEFAULT_BUDGET) -> RunReport:  # noqa: ANN001
-    """A mode of ``tessera run``; with ``system`` and ``par`` the model is split over chips."""
+              par=None, budget: Budget = DEFAULT_BUDGET, check_memory: bool = True,  # noqa: ANN001
+              allow_long_context: bool = False, warn=None,  # noqa: ANN001
+              note=None) -> RunReport:  # noqa: ANN001
+    """A mode of ``tessera run``; with ``system`` and ``par`` the model is split over chips.
+    Before anything is mapped, the context is checked against the model's positions and
+    each phase's memory per chip against HBM (``check_memory``), and the work estimated
+    against the instruction budget. ``warn`` and ``note`` (str -> None) hear of a long
+    context and of a run long enough to show progress; without ``note``, no bar."""
+    from mapper.footprint import check_context
+
+    warning = check_context(model, mode, seq, ctx, tokens, allow_long_context)
+    if warning and warn is not None:
+        warn(warning)
+    if check_memory:
+        for phase in _phases(mode, batch, seq, ctx, tokens):
+            fits(model, chip, phase, opts, system, par)
+    work = _work(model, mode, batch, seq, ctx, tokens, opts, par, decode_samples)
+    check_work(work, budget.limits.max_instructions,
+               f"{model.name} {mode} (batch {batch}, seq {seq}, ctx {ctx})",
+               "lower --seq, --ctx or --batch" + (", --tokens or --decode-samples"
+                                                  if mode == "generate" else ""))
+    if seconds(work) > PROGRESS_AFTER_S and note is not None:
+        budget = replace(budget, progress=True)
+        note(f"simulating at least {work:.3g} instructions (about {seconds(work):.0f} s or "
+             f"more)")
+
     def phase_run(model, chip, phase, opts, trace=False, emit_asm=None):  # noqa: ANN001
         if system is not None:
             return run_system_phase(model, system, phase, par, opts, trace, budget)
         return run_phase(model, chip, phase, opts, trace, emit_asm, budget)
     rep = RunReport(model.name, chip.name if system is None else system.name, mode)
+    if warning:
+        rep.notes["warnings"] = [warning]
     if mode in ("prefill", "generate"):
         rep.prefill = phase_run(model, chip, Phase("prefill", batch, seq=seq), opts, trace,
                                 emit_asm)
@@ -214,6 +294,49 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
         rep.decode_tokens = tokens
         rep.decode_interpolated = len(points) < tokens
     return rep
+
+
+def _work(model, mode: str, batch: int, seq: int, ctx: int, tokens: int,  # noqa: ANN001
+          opts: MapOptions, par, samples: int) -> int:  # noqa: ANN001
+    """Estimated instructions of every simulation of the run (``mapper.workload``): the
+    mapped layers of one chip (its shard) and the head, per phase simulated."""
+    from mapper.layers import Shard, build_layers
+
+    tp, dp = (par.tp, par.dp) if par is not None else (1, 1)
+    n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
+    total = 0
+    phases = _phases(mode, batch, seq, ctx, tokens)
+    if mode == "generate":  # every decode context simulated, not only the last
+        phases[1:] = [Phase("decode", batch, ctx=c) for c in decode_points(seq, tokens, samples)]
+    for phase in phases:
+        replica = replace(phase, batch=max(1, phase.batch // dp))
+        g = build_layers(model, replica, n, shard=Shard(tp, 0, 1))
+        total += estimate_instructions(g) + estimate_instructions(build_head(model, replica))
+    return total
+
+
+def _phases(mode: str, batch: int, seq: int, ctx: int, tokens: int) -> list[Phase]:
+    """The phases a mode runs, at their largest (generate: the last decode context)."""
+    out = []
+    if mode in ("prefill", "generate"):
+        out.append(Phase("prefill", batch, seq=seq))
+    if mode == "decode":
+        out.append(Phase("decode", batch, ctx=ctx))
+    if mode == "generate":
+        out.append(Phase("decode", batch, ctx=seq + tokens - 1))
+    return out
+
+
+def fits(model, chip: ChipConfig, phase: Phase, opts: MapOptions, system=None,  # noqa: ANN001
+         par=None):  # noqa: ANN001, ANN201
+    """The phase's memory per chip (``mapper.footprint``), or a MemoryFitError."""
+    from mapper.footprint import check_fit
+
+    if system is None:
+        return check_fit(model, phase, opts, chip.hbm.capacity, f"one {chip.name}")
+    cap = min(c.hbm.capacity for c in system.chips)
+    return check_fit(model, phase, opts, cap, f"each chip of {system.name}", par.tp, par.pp,
+                     par.dp, par.ep)
 
 
 def weight_bytes(mapped) -> int:  # noqa: ANN001
@@ -274,7 +397,8 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
                     budget.max_trace_events)
     if kernels:
         layer = sequence([simulate_system(system, k, groups=m.groups, trace=trace,
-                                          limits=budget.limits) for k in m.kernel_programs])
+                                          limits=budget.limits)
+                          for k in _bar(m.kernel_programs, budget.progress, "kernels")])
     else:
         layer = simulate_system(system, m.programs, groups=m.groups,
                                 functional=opts.functional, trace=trace, limits=budget.limits,

@@ -8,11 +8,12 @@ and drains again, so each kernel starts from a clean, balanced state.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from isa import DataSegment, DType, Program, Space, build
+from isa.errors import TesseraError
 from mapper.emit import Item, hbm, resolve, sram
 from mapper.graph import Graph, Kind, Node
 from mapper.kernels.attention import Attention, attention_programs, regions
@@ -24,6 +25,8 @@ from mapper.kernels.rowwise import (
     absmax_scale_op,
     act_op,
     add_op,
+    column_block,
+    concat_programs,
     norm_op,
     quant_rows_op,
     rms_scale_op,
@@ -47,7 +50,7 @@ def sync(group: int = 0) -> tuple:
 SYNC = sync(0)
 
 
-class MappingError(ValueError):
+class MappingError(TesseraError, ValueError):
     """The graph cannot be mapped onto this chip (e.g. a tile that fits nowhere)."""
 
 
@@ -235,8 +238,9 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                                                                   res.dtype),)
         kern = RowKernel(rows, views, View(addr[out.name], cols, out.dtype),
                          sum_op(cols, out.dtype, k + 1), (),
-                         MAX_ROWS_PER_TILE, node.name)
-        return row_programs(_fit(kern, chip), cores)
+                         MAX_ROWS_PER_TILE, node.name,
+                         lambda c: sum_op(c, out.dtype, k + 1))
+        return _rowwise(kern, chip)
     if node.op == "linear":
         return gemm_programs(_gemm(g, node, addr, ctx.tilings[node.name]),
                              ctx.tilings[node.name], cores)
@@ -248,7 +252,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       norm_op(node.attrs["kind"], cols, x.dtype, out.dtype, node.attrs["eps"]),
                       (Param(addr[node.inputs[1]], T(node.inputs[1]).shape[0]),),
                       MAX_ROWS_PER_TILE, node.name)
-        return row_programs(_fit(k, chip), cores)
+        return _rowwise(k, chip)
     if node.op == "rope":
         qkv = T(node.inputs[0])
         view = View(addr[qkv.name], node.attrs["cols"], qkv.dtype, qkv.shape[1])
@@ -257,7 +261,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       rope_op(node.attrs["cols"], node.attrs["hd"], qkv.dtype),
                       (Param(table, node.attrs["hd"], per_row=True),),
                       MAX_ROWS_PER_TILE, node.name)
-        return row_programs(_fit(k, chip), cores)
+        return _rowwise(k, chip)
     if node.op == "silu_mul":
         gu, out = T(node.inputs[0]), T(node.outputs[0])
         f = node.attrs["ffn"]
@@ -265,8 +269,8 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
         k = RowKernel(gu.shape[0], (View(addr[gu.name], f, gu.dtype, 2 * f),
                                     View(addr[gu.name] + f * e, f, gu.dtype, 2 * f)),
                       View(addr[out.name], f, out.dtype), silu_mul_op(f, out.dtype),
-                      (), MAX_ROWS_PER_TILE, node.name)
-        return row_programs(_fit(k, chip), cores)
+                      (), MAX_ROWS_PER_TILE, node.name, lambda c: silu_mul_op(c, out.dtype))
+        return _rowwise(k, chip)
     if node.op == "allreduce":  # one core of the chip all-reduces the buffer in place
         t = T(node.inputs[0])
         ref = hbm(addr[t.name])
@@ -278,7 +282,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       View(addr[out.name], 1, DType.FP32), rms_scale_op(cols, x.dtype),
                       (Param(addr[node.inputs[1]], 1),),
                       MAX_ROWS_PER_TILE, node.name)
-        return row_programs(_fit(k, chip), cores)
+        return _rowwise(k, chip)
     if node.op == "act_scale":
         x, out = T(node.inputs[0]), T(node.outputs[0])
         cols = x.shape[1]
@@ -287,7 +291,7 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       absmax_scale_op(cols, x.dtype, node.attrs["qmax"]),
                       (Param(addr[node.inputs[1]], 1),), MAX_ROWS_PER_TILE,
                       node.name)
-        return row_programs(_fit(k, chip), cores)
+        return _rowwise(k, chip)
     if node.op == "act_quant":
         x, out = T(node.inputs[0]), T(node.outputs[0])
         cols = x.shape[1]
@@ -295,22 +299,43 @@ def _kernel(ctx: _Ctx, node: Node) -> list[list[Item]] | None:
                       View(addr[out.name], cols, out.dtype),
                       quant_rows_op(cols, x.dtype, out.dtype),
                       (Param(addr[node.inputs[1]], 1, per_row=True),),
-                      MAX_ROWS_PER_TILE, node.name)
-        return row_programs(_fit(k, chip), cores)
+                      MAX_ROWS_PER_TILE, node.name,
+                      lambda c: quant_rows_op(c, x.dtype, out.dtype))
+        return _rowwise(k, chip)
     if node.op in ("act", "add"):
         out = T(node.outputs[0])
         cols = out.shape[1]
         views = tuple(View(addr[n], cols, T(n).dtype) for n in node.inputs)
-        op = (add_op(cols, out.dtype) if node.op == "add"
-              else act_op(node.attrs["fn"], cols, out.dtype))
-        k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op, (),
-                      MAX_ROWS_PER_TILE, node.name)
-        return row_programs(_fit(k, chip), cores)
+        def op_for(c: int):  # noqa: ANN202
+            return (add_op(c, out.dtype) if node.op == "add"
+                    else act_op(node.attrs["fn"], c, out.dtype))
+        k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op_for(cols),
+                      (), MAX_ROWS_PER_TILE, node.name, op_for)
+        return _rowwise(k, chip)
     if node.op == "kv_append":
         return _kv_append(ctx, node)
     if node.op == "attention":
         return _attention(ctx, node)
     raise MappingError(f"no kernel for op '{node.op}' ({node.name})")
+
+
+MIN_BLOCK_ROWS = 8  # rows per tile a column block aims to keep (so DMA and math overlap)
+
+
+def _rowwise(k: RowKernel, chip: ChipConfig) -> list[list[Item]]:
+    """Per-core programs of a row-wise kernel; an element-wise kernel whose rows do not fit
+    the SRAM runs as column blocks, each with rows enough per tile to pipeline."""
+    wide = replace(k, rows_per_tile=min(k.rows, MIN_BLOCK_ROWS))
+    if k.op_for is None or sram_bytes(wide) <= chip.core.sram.capacity:
+        return row_programs(_fit(k, chip), chip.cores)
+    cols = k.out.cols
+    width = cols
+    while width > k.col_align and sram_bytes(replace(
+            wide, inputs=tuple(replace(v, cols=width) for v in k.inputs),
+            out=replace(k.out, cols=width))) > chip.core.sram.capacity:
+        width = max(k.col_align, (width // 2) // k.col_align * k.col_align)
+    blocks = [column_block(k, c0, min(width, cols - c0)) for c0 in range(0, cols, width)]
+    return concat_programs([row_programs(_fit(b, chip), chip.cores) for b in blocks])
 
 
 def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
@@ -326,7 +351,8 @@ def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
         k = replace(k, rows_per_tile=k.rows_per_tile // 2)
     if sram_bytes(k) > chip.core.sram.capacity:
         raise MappingError(f"{k.name}: one row of {k.inputs[0].cols} columns does not fit "
-                           f"the {chip.core.sram.capacity} B SRAM")
+                           f"the {chip.core.sram.capacity} B SRAM (this op needs whole rows; "
+                           f"a chip with more SRAM per core maps it)")
     return k
 
 

@@ -23,13 +23,14 @@ from dataclasses import replace
 import numpy as np
 
 from isa.dtypes import DType
+from isa.errors import TesseraError
 from mapper.graph import Graph, Kind, Node, Tensor
 
 QUANT = {"int8": (DType.INT8, 127.0), "int4": (DType.INT4, 7.0), "fp8": (DType.FP8E4M3, 448.0)}
 SCHEMES = (*QUANT, "log4", "cluster16")
 
 
-class PassError(ValueError):
+class PassError(TesseraError, ValueError):
     """An option combination the passes cannot honour (named in the message)."""
 
 

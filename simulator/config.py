@@ -55,6 +55,11 @@ def _resolve(name_or_path: str | Path) -> Path:
     if "/" not in text and not text.endswith((".yaml", ".yml")):
         path = PRESETS / f"{text}.yaml"
         if text not in list_presets():
+            from simulator.system import list_systems
+
+            if text in list_systems():
+                raise ConfigError(f"'{text}' is a system preset (several chips), not a chip: "
+                                  f"use --system {text}")
             raise ConfigError(f"unknown chip preset '{text}' (presets: "
                               f"{', '.join(list_presets())}; or give a YAML file)")
         return path
@@ -103,10 +108,12 @@ def with_overrides(chip: hw.ChipConfig, overrides: dict[str, object],
         parts = dotted.split(".")
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
-                raise ConfigError(f"{source}: unknown field '{dotted}'")
+                raise ConfigError(f"{source}: unknown field '{dotted}' ('{p}' is not one of: "
+                                  f"{', '.join(k for k, v in node.items() if isinstance(v, dict))})")
             node = node[p]
         if parts[-1] not in node:
-            raise ConfigError(f"{source}: unknown field '{dotted}'")
+            raise ConfigError(f"{source}: unknown field '{dotted}' (expected one of: "
+                              f"{', '.join(node)})")
         node[parts[-1]] = value
     return chip_from_dict(data, source)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
+from experiments.commands import DefaultsHelp
 from isa.errors import TesseraError
 
 QUANTS = ("int8", "int4", "fp8", "log4", "cluster16")
@@ -19,6 +21,7 @@ class RunError(TesseraError):
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="map and simulate a transformer model on a chip",
+        formatter_class=DefaultsHelp,
         description="Lower MODEL to per-core programs for CHIP and simulate them. prefill: B "
                     "sequences of --seq tokens; decode: one token per sequence against a KV "
                     "cache of --ctx tokens; generate: prefill then --tokens decode steps.")
@@ -34,11 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--micro-batches", type=int, default=1, metavar="M",
                    help="split each replica's batch into M micro-batches through the "
                         "pipeline stages")
-    p.add_argument("--phase", choices=("prefill", "decode", "generate"), default="decode")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--phase", choices=("prefill", "decode", "generate"), default="decode",
+                   help="prefill: the prompts; decode: one token per sequence; generate: "
+                        "prefill then --tokens decode steps (TTFT, TPOT)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="sequences processed together (split over --dp replicas)")
     p.add_argument("--seq", type=int, default=512, help="prompt length (prefill, generate)")
     p.add_argument("--ctx", type=int, default=2048, help="KV-cache length (decode)")
     p.add_argument("--tokens", type=int, default=32, help="decode steps (generate)")
+    p.add_argument("--allow-long-context", action="store_true",
+                   help="price positions past the model's max_seq even with a learned "
+                        "position table (RoPE models only get a warning)")
     p.add_argument("--quant", choices=QUANTS,
                    help="weight quantization: linear int8/int4/fp8 (per output channel, or "
                         "per group with --quant-group), logarithmic log4, clustered cluster16")
@@ -69,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the headline metrics as JSON last")
     p.add_argument("--max-time", type=float, default=3600.0,
                    help="simulated-seconds budget of each simulation (default 3600)")
-    p.add_argument("--max-instructions", type=int, default=2_000_000_000,
-                   help="dynamic instruction budget of each simulation (default 2e9)")
+    p.add_argument("--max-instructions", type=int, default=50_000_000,
+                   help="instruction budget: a run estimated to need more is refused before "
+                        "it is mapped, a simulation that executes more is stopped")
     p.add_argument("--memory-limit", type=int, default=8 << 30,
                    help="bytes functional mode may allocate (default 8 GiB)")
     p.add_argument("--max-trace-events", type=int, default=5_000_000,
@@ -112,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from mapper.pipeline import MapOptions
     from simulator.config import load_chip
     from simulator.machine import RunLimits
+    from simulator.system import list_systems
 
     _check(args)
     model = load_model(args.model)
@@ -124,9 +135,10 @@ def run(args: argparse.Namespace) -> int:
         par = Parallel(args.tp, args.pp, args.dp, args.micro_batches, args.ep)
         chip = system.chips[0]
     else:
+        chip = load_chip(args.chip)  # a system name here is an error that says --system
         if (args.tp, args.pp, args.dp) != (1, 1, 1):
-            raise RunError("--tp/--pp/--dp need a multi-chip --system")
-        chip = load_chip(args.chip)
+            raise RunError("--tp/--pp/--dp need a multi-chip --system (presets: "
+                           f"{', '.join(list_systems())})")
     if args.ep != 1 and not args.system:
         raise RunError("--ep needs a multi-chip --system")
     opts = MapOptions(quant=args.quant, quant_group=args.quant_group, act_quant=args.act_quant,
@@ -139,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
                            opts, args.decode_samples, trace=bool(args.trace),
                            emit_asm=args.emit_asm, system=system, par=par,
                            budget=Budget(RunLimits(args.max_time, args.max_instructions),
-                                         args.memory_limit, args.max_trace_events))
+                                         args.memory_limit, args.max_trace_events),
+                           allow_long_context=args.allow_long_context, warn=_warn,
+                           note=_note)
     except (PassError, ValueError) as exc:
         raise RunError(str(exc)) from None
     compressed = args.quant or args.sparsity or args.low_rank
@@ -150,6 +164,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.headline()))
     return 0
+
+
+def _warn(text: str) -> None:
+    print(f"tessera run: warning: {text}", file=sys.stderr)
+
+
+def _note(text: str) -> None:
+    print(f"tessera run: {text}", file=sys.stderr)
 
 
 def _compare(report, model, chip, opts, args: argparse.Namespace) -> None:  # noqa: ANN001
@@ -176,6 +198,8 @@ def _hbm_bw(args: argparse.Namespace) -> float:
 
 
 def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
+    from experiments.sweep.runner import versions
+
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     runs = ([report.prefill] if report.prefill else []) + report.decode
@@ -193,7 +217,8 @@ def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
     doc = {"model": report.model, "chip": report.chip, "mode": report.mode, **chip_peak,
            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                        if k not in ("handler",)},
-           "headline": report.headline(), "decode_interpolated": report.decode_interpolated,
+           "headline": report.headline(), "scope": report.scope, "totals": report.totals(),
+           "versions": versions(), "decode_interpolated": report.decode_interpolated,
            "notes": report.notes,
            "phases": [{**row, "layer_result": r.layer.to_dict(), "head_result": r.head.to_dict(),
                        "kernels": getattr(r.mapped, "notes", {}).get("kernels", [])}

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "moves and computes the real bytes and reports data races.")
     p.add_argument("program", type=Path, help="program: FILE.s or FILE.bin")
     p.add_argument("--chip", default="edge",
-                   help="preset name (see 'tessera presets') or chip YAML file (default: edge)")
+                   help="chip preset (edge, fpga, tpuv4, h100, h200) or chip YAML file "
+                        "(default: edge)")
     p.add_argument("--functional", action="store_true", help="compute real values too")
     p.add_argument("--trace", type=Path, help="write a Chrome trace JSON (open in Perfetto)")
     p.add_argument("--out", type=Path, help="write the result as JSON here")

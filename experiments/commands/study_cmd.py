@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from experiments.report import make_report
-    from experiments.sweep.runner import pareto, run_sweep
+    from experiments.sweep.runner import front_table, run_sweep
     from experiments.sweep.spec import SweepError, load_sweep
 
     path = STUDIES / f"{args.name}.yaml"
@@ -36,9 +36,8 @@ def run(args: argparse.Namespace) -> int:
     ok = table[table["status"] == "ok"] if len(table) else table
     print(f"{spec.name}: {len(table)} points, {len(ok)} ok -> {out / 'results.csv'}")
     if len(ok):
-        cols = [c for c in (*spec.columns, "latency_s", "energy_j", "tokens_per_s")
-                if c in ok]
-        print(pareto(table, spec.objectives)[cols].to_string(index=False))
+        cols = [*spec.columns, "latency_s", "energy_j", "tokens_per_s"]
+        print(front_table(table, spec.objectives, cols))
         figs = make_report(out, out / "report")
         print(f"report: {out / 'report' / 'index.html'} ({len(figs)} figures)")
     return 0

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.sweep.runner import pareto, run_sweep
+    from experiments.sweep.runner import front_table, run_sweep
     from experiments.sweep.spec import load_sweep
 
     spec = load_sweep(args.sweep)
@@ -36,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
     ok = int((table["status"] == "ok").sum()) if len(table) else 0
     print(f"{spec.name}: {len(table)} points ({ok} ok, {len(table) - ok} failed or timed "
           f"out) -> {out / 'results.csv'}")
-    if ok:
-        front = pareto(table, spec.objectives)
-        print(f"Pareto front ({', '.join(spec.objectives)}): {len(front)} point(s)")
+    if not ok:
+        from experiments.sweep.spec import SweepError
+
+        reason = str(table["error"].iloc[0]) if len(table) and "error" in table else ""
+        raise SweepError(f"{args.sweep}: every point failed (first: {reason}); see "
+                         f"{out / 'results.csv'}")
+    print(front_table(table, spec.objectives,
+                      [*spec.columns, *[o for o in spec.objectives if o in table]]))
     return 0

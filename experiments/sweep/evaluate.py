@@ -66,11 +66,12 @@ def _run(base: dict, point: dict) -> dict:
     first = runs[0].layer
     chips = len(system.chips) if system is not None else 1
     row = dict(rep.headline())
-    row.update(area_mm2=area_mm2(chip) * chips, cost_usd=cost_usd(chip) * chips,
+    totals = rep.totals()  # bytes and energy over the same scope as latency_s, energy_j
+    row.update(scope=rep.scope, area_mm2=area_mm2(chip) * chips, cost_usd=cost_usd(chip) * chips,
                mac_utilization=first.mac_utilization, clock_hz=first.clock_hz,
-               hbm_bytes=first.bytes["hbm_read"] + first.bytes["hbm_write"],
+               hbm_bytes=totals["hbm_read_bytes"] + totals["hbm_write_bytes"],
                **{f"util_{e}": s.utilization for e, s in first.engines.items()},
-               **{f"energy_{k}_j": v * runs[0].repeat for k, v in first.energy_j.items()})
+               **{k: v for k, v in totals.items() if k.startswith("energy_")})
     if "tokens_per_s" not in row:
         tokens = int(base.get("batch", 1)) * (int(base.get("seq", 512)) if mode == "prefill"
                                               else 1)

@@ -99,6 +99,8 @@ def run_sweep(spec: SweepSpec, out: Path, workers: int = 2, dask: str | None = N
         text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in done)
         write_atomic(path, lambda tmp: tmp.write_text(text))
     seen = {r["point_id"] for r in done}
+    about = json.dumps(describe(spec), indent=2, default=str)
+    write_atomic(out / "sweep.json", lambda tmp: tmp.write_text(about))
     with path.open("a") as fh:
         if spec.mode == "optuna":
             _optuna(spec, fh, workers, dask, done, progress)
@@ -254,9 +256,65 @@ def _optuna(spec: SweepSpec, fh, workers: int, dask: str | None, done: list[dict
         bar.close()
 
 
-def pareto(df: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFrame:
-    """The non-dominated rows (minimising, except objectives named tokens*: maximised)."""
+def describe(spec: SweepSpec) -> dict:
+    """What a sweep ran, for its report: the file's fields and the software versions."""
+    return {"name": spec.name, "source": spec.source, "base": spec.base,
+            "parameters": list(spec.parameters), "mode": spec.mode,
+            "objectives": list(spec.objectives), "points": spec.size(),
+            "versions": versions()}
+
+
+def versions() -> dict[str, str]:
+    """Versions of Tessera and of the libraries whose behaviour shapes a result."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("tessera-sim", "numpy", "simpy", "pandas"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+# What a row is run on rather than what is designed: points that differ in these are
+# different questions, so each combination has a Pareto front of its own.
+SCENARIO = ("model", "phase", "batch", "seq", "ctx", "tokens")
+
+
+def scenarios(df: pd.DataFrame) -> list[str]:
+    """The scenario columns that vary in ``df``."""
+    return [c for c in SCENARIO if c in df and df[c].astype(str).nunique() > 1]
+
+
+def pareto(df: pd.DataFrame, objectives: Iterable[str],
+           by: list[str] | None = None) -> pd.DataFrame:
+    """The non-dominated rows (minimising, except objectives named tokens*: maximised),
+    within each scenario (``by``: default, the scenario columns that vary)."""
     ok = df[df["status"] == "ok"] if "status" in df else df
+    by = scenarios(ok) if by is None else by
+    if by:
+        groups = ok.groupby(by, sort=False, dropna=False)
+        fronts = [_front(group, objectives) for _, group in groups]
+        return pd.concat(fronts) if fronts else ok.iloc[:0]
+    return _front(ok, objectives)
+
+
+def front_table(df: pd.DataFrame, objectives: Iterable[str], columns: list[str]) -> str:
+    """Every successful point as text, the Pareto-front rows marked ``*`` in column
+    ``front`` (fronts per scenario); unset options (null) shown as ``none``."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    on_front = set(pareto(df, objectives).index)
+    shown = ok[[c for c in columns if c in ok]].copy()
+    shown.insert(0, "front", ["*" if i in on_front else "" for i in ok.index])
+    by = scenarios(ok)
+    head = (f"Pareto front ({', '.join(objectives)}"
+            + (f"; one per {', '.join(by)}" if by else "") + "): rows marked *")
+    return head + "\n" + shown.astype(object).fillna("none").to_string(index=False)
+
+
+def _front(ok: pd.DataFrame, objectives: Iterable[str]) -> pd.DataFrame:
     objs = list(objectives)
     sign = [(-1.0 if o.startswith("tokens") else 1.0) for o in objs]
     vals = [[s * float(row[o]) for o, s in zip(objs, sign)] for _, row in ok.iterrows()]

@@ -147,6 +147,9 @@ def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
         hint = "narrow the ranges, use mode: random or optuna, " if mode == "grid" else ""
         raise SweepError(f"{source}: {_SIZE_FIELD[mode]}: {spec.size():,} points exceed the "
                          f"limit of {limit:,} ({hint}or raise max_points: in the sweep file)")
+    from experiments.sweep.check import check_spec
+
+    check_spec(spec, SweepError)  # paths and values, so no point fails for a typo
     return spec
 
 

@@ -56,6 +56,31 @@ class RowKernel:
     params: tuple[Param, ...] = ()
     rows_per_tile: int = 16
     name: str = "rowwise"
+    # Element-wise kernels: the op for a block of this many columns. A row too wide for the
+    # SRAM is then streamed in column blocks (each a kernel of its own over a strided view);
+    # None for ops that need the whole row at once (norms, reductions).
+    op_for: Callable[[int], OpFn] | None = None
+    col_align: int = 64  # a column block's width is a multiple of this (RoPE: the head dim)
+
+
+def column_block(k: RowKernel, col0: int, cols: int) -> RowKernel:
+    """Columns ``col0 .. col0+cols-1`` of an element-wise kernel, as a kernel of its own:
+    every view keeps its row pitch, so each row of the block is one strided run."""
+    def part(v: View) -> View:
+        return View(v.addr + v.dtype.nbytes(col0), cols, v.dtype, v.ld or v.cols)
+
+    assert k.op_for is not None
+    return RowKernel(k.rows, tuple(part(v) for v in k.inputs), part(k.out), k.op_for(cols),
+                     k.params, k.rows_per_tile, f"{k.name}[{col0}:{col0 + cols}]")
+
+
+def concat_programs(parts: list[list[list[Item]]]) -> list[list[Item]]:
+    """Kernels run one after another on each core (each leaves its semaphores at zero)."""
+    out: list[list[Item]] = [[] for _ in range(max(len(p) for p in parts))]
+    for progs in parts:
+        for core, prog in enumerate(progs):
+            out[core] += prog
+    return out
 
 
 def _layout(k: RowKernel) -> tuple[list[list[int]], list[int], list[list[int]], int]:
@@ -231,7 +256,7 @@ def rope_op(cols: int, hd: int, dt: DType) -> OpFn:
     return op
 
 
-def silu_mul_op(cols: int, dt: DType) -> OpFn:
+def silu_mul_op(cols: int, dt: DType) -> OpFn:  # element-wise
     """SwiGLU's h = silu(gate) * up, the gate computed in place in the input buffer."""
     def op(out, ins, params, rows):  # noqa: ANN001
         return [build("v.silu", ins[0], ins[0], rows, cols, dt, dt),

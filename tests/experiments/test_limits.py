@@ -63,7 +63,7 @@ def test_a_1_tib_sram_is_refused_before_allocation(capsys, tmp_path):
                    "raise --memory-limit")
     assert peak_rss_mib() - before < 512  # nothing near a TiB (or the 8 GiB limit) touched
     code, _, err = run(capsys, "run", "--model", "tiny-llama", "--chip", str(chip),
-                       "--functional", "--out", str(tmp_path / "r"))
+                       "--functional", "--ctx", "16", "--out", str(tmp_path / "r"))
     one_line_error(code, err, "exceeds the 8192 MiB", "raise --memory-limit")
 
 

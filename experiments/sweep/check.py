@@ -1,0 +1,113 @@
+"""Check a sweep's parameter paths and values when the file is loaded, not at every point.
+
+A path that names nothing, or a value no point could run with, would otherwise fail every
+point of the sweep one by one; here it is one line naming the file, the path and what it
+accepts, as ``tessera run`` reports a bad option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from isa.errors import TesseraError
+
+PHASES = ("prefill", "decode", "generate")
+COUNTS = ("batch", "seq", "ctx", "tokens")
+SYSTEM_PATHS = ("system.topology", "system.link.bandwidth", "system.collective")
+CHOICES = {  # mapping options with a closed set of values (None: off)
+    "quant": (None, "int8", "int4", "fp8", "log4", "cluster16"),
+    "act_quant": (None, "int8", "fp8"),
+    "sparsity": (None, "2:4"),
+    "layout": ("auto", "blocked", "row"),
+}
+BOOLS = ("fusion", "functional")
+PARALLEL = ("tp", "pp", "dp", "ep", "micro")
+
+
+def check_spec(spec, error: type[TesseraError]) -> None:  # noqa: ANN001
+    """Raise ``error`` naming the first parameter path or value that cannot run."""
+    src = spec.source
+    for key in ("model", "chip", "system", "phase", *COUNTS):
+        if key in spec.base:
+            _check(key, spec.base[key], f"{src}: base.{key}", error)
+    chip = _base_chip(spec, error)
+    for key, values in spec.parameters.items():
+        paths = key.split(",")
+        for i, value in enumerate(values):
+            parts = value if len(paths) > 1 else [value]
+            for path, v in zip(paths, parts):
+                where = f"{src}: parameters.{key}[{i}]" if len(values) > 1 else \
+                    f"{src}: parameters.{key}"
+                if path.startswith("chip."):
+                    _check_chip(chip, path, v, where, error)
+                else:
+                    _check(path, v, where, error)
+
+
+def _base_chip(spec, error: type[TesseraError]):  # noqa: ANN001, ANN202
+    from simulator.config import load_chip
+    from simulator.system import load_system
+
+    try:
+        if spec.base.get("system"):
+            return load_system(spec.base["system"]).chips[0]
+        return load_chip(spec.base.get("chip", "edge"))
+    except TesseraError as exc:
+        raise error(f"{spec.source}: base: {exc}") from None
+
+
+def _check_chip(chip, path: str, value: object, where: str,  # noqa: ANN001
+                error: type[TesseraError]) -> None:
+    from simulator.config import with_overrides
+
+    try:
+        with_overrides(chip, {path[5:]: value}, "chip")
+    except TesseraError as exc:
+        raise error(f"{where}: {path} = {value!r}: {exc}") from None
+
+
+def _check(path: str, value: object, where: str, error: type[TesseraError]) -> None:
+    """A base field, ``mapping.*`` or ``system.*`` path with its value."""
+    if path.startswith("system."):
+        if path not in SYSTEM_PATHS:
+            raise error(f"{where}: unknown path '{path}' (expected one of: "
+                        f"{', '.join(SYSTEM_PATHS)})")
+        return
+    if path.startswith("mapping."):
+        _check_mapping(path[8:], value, where, error)
+        return
+    if path == "phase" and value not in PHASES:
+        raise error(f"{where}: phase {value!r}: expected one of {', '.join(PHASES)}")
+    if path in COUNTS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise error(f"{where}: {path} {value!r}: expected a positive integer")
+    if path in ("model", "chip", "system"):
+        _load(path, value, where, error)
+
+
+def _load(path: str, value: object, where: str, error: type[TesseraError]) -> None:
+    from mapper.model import load_model
+    from simulator.config import load_chip
+    from simulator.system import load_system
+
+    loader = {"model": load_model, "chip": load_chip, "system": load_system}[path]
+    try:
+        loader(str(value))
+    except TesseraError as exc:
+        raise error(f"{where}: {exc}") from None
+
+
+def _check_mapping(name: str, value: object, where: str, error: type[TesseraError]) -> None:
+    from mapper.pipeline import MapOptions
+
+    known = [f.name for f in dataclasses.fields(MapOptions)] + list(PARALLEL)
+    if name not in known:
+        raise error(f"{where}: unknown path 'mapping.{name}' (expected mapping. + one of: "
+                    f"{', '.join(known)})")
+    if name in CHOICES and value not in CHOICES[name]:
+        shown = ", ".join("null" if c is None else str(c) for c in CHOICES[name])
+        raise error(f"{where}: mapping.{name} {value!r}: expected one of {shown}")
+    if name in BOOLS and not isinstance(value, bool):
+        raise error(f"{where}: mapping.{name} {value!r}: expected true or false")
+    if name in (*PARALLEL, "low_rank", "quant_group") and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise error(f"{where}: mapping.{name} {value!r}: expected a non-negative integer")
