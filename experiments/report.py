@@ -74,6 +74,8 @@ def _sweep(df: pd.DataFrame, out: Path) -> tuple[list[Path], list[tuple[str, str
     for c in params:  # an option left unset (null: bf16, no sparsity, ...) reads "none"
         if df[c].isna().any():
             df[c] = df[c].astype(object).where(df[c].notna(), "none")
+    if "error" in df:
+        df["error"] = df["error"].astype(object).fillna("")
     ok = df[df["status"] == "ok"] if "status" in df else df
     if ok.empty:
         raise ReportError("the sweep has no successful point to plot")

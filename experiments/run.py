@@ -258,8 +258,6 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
     from mapper.footprint import check_context
 
     warning = check_context(model, mode, seq, ctx, tokens, allow_long_context)
-    if warning and warn is not None:
-        warn(warning)
     if check_memory:
         for phase in _phases(mode, batch, seq, ctx, tokens):
             fits(model, chip, phase, opts, system, par)
@@ -268,6 +266,8 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
                f"{model.name} {mode} (batch {batch}, seq {seq}, ctx {ctx})",
                "lower --seq, --ctx or --batch" + (", --tokens or --decode-samples"
                                                   if mode == "generate" else ""))
+    if warning and warn is not None:  # only for a run that goes ahead
+        warn(warning)
     if seconds(work) > PROGRESS_AFTER_S and note is not None:
         budget = replace(budget, progress=True)
         note(f"simulating at least {work:.3g} instructions (about {seconds(work):.0f} s or "

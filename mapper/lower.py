@@ -323,11 +323,11 @@ MIN_BLOCK_ROWS = 8  # rows per tile a column block aims to keep (so DMA and math
 
 
 def _rowwise(k: RowKernel, chip: ChipConfig) -> list[list[Item]]:
-    """Per-core programs of a row-wise kernel; an element-wise kernel whose rows do not fit
-    the SRAM runs as column blocks, each with rows enough per tile to pipeline."""
+    """Per-core programs of a row-wise kernel; an element-wise kernel of which not even one
+    row fits the SRAM runs as column blocks, each with rows enough per tile to pipeline."""
+    if k.op_for is None or sram_bytes(replace(k, rows_per_tile=1)) <= chip.core.sram.capacity:
+        return row_programs(_fit(k, chip), chip.cores)  # whole rows fit: tiles of rows
     wide = replace(k, rows_per_tile=min(k.rows, MIN_BLOCK_ROWS))
-    if k.op_for is None or sram_bytes(wide) <= chip.core.sram.capacity:
-        return row_programs(_fit(k, chip), chip.cores)
     cols = k.out.cols
     width = cols
     while width > k.col_align and sram_bytes(replace(

@@ -100,21 +100,26 @@ def chip_to_dict(chip: hw.ChipConfig) -> dict:
 
 
 def with_overrides(chip: hw.ChipConfig, overrides: dict[str, object],
-                   source: str = "overrides") -> hw.ChipConfig:
-    """A copy with dotted fields replaced, e.g. {"core.array.rows": 256}."""
+                   source: str = "overrides", check_chip: bool = True) -> hw.ChipConfig:
+    """A copy with dotted fields replaced, e.g. {"core.array.rows": 256}. Without
+    ``check_chip`` only each field is checked (its type, unit, range), not whether the
+    fields make a chip together (a sweep checks one value of a path at a time)."""
     data = chip_to_dict(chip)
     for dotted, value in overrides.items():
         node = data
         parts = dotted.split(".")
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
+                groups = ", ".join(k for k, v in node.items() if isinstance(v, dict))
                 raise ConfigError(f"{source}: unknown field '{dotted}' ('{p}' is not one of: "
-                                  f"{', '.join(k for k, v in node.items() if isinstance(v, dict))})")
+                                  f"{groups})")
             node = node[p]
         if parts[-1] not in node:
             raise ConfigError(f"{source}: unknown field '{dotted}' (expected one of: "
                               f"{', '.join(node)})")
         node[parts[-1]] = value
+    if not check_chip:
+        return _convert(hw.ChipConfig, data, source, "")
     return chip_from_dict(data, source)
 
 

@@ -45,6 +45,7 @@ def _asm(args: argparse.Namespace) -> int:
     program = assemble_file(args.source)
     out = args.output or args.source.with_suffix(".bin")
     data = write_binary(program)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     print(f"{args.source}: {len(program)} instructions, {len(data)} bytes -> {out}")
     return 0
@@ -56,6 +57,7 @@ def _disasm(args: argparse.Namespace) -> int:
     program = read_binary(args.binary.read_bytes(), str(args.binary))
     text = disassemble(program)
     if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
     else:
         sys.stdout.write(text)

@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         _compare(report, model, chip, opts, args)
     print(run_summary(report))
     _write(report, args)
+    if args.functional and system is None:
+        _functional(model, report, args.out)
     if args.json:
         print(json.dumps(report.headline()))
     return 0
@@ -168,6 +170,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _warn(text: str) -> None:
     print(f"tessera run: warning: {text}", file=sys.stderr)
+
+
+def _functional(model, report, out: Path) -> None:  # noqa: ANN001
+    """A few real output values of the first phase and their check against numpy."""
+    from experiments.functional_check import check, describe
+
+    first = report.prefill or report.decode[0]
+    if getattr(model.arch, "value", model.arch) != "decoder":
+        print(f"functional: outputs in HBM; no numpy reference for {model.arch.value} models")
+        return
+    print(describe(check(model, first), out))
 
 
 def _note(text: str) -> None:
@@ -225,6 +238,7 @@ def _write(report, args: argparse.Namespace) -> None:  # noqa: ANN001
                       for row, r in zip(rows, runs)]}
     (out / "result.json").write_text(json.dumps(doc, indent=2, default=str))
     if args.trace and runs:
+        args.trace.parent.mkdir(parents=True, exist_ok=True)
         trace = json.dumps(runs[0].layer.chrome_trace())
         args.trace.write_text(trace)
         (out / "trace.json").write_text(trace)

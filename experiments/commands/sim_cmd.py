@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         from simulator.tracesize import check_trace, trace_size
 
         check_trace(trace_size({(0, 0): program}), args.max_trace_events)
+        args.trace.parent.mkdir(parents=True, exist_ok=True)  # before the run, not after
     result = simulate(program, chip, functional=args.functional, trace=bool(args.trace),
                       limits=limits, memory_limit=args.memory_limit)
     print(sim_summary(result, str(args.program)))

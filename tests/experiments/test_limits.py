@@ -115,7 +115,8 @@ def test_random_samples_over_the_limit_and_max_points_lifts_it(capsys, tmp_path)
     one_line_error(code, err, "s.yaml: samples: 1,000,000,000,000 points exceed")
     from experiments.sweep.spec import load_sweep
 
-    axes = "".join(f"  chip.x{i}: {{linear: [1, 2], count: 400}}\n" for i in range(2))
+    axes = "".join(f"  chip.{path}: {{linear: [1, 2], count: 400}}\n"
+                   for path in ("clock_hz", "energy.static_w"))
     assert load_sweep(sweep_file(tmp_path, axes, "max_points: 160000\n")).size() == 160_000
     code, _, err = run(capsys, "sweep", str(sweep_file(tmp_path, axes, "max_points: 0\n")))
     one_line_error(code, err, "s.yaml: max_points: expected a positive integer")

@@ -15,7 +15,7 @@ BASE = {"model": "tiny-llama", "chip": "edge", "phase": "decode", "batch": 1, "c
 
 def spec(**kw):
     data = {"name": "t", "base": BASE, "parameters": {
-        "chip.core.array.rows": [16, 32], "mapping.quant": [None, "int8", "int3"]}, **kw}
+        "chip.core.array.rows": [16, 32], "mapping.low_rank": [0, 8, 100000]}, **kw}
     return sweep_from_dict(data, "t.yaml")
 
 
@@ -33,10 +33,10 @@ def test_grid_gives_one_row_per_point(tmp_path):
 
 def test_failing_point_is_a_row_not_the_end(tmp_path):
     df = run_sweep(spec(), tmp_path, workers=2, progress=False)
-    bad = df[df["mapping.quant"] == "int3"]
+    bad = df[df["mapping.low_rank"] == 100000]  # a valid value no point can map
     assert len(bad) == 2 and set(bad["status"]) == {"failed"}
-    assert all("--quant int3" in e for e in bad["error"])
-    assert set(df[df["mapping.quant"] != "int3"]["status"]) == {"ok"}
+    assert all("--low-rank 100000" in e for e in bad["error"])
+    assert set(df[df["mapping.low_rank"] != 100000]["status"]) == {"ok"}
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):

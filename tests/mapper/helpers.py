@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from isa import DType, Space
+from mapper import reference as ref
 from mapper.layers import Phase
 from mapper.pipeline import MapOptions, map_model
 from simulator import numerics as nx
 from simulator.run import simulate
-from tests.mapper import reference as ref
 from tests.simulator.conftest import make_chip
 
 

@@ -9,10 +9,10 @@ from mapper.layers import Phase
 from mapper.model import load_model
 from mapper.passes import decoded_weights
 from mapper.pipeline import MapOptions, map_model
+from mapper.reference import bf16
 from simulator.result import sequence
 from simulator.run import simulate
 from tests.mapper.helpers import bf16_ulp, compare_layers, read, run_functional
-from tests.mapper.reference import bf16
 from tests.simulator.conftest import make_chip
 
 PREFILL = Phase("prefill", batch=2, seq=12)

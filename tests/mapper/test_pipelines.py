@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from isa import DataSegment, DType, Program, Space, build
+from mapper import reference as ref
 from mapper.emit import resolve, steps
 from mapper.graph import Graph, Kind, Tensor
 from mapper.kernels.attention import Attention, attention_programs
@@ -18,7 +19,6 @@ from mapper.lower import _fit, _gemm, lower
 from simulator import numerics as nx
 from simulator.hardware import DmaConfig
 from simulator.run import simulate
-from tests.mapper import reference as ref
 from tests.simulator.conftest import make_chip
 from tests.simulator.test_dedupe import gemm_graph
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from isa import DType, Space
+from mapper import reference as ref
 from mapper.graph import Graph, Kind, Tensor
 from mapper.lower import MappingError, lower
 from simulator import numerics as nx
 from simulator.run import simulate
-from tests.mapper import reference as ref
 from tests.simulator.conftest import make_chip
 
 SMALL_SRAM = 16 << 10  # one bf16 row of 4096 columns, double-buffered in and out, is 32 KiB

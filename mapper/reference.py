@@ -1,4 +1,4 @@
-"""An independent numpy forward pass of decoder / encoder layers, for the numerics tests.
+"""An independent numpy forward pass of decoder / encoder layers: the check of functional mode.
 
 Written from the model definitions (not from the mapper): pre-norm decoders with RMSNorm,
 RoPE, GQA and SwiGLU (LLaMA) or LayerNorm, learned positions and GELU (GPT-2), computed in
