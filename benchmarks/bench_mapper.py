@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 
 from experiments.run import run_phase
+from hardware.chips import load_chip
 from mapper.layers import Phase
 from mapper.model import load_model
 from mapper.pipeline import MapOptions
-from simulator.config import load_chip
 
 PHASES = [Phase("decode", 1, ctx=2048), Phase("decode", 8, ctx=2048),
           Phase("decode", 32, ctx=2048), Phase("prefill", 1, seq=2048)]

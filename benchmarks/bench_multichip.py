@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 
 from experiments.run import run_model
+from hardware.systems import load_system
 from mapper.model import load_model
 from mapper.parallel import Parallel
 from mapper.pipeline import MapOptions
-from simulator.system import load_system
 
 CASES = [
     ("llama3-70b", "h100x4", 4, "decode", 16, 1, 2048, 1),

@@ -11,8 +11,8 @@ import argparse
 import resource
 import time
 
+from hardware.chips import load_chip
 from isa import DType, MemRef, Program, Space, build
-from simulator.config import load_chip
 from simulator.run import simulate
 
 S, H, A = Space.SRAM, Space.HBM, Space.ACC

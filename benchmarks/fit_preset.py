@@ -18,7 +18,7 @@ from pathlib import Path
 
 from experiments.measured_work import Target
 from experiments.validate import load_target, summary, validate
-from simulator.config import chip_from_dict, chip_to_dict
+from hardware.chips import chip_from_dict, chip_to_dict
 
 STEPS = (2.0, 1.25, 1.06)  # multiplicative step sizes, coarse to fine
 

@@ -16,7 +16,7 @@ cycles; "Total Cycles (incl. prefetch)" adds the DRAM prefetch and is not used).
 tests/simulator/scalesim_golden.py.
 
 "Total Cycles" is SCALE-Sim's ``max(ofmap serviced cycle)``: the 0-based index of the last
-cycle, i.e. one less than the number of cycles the array is busy. simulator/systolic.py's
+cycle, i.e. one less than the number of cycles the array is busy. simulator/engine/systolic.py's
 ``matmul_cycles`` reproduces that number exactly (see docs/timing-systolic.md).
 """
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
+from hardware.chip import ChipConfig
 from isa.dtypes import DType
-from simulator.hardware import ChipConfig
 
 NODE = "7 nm"
 MM2_PER_MAC = {  # one MAC unit incl. pipeline registers

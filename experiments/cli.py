@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from experiments.commands import (
     asm_cmds,
+    presets_cmd,
     report_cmd,
     run_cmd,
     sim_cmd,
@@ -17,13 +18,14 @@ from experiments.commands import (
 )
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds, sim_cmd, run_cmd, sweep_cmd, report_cmd, study_cmd, validate_cmd)
+COMMANDS = (asm_cmds, presets_cmd, sim_cmd, run_cmd, sweep_cmd, report_cmd, study_cmd, validate_cmd)
 
 DESCRIPTION = """\
 Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.
 
 Typical uses:
   tessera isa                         print the instruction table
+  tessera presets                     the chips, systems and models, with key figures
   tessera asm kernel.s -o kernel.bin  assemble a program
   tessera disasm kernel.bin           print a binary program as assembly
   tessera sim kernel.s --chip h100    simulate it: latency, energy, utilization
@@ -71,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"tessera {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`tessera presets | head`): not an error
+        sys.stderr.close()
+        return 0
     except OSError as exc:
         if args.debug:
             raise

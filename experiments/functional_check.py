@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from isa import Space
+from isa import numerics as nx
 from mapper import reference as ref
-from simulator import numerics as nx
 
 
 def _read(run, name: str) -> np.ndarray:  # noqa: ANN001

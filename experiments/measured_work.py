@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from hardware.chip import ChipConfig
+from hardware.system import SystemConfig
 from isa import DType, MemRef, Program, Space, build
 from mapper.graph import Graph, Kind, Tensor
 from mapper.lower import lower, sync
 from mapper.pipeline import MapOptions
-from simulator.hardware import ChipConfig
 from simulator.result import SimResult, sequence
 from simulator.run import simulate, simulate_system
-from simulator.system import SystemConfig
 from simulator.tracesize import trace_size
 
 DTYPES = {"bf16": DType.BF16, "fp16": DType.FP16, "int8": DType.INT8, "fp8": DType.FP8E4M3,

@@ -8,13 +8,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from hardware.chip import ChipConfig
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
 from mapper.pipeline import MapOptions, map_model
 from mapper.workload import check_work, estimate_instructions, seconds
+from simulator.engine.machine import RunLimits
 from simulator.functional.memory import DEFAULT_LIMIT
-from simulator.hardware import ChipConfig
-from simulator.machine import RunLimits
 from simulator.result import SimResult, sequence
 from simulator.run import simulate
 from simulator.tracesize import MAX_TRACE_EVENTS, check_trace, trace_size
@@ -350,7 +350,7 @@ def output_error(run: PhaseRun, base: PhaseRun) -> float:
     """Max |difference| of the last layer's output, relative to the baseline's largest value
     (functional runs only)."""
     from isa import Space
-    from simulator import numerics as nx
+    from isa import numerics as nx
 
     vals = []
     for r in (run, base):

@@ -43,8 +43,8 @@ class ValidateError(TesseraError):
 
 def load_target(name: str) -> Target:
     """A chip preset (h100, h200, a chip YAML) or a system preset (h200x2, h200x4, ...)."""
-    from simulator.config import ConfigError, list_presets, load_chip
-    from simulator.system import list_systems, load_system
+    from hardware.chips import ConfigError, list_presets, load_chip
+    from hardware.systems import list_systems, load_system
 
     if name in list_systems():
         system = load_system(name)

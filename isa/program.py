@@ -49,6 +49,10 @@ class Instruction:
     def __getitem__(self, field_name: str) -> int:
         return self.args[BY_OPCODE[self.opcode].index(field_name)]
 
+    def flag(self, name: str) -> bool:
+        """Whether flag ``name`` (as the table's ``flags`` operand names it) is set."""
+        return bool(self["flags"] >> BY_OPCODE[self.opcode].flag_bit(name) & 1)
+
 
 def build(mnemonic: str, *positional: object, **named: object) -> Instruction:
     """Make a checked instruction from operand values, filling optional ones with defaults.

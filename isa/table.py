@@ -1,8 +1,12 @@
 """The instruction table: every instruction of the Tessera tensor ISA, defined once.
 
 The assembler's operand checks, the encoder and decoder, the disassembler, ``docs/isa.md``
-and the simulator's dispatch are all derived from ``TABLE``. Adding an instruction is one
-row here plus its timing and (functional) semantics in the simulator.
+and the simulator's dispatch are all derived from ``TABLE``. Each row names its timing class
+(``TIMING``: how ``simulator.engine.timing`` prices it) and its footprint kind (``isa.footprint``:
+the bytes each memory operand touches); flags are read by name (``Instruction.flag``).
+Adding an instruction is one row here plus its semantics in
+``simulator/functional/semantics.py`` (and a cost function if its timing class is new);
+``tests/isa/test_registry.py`` fails until every row has all three.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ OPCODE_BITS = 8
 
 HBM, SRAM, ACC = Space.HBM, Space.SRAM, Space.ACC
 ENGINE_NAMES = ("dma", "mx", "vec", "net")
+# Vector op classes: each has a cost per element (``VectorConfig.op_cycles``), per row and
+# a latency in the chip description.
+VECTOR_CLASSES = ("simple", "transcendental", "reduce", "quant", "softmax", "norm")
+# How an instruction is priced: free (control and synchronisation: no engine time of its
+# own), by the matrix, DMA or copy formula, by the link model at run time (network), or
+# by its vector class.
+TIMING = ("free", "matrix", "dma", "copy", "network", *VECTOR_CLASSES)
+FOOTPRINT_KINDS = ("none", "dma", "copy", "mm", "vector", "collective", "p2p")
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,8 @@ class OpSpec:
     engine: Engine | None
     operands: tuple[Operand, ...]
     semantics: str
+    timing: str = "free"  # one of TIMING
+    footprint: str = "none"  # one of FOOTPRINT_KINDS
     fields: tuple[Field, ...] = field(init=False)
     slices: dict[str, slice] = field(init=False, repr=False)
     _positions: dict[str, int] = field(init=False, repr=False, compare=False)
@@ -70,9 +84,19 @@ class OpSpec:
         for i, f in enumerate(flds):
             positions.setdefault(f.name, i)
         object.__setattr__(self, "_positions", positions)
+        if self.timing not in TIMING or self.footprint not in FOOTPRINT_KINDS:
+            raise AssertionError(f"{self.mnemonic}: timing {self.timing!r} / footprint "
+                                 f"{self.footprint!r} not in TIMING / FOOTPRINT_KINDS")
         used = OPCODE_BITS + sum(f.bits for f in flds)
         if used > WORD_BITS:
             raise AssertionError(f"{self.mnemonic}: {used} bits exceed the {WORD_BITS}-bit word")
+
+    def flag_bit(self, name: str) -> int:
+        """Bit of flag ``name`` in the ``flags`` operand."""
+        kinds = [op.kind for op in self.operands if isinstance(op.kind, Flags)]
+        if not kinds or name not in kinds[0].names:
+            raise KeyError(f"{self.mnemonic} has no flag {name!r}")
+        return kinds[0].names.index(name)
 
     @property
     def n_required(self) -> int:
@@ -101,47 +125,48 @@ def _shape() -> tuple[Operand, ...]:
 
 
 def _dma(mn: str, opcode: int, dst: Mem, src: Mem, sem: str) -> OpSpec:
-    return OpSpec(mn, opcode, Engine.DMA, (
+    return OpSpec(mn, opcode, Engine.DMA, timing="dma", footprint="dma", operands=(
         Operand("dst", dst), Operand("src", src), Operand("dtype", DT), *_shape(),
         Operand("stride", UInt(32), 0, "HBM-side row stride in elements (0: cols)"),
         Operand("depth", U16, 1, "number of planes (3-D tile)"),
         Operand("stride2", UInt(40), 0, "HBM-side plane stride in elements (0: rows*stride)"),
         Operand("pitch", UInt(16), 0, "SRAM-side row pitch in elements (0: cols)"),
-    ), sem)
+    ), semantics=sem)
 
 
-def _unary(mn: str, opcode: int, what: str) -> OpSpec:
-    return OpSpec(mn, opcode, Engine.VECTOR, (
+def _unary(mn: str, opcode: int, what: str, timing: str) -> OpSpec:
+    return OpSpec(mn, opcode, Engine.VECTOR, timing=timing, footprint="vector", operands=(
         Operand("dst", VMEM), Operand("src", VMEM), *_shape(),
         Operand("odt", DT, doc="output type"), Operand("idt", DT, doc="input type"),
-    ), f"dst[r,c] = {what}(src[r,c]), computed in fp32, rounded to odt")
+    ), semantics=f"dst[r,c] = {what}(src[r,c]), computed in fp32, rounded to odt")
 
 
 def _binary(mn: str, opcode: int, expr: str) -> OpSpec:
-    return OpSpec(mn, opcode, Engine.VECTOR, (
+    return OpSpec(mn, opcode, Engine.VECTOR, timing="simple", footprint="vector", operands=(
         Operand("dst", VMEM), Operand("a", VMEM), Operand("b", VMEM), *_shape(),
         Operand("odt", DT), Operand("adt", DT), Operand("bdt", DT),
         Operand("bcast", Choice(("none", "row", "col", "scalar")), "none",
                 "b is [rows,cols] | [1,cols] | [rows,1] | [1,1]"),
-    ), f"dst[r,c] = {expr} with b broadcast as bcast says")
+    ), semantics=f"dst[r,c] = {expr} with b broadcast as bcast says")
 
 
-def _rowop(mn: str, opcode: int, sem: str, mem3: Operand | None = None,
+def _rowop(mn: str, opcode: int, timing: str, sem: str, mem3: Operand | None = None,
            tail: tuple[Operand, ...] = ()) -> OpSpec:
     """A row-wise vector op: dst, src[, a third memory operand], shape, types[, immediates]."""
     third = (mem3,) if mem3 is not None else ()
-    return OpSpec(mn, opcode, Engine.VECTOR, (
+    return OpSpec(mn, opcode, Engine.VECTOR, timing=timing, footprint="vector", operands=(
         Operand("dst", VMEM), Operand("src", VMEM), *third, *_shape(),
         Operand("odt", DT), Operand("idt", DT), *tail,
-    ), sem)
+    ), semantics=sem)
 
 
 def _coll(mn: str, opcode: int, sem: str, *extra: Operand) -> OpSpec:
-    return OpSpec(mn, opcode, Engine.NETWORK, (
+    return OpSpec(mn, opcode, Engine.NETWORK, timing="network", footprint="collective",
+                  operands=(
         Operand("dst", NMEM), Operand("src", NMEM),
         Operand("count", UInt(32, lo=1), doc="elements (per chip, see semantics)"),
         Operand("dtype", DT), Operand("group", UInt(8), 0, "chip group (0: all chips)"), *extra,
-    ), sem)
+    ), semantics=sem)
 
 
 _EPS = Operand("eps", F32(), 1e-5, "added to the variance")
@@ -169,7 +194,7 @@ TABLE: tuple[OpSpec, ...] = (
     _dma("dma.store", 0x11, _m(HBM), _m(SRAM), "tile SRAM -> HBM (strided on the HBM side)"),
     OpSpec("dma.copy", 0x12, Engine.DMA, (
         Operand("dst", VMEM), Operand("src", VMEM), Operand("dtype", DT), *_shape(),
-    ), "dense tile copy within the core (SRAM/accumulator)"),
+    ), "dense tile copy within the core (SRAM/accumulator)", "copy", "copy"),
     # matrix engine
     OpSpec("mm", 0x20, Engine.MATRIX, (
         Operand("dst", _m(ACC), doc="accumulator tile [m,n] in fp32 / int32"),
@@ -180,55 +205,58 @@ TABLE: tuple[OpSpec, ...] = (
         Operand("adt", DT), Operand("wdt", DT),
         Operand("flags", Flags(("accum", "ta", "tw", "sp24")), 0,
                 "accum: add to dst; ta/tw: operand transposed; sp24: 2:4 sparse weights"),
-    ), "dst (+)= a @ w, products exact, accumulated in fp32 (floats) or int32 (integers)"),
+    ), "dst (+)= a @ w, products exact, accumulated in fp32 (floats) or int32 (integers)",
+        "matrix", "mm"),
     # vector engine: elementwise unary
-    _unary("v.exp", 0x30, "exp"),
-    _unary("v.gelu", 0x31, "gelu_tanh"),
-    _unary("v.silu", 0x32, "silu"),
-    _unary("v.relu", 0x33, "relu"),
-    _unary("v.rsqrt", 0x34, "rsqrt"),
-    _unary("v.recip", 0x35, "reciprocal"),
-    _unary("v.cast", 0x36, "identity"),
+    _unary("v.exp", 0x30, "exp", "transcendental"),
+    _unary("v.gelu", 0x31, "gelu_tanh", "transcendental"),
+    _unary("v.silu", 0x32, "silu", "transcendental"),
+    _unary("v.relu", 0x33, "relu", "simple"),
+    _unary("v.rsqrt", 0x34, "rsqrt", "transcendental"),
+    _unary("v.recip", 0x35, "reciprocal", "transcendental"),
+    _unary("v.cast", 0x36, "identity", "simple"),
     # vector engine: elementwise binary
     _binary("v.add", 0x40, "a + b"),
     _binary("v.sub", 0x41, "a - b"),
     _binary("v.mul", 0x42, "a * b"),
     _binary("v.max", 0x43, "max(a, b)"),
     # vector engine: rows
-    _rowop("v.rsum", 0x48, "dst[r,0] = sum_c src[r,c]"),
-    _rowop("v.rmax", 0x49, "dst[r,0] = max_c src[r,c]"),
-    _rowop("v.scale", 0x4A, "dst = src * s", tail=(Operand("s", F32()),)),
-    _rowop("v.quant", 0x4B,
+    _rowop("v.rsum", 0x48, "reduce", "dst[r,0] = sum_c src[r,c]"),
+    _rowop("v.rmax", 0x49, "reduce", "dst[r,0] = max_c src[r,c]"),
+    _rowop("v.scale", 0x4A, "simple", "dst = src * s", tail=(Operand("s", F32()),)),
+    _rowop("v.quant", 0x4B, "quant",
            "dst = saturate(round_half_even(src / scale)) in odt (symmetric linear)",
            _SCALES, (_GROUP,)),
-    _rowop("v.dequant", 0x4C, "dst = src * scale", _SCALES, (_GROUP,)),
-    _rowop("v.softmax", 0x50, "dst[r,:] = softmax(src[r,:])"),
-    _rowop("v.layernorm", 0x51, "dst[r,:] = (x - mean) / sqrt(var + eps) * gamma + beta",
+    _rowop("v.dequant", 0x4C, "quant", "dst = src * scale", _SCALES, (_GROUP,)),
+    _rowop("v.softmax", 0x50, "softmax", "dst[r,:] = softmax(src[r,:])"),
+    _rowop("v.layernorm", 0x51, "norm", "dst[r,:] = (x - mean) / sqrt(var + eps) * gamma + beta",
            Operand("params", VMEM, doc="fp32 gamma[cols] then beta[cols]"), (_EPS,)),
-    _rowop("v.rmsnorm", 0x52, "dst[r,:] = x / sqrt(mean(x^2) + eps) * gamma",
+    _rowop("v.rmsnorm", 0x52, "norm", "dst[r,:] = x / sqrt(mean(x^2) + eps) * gamma",
            Operand("params", VMEM, doc="fp32 gamma[cols]"), (_EPS,)),
-    _rowop("v.rope", 0x53, "rotate-half rotary embedding applied to each head of width hd",
+    _rowop("v.rope", 0x53, "simple",
+           "rotate-half rotary embedding applied to each head of width hd",
            Operand("table", VMEM, doc="fp32 [rows, hd]: cos(hd/2 values) then sin(hd/2) per row"),
            (Operand("hd", U16, doc="head dimension"),)),
-    _rowop("v.lut", 0x55,
+    _rowop("v.lut", 0x55, "simple",
            "dst[r,c] = table[src[r,c] mod 2^bits(idt)] (decodes log / clustered codes)",
            Operand("table", VMEM, doc="fp32 [2^bits(idt)]: the value of each code")),
-    _rowop("v.cmask", 0x54, "dst[r,c] = -inf where c > r + offset, else src[r,c] (causal mask)",
+    _rowop("v.cmask", 0x54, "simple",
+           "dst[r,c] = -inf where c > r + offset, else src[r,c] (causal mask)",
            tail=(Operand("offset", SInt(32), 0, "diagonal offset"),)),
     # network
     OpSpec("net.send", 0x60, Engine.NETWORK, (
         _PEER, Operand("src", NMEM), Operand("bytes", UInt(32, lo=1)), _TAG,
-    ), "send bytes to chip peer"),
+    ), "send bytes to chip peer", "network", "p2p"),
     OpSpec("net.recv", 0x61, Engine.NETWORK, (
         _PEER, Operand("dst", NMEM), Operand("bytes", UInt(32, lo=1)), _TAG,
-    ), "receive bytes from chip peer"),
+    ), "receive bytes from chip peer", "network", "p2p"),
     _coll("net.allreduce", 0x62, "dst[i] = sum over the group of src[i]; count elements"),
     _coll("net.allgather", 0x63, "dst = concat over the group of src; count elements per chip"),
     _coll("net.reducescatter", 0x64, "dst = this chip's slice of the sum; count elements out"),
     _coll("net.alltoall", 0x65, "block j of src goes to chip j; count elements per block"),
     _coll("net.bcast", 0x66, "dst = src of chip root", Operand("root", UInt(16), 0)),
     OpSpec("net.barrier", 0x67, Engine.NETWORK, (Operand("group", UInt(8), 0),),
-           "wait until every chip of the group reaches it"),
+           "wait until every chip of the group reaches it", "network"),
     # synchronisation
     OpSpec("sem.signal", 0x70, None, (_ENG, _SEM), "in eng's order: sem += 1"),
     OpSpec("sem.wait", 0x71, None, (_ENG, _SEM, Operand("count", UInt(8, lo=1), 1)),

@@ -16,8 +16,8 @@ def block_weights(w: np.ndarray, g: Gemm, t: Tiling, gscales: np.ndarray | None 
                   ) -> bytes:
     """Bytes of W[K, N] in the blocked layout ``gemm_programs`` reads: dense, 2:4, or codes
     followed by the block's group scale row (``gscales`` [K / tk, N], fp32)."""
-    from simulator import numerics as nx
-    from simulator import sparsity as sx
+    from isa import numerics as nx
+    from isa import sparsity as sx
 
     if g.w_layout == "row":
         return nx.to_bytes(w, g.wdt).tobytes()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from hardware.chip import ChipConfig
 from isa import DataSegment, DType, Program, Space, build
 from isa.errors import TesseraError
 from mapper.emit import Item, hbm, resolve, sram
@@ -38,7 +39,6 @@ from mapper.kernels.rowwise import (
 )
 from mapper.layout import blocked_size, choose_layout
 from mapper.tiling import choose
-from simulator.hardware import ChipConfig
 
 ALIGN = 256
 def sync(group: int = 0) -> tuple:
@@ -434,8 +434,8 @@ def _attention(ctx: _Ctx, node: Node) -> list[list[Item]]:
 # ---- functional data -------------------------------------------------------------------------
 
 def _data(ctx: _Ctx, inputs: dict[str, np.ndarray]) -> None:
+    from isa import numerics as nx
     from mapper.layout import block_weights
-    from simulator import numerics as nx
 
     g, addr = ctx.graph, ctx.addr
     blocked = {n.inputs[1]: n for n in g.nodes if n.op == "linear"}

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from hardware.yamlfile import read_yaml
 from isa.dtypes import DType
 from isa.errors import TesseraError
-from simulator.yamlfile import read_yaml
 
 PRESETS = Path(__file__).parent / "presets"
 MAX_INT = 2**63 - 1  # sizes beyond int64 are nonsense that would break numpy downstream

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from hardware.chip import ChipConfig
 from isa import MemRef, Program, Space, build
 from mapper.layers import Phase, Shard, build_layers, check_shard, local_kv_heads
 from mapper.lower import Confirm, lower
 from mapper.passes import apply_passes
 from mapper.pipeline import MapOptions
 from mapper.weights import add_rope_tables, init_weights
-from simulator.hardware import ChipConfig
 
 CHIP_GROUP = 128  # chip c's own barrier group is CHIP_GROUP + c (ISA groups are 8-bit)
 EP_GROUP = 64  # the all-to-all group of (stage s, tensor rank r) is EP_GROUP + s * tp + r

@@ -115,7 +115,7 @@ def _quantized_node(g: Graph, node: Node, scheme: str, group: int) -> Node:
 
 
 def _quantize_values(w_out: dict, wname: str, scheme: str, group: int, dt: DType) -> None:
-    from simulator.numerics import round_to
+    from isa.numerics import round_to
 
     w = np.asarray(w_out[wname], dtype=np.float64)
     if scheme in QUANT:
@@ -163,7 +163,7 @@ def decoded_weights(weights: dict, wname: str) -> np.ndarray:
 
 
 def prune_24(graph: Graph, weights: dict | None, notes: dict) -> tuple[Graph, dict | None]:
-    from simulator import sparsity as sx
+    from isa import sparsity as sx
 
     g = graph.copy()
     w_out = dict(weights) if weights is not None else None

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hardware.chip import ChipConfig
 from mapper.graph import Graph
 from mapper.layers import Phase, build_layers
 from mapper.lower import Confirm, Lowered, lower
 from mapper.passes import apply_passes
 from mapper.weights import add_rope_tables, init_weights
-from simulator.hardware import ChipConfig
 
 
 @dataclass(frozen=True)

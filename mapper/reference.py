@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from isa.dtypes import DType
-from simulator.numerics import round_to
+from isa.numerics import round_to
 
 
 def bf16(x: np.ndarray) -> np.ndarray:

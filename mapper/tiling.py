@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from hardware.chip import ChipConfig
 from mapper.kernels.gemm import Gemm, Tiling, ceil_div, sram_fits, stages
-from simulator.hardware import ChipConfig
-from simulator.timing import mm_cycles
+from simulator.engine.timing import mm_cycles
 
 SIZES = (16, 32, 64, 128, 256, 512)
 STAGES = (2, 3, 4)  # load pipeline depths tried
@@ -48,7 +48,7 @@ def estimate(g: Gemm, t: Tiling, chip: ChipConfig) -> float:
 
 
 def _load_bandwidth(g: Gemm, t: Tiling, loaded: float, chip: ChipConfig) -> float:
-    """Bytes/s the chip sustains for the GEMM's loads, by the L2 rule of ``simulator.l2``:
+    """Bytes/s the chip sustains for the GEMM's loads, by the L2 rule of ``simulator.memory.l2``:
     tiles of one wave share their A rows and W columns through the L2; a later wave re-reads
     them from HBM unless a wave's footprint fits the L2."""
     hbm = chip.hbm_effective_bw

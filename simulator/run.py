@@ -16,16 +16,16 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
+from hardware.chip import ChipConfig
+from hardware.system import SystemConfig
 from isa.program import Program
-from simulator.dedupe import group_identical
 from simulator.energy import OWN_RAIL, energy_breakdown
-from simulator.hardware import ChipConfig
-from simulator.l2 import hit_fraction
-from simulator.machine import Machine, RunLimits
+from simulator.engine.dedupe import group_identical
+from simulator.engine.machine import Machine, RunLimits
+from simulator.engine.streams import STREAM_ENGINES
+from simulator.engine.timing import COUNTS
+from simulator.memory.l2 import hit_fraction
 from simulator.result import EngineStats, SimResult
-from simulator.streams import STREAM_ENGINES
-from simulator.system import SystemConfig
-from simulator.timing import COUNTS
 
 POWER_CAP_STEPS = 4
 CLOCK_TOLERANCE = 0.005  # the capped clock's fixed point stops within 0.5 %
@@ -39,7 +39,7 @@ def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
     """Simulate one chip. ``programs`` is one program (core 0) or {core: program}.
 
     ``dedupe`` simulates one core per class of address-only-different programs (exact in
-    performance mode; see ``simulator.dedupe``); functional mode always runs every core.
+    performance mode; see ``simulator.engine.dedupe``); functional mode always runs every core.
     """
     progs = {0: programs} if isinstance(programs, Program) else dict(programs)
     keyed = {(0, core): p for core, p in progs.items()}
@@ -96,7 +96,7 @@ def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trac
         state = FunctionalState(memory_limit=memory_limit)
     chips, network = [run_chip], None
     if system is not None:
-        from simulator.linknet import LinkNetwork
+        from simulator.network.links import LinkNetwork
 
         chips = [run_chip if c == chip else c for c in system.chips]
         network = LinkNetwork(system.topology, system.link, system.collective, groups)
@@ -131,7 +131,9 @@ def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_
     totals = machine.totals()
     t = dict(zip(COUNTS, totals.tolist()))
     scale = (run_chip.clock_hz / nominal.clock_hz) ** (nominal.power.dvfs_exponent - 1.0)
-    energy = energy_breakdown(totals, run_chip, time_s, len(machine.chips), scale)
+    link = getattr(machine.network, "link", None)  # one chip alone has no links
+    energy = energy_breakdown(totals, run_chip, time_s, len(machine.chips), scale,
+                              link.pj_per_byte if link is not None else 0.0)
     n_cores = sum(ch.cores for ch in machine.chips)
     engines = {}
     for e in STREAM_ENGINES:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from isa.operands import Engine
 from isa.program import Program
-from simulator.dedupe import group_identical
+from simulator.engine.dedupe import group_identical
 from simulator.errors import SimError
 
 MAX_TRACE_EVENTS = 5_000_000  # ~1 GB of Chrome-trace JSON

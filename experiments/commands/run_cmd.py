@@ -115,24 +115,23 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.run import Budget, run_model
+    from experiments import api
+    from experiments.run import Budget
     from experiments.summary import run_summary
+    from hardware.chips import load_chip
+    from hardware.systems import list_systems
     from mapper.model import load_model
     from mapper.passes import PassError
     from mapper.pipeline import MapOptions
-    from simulator.config import load_chip
-    from simulator.machine import RunLimits
-    from simulator.system import list_systems
+    from simulator.engine.machine import RunLimits
 
     _check(args)
     model = load_model(args.model)
-    system, par = None, None
+    system = None
     if args.system:
-        from mapper.parallel import Parallel
-        from simulator.system import load_system
+        from hardware.systems import load_system
 
         system = load_system(args.system)
-        par = Parallel(args.tp, args.pp, args.dp, args.micro_batches, args.ep)
         chip = system.chips[0]
     else:
         chip = load_chip(args.chip)  # a system name here is an error that says --system
@@ -147,13 +146,14 @@ def run(args: argparse.Namespace) -> int:
                       fusion=not args.no_fusion, functional=args.functional, seed=args.seed,
                       layers_mapped=None if args.functional else 1)
     try:
-        report = run_model(model, chip, args.phase, args.batch, args.seq, args.ctx, args.tokens,
-                           opts, args.decode_samples, trace=bool(args.trace),
-                           emit_asm=args.emit_asm, system=system, par=par,
-                           budget=Budget(RunLimits(args.max_time, args.max_instructions),
-                                         args.memory_limit, args.max_trace_events),
-                           allow_long_context=args.allow_long_context, warn=_warn,
-                           note=_note)
+        report = api.run(model, chip, system=system, phase=args.phase, batch=args.batch,
+                         seq=args.seq, ctx=args.ctx, tokens=args.tokens, tp=args.tp,
+                         pp=args.pp, dp=args.dp, ep=args.ep, micro_batches=args.micro_batches,
+                         options=opts, decode_samples=args.decode_samples,
+                         budget=Budget(RunLimits(args.max_time, args.max_instructions),
+                                       args.memory_limit, args.max_trace_events),
+                         allow_long_context=args.allow_long_context, trace=bool(args.trace),
+                         emit_asm=args.emit_asm, warn=_warn, note=_note)
     except (PassError, ValueError) as exc:
         raise RunError(str(exc)) from None
     compressed = args.quant or args.sparsity or args.low_rank
@@ -201,10 +201,10 @@ def _compare(report, model, chip, opts, args: argparse.Namespace) -> None:  # no
 
 
 def _hbm_bw(args: argparse.Namespace) -> float:
-    from simulator.config import load_chip
+    from hardware.chips import load_chip
 
     if args.system:
-        from simulator.system import load_system
+        from hardware.systems import load_system
 
         return load_system(args.system).chips[0].hbm_effective_bw
     return load_chip(args.chip).hbm_effective_bw

@@ -18,8 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "moves and computes the real bytes and reports data races.")
     p.add_argument("program", type=Path, help="program: FILE.s or FILE.bin")
     p.add_argument("--chip", default="edge",
-                   help="chip preset (edge, fpga, tpuv4, h100, h200) or chip YAML file "
-                        "(default: edge)")
+                   help="chip preset (see 'tessera presets') or chip YAML file (default: edge)")
     p.add_argument("--functional", action="store_true", help="compute real values too")
     p.add_argument("--trace", type=Path, help="write a Chrome trace JSON (open in Perfetto)")
     p.add_argument("--out", type=Path, help="write the result as JSON here")
@@ -47,8 +46,8 @@ def load_program(path: Path) -> Program:
 
 def run(args: argparse.Namespace) -> int:
     from experiments.summary import sim_summary
-    from simulator.config import load_chip
-    from simulator.machine import RunLimits
+    from hardware.chips import load_chip
+    from simulator.engine.machine import RunLimits
     from simulator.run import simulate
 
     program = load_program(args.program)

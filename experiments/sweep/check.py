@@ -62,8 +62,8 @@ def _sample(values: list) -> list[tuple[int, object]]:
 
 
 def _base_chip(spec, error: type[TesseraError]):  # noqa: ANN001, ANN202
-    from simulator.config import load_chip
-    from simulator.system import load_system
+    from hardware.chips import load_chip
+    from hardware.systems import load_system
 
     try:
         if spec.base.get("system"):
@@ -75,7 +75,7 @@ def _base_chip(spec, error: type[TesseraError]):  # noqa: ANN001, ANN202
 
 def _check_chip(chip, path: str, value: object, where: str,  # noqa: ANN001
                 error: type[TesseraError]) -> None:
-    from simulator.config import with_overrides
+    from hardware.chips import with_overrides
 
     try:
         with_overrides(chip, {path[5:]: value}, "chip", check_chip=False)
@@ -102,9 +102,9 @@ def _check(path: str, value: object, where: str, error: type[TesseraError]) -> N
 
 
 def _load(path: str, value: object, where: str, error: type[TesseraError]) -> None:
+    from hardware.chips import load_chip
+    from hardware.systems import load_system
     from mapper.model import load_model
-    from simulator.config import load_chip
-    from simulator.system import load_system
 
     loader = {"model": load_model, "chip": load_chip, "system": load_system}[path]
     try:

@@ -33,16 +33,16 @@ def _one_line(exc: BaseException) -> str:
 def _run(base: dict, point: dict) -> dict:
     from experiments.area import area_mm2, cost_usd
     from experiments.run import run_model
+    from hardware.chips import load_chip, with_overrides
     from mapper.model import load_model
     from mapper.parallel import Parallel
     from mapper.pipeline import MapOptions
-    from simulator.config import load_chip, with_overrides
 
     model = load_model(base["model"])
     chip_over = {k[5:]: v for k, v in point.items() if k.startswith("chip.")}
     system = None
     if base.get("system"):
-        from simulator.system import load_system
+        from hardware.systems import load_system
 
         system = load_system(base["system"])
         if chip_over:
@@ -89,8 +89,8 @@ def _run(base: dict, point: dict) -> dict:
 
 
 def _system_overrides(system, point: dict):  # noqa: ANN001
-    from simulator.topology import Topology
-    from simulator.units import parse
+    from hardware.topology import Topology
+    from hardware.units import parse
 
     for key, value in point.items():
         if key == "system.topology":

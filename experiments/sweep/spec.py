@@ -27,9 +27,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hardware.units import UnitError, parse
+from hardware.yamlfile import read_yaml
 from isa.errors import TesseraError
-from simulator.units import UnitError, parse
-from simulator.yamlfile import read_yaml
 
 MAX_POINTS = 100_000
 BASE_FIELDS = ("model", "chip", "system", "phase", "batch", "seq", "ctx", "tokens")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from isa import numerics as nx
 from isa.dtypes import DType
 from isa.operands import MemRef, Space
 from isa.program import Instruction
-from simulator import numerics as nx
 from simulator.functional.memory import Memory
 
 # (space, scope, lo, hi, is_write): scope is the chip for HBM, (chip, core) otherwise.

@@ -3,7 +3,7 @@
 Every function takes an ``Access`` context (memories of the executing core, effective
 addresses already resolved) and reads / writes through it, so the race detector sees every
 byte range an instruction touches. Math is fp32 (fp32 / int32 accumulation for ``mm``);
-results are rounded and saturated to the output type by ``simulator.numerics``.
+results are rounded and saturated to the output type by ``isa.numerics``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from isa import numerics as nx
+from isa import sparsity as sx
 from isa.dtypes import DType
 from isa.operands import MemRef
 from isa.program import Instruction
-from simulator import kernels as kx
-from simulator import numerics as nx
-from simulator import sparsity as sx
+from isa.table import TABLE
+from simulator.functional import refmath as kx
 from simulator.functional.access import Access
 from simulator.functional.memory import element_offset
 
@@ -53,22 +54,21 @@ def _copy(ctx: Access, ins: Instruction) -> None:
 def _mm(ctx: Access, ins: Instruction) -> None:
     m, k, n = ins["m"], ins["k"], ins["n"]
     adt, wdt = DType(ins["adt"]), DType(ins["wdt"])
-    flags = ins["flags"]
     a = ctx.load(ctx.mem("a"), adt, m * k)
-    a = a.reshape(k, m).T if flags & 2 else a.reshape(m, k)
+    a = a.reshape(k, m).T if ins.flag("ta") else a.reshape(m, k)
     w_ref = ctx.mem("w")
-    if flags & 8:
+    if ins.flag("sp24"):
         vals = ctx.load(w_ref, wdt, k // 2 * n).reshape(k // 2, n)
         meta_ref = MemRef(w_ref.space, w_ref.addr + wdt.nbytes(k // 2 * n), w_ref.reg)
         meta = ctx.read_bytes(meta_ref, k * n // 8)
         w = sx.sparse24_expand(vals, meta.reshape(k // 8, n))
     else:
         w = ctx.load(w_ref, wdt, k * n)
-        w = w.reshape(n, k).T if flags & 4 else w.reshape(k, n)
+        w = w.reshape(n, k).T if ins.flag("tw") else w.reshape(k, n)
     acc_dt = DType.INT32 if not (adt.is_float or wdt.is_float) else DType.FP32
     prod = nx.matmul_acc(a, w, acc_dt)
     dst = ctx.mem("dst")
-    if flags & 1:
+    if ins.flag("accum"):
         prev = ctx.load(dst, acc_dt, m * n).reshape(m, n)
         prod = (prev.astype(np.int64) + prod) if acc_dt == DType.INT32 else prev + prod
     ctx.store(dst, acc_dt, prod)
@@ -134,6 +134,24 @@ def _rope(x: np.ndarray, table: np.ndarray, hd: int) -> np.ndarray:
     return kx.rope(heads, cos, sin).reshape(rows, cols)
 
 
+def run_quant(ctx: Access, ins: Instruction, dequant: bool) -> None:
+    rows, cols, group = ins["rows"], ins["cols"], ins["group"]
+    idt, odt = DType(ins["idt"]), DType(ins["odt"])
+    x = ctx.load(ctx.mem("src"), idt, rows * cols).reshape(rows, cols)
+    s = _third(ctx, ins, "scales", rows, cols)
+    s = s.reshape(rows) if group == 0 else s.reshape(rows, cols // group)
+    out = nx.dequantize(x, s, group) if dequant else nx.quantize(x, s, odt, group)
+    ctx.store(ctx.mem("dst"), odt, out)
+
+
+def run_lut(ctx: Access, ins: Instruction) -> None:
+    rows, cols = ins["rows"], ins["cols"]
+    idt = DType(ins["idt"])
+    codes = ctx.load(ctx.mem("src"), idt, rows * cols).astype(np.int64) % (1 << idt.bits)
+    table = ctx.load(ctx.mem("table"), DType.FP32, 1 << idt.bits)
+    ctx.store(ctx.mem("dst"), DType(ins["odt"]), table[codes].reshape(rows, cols))
+
+
 SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "dma.load": lambda c, i: _dma(c, i, True),
     "dma.store": lambda c, i: _dma(c, i, False),
@@ -155,27 +173,16 @@ SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "v.cmask": _rows(lambda x, off: np.where(
         np.arange(x.shape[1])[None, :] > np.arange(x.shape[0])[:, None] + off, -np.inf, x),
         param="offset"),
+    "v.lut": run_lut,
+    "v.quant": lambda c, i: run_quant(c, i, False),
+    "v.dequant": lambda c, i: run_quant(c, i, True),
 }
+# Instructions whose effect is not on data: control flow and synchronisation, which the
+# core and its engines carry out, and the chip-to-chip moves, which the network model
+# carries out (``LinkNetwork.functional``).
+BY_CORE = frozenset({"nop", "halt", "loop", "barrier", "sem.signal", "sem.wait",
+                     "net.barrier"})
+BY_NETWORK = frozenset(s.mnemonic for s in TABLE
+                       if s.timing == "network" and s.mnemonic not in BY_CORE)
 
 
-def run_quant(ctx: Access, ins: Instruction, dequant: bool) -> None:
-    rows, cols, group = ins["rows"], ins["cols"], ins["group"]
-    idt, odt = DType(ins["idt"]), DType(ins["odt"])
-    x = ctx.load(ctx.mem("src"), idt, rows * cols).reshape(rows, cols)
-    s = _third(ctx, ins, "scales", rows, cols)
-    s = s.reshape(rows) if group == 0 else s.reshape(rows, cols // group)
-    out = nx.dequantize(x, s, group) if dequant else nx.quantize(x, s, odt, group)
-    ctx.store(ctx.mem("dst"), odt, out)
-
-
-def run_lut(ctx: Access, ins: Instruction) -> None:
-    rows, cols = ins["rows"], ins["cols"]
-    idt = DType(ins["idt"])
-    codes = ctx.load(ctx.mem("src"), idt, rows * cols).astype(np.int64) % (1 << idt.bits)
-    table = ctx.load(ctx.mem("table"), DType.FP32, 1 << idt.bits)
-    ctx.store(ctx.mem("dst"), DType(ins["odt"]), table[codes].reshape(rows, cols))
-
-
-SEMANTICS["v.lut"] = run_lut
-SEMANTICS["v.quant"] = lambda c, i: run_quant(c, i, False)
-SEMANTICS["v.dequant"] = lambda c, i: run_quant(c, i, True)

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 from isa.operands import Engine, Space
 from isa.program import Instruction
+from simulator.engine.streams import STREAM_ENGINES
 from simulator.errors import SimError
 from simulator.functional.access import Access
 from simulator.functional.memory import DEFAULT_LIMIT, PagedMemory, allocate_flat
-from simulator.functional.semantics import SEMANTICS
-from simulator.streams import STREAM_ENGINES
+from simulator.functional.semantics import BY_CORE, BY_NETWORK, SEMANTICS
 
 if TYPE_CHECKING:
-    from simulator.core import CoreSim
-    from simulator.machine import Machine
+    from simulator.engine.core import CoreSim
+    from simulator.engine.machine import Machine
 
 MAX_RACES = 20
 
@@ -80,8 +80,10 @@ class FunctionalState:
         try:
             if fn is not None:
                 fn(ctx, ins)
-            elif engine is Engine.NETWORK and ins.mnemonic != "net.barrier":
+            elif ins.mnemonic in BY_NETWORK:
                 self.machine.network.functional(self, core, ctx, ins)
+            elif ins.mnemonic not in BY_CORE:
+                raise SimError(f"{core.where(pc)}: {ins.mnemonic} has no functional semantics")
         except (ValueError, IndexError) as exc:
             raise SimError(f"{core.where(pc)}: {exc}") from None
         self._check_races(core, engine, pc, ctx.ranges)

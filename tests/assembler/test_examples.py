@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from assembler import assemble_file
+from hardware.chips import load_chip
 from isa import DataSegment, DType, Program, Space
-from simulator import numerics as nx
-from simulator.config import load_chip
+from isa import numerics as nx
 from simulator.run import simulate
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

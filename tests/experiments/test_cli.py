@@ -99,11 +99,11 @@ def test_run_bad_option_value(capsys):
 
 def test_run_emit_asm_assembles_back_to_the_same_programs(capsys, tmp_path):
     from assembler import assemble_file
+    from hardware.chips import load_chip
     from isa.encoding import encode
     from mapper.layers import Phase
     from mapper.model import load_model
     from mapper.pipeline import map_model
-    from simulator.config import load_chip
     from simulator.run import simulate
 
     asm = tmp_path / "asm"

@@ -11,13 +11,13 @@ import pytest
 from assembler import assemble
 from experiments.cli import main
 from isa.errors import TesseraError
+from simulator.engine.machine import RunLimits
 from simulator.errors import BudgetError
-from simulator.machine import RunLimits
 from simulator.run import simulate
 from simulator.tracesize import trace_events
 from tests.simulator.conftest import make_chip
 
-PRESETS = Path(__file__).parents[2] / "simulator" / "presets"
+PRESETS = Path(__file__).parents[2] / "hardware" / "presets" / "chips"
 EXAMPLES = Path(__file__).parents[2] / "examples"
 TIB = "1 TiB"
 

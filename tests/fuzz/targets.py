@@ -32,11 +32,11 @@ from hypothesis import strategies as st
 
 from assembler import AsmError, assemble, assemble_file
 from experiments.sweep.spec import MAX_POINTS, SweepError, load_sweep, point_id
+from hardware.chips import ConfigError, chip_from_dict, chip_to_dict, load_chip
+from hardware.systems import load_system
 from isa.binary import read_binary, write_binary
 from isa.errors import DecodeError
 from mapper.model import ModelError, load_model
-from simulator.config import ConfigError, chip_from_dict, chip_to_dict, load_chip
-from simulator.system import load_system
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_LIMIT_S = 10.0
@@ -69,8 +69,8 @@ def _texts(folder: str, pattern: str) -> list[str]:
 
 
 EXAMPLES = _texts("examples", "*.s")
-CHIPS = _texts("simulator/presets", "*.yaml")
-SYSTEMS = _texts("simulator/systems", "*.yaml")
+CHIPS = _texts("hardware/presets/chips", "*.yaml")
+SYSTEMS = _texts("hardware/presets/systems", "*.yaml")
 MODELS = _texts("mapper/presets", "*.yaml")
 HF_CONFIGS = _texts("tests/mapper/data", "*.json")
 STUDIES = _texts("experiments/studies", "*.yaml")

@@ -9,11 +9,11 @@ import pytest
 
 from assembler import AsmError, assemble, assemble_file
 from experiments.sweep.spec import SweepError, load_sweep
+from hardware.chips import ConfigError, load_chip
+from hardware.systems import load_system
 from mapper.model import ModelError, load_model
-from simulator.config import ConfigError, load_chip
-from simulator.system import load_system
 
-EDGE = (Path(__file__).parents[2] / "simulator/presets/edge.yaml").read_text()
+EDGE = (Path(__file__).parents[2] / "hardware/presets/chips/edge.yaml").read_text()
 MODEL = "name: m\nhidden: 64\nlayers: 1\nheads: 4\nffn: 128\nvocab: 100\nmax_seq: 32\n"
 SYSTEM = "chip: edge\ntopology: {kind: ring, dims: [2]}\nlink: {bandwidth: 1 GB/s}\n"
 SWEEP = "parameters: {batch: [1]}\n"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from isa import DType, Space
+from isa import numerics as nx
 from mapper import reference as ref
 from mapper.layers import Phase
 from mapper.pipeline import MapOptions, map_model
-from simulator import numerics as nx
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 

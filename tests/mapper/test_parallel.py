@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hardware.system import LinkConfig, SystemConfig
+from hardware.topology import Topology
 from isa import DType, Space
+from isa import numerics as nx
 from mapper.layers import Phase
 from mapper.model import load_model
 from mapper.parallel import Parallel, map_system
 from mapper.pipeline import MapOptions
-from simulator import numerics as nx
-from simulator.linknet import LinkConfig
 from simulator.run import simulate_system
-from simulator.system import SystemConfig
-from simulator.topology import Topology
 from tests.mapper.helpers import bf16_ulp
 from tests.simulator.conftest import make_chip
 

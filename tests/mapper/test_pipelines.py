@@ -8,7 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from hardware.chip import DmaConfig
 from isa import DataSegment, DType, Program, Space, build
+from isa import numerics as nx
 from mapper import reference as ref
 from mapper.emit import resolve, steps
 from mapper.graph import Graph, Kind, Tensor
@@ -16,8 +18,6 @@ from mapper.kernels.attention import Attention, attention_programs
 from mapper.kernels.gemm import Tiling, plan_sram
 from mapper.kernels.rowwise import RowKernel, View, add_op, row_programs
 from mapper.lower import _fit, _gemm, lower
-from simulator import numerics as nx
-from simulator.hardware import DmaConfig
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 from tests.simulator.test_dedupe import gemm_graph

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from isa import DType, Space
+from isa import numerics as nx
 from mapper import reference as ref
 from mapper.graph import Graph, Kind, Tensor
 from mapper.lower import MappingError, lower
-from simulator import numerics as nx
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 

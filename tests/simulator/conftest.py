@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from isa.dtypes import DType
-from simulator.hardware import (
+from hardware.chip import (
     ArrayConfig,
     ChipConfig,
     CoreConfig,
+    Dataflow,
     DmaConfig,
     EnergyConfig,
     HbmConfig,
@@ -18,7 +18,7 @@ from simulator.hardware import (
     PowerConfig,
     VectorConfig,
 )
-from simulator.systolic import Dataflow
+from isa.dtypes import DType
 
 
 def make_chip(dataflow: Dataflow = Dataflow.WS, cores: int = 1, **overrides) -> ChipConfig:
@@ -31,7 +31,7 @@ def make_chip(dataflow: Dataflow = Dataflow.WS, cores: int = 1, **overrides) -> 
     )
     energy = EnergyConfig(mac_pj={DType.BF16: 0.5, DType.INT8: 0.1, DType.FP8E4M3: 0.2},
                           vector_pj=0.2, sram_pj_per_byte=0.1, acc_pj_per_byte=0.1,
-                          l2_pj_per_byte=0.5, hbm_pj_per_byte=5.0, link_pj_per_byte=10.0,
+                          l2_pj_per_byte=0.5, hbm_pj_per_byte=5.0,
                           static_w=1.0)
     chip = ChipConfig(name="test", clock_hz=1e9, cores=cores, core=core,
                       hbm=HbmConfig(capacity=1 << 30, bandwidth=100e9, efficiency=1.0),

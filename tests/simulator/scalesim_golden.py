@@ -9,7 +9,7 @@ venv; it is not a Tessera dependency) with
     ../ss-venv/bin/python benchmarks/scalesim_golden.py
 
 Each value is "Total Cycles" of COMPUTE_REPORT.csv (GEMM mode, 64 MiB SRAMs, 0 stall cycles):
-the 0-based index of the last busy cycle, which simulator.systolic.matmul_cycles returns as is.
+the 0-based index of the last busy cycle, which simulator.engine.systolic.matmul_cycles returns as is.
 """
 
 GOLDEN = [  # (m, k, n, rows, cols, dataflow, SCALE-Sim 'Total Cycles')

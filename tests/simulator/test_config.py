@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isa.dtypes import DType
-from simulator.config import (
+from hardware.chips import (
     PRESETS,
     ConfigError,
     chip_from_dict,
@@ -16,7 +15,8 @@ from simulator.config import (
     load_chip,
     with_overrides,
 )
-from simulator.units import UnitError, parse
+from hardware.units import UnitError, parse
+from isa.dtypes import DType
 
 
 @pytest.mark.parametrize("name", ["edge", "fpga", "tpuv4", "h100", "h200"])

@@ -10,7 +10,7 @@ from isa import DType
 from mapper.graph import Graph, Kind, Tensor
 from mapper.kernels.gemm import Tiling
 from mapper.lower import lower
-from simulator.dedupe import group_identical
+from simulator.engine.dedupe import group_identical
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 

@@ -9,12 +9,12 @@ import dataclasses
 
 import pytest
 
+from hardware.chip import Dataflow, DmaConfig, PowerConfig
 from isa import DType, MemRef, Program, Space, build
+from simulator.engine.machine import RunLimits
+from simulator.engine.systolic import matmul_cycles
 from simulator.errors import BudgetError, DeadlockError, SimError
-from simulator.hardware import DmaConfig, PowerConfig
-from simulator.machine import RunLimits
 from simulator.run import simulate
-from simulator.systolic import Dataflow, matmul_cycles
 from tests.simulator.conftest import make_chip
 
 S, H, A = Space.SRAM, Space.HBM, Space.ACC

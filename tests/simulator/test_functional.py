@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from isa import DataSegment, DType, MemRef, Program, Space, build
-from simulator import numerics as nx
+from isa import numerics as nx
 from simulator.errors import SimError
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
@@ -156,7 +156,7 @@ def test_out_of_range_sram_access_is_an_error():
 def test_functional_memory_is_refused_up_front_when_too_large():
     import dataclasses
 
-    from simulator.hardware import MemoryConfig
+    from hardware.chip import MemoryConfig
 
     chip = make_chip()
     huge = dataclasses.replace(chip, core=dataclasses.replace(

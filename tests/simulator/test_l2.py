@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hardware.chip import L2Config
 from isa import DType, MemRef, Program, Space, build
-from simulator.hardware import L2Config
-from simulator.l2 import hit_fraction
+from simulator.memory.l2 import hit_fraction
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 from tests.simulator.programs import loop, program

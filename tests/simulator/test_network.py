@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hardware.system import LinkConfig, SystemConfig
+from hardware.systems import load_system
+from hardware.topology import Topology
 from isa import DataSegment, DType, MemRef, Program, Space, build
-from simulator import numerics as nx
+from isa import numerics as nx
 from simulator.errors import SimError
-from simulator.linknet import LinkConfig
 from simulator.run import simulate_system
-from simulator.system import SystemConfig, load_system
-from simulator.topology import Topology
 from tests.simulator.conftest import make_chip
 
 B, LAT = 100e9, 1e-6  # link: 100 GB/s each way, 1 us per hop

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hardware.chip import PowerConfig
 from isa import DType, MemRef, Program, Space, build
 from simulator.energy import OWN_RAIL
-from simulator.hardware import PowerConfig
 from simulator.run import burst_clock, simulate
 
 S, H, A = Space.SRAM, Space.HBM, Space.ACC

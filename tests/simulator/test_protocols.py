@@ -8,13 +8,14 @@ import re
 
 import pytest
 
+from hardware.chips import ConfigError
+from hardware.system import LinkConfig, Protocol, SystemConfig
+from hardware.systems import load_system
+from hardware.topology import Topology
 from isa import MemRef, Program, Space, build
-from simulator.collectives import steps_for
-from simulator.config import ConfigError
-from simulator.linknet import LinkConfig, LinkNetwork, Protocol
+from simulator.network.collectives import steps_for
+from simulator.network.links import LinkNetwork
 from simulator.run import simulate_system
-from simulator.system import SystemConfig, load_system
-from simulator.topology import Topology
 from tests.simulator.conftest import make_chip
 
 B, LAT = 100e9, 1e-6  # link: 100 GB/s each way, 1 us per hop

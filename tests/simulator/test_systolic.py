@@ -1,4 +1,4 @@
-"""The systolic-array timing model (simulator/systolic.py) against SCALE-Sim and by hand.
+"""The systolic-array timing model (simulator/engine/systolic.py) against SCALE-Sim and by hand.
 
 (a) Every row of tests/simulator/scalesim_golden.py -- SCALE-Sim 3.0.0's "Total Cycles" of
     COMPUTE_REPORT.csv, ample SRAM, no stalls -- equals ``matmul_cycles`` exactly. There is no
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.systolic import (
+from simulator.engine.systolic import (
     Dataflow,
     fold_overhead,
     matmul_cycles,

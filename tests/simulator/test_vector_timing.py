@@ -12,12 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hardware.chip import Dataflow
 from isa import DType, MemRef, Program, Space, build
+from simulator.engine.machine import RunLimits
+from simulator.engine.systolic import fold_overhead, matmul_cycles
+from simulator.engine.timing import mm_cycles, vector_cycles
 from simulator.errors import BudgetError
-from simulator.machine import RunLimits
 from simulator.run import simulate
-from simulator.systolic import Dataflow, fold_overhead, matmul_cycles
-from simulator.timing import mm_cycles, vector_cycles
 from tests.simulator.conftest import make_chip
 
 S, H, A = Space.SRAM, Space.HBM, Space.ACC

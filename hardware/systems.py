@@ -12,29 +12,18 @@ collective: ring           # ring | bidir-ring | direct | halving-doubling | hie
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.collectives import ALGORITHMS
-from simulator.config import ConfigError, load_chip
-from simulator.hardware import ChipConfig
-from simulator.linknet import LinkConfig, Protocol
-from simulator.topology import KINDS, Topology
-from simulator.units import UnitError, parse
-from simulator.yamlfile import read_yaml
+from hardware.chip import ChipConfig
+from hardware.chips import ConfigError, load_chip
+from hardware.system import COLLECTIVES, LinkConfig, Protocol, SystemConfig
+from hardware.topology import KINDS, Topology
+from hardware.units import UnitError, parse
+from hardware.yamlfile import read_yaml
 
-SYSTEMS = Path(__file__).parent / "systems"
+SYSTEMS = Path(__file__).parent / "presets" / "systems"
 FIELDS = ("name", "chip", "chips", "topology", "link", "collective")
 MAX_CHIPS = 1 << 16
-
-
-@dataclass(frozen=True)
-class SystemConfig:
-    name: str
-    chips: tuple[ChipConfig, ...]
-    topology: Topology
-    link: LinkConfig
-    collective: str = "ring"
 
 
 def list_systems() -> list[str]:
@@ -65,9 +54,9 @@ def system_from_dict(data: object, source: str, base: Path = Path(".")) -> Syste
     chips = _chips(data, topo.chips, source, base)
     link = _link(data.get("link"), source)
     algo = data.get("collective", "ring")
-    if algo not in (*ALGORITHMS, "hierarchical"):
+    if algo not in COLLECTIVES:
         raise ConfigError(f"{source}: collective: expected one of "
-                          f"{', '.join([*ALGORITHMS, 'hierarchical'])}, got {algo!r}")
+                          f"{', '.join(COLLECTIVES)}, got {algo!r}")
     return SystemConfig(str(data.get("name", source)), chips, topo, link, algo)
 
 

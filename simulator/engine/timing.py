@@ -10,25 +10,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hardware.chip import ChipConfig
 from isa.dtypes import DType
+from isa.footprint import mm_weight_bytes
 from isa.operands import Space
 from isa.program import Instruction
+from isa.table import TABLE, VECTOR_CLASSES
+from simulator.engine.systolic import fold_overhead, matmul_cycles, pipelined_cycles
 from simulator.errors import SimError
-from simulator.hardware import ChipConfig
-from simulator.systolic import fold_overhead, matmul_cycles, pipelined_cycles
 
 # Order of the count vector every instruction contributes to the totals.
 COUNTS = ("macs", "flops", "vector_ops", "hbm_read", "hbm_write", "sram_read", "sram_write",
           "acc_read", "acc_write", "link_bytes", "mac_pj", "l2_read")
 
-VECTOR_CLASS = {
-    "v.exp": "transcendental", "v.gelu": "transcendental", "v.silu": "transcendental",
-    "v.rsqrt": "transcendental", "v.recip": "transcendental", "v.relu": "simple",
-    "v.cast": "simple", "v.add": "simple", "v.sub": "simple", "v.mul": "simple",
-    "v.max": "simple", "v.scale": "simple", "v.cmask": "simple", "v.rsum": "reduce",
-    "v.rmax": "reduce", "v.quant": "quant", "v.dequant": "quant", "v.softmax": "softmax",
-    "v.layernorm": "norm", "v.rmsnorm": "norm", "v.rope": "simple", "v.lut": "simple",
-}
+# Each vector instruction's op class, as its table row names it (``OpSpec.timing``).
+VECTOR_CLASS = {s.mnemonic: s.timing for s in TABLE if s.timing in VECTOR_CLASSES}
 # Passes over a row too wide for the vector registers: softmax (max, sum of exponentials,
 # scale), norms (statistics, then scale).
 PASSES = {"softmax": 3, "norm": 2}
@@ -81,17 +77,15 @@ def matmul_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     m, k, n = ins["m"], ins["k"], ins["n"]
     adt, wdt = DType(ins["adt"]), DType(ins["wdt"])
     kind = max(adt, wdt, key=lambda d: d.bits)
-    flags = ins["flags"]
-    sparse = bool(flags >> 3 & 1)
-    cycles = mm_cycles(m, k, n, kind, sparse, chip, chained=bool(flags & 1))
+    sparse, accum = ins.flag("sp24"), ins.flag("accum")
+    cycles = mm_cycles(m, k, n, kind, sparse, chip, chained=accum)
     macs = m * k * n // (2 if sparse else 1)
-    w_elems = (k // 2 if sparse else k) * n
-    w_bytes = wdt.nbytes(w_elems) + (k * n // 8 if sparse else 0)
+    w_bytes = mm_weight_bytes(ins)
     acc_bytes = m * n * 4
     return Cost(
         ns=cycles / chip.clock_hz * 1e9,
         counts=_counts(macs=macs, flops=2 * m * k * n, sram_read=adt.nbytes(m * k) + w_bytes,
-                       acc_write=acc_bytes, acc_read=acc_bytes if flags & 1 else 0,
+                       acc_write=acc_bytes, acc_read=acc_bytes if accum else 0,
                        mac_pj=macs * chip.energy.mac_pj.get(kind, 0.0)),
     )
 
@@ -110,7 +104,7 @@ def vector_cycles(cls: str, rows: int, cols: int, chip: ChipConfig) -> float:
 
 def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     """``vector_cycles`` of the instruction's op class; counts element-ops and bytes."""
-    cls = VECTOR_CLASS[ins.mnemonic]
+    cls = ins.spec.timing
     rows, cols = ins["rows"], ins["cols"]
     elems = rows * cols
     cycles = vector_cycles(cls, rows, cols, chip)
@@ -182,15 +176,17 @@ def copy_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     )
 
 
+def free_cost(ins: Instruction, chip: ChipConfig) -> Cost:  # noqa: ARG001
+    """Control and synchronisation: no engine time of their own (their waits are the
+    engine's), and network instructions, priced by the link model when they run."""
+    return Cost(ns=0.0)
+
+
+# How each timing class of the table (``isa.table.TIMING``) is priced.
+COSTS = {"free": free_cost, "network": free_cost, "matrix": matmul_cost, "dma": dma_cost,
+         "copy": copy_cost, **{cls: vector_cost for cls in VECTOR_CLASSES}}
+
+
 def static_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     """The cost of any instruction that is not a network transfer (those depend on the run)."""
-    mn = ins.mnemonic
-    if mn == "mm":
-        return matmul_cost(ins, chip)
-    if mn in VECTOR_CLASS:
-        return vector_cost(ins, chip)
-    if mn in ("dma.load", "dma.store"):
-        return dma_cost(ins, chip)
-    if mn == "dma.copy":
-        return copy_cost(ins, chip)
-    return Cost(ns=0.0)
+    return COSTS[ins.spec.timing](ins, chip)

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from hardware.chip import ChipConfig
 from isa.program import Program
-from simulator.bandwidth import SharedBandwidth
-from simulator.core import CoreSim
+from simulator.engine.core import CoreSim
+from simulator.engine.timing import COUNTS
 from simulator.errors import DeadlockError, SimError
-from simulator.hardware import ChipConfig
-from simulator.network import Network, SingleChipNetwork
-from simulator.timing import COUNTS
+from simulator.memory.bandwidth import SharedBandwidth
+from simulator.network.base import Network, SingleChipNetwork
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Machine:
         self.link_trace: list | None = [] if trace else None  # ((u, v), bytes, start, end)
         self.hbm = [SharedBandwidth(self.env, c.hbm_effective_bw / 1e9, f"chip{i}.hbm")
                     for i, c in enumerate(self.chips)]
-        # the L2 serves a share of every load (simulator.l2); its bandwidth is shared too
+        # the L2 serves a share of every load (simulator.memory.l2); its bandwidth is shared too
         self.l2_hits = list(l2_hits) if l2_hits is not None else [0.0] * len(self.chips)
         self.l2 = [SharedBandwidth(self.env, c.l2.bandwidth / 1e9, f"chip{i}.l2")
                    if c.l2.bandwidth > 0 else None for i, c in enumerate(self.chips)]

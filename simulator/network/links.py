@@ -14,44 +14,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hardware.system import IDEAL, LinkConfig, Protocol
+from hardware.topology import Topology
 from isa.dtypes import DType
 from isa.operands import MemRef
-from simulator.bandwidth import SharedBandwidth
-from simulator.collectives import steps_for
 from simulator.errors import SimError
-from simulator.network import Network
-from simulator.topology import Topology
+from simulator.memory.bandwidth import SharedBandwidth
+from simulator.network.base import Network
+from simulator.network.collectives import steps_for
 
 if TYPE_CHECKING:
     from isa.program import Instruction
-    from simulator.core import CoreSim
+    from simulator.engine.core import CoreSim
 
 OPS = {"net.allreduce": "allreduce", "net.allgather": "allgather",
        "net.reducescatter": "reducescatter", "net.alltoall": "alltoall", "net.bcast": "bcast"}
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """A way collectives use the links (NCCL's LL, LL128, Simple): a fixed cost per
-    collective (launch, synchronisation, handshakes) and the payload share of the bytes on
-    the wire (flags, headers, how well the copies keep the link busy)."""
-
-    name: str
-    latency: float  # s per collective
-    efficiency: float  # payload bytes / wire bytes, in (0, 1]
-
-
-IDEAL = Protocol("ideal", 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class LinkConfig:
-    bandwidth: float  # bytes/s, each direction of one link
-    latency: float  # s per hop
-    pj_per_byte: float = 10.0  # per byte per hop
-    # Collectives pick, per call, the protocol with the lowest estimated time (as NCCL's
-    # tuner does); none: every byte at full bandwidth, no fixed cost.
-    protocols: tuple[Protocol, ...] = ()
 
 
 @dataclass
@@ -221,7 +198,7 @@ class LinkNetwork(Network):
         return mem.read(ref.addr, nbytes, arrival[1].mnemonic)
 
     def _reduce(self, inst: _Instance, dt: DType, count: int, root: int) -> dict[int, bytes]:
-        from simulator import numerics as nx
+        from isa import numerics as nx
 
         p = len(inst.members)
         size = {"allreduce": count, "bcast": count}.get(inst.op, count * p)

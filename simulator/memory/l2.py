@@ -30,11 +30,12 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from itertools import zip_longest
 
+from hardware.chip import ChipConfig
+from isa.footprint import footprint
 from isa.operands import MemRef
 from isa.program import Instruction, Program
-from simulator.bounds import footprint, widen
-from simulator.hardware import ChipConfig
-from simulator.timing import dma_bytes
+from simulator.engine.timing import dma_bytes
+from simulator.memory.bounds import widen
 
 Block = tuple[tuple[int, int], float]  # (address span, bytes loaded)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from isa.operands import Engine
+from simulator.engine.sync import Barrier
 from simulator.errors import SimError
-from simulator.sync import Barrier
 
 if TYPE_CHECKING:
     from isa.program import Instruction
-    from simulator.core import CoreSim
-    from simulator.machine import Machine
+    from simulator.engine.core import CoreSim
+    from simulator.engine.machine import Machine
 
 
 class Network:

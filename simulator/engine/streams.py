@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hardware.chip import ChipConfig
 from isa.operands import Engine
 from isa.program import Instruction, Program
-from simulator.bounds import check, widen
+from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
-from simulator.hardware import ChipConfig
-from simulator.timing import Cost, static_cost
+from simulator.memory.bounds import check, widen
 
 STREAM_ENGINES = (Engine.DMA, Engine.MATRIX, Engine.VECTOR, Engine.NETWORK)
 OP, LOOP, SIGNAL, WAIT, BARRIER, HALT = range(6)

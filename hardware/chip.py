@@ -2,16 +2,25 @@
 
 Units are SI base units throughout (bytes, bytes/s, Hz, seconds, watts, joules per event
 expressed in pJ where the name says so), so every formula reads without conversions. The
-YAML loader (``simulator.config``) accepts strings with units such as ``"3.35 TB/s"``.
+YAML loader (``hardware.chips``) accepts strings with units such as ``"3.35 TB/s"``.
 The mapper reads these classes too; only the engine advances time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
+from hardware.loader import spec
 from isa.dtypes import DType
-from simulator.systolic import Dataflow
+
+
+class Dataflow(StrEnum):
+    """Which operand stays in the PEs; str-valued, so ``"ws" == Dataflow.WS``."""
+
+    WS = "ws"
+    OS = "os"
+    IS = "is"
 
 
 @dataclass(frozen=True)
@@ -24,13 +33,13 @@ class ArrayConfig:
     # MACs each PE completes per cycle, by operand data type (e.g. int8 packs two per PE).
     macs_per_pe: dict[DType, float] = field(default_factory=lambda: {DType.BF16: 1})
     # Cycles to swap weights / drain between tiles beyond the fold model (0 = none).
-    tile_overhead_cycles: int = 0
+    tile_overhead_cycles: int = field(default=0, metadata=spec(bounds="non_negative"))
     # Overlap each fold's fill with the previous fold's streaming (double-buffered weights
     # or outputs); False is SCALE-Sim's model, every fold filling and draining on its own.
     pipelined_folds: bool = False
     # s before a kernel's first matmul on a core can start (the engine's set-up: operand
     # descriptors, pipeline barriers); paid once per kernel, after each barrier.
-    startup: float = 0.0
+    startup: float = field(default=0.0, metadata=spec("time", "non_negative"))
 
 
 @dataclass(frozen=True)
@@ -38,39 +47,43 @@ class VectorConfig:
     """A SIMD vector engine: ``lanes`` elements per cycle for a 1-cycle op."""
 
     lanes: int
-    # Cycles per element per lane for each op class (see simulator.timing.VECTOR_CLASS).
+    # Cycles per element per lane for each op class (isa.table.VECTOR_CLASSES; each vector
+    # instruction's row names its class).
     op_cycles: dict[str, float] = field(default_factory=lambda: {
         "simple": 1.0, "transcendental": 4.0, "reduce": 1.0, "softmax": 6.0, "norm": 5.0,
         "quant": 2.0})
-    pipeline_cycles: int = 8
+    pipeline_cycles: int = field(default=8, metadata=spec(bounds="non_negative"))
     # Cycles per row for the row-wise classes (a reduction across lanes, then a broadcast),
     # and extra start-up latency per instruction by class (dependent reduction steps).
     row_cycles: dict[str, float] = field(default_factory=dict)
     latency_cycles: dict[str, float] = field(default_factory=dict)
     # Elements of one row the engine keeps in registers (0: any row). A wider row of a
     # multi-pass class (softmax: max, sum, scale; norm: statistics, scale) is streamed
-    # through the engine once per pass (simulator.timing.PASSES).
-    row_elems: int = 0
+    # through the engine once per pass (simulator.engine.timing.PASSES).
+    row_elems: int = field(default=0, metadata=spec(bounds="non_negative"))
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
     """An on-core memory (SRAM scratchpad or accumulator buffer)."""
 
-    capacity: int  # bytes
-    bytes_per_cycle: int  # read+write port bandwidth of the core's engines
-    banks: int = 1
+    capacity: int = field(metadata=spec("bytes", help="bytes per core"))
+    bytes_per_cycle: int = field(metadata=spec(
+        "bytes", help="read+write port bandwidth of the core's engines, per cycle"))
 
 
 @dataclass(frozen=True)
 class DmaConfig:
     """A core's DMA engine: fixed issue latency, a rate cap, and a minimum efficient burst."""
 
-    latency: float = 500e-9  # s, from issue to first byte (HBM round trip included)
+    latency: float = field(default=500e-9, metadata=spec(
+        "time", "non_negative", "from issue to first byte (HBM round trip included)"))
     # s until a store is done with its source (posted to the memory side); 0: ``latency``
-    store_latency: float = 0.0
-    max_bandwidth: float = 0.0  # bytes/s one core's DMA can sustain (0: no cap below HBM's)
-    burst_bytes: int = 64  # contiguous runs are charged in whole bursts
+    store_latency: float = field(default=0.0, metadata=spec("time", "non_negative"))
+    max_bandwidth: float = field(default=0.0, metadata=spec(
+        "bandwidth", "non_negative", "what one core's DMA can sustain (0: no cap below HBM's)"))
+    burst_bytes: int = field(default=64, metadata=spec(
+        "bytes", help="contiguous runs are charged in whole bursts"))
 
 
 @dataclass(frozen=True)
@@ -86,9 +99,10 @@ class CoreConfig:
 class HbmConfig:
     """Off-chip memory shared by all cores of a chip."""
 
-    capacity: int  # bytes
-    bandwidth: float  # peak bytes/s
-    efficiency: float = 0.85  # fraction of peak that streaming achieves
+    capacity: int = field(metadata=spec("bytes"))
+    bandwidth: float = field(metadata=spec("bandwidth", help="peak"))
+    efficiency: float = field(default=0.85, metadata=spec(
+        bounds="fraction", help="fraction of peak that streaming achieves"))
     kind: str = "HBM"
 
 
@@ -96,8 +110,8 @@ class HbmConfig:
 class L2Config:
     """An optional on-chip buffer shared by the cores (GPU L2, TPU CMEM)."""
 
-    capacity: int = 0
-    bandwidth: float = 0.0  # bytes/s
+    capacity: int = field(default=0, metadata=spec("bytes", "non_negative"))
+    bandwidth: float = field(default=0.0, metadata=spec("bandwidth", "non_negative"))
 
 
 @dataclass(frozen=True)
@@ -110,36 +124,37 @@ class EnergyConfig:
     acc_pj_per_byte: float
     l2_pj_per_byte: float
     hbm_pj_per_byte: float
-    link_pj_per_byte: float  # per byte per hop
-    static_w: float  # leakage + always-on power of the whole chip
+    static_w: float = field(metadata=spec(
+        "power", "non_negative", "leakage + always-on power of the whole chip"))
 
 
 @dataclass(frozen=True)
 class PowerConfig:
     """Power cap: the clock drops until static + dynamic power fits under ``tdp_w``."""
 
-    tdp_w: float = 0.0  # 0: no cap
-    min_clock_hz: float = 0.0
+    tdp_w: float = field(default=0.0, metadata=spec("power", "non_negative", "0: no cap"))
+    min_clock_hz: float = field(default=0.0, metadata=spec("frequency", "non_negative"))
     # Dynamic power scales as (f / f_max) ** exponent under DVFS (f * V^2 with V ~ f^k).
     dvfs_exponent: float = 2.0
     # Time constant of the power limiter pulling the clock down to the capped one (0: the
     # cap holds at once), and how long the load runs back to back (0: indefinitely, the
     # steady state). See simulator.run.burst_clock.
-    response_s: float = 0.0
-    sustained_s: float = 0.0
+    response_s: float = field(default=0.0, metadata=spec("time", "non_negative"))
+    sustained_s: float = field(default=0.0, metadata=spec("time", "non_negative"))
 
 
 @dataclass(frozen=True)
 class ChipConfig:
     name: str
-    clock_hz: float
+    clock_hz: float = field(metadata=spec("frequency"))
     cores: int
     core: CoreConfig
     hbm: HbmConfig
     energy: EnergyConfig
     l2: L2Config = field(default_factory=L2Config)
     power: PowerConfig = field(default_factory=PowerConfig)
-    kernel_gap: float = 0.0  # s between dependent kernels (launch / sync gap; GPUs ~1-3 us)
+    kernel_gap: float = field(default=0.0, metadata=spec(
+        "time", "non_negative", "between dependent kernels (launch / sync gap; GPUs ~1-3 us)"))
 
     @property
     def peak_macs_per_s(self) -> dict[DType, float]:

@@ -27,15 +27,8 @@ Everything is integer arithmetic on Python ints: no numpy, no allocation on the 
 from __future__ import annotations
 
 import operator
-from enum import StrEnum
 
-
-class Dataflow(StrEnum):
-    """Which operand stays in the PEs; str-valued, so ``"ws" == Dataflow.WS``."""
-
-    WS = "ws"
-    OS = "os"
-    IS = "is"
+from hardware.chip import Dataflow
 
 
 def _bad_dataflow(fn: str, dataflow) -> ValueError:

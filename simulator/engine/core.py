@@ -10,16 +10,25 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from hardware.chip import ChipConfig
 from isa.operands import Engine
 from isa.program import Program
 from isa.table import BY_MNEMONIC
+from simulator.engine.streams import (
+    BARRIER,
+    HALT,
+    LOOP,
+    OP,
+    SIGNAL,
+    STREAM_ENGINES,
+    WAIT,
+    compile_streams,
+)
+from simulator.engine.sync import Barrier, Semaphore
 from simulator.errors import BudgetError
-from simulator.hardware import ChipConfig
-from simulator.streams import BARRIER, HALT, LOOP, OP, SIGNAL, STREAM_ENGINES, WAIT, compile_streams
-from simulator.sync import Barrier, Semaphore
 
 if TYPE_CHECKING:
-    from simulator.machine import Machine
+    from simulator.engine.machine import Machine
 
 
 STORE = BY_MNEMONIC["dma.store"].opcode
@@ -96,7 +105,7 @@ class CoreSim:
         timer.callbacks.append(lambda _ev: sem.signal())
 
     def _move(self, nbytes: float, load: bool) -> simpy.Event:
-        """A DMA's bytes on HBM, or split between L2 and HBM for a load (simulator.l2); the
+        """A DMA's bytes on HBM, or split between L2 and HBM for a load (simulator.memory.l2); the
         core's own rate cap is shared by the two parts in proportion."""
         m, chip = self.machine, self.chip_id
         hit = m.l2_hits[chip] if load else 0.0

@@ -1,0 +1,1 @@
+"""Data files (YAML) shipped with the package: chips/ and systems/."""

@@ -1,0 +1,65 @@
+"""The public Python API: what the CLI does, as calls (docs/api.md)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+from experiments import api
+from experiments.cli import main
+from isa.errors import TesseraError
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_the_dse_example_runs_and_the_variant_is_faster():
+    dse = runpy.run_path(str(ROOT / "examples" / "dse.py"))
+    table, df = dse["main"](["--model", "tiny-llama", "--chip", "edge", "--seq", "16",
+                             "--ctx", "32", "--workers", "1"])
+    assert len(table) == 2 and table["decode_step_ms"][1] < table["decode_step_ms"][0]
+    assert len(df) == 4 and set(df["status"]) == {"ok"}
+
+
+def test_the_cli_is_a_thin_layer_over_the_api(capsys, tmp_path):
+    assert main(["run", "--model", "tiny-llama", "--chip", "edge", "--phase", "prefill",
+                 "--seq", "16", "--out", str(tmp_path)]) == 0
+    cli = json.loads((tmp_path / "result.json").read_text())["headline"]
+    rep = api.run("tiny-llama", "edge", phase="prefill", seq=16)
+    assert rep.headline() == pytest.approx(cli, rel=1e-12)
+
+
+def test_chip_and_model_variants_are_checked_like_files():
+    c = api.chip("edge", {"hbm.bandwidth": "51.2 GB/s"})
+    assert c.hbm.bandwidth == 51.2e9
+    with pytest.raises(TesseraError, match="core.array.rowz"):
+        api.chip("edge", {"core.array.rowz": 3})
+    assert api.model("llama2-7b", layers=4).layers == 4
+    with pytest.raises(TesseraError, match="kv_heads"):
+        api.model("llama2-7b", kv_heads=5)
+
+
+@pytest.mark.parametrize("kwargs,expect", [
+    ({"phase": "train"}, "phase: expected one of prefill, decode, generate"),
+    ({"batch": 0}, "batch must be a positive integer"),
+    ({"tp": 2}, "need a multi-chip system"),
+    ({"quantt": "int8"}, "mapping options:"),
+])
+def test_bad_arguments_are_one_line_errors(kwargs, expect):
+    with pytest.raises(TesseraError, match=expect):
+        api.run("tiny-llama", "edge", **kwargs)
+
+
+def test_program_sweep_validate_and_presets(tmp_path):
+    r = api.run_program(ROOT / "examples" / "gemm_tiled.s", "edge", functional=True)
+    assert r.time_s > 0 and r.macs > 0
+    df = api.sweep({"model": "tiny-llama", "chip": "edge", "phase": "decode", "ctx": 8},
+                   {"batch": [1, 2]})
+    assert list(df["batch"]) == [1, 2] and set(df["status"]) == {"ok"}
+    csv = tmp_path / "gemm.csv"
+    csv.write_text("dtype,M,K,N,ms\nbf16,256,256,256,0.01\n")
+    rows, summary = api.validate("h100", csv)
+    assert rows["predicted"][0] > 0 and summary["cases"] == 1
+    assert "h100" in api.presets()["chips"]
