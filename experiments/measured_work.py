@@ -18,6 +18,7 @@ from hardware.system import SystemConfig
 from isa import DType, MemRef, Program, Space, build
 from mapper.graph import Graph, Kind, Tensor
 from mapper.lower import lower, sync
+from mapper.ops import Op
 from mapper.pipeline import MapOptions
 from simulator.result import SimResult, sequence
 from simulator.run import simulate, simulate_system
@@ -123,7 +124,7 @@ def gemm_graph(dtype: str, m: int, k: int, n: int) -> Graph:
     g.add(Tensor("a", (m, k), dt, Kind.INPUT))
     g.add(Tensor("w", (k, n), dt, Kind.WEIGHT))
     g.add(Tensor("c", (m, n), GEMM_OUT.get(dt, dt)))
-    g.op("linear", "gemm", ["a", "w"], ["c"], bias=False)
+    g.op(Op.LINEAR, "gemm", ["a", "w"], ["c"], bias=False)
     return g
 
 
@@ -177,7 +178,7 @@ def attention_graph(b: int, hq: int, hkv: int, sq: int, skv: int, d: int,
     g.add(Tensor("kc", (b, hkv, skv, d), DType.BF16, Kind.KV_CACHE))
     g.add(Tensor("vc", (b, hkv, skv, d), DType.BF16, Kind.KV_CACHE))
     g.add(Tensor("o", (b * sq, hq * d), DType.BF16))
-    g.op("attention", "attention", ["qkv", "kc", "vc"], ["o"], causal=causal)
+    g.op(Op.ATTENTION, "attention", ["qkv", "kc", "vc"], ["o"], causal=causal)
     return g
 
 

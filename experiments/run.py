@@ -11,6 +11,7 @@ from pathlib import Path
 from hardware.chip import ChipConfig
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
+from mapper.ops import Op
 from mapper.pipeline import MapOptions, map_model
 from mapper.workload import check_work, estimate_instructions, seconds
 from simulator.engine.machine import RunLimits
@@ -342,7 +343,7 @@ def fits(model, chip: ChipConfig, phase: Phase, opts: MapOptions, system=None,  
 def weight_bytes(mapped) -> int:  # noqa: ANN001
     """Bytes of the projection weights of the mapped layers (as stored: codes, blocks)."""
     g = mapped.graph
-    return sum(g.tensors[t].nbytes for n in g.nodes if n.op == "linear"
+    return sum(g.tensors[t].nbytes for n in g.nodes if n.op == Op.LINEAR
                for t in n.inputs[1:2])
 
 

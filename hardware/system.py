@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hardware.chip import ChipConfig
+from hardware.loader import spec
 from hardware.topology import Topology
 
 # Collective algorithms a system may name (simulator.network.collectives implements each;
@@ -19,9 +20,10 @@ class Protocol:
     collective (launch, synchronisation, handshakes) and the payload share of the bytes on
     the wire (flags, headers, how well the copies keep the link busy)."""
 
-    name: str
-    latency: float  # s per collective
-    efficiency: float  # payload bytes / wire bytes, in (0, 1]
+    name: str = "protocol"
+    latency: float = field(default=0.0, metadata=spec("time", "non_negative", "per collective"))
+    efficiency: float = field(default=1.0, metadata=spec(
+        bounds="fraction", help="payload bytes / wire bytes"))
 
 
 IDEAL = Protocol("ideal", 0.0, 1.0)
@@ -29,9 +31,10 @@ IDEAL = Protocol("ideal", 0.0, 1.0)
 
 @dataclass(frozen=True)
 class LinkConfig:
-    bandwidth: float  # bytes/s, each direction of one link
-    latency: float  # s per hop
-    pj_per_byte: float = 10.0  # per byte per hop
+    bandwidth: float = field(metadata=spec("bandwidth", help="each direction of one link"))
+    latency: float = field(default=0.0, metadata=spec("time", "non_negative", "per hop"))
+    pj_per_byte: float = field(default=10.0, metadata=spec(
+        "energy_pj", "non_negative", "energy per byte per hop"))
     # Collectives pick, per call, the protocol with the lowest estimated time (as NCCL's
     # tuner does); none: every byte at full bandwidth, no fixed cost.
     protocols: tuple[Protocol, ...] = ()

@@ -11,14 +11,13 @@ collective: ring           # ring | bidir-ring | direct | halving-doubling | hie
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from hardware.chip import ChipConfig
 from hardware.chips import ConfigError, load_chip
-from hardware.system import COLLECTIVES, LinkConfig, Protocol, SystemConfig
+from hardware.loader import from_dict, resolve
+from hardware.system import COLLECTIVES, LinkConfig, SystemConfig
 from hardware.topology import KINDS, Topology
-from hardware.units import UnitError, parse
 from hardware.yamlfile import read_yaml
 
 SYSTEMS = Path(__file__).parent / "presets" / "systems"
@@ -31,14 +30,12 @@ def list_systems() -> list[str]:
 
 
 def load_system(name_or_path: str | Path) -> SystemConfig:
-    text = str(name_or_path)
-    if "/" not in text and not text.endswith((".yaml", ".yml")):
-        path = SYSTEMS / f"{text}.yaml"
-        if text not in list_systems():
-            raise ConfigError(f"unknown system preset '{text}' (presets: "
-                              f"{', '.join(list_systems())}; or give a YAML file)")
-    else:
-        path = Path(text)
+    """A preset by name (``h100x4``) or a system YAML file."""
+    from hardware.chips import list_presets
+
+    hint = {name: f"'{name}' is a chip preset, not a system: use --chip {name}"
+            for name in list_presets()}
+    path = resolve(name_or_path, SYSTEMS, "system", ConfigError, other=hint)
     data = read_yaml(path, ConfigError)
     return system_from_dict(data, path.name, path.parent)
 
@@ -108,38 +105,4 @@ def _chips(data: dict, n: int, source: str, base: Path) -> tuple[ChipConfig, ...
 def _link(link: object, source: str) -> LinkConfig:
     if not isinstance(link, dict):
         raise ConfigError(f"{source}: link: expected {{bandwidth: ..., latency: ...}}")
-    _known(link, ("bandwidth", "latency", "pj_per_byte", "protocols"), f"{source}: link")
-    try:
-        bw = parse(link["bandwidth"], "bandwidth")
-        lat = parse(link.get("latency", 0.0), "time")
-        pj = parse(link.get("pj_per_byte", 10.0), "energy_pj")
-    except KeyError:
-        raise ConfigError(f"{source}: link.bandwidth: missing required field") from None
-    except UnitError as exc:
-        raise ConfigError(f"{source}: link: {exc}") from None
-    if not (0 < bw < math.inf and 0 <= lat < math.inf and 0 <= pj < math.inf):
-        raise ConfigError(f"{source}: link: bandwidth must be positive, latency and energy "
-                          f"not negative, all finite")
-    return LinkConfig(bw, lat, pj, _protocols(link.get("protocols", []), source))
-
-
-def _protocols(items: object, source: str) -> tuple[Protocol, ...]:
-    """``[{name: LL, latency: 7.5 us, efficiency: 0.29}, ...]``"""
-    if not isinstance(items, list):
-        raise ConfigError(f"{source}: link.protocols: expected a list of {{name, latency, "
-                          f"efficiency}}")
-    out = []
-    for i, p in enumerate(items):
-        where = f"{source}: link.protocols[{i}]"
-        if not isinstance(p, dict):
-            raise ConfigError(f"{where}: expected {{name: ..., latency: ..., efficiency: ...}}")
-        _known(p, ("name", "latency", "efficiency"), where)
-        try:
-            lat = parse(p.get("latency", 0.0), "time")
-            eff = parse(p.get("efficiency", 1.0), "number")
-        except UnitError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if not (0 <= lat < math.inf and 0 < eff <= 1):
-            raise ConfigError(f"{where}: latency must be >= 0 and finite, efficiency in (0, 1]")
-        out.append(Protocol(str(p.get("name", f"protocol{i}")), lat, eff))
-    return tuple(out)
+    return from_dict(LinkConfig, link, source, ConfigError, "link")

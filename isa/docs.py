@@ -30,11 +30,11 @@ float operands and int32 for integer operands.
 
 
 def _summary() -> str:
-    rows = ["| opcode | mnemonic | engine | semantics |", "|---|---|---|---|"]
+    rows = ["| opcode | mnemonic | engine | timing | semantics |", "|---|---|---|---|---|"]
     for s in TABLE:
         eng = s.engine.value if s.engine else "`eng` operand"
         link = f"[`{s.mnemonic}`](#{_anchor(s)})"
-        rows.append(f"| `{s.opcode:#04x}` | {link} | {eng} | {s.semantics} |")
+        rows.append(f"| `{s.opcode:#04x}` | {link} | {eng} | {s.timing} | {s.semantics} |")
     return "\n".join(rows)
 
 

@@ -1,15 +1,18 @@
 """The mapper's graph IR: named tensors and the ops between them, in execution order.
 
-Small on purpose: passes are functions from Graph to Graph that rewrite ``nodes`` or a
-node's ``attrs`` (a weight's data type, a fused epilogue, a low-rank split).
+Small on purpose: ops are ``mapper.ops.Op`` members with typed attributes; passes are
+functions from Graph to Graph that rewrite ``nodes`` or a node's ``attrs`` (a weight's data
+type, a fused epilogue, a low-rank split), checked by ``mapper.verify`` after each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 from isa.dtypes import DType
+from mapper.ops import ATTRS, NoAttrs, Op, make_attrs
 
 
 class Kind(Enum):
@@ -40,16 +43,22 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Node:
-    """An op: ``op`` names the kernel; ``attrs`` carries its options (epilogue, dtype, ...)."""
+    """An op (``mapper.ops.Op``) with its typed attributes (``mapper.ops.ATTRS[op]``)."""
 
-    op: str
+    op: Op
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    attrs: dict = field(default_factory=dict)
+    attrs: Any = field(default_factory=NoAttrs)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "op", Op(self.op))
+        if not isinstance(self.attrs, ATTRS[self.op]):
+            raise TypeError(f"{self.name}: op {self.op.value} needs "
+                            f"{ATTRS[self.op].__name__}, got {type(self.attrs).__name__}")
 
     def with_attrs(self, **kw: object) -> Node:
-        return replace(self, attrs={**self.attrs, **kw})
+        return replace(self, attrs=replace(self.attrs, **kw))
 
 
 @dataclass
@@ -63,8 +72,11 @@ class Graph:
         self.tensors[t.name] = t
         return t.name
 
-    def op(self, op: str, name: str, inputs: list[str], outputs: list[str], **attrs) -> Node:
-        node = Node(op, name, tuple(inputs), tuple(outputs), attrs)
+    def op(self, op: Op | str, name: str, inputs: list[str], outputs: list[str],
+           **attrs: object) -> Node:
+        """Append a node; ``attrs`` are the fields of the op's attributes type."""
+        node = Node(Op(op), name, tuple(inputs), tuple(outputs),
+                    make_attrs(Op(op), name, **attrs))
         self.nodes.append(node)
         return node
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from isa.dtypes import DType
 from mapper.graph import Graph, Kind, Tensor
+from mapper.ops import Op
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:
     def norm_node(name: str, src: str) -> str:
         gamma = _w(g, p + name + ".w", (2 * H if norm == "layernorm" else H,), f32)
         out = _a(g, p + name + ".out", (T, H), dt)
-        g.op("norm", p + name, [src, gamma], [out], kind=norm, eps=float(m.norm_eps))
+        g.op(Op.NORM, p + name, [src, gamma], [out], kind=norm, eps=float(m.norm_eps))
         return out
 
     def linear(name: str, src: str, k: int, n: int, row_parallel: bool = False,
@@ -125,24 +126,24 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:
             if shard.rank:
                 epi.pop("residual")
         out = _a(g, p + name + ".out", (T, n), dt)
-        g.op("linear", p + name, ins, [out], bias=has_bias, **epi)
+        g.op(Op.LINEAR, p + name, ins, [out], bias=has_bias, **epi)
         if row_parallel and tp > 1:
-            g.op("allreduce", p + name + ".allreduce", [out], [out], group=shard.group)
+            g.op(Op.ALLREDUCE, p + name + ".allreduce", [out], [out], group=shard.group)
         return out
 
     h = norm_node("norm1", x) if pre else x
     qkv = linear("qkv", h, H, qd + 2 * kvd)
     if _enum(m.position) == "rope":
         table = _w(g, p + "rope.table", (T, m.head_dim), f32)  # per token: cos | sin
-        g.op("rope", p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
+        g.op(Op.ROPE, p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
              theta=float(m.rope_theta), pos0=phase.past, seq=phase.q_len)
     kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
                       Kind.KV_CACHE))
     vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
                       Kind.KV_CACHE))
-    g.op("kv_append", p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
+    g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
     att = _a(g, p + "attn", (T, qd), dt)
-    g.op("attention", p + "attention", [qkv, kc, vc], [att], causal=_enum(m.arch) != "encoder")
+    g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=_enum(m.arch) != "encoder")
     x1 = linear("o", att, qd, H, row_parallel=True, residual=x)
     if not pre:
         x1 = norm_node("norm1", x1)
@@ -153,14 +154,14 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:
     elif _enum(m.mlp) == "swiglu":
         gu = linear("gate_up", h2, H, 2 * ffn)
         act = _a(g, p + "act", (T, ffn), dt)
-        g.op("silu_mul", p + "silu_mul", [gu], [act], ffn=ffn)
+        g.op(Op.SILU_MUL, p + "silu_mul", [gu], [act], ffn=ffn)
         y = linear("down", act, ffn, H, row_parallel=True, residual=x1)
     else:
         up = linear("up", h2, H, ffn, act="gelu")
         y = linear("down", up, ffn, H, row_parallel=True, residual=x1)
     if not pre:
         y = norm_node("norm2", y)
-    g.op("rename", p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])
+    g.op(Op.RENAME, p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])
 
 
 def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: ANN001
@@ -171,10 +172,10 @@ def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: A
     norm = _enum(model.norm)
     gamma = _w(g, "final_norm.w", (2 * H if norm == "layernorm" else H,), DType.FP32)
     g.add(Tensor("h_norm", (B, H), dt))
-    g.op("norm", "final_norm", ["h", gamma], ["h_norm"], kind=norm, eps=float(model.norm_eps))
+    g.op(Op.NORM, "final_norm", ["h", gamma], ["h_norm"], kind=norm, eps=float(model.norm_eps))
     _w(g, "lm_head.w", (H, model.vocab))
     g.add(Tensor("logits", (B, model.vocab), dt))
-    g.op("linear", "lm_head", ["h_norm", "lm_head.w"], ["logits"], bias=False)
+    g.op(Op.LINEAR, "lm_head", ["h_norm", "lm_head.w"], ["logits"], bias=False)
     return g
 
 
@@ -190,35 +191,35 @@ def _moe(g: Graph, m, p: str, h: str, residual: str, T: int, dt: DType,  # noqa:
     per_expert = -(-slots // local)  # slots each local expert processes (uniform)
     router_w = _w(g, p + "router.w", (H, E))
     logits = _a(g, p + "router.out", (T, E), dt)
-    g.op("linear", p + "router", [h, router_w], [logits], bias=False)
+    g.op(Op.LINEAR, p + "router", [h, router_w], [logits], bias=False)
     out_buf = _a(g, p + "moe.dispatch", (slots, H), dt)
-    g.op("replicate_rows", p + "moe.copies", [h], [out_buf], copies=k)
+    g.op(Op.REPLICATE_ROWS, p + "moe.copies", [h], [out_buf], copies=k)
     recv = _a(g, p + "moe.received", (slots, H), dt)
     if ep > 1:
-        g.op("alltoall", p + "moe.dispatch", [out_buf], [recv], group=shard.ep_group, ep=ep)
+        g.op(Op.ALLTOALL, p + "moe.dispatch", [out_buf], [recv], group=shard.ep_group, ep=ep)
     else:
-        g.op("rename", p + "moe.local", [out_buf], [recv])
+        g.op(Op.RENAME, p + "moe.local", [out_buf], [recv])
     expert_out = _a(g, p + "moe.expert_out", (slots, H), dt)
     for e in range(local):
         rows = min(per_expert, slots - e * per_expert)
         if rows <= 0:
             break
         xin = _a(g, f"{p}e{e}.in", (rows, H), dt)
-        g.op("slice_rows", f"{p}e{e}.take", [recv], [xin], first=e * per_expert)
+        g.op(Op.SLICE_ROWS, f"{p}e{e}.take", [recv], [xin], first=e * per_expert)
         gu_w = _w(g, f"{p}e{e}.gate_up.w", (H, 2 * m.ffn))
         gu = _a(g, f"{p}e{e}.gate_up.out", (rows, 2 * m.ffn), dt)
-        g.op("linear", f"{p}e{e}.gate_up", [xin, gu_w], [gu], bias=False)
+        g.op(Op.LINEAR, f"{p}e{e}.gate_up", [xin, gu_w], [gu], bias=False)
         act = _a(g, f"{p}e{e}.act", (rows, m.ffn), dt)
-        g.op("silu_mul", f"{p}e{e}.silu_mul", [gu], [act], ffn=m.ffn)
+        g.op(Op.SILU_MUL, f"{p}e{e}.silu_mul", [gu], [act], ffn=m.ffn)
         dn_w = _w(g, f"{p}e{e}.down.w", (m.ffn, H))
         dn = _a(g, f"{p}e{e}.down.out", (rows, H), dt)
-        g.op("linear", f"{p}e{e}.down", [act, dn_w], [dn], bias=False)
-        g.op("place_rows", f"{p}e{e}.put", [dn], [expert_out], first=e * per_expert)
+        g.op(Op.LINEAR, f"{p}e{e}.down", [act, dn_w], [dn], bias=False)
+        g.op(Op.PLACE_ROWS, f"{p}e{e}.put", [dn], [expert_out], first=e * per_expert)
     back = _a(g, p + "moe.returned", (slots, H), dt)
     if ep > 1:
-        g.op("alltoall", p + "moe.combine", [expert_out], [back], group=shard.ep_group, ep=ep)
+        g.op(Op.ALLTOALL, p + "moe.combine", [expert_out], [back], group=shard.ep_group, ep=ep)
     else:
-        g.op("rename", p + "moe.back", [expert_out], [back])
+        g.op(Op.RENAME, p + "moe.back", [expert_out], [back])
     y = _a(g, p + "moe.out", (T, H), dt)
-    g.op("sum_copies", p + "moe.sum", [back, residual], [y], copies=k)
+    g.op(Op.SUM_COPIES, p + "moe.sum", [back, residual], [y], copies=k)
     return y

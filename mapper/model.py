@@ -6,18 +6,17 @@ model file is one line naming the file and the field.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from hardware.loader import from_dict, resolve, spec
 from hardware.yamlfile import read_yaml
 from isa.dtypes import DType
 from isa.errors import TesseraError
 
 PRESETS = Path(__file__).parent / "presets"
-MAX_INT = 2**63 - 1  # sizes beyond int64 are nonsense that would break numpy downstream
 
 
 class ModelError(TesseraError):
@@ -44,27 +43,32 @@ class Position(Enum):
     LEARNED = "learned"
 
 
+def _count(help: str) -> dict:  # noqa: A002
+    """A whole number >= 0 (those that must be positive are checked with the model)."""
+    return spec(bounds="non_negative", help=help)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str
-    hidden: int
-    layers: int
-    heads: int
-    ffn: int
-    vocab: int
-    max_seq: int
+    hidden: int = field(metadata=_count("model width d_model"))
+    layers: int = field(metadata=_count("decoder / encoder layers"))
+    heads: int = field(metadata=_count("query heads"))
+    ffn: int = field(metadata=_count("MLP hidden size (per expert)"))
+    vocab: int = field(metadata=_count("vocabulary size"))
+    max_seq: int = field(metadata=_count("positions the model was trained for"))
     arch: Arch = Arch.DECODER
-    kv_heads: int = 0  # 0: = heads (multi-head attention)
-    head_dim: int = 0  # 0: hidden // heads
+    kv_heads: int = field(default=0, metadata=_count("0: = heads (multi-head attention)"))
+    head_dim: int = field(default=0, metadata=_count("0: hidden // heads"))
     mlp: Mlp = Mlp.SWIGLU
     norm: Norm = Norm.RMSNORM
     position: Position = Position.ROPE
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
+    rope_theta: float = field(default=10000.0, metadata=spec(help="rotary base"))
+    norm_eps: float = field(default=1e-5, metadata=spec(help="added to the variance"))
     bias: bool = False
     tied_embeddings: bool = False
-    experts: int = 0
-    experts_per_token: int = 0
+    experts: int = field(default=0, metadata=_count("routed experts (0: dense MLP)"))
+    experts_per_token: int = field(default=0, metadata=_count("experts each token visits"))
     dtype: str = "bf16"
 
     def __post_init__(self) -> None:
@@ -110,14 +114,7 @@ def list_models() -> list[str]:
 
 def load_model(name_or_path: str | Path) -> ModelConfig:
     """A preset name, a model YAML file, or a Hugging Face ``config.json``."""
-    text = str(name_or_path)
-    if "/" not in text and not text.endswith((".yaml", ".yml", ".json")):
-        path = PRESETS / f"{text}.yaml"
-        if text not in list_models():
-            raise ModelError(f"unknown model '{text}' (presets: {', '.join(list_models())}; "
-                             f"or give a model YAML or a config.json)")
-    else:
-        path = Path(text)
+    path = resolve(name_or_path, PRESETS, "model", ModelError, (".yaml", ".yml", ".json"))
     if path.suffix == ".json":
         return model_from_hf(_read_json(path), path.name)
     data = read_yaml(path, ModelError)
@@ -143,51 +140,9 @@ def _read_json(path: Path) -> object:
 def model_from_dict(data: object, source: str = "<dict>") -> ModelConfig:
     if not isinstance(data, dict):
         raise ModelError(f"{source}: expected a mapping of model fields at the top level")
-    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise ModelError(f"{source}: {unknown[0]}: unknown field (expected one of: "
-                         f"{', '.join(fields)})")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in data:
-            if f.default is dataclasses.MISSING:
-                raise ModelError(f"{source}: {name}: missing required field")
-            continue
-        kwargs[name] = _field(f, data[name], source)
-    model = ModelConfig(**kwargs)
+    model = from_dict(ModelConfig, data, source, ModelError)
     _validate(model, source)
     return model
-
-
-def _field(f: dataclasses.Field, value: object, source: str) -> object:
-    tp = {"int": int, "float": float, "str": str, "bool": bool}.get(str(f.type), None)
-    enum = {"Arch": Arch, "Mlp": Mlp, "Norm": Norm, "Position": Position}.get(str(f.type))
-    if enum is not None:
-        try:
-            return enum(value)
-        except ValueError:
-            allowed = ", ".join(m.value for m in enum)
-            raise ModelError(f"{source}: {f.name}: expected one of {allowed}, got {value!r}"
-                             ) from None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ModelError(f"{source}: {f.name}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
-            raise ModelError(f"{source}: {f.name}: expected a non-negative integer, got "
-                             f"{_show(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not \
-                0 < value < 1e30:
-            raise ModelError(f"{source}: {f.name}: expected a positive number, got "
-                             f"{_show(value)}")
-        return float(value)
-    if not isinstance(value, str):
-        raise ModelError(f"{source}: {f.name}: expected text, got {value!r}")
-    return value
 
 
 def _validate(m: ModelConfig, source: str) -> None:

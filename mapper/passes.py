@@ -25,6 +25,8 @@ import numpy as np
 from isa.dtypes import DType
 from isa.errors import TesseraError
 from mapper.graph import Graph, Kind, Node, Tensor
+from mapper.ops import ActAttrs, EpsAttrs, LinearAttrs, Op, QmaxAttrs
+from mapper.verify import verify
 
 QUANT = {"int8": (DType.INT8, 127.0), "int4": (DType.INT4, 7.0), "fp8": (DType.FP8E4M3, 448.0)}
 SCHEMES = (*QUANT, "log4", "cluster16")
@@ -34,25 +36,42 @@ class PassError(TesseraError, ValueError):
     """An option combination the passes cannot honour (named in the message)."""
 
 
+def _sparsity(g: Graph, w: dict | None, o, notes: dict):  # noqa: ANN001, ANN202
+    if o.sparsity != "2:4":
+        raise PassError(f"--sparsity {o.sparsity}: only 2:4 is supported")
+    return prune_24(g, w, notes)
+
+
+def _quant(g: Graph, w: dict | None, o, notes: dict):  # noqa: ANN001, ANN202
+    if o.sparsity:
+        raise PassError("--quant with --sparsity is not supported (one weight format)")
+    layers = None if o.quant_layers is None else set(o.quant_layers)
+    return quantize(g, w, o.quant, notes, o.quant_group, layers)
+
+
+# The passes, in order: (name, whether the options ask for it, the pass). Each maps
+# (graph, weights, options, notes) to (graph, weights); the graph is verified after each.
+PASSES = (
+    ("low_rank", lambda o: o.low_rank,  # SVD-factorised MLP projections
+     lambda g, w, o, n: low_rank(g, w, o.low_rank, o.low_rank_targets, n)),
+    ("sparsity", lambda o: o.sparsity, _sparsity),  # 2:4 pruned weights
+    ("quantize", lambda o: o.quant, _quant),  # weight formats and their scales
+    ("quantize_activations", lambda o: o.act_quant,  # per-token activation scales (W8A8)
+     lambda g, w, o, n: quantize_activations(g, w, o.act_quant, n)),
+    ("unfuse", lambda o: not o.fusion, lambda g, w, o, n: (unfuse(g), w)),  # epilogues apart
+    ("fuse_norm_projection", lambda o: o.fusion,  # RMSNorm folded into the next GEMM
+     lambda g, w, o, n: fuse_norm_projection(g, w, n)),
+)
+
+
 def apply_passes(graph: Graph, weights: dict | None, opts) -> tuple[Graph, dict | None, dict]:  # noqa: ANN001
+    """The passes the options ask for, in order, each followed by the IR's checks."""
     notes: dict[str, object] = {}
-    if opts.low_rank:
-        graph, weights = low_rank(graph, weights, opts.low_rank, opts.low_rank_targets, notes)
-    if opts.sparsity:
-        if opts.sparsity != "2:4":
-            raise PassError(f"--sparsity {opts.sparsity}: only 2:4 is supported")
-        graph, weights = prune_24(graph, weights, notes)
-    if opts.quant:
-        if opts.sparsity:
-            raise PassError("--quant with --sparsity is not supported (one weight format)")
-        layers = None if opts.quant_layers is None else set(opts.quant_layers)
-        graph, weights = quantize(graph, weights, opts.quant, notes, opts.quant_group, layers)
-    if opts.act_quant:
-        graph, weights = quantize_activations(graph, weights, opts.act_quant, notes)
-    if not opts.fusion:
-        graph = unfuse(graph)
-    else:
-        graph, weights = fuse_norm_projection(graph, weights, notes)
+    verify(graph, "build")
+    for name, wanted, run in PASSES:
+        if wanted(opts):
+            graph, weights = run(graph, weights, opts, notes)
+            verify(graph, name)
     return graph, weights, notes
 
 
@@ -60,7 +79,7 @@ PLAIN = ("scale", "decode", "sparse", "row_scale")  # attrs of weights already t
 
 
 def _linears(graph: Graph) -> list[Node]:
-    return [n for n in graph.nodes if n.op == "linear"]
+    return [n for n in graph.nodes if n.op == Op.LINEAR]
 
 
 def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group: int = 0,
@@ -75,7 +94,7 @@ def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group
     w_out = dict(weights) if weights is not None else None
     before = after = 0
     for i, node in enumerate(g.nodes):
-        if node.op != "linear" or (layers is not None and _layer_of(node) not in layers):
+        if node.op != Op.LINEAR or (layers is not None and _layer_of(node) not in layers):
             continue
         wname = node.inputs[1]
         t = g.tensors[wname]
@@ -105,7 +124,7 @@ def _quantized_node(g: Graph, node: Node, scheme: str, group: int) -> Node:
     n = g.tensors[wname].shape[1]
     if scheme in QUANT and group:
         return node.with_attrs(decode="group", group=group)
-    attrs: dict[str, object] = {}
+    attrs: dict[str, object] = {}  # LinearAttrs fields
     if scheme != "cluster16":
         attrs["scale"] = g.add(Tensor(wname + ".scale", (n,), DType.FP32, Kind.WEIGHT))
     if scheme in ("log4", "cluster16"):
@@ -168,7 +187,7 @@ def prune_24(graph: Graph, weights: dict | None, notes: dict) -> tuple[Graph, di
     g = graph.copy()
     w_out = dict(weights) if weights is not None else None
     for i, node in enumerate(g.nodes):
-        if node.op == "linear":
+        if node.op == Op.LINEAR:
             k = g.tensors[node.inputs[1]].shape[0]
             if k % 8:
                 raise PassError(f"{node.name}: 2:4 sparsity needs K divisible by 8, got {k}")
@@ -186,7 +205,7 @@ def low_rank(graph: Graph, weights: dict | None, rank: int, targets: tuple[str, 
     saved = []
     for node in graph.nodes:
         short = node.name.rsplit(".", 1)[-1]
-        if node.op != "linear" or short not in targets:
+        if node.op != Op.LINEAR or short not in targets:
             g.nodes.append(node)
             continue
         x, wname = node.inputs[0], node.inputs[1]
@@ -199,9 +218,9 @@ def low_rank(graph: Graph, weights: dict | None, rank: int, targets: tuple[str, 
         del g.tensors[wname]
         mid = g.add(Tensor(node.name + ".mid", (graph.tensors[x].shape[0], rank),
                            graph.tensors[x].dtype))
-        g.nodes.append(Node("linear", node.name + ".u", (x, u), (mid,), {"bias": False}))
-        g.nodes.append(Node("linear", node.name + ".v", (mid, v, *node.inputs[2:]),
-                            node.outputs, dict(node.attrs)))
+        g.nodes.append(Node(Op.LINEAR, node.name + ".u", (x, u), (mid,), LinearAttrs()))
+        g.nodes.append(Node(Op.LINEAR, node.name + ".v", (mid, v, *node.inputs[2:]),
+                            node.outputs, node.attrs))
         saved.append((node.name, k * n, rank * (k + n)))
         if w_out is not None:
             uu, s, vt = np.linalg.svd(w_out.pop(wname), full_matrices=False)
@@ -218,30 +237,32 @@ def unfuse(graph: Graph) -> Graph:
     g = Graph(dict(graph.tensors), [])
     after: dict[str, Node] = {}  # all-reduced output -> the residual add that follows it
     for node in graph.nodes:
-        if node.op == "allreduce" and node.inputs[0] in after:
+        if node.op == Op.ALLREDUCE and node.inputs[0] in after:
             g.nodes += [node, after.pop(node.inputs[0])]
             continue
-        tp_res = node.attrs.get("tp_residual")
-        if node.op == "linear" and tp_res:
+        if node.op != Op.LINEAR:
+            g.nodes.append(node)
+            continue
+        tp_res = node.attrs.tp_residual
+        if tp_res:
             out = node.outputs[0]
-            after[out] = Node("add", node.name + ".residual", (out, tp_res), (out,), {})
-            node = replace(node, attrs={k: v for k, v in node.attrs.items()
-                                        if k not in ("residual", "tp_residual")})
-        act, res = node.attrs.get("act"), node.attrs.get("residual")
-        if node.op != "linear" or not (act or res):
+            after[out] = Node(Op.ADD, node.name + ".residual", (out, tp_res), (out,))
+            node = node.with_attrs(residual=None, tp_residual=None)
+        act, res = node.attrs.act, node.attrs.residual
+        if not (act or res):
             g.nodes.append(node)
             continue
         out = graph.tensors[node.outputs[0]]
         raw = g.add(Tensor(out.name + ".raw", out.shape, out.dtype))
-        g.nodes.append(replace(node, outputs=(raw,), attrs={k: v for k, v in node.attrs.items()
-                                                            if k not in ("act", "residual")}))
+        g.nodes.append(replace(node, outputs=(raw,), attrs=replace(node.attrs, act=None,
+                                                                   residual=None)))
         src = raw
         if act:
             tmp = g.add(Tensor(out.name + ".act", out.shape, out.dtype)) if res else out.name
-            g.nodes.append(Node("act", node.name + ".act", (src,), (tmp,), {"fn": act}))
+            g.nodes.append(Node(Op.ACT, node.name + ".act", (src,), (tmp,), ActAttrs(act)))
             src = tmp
         if res:
-            g.nodes.append(Node("add", node.name + ".residual", (src, res), (out.name,), {}))
+            g.nodes.append(Node(Op.ADD, node.name + ".residual", (src, res), (out.name,)))
     return g
 
 
@@ -254,10 +275,10 @@ def fuse_norm_projection(graph: Graph, weights: dict | None, notes: dict
     fold: dict[str, Node] = {}  # linear node name -> the norm folded into it
     for node in graph.nodes:
         users = consumers.get(node.outputs[0], [])
-        if node.op == "norm" and node.attrs["kind"] == "rmsnorm" and len(users) == 1 and \
-                users[0].op == "linear" and users[0].inputs[0] == node.outputs[0] and \
-                not users[0].attrs.get("bias") and not any(users[0].attrs.get(a)
-                                                           for a in PLAIN):
+        if node.op == Op.NORM and node.attrs.kind == "rmsnorm" and len(users) == 1 and \
+                users[0].op == Op.LINEAR and users[0].inputs[0] == node.outputs[0] and \
+                not users[0].attrs.bias and not any(getattr(users[0].attrs, a)
+                                                    for a in PLAIN):
             fold[users[0].name] = node
     if not fold:
         return graph, weights
@@ -269,16 +290,16 @@ def fuse_norm_projection(graph: Graph, weights: dict | None, notes: dict
             rs = g.add(Tensor(node.name + ".rscale", (graph.tensors[x].shape[0], 1),
                               DType.FP32))
             eps = g.add(Tensor(node.name + ".eps", (1,), DType.FP32, Kind.WEIGHT))
-            g.nodes.append(Node("rms_scale", node.name, (x, eps), (rs,),
-                                {"eps": node.attrs["eps"]}))
+            g.nodes.append(Node(Op.RMS_SCALE, node.name, (x, eps), (rs,),
+                                EpsAttrs(node.attrs.eps)))
             if weights is not None:
-                weights = {**weights, eps: np.array([node.attrs["eps"]])}
+                weights = {**weights, eps: np.array([node.attrs.eps])}
             continue
         norm = fold.get(node.name)
         if norm is not None:  # gamma is folded into W where the HBM image is written
             node = replace(node, inputs=(norm.inputs[0], *node.inputs[1:]),
-                           attrs={**node.attrs, "row_scale": norm.name + ".rscale",
-                                  "fold_gamma": norm.inputs[1]})
+                           attrs=replace(node.attrs, row_scale=norm.name + ".rscale",
+                                         fold_gamma=norm.inputs[1]))
         g.nodes.append(node)
     notes["fused_norms"] = sorted(folded)
     return g, weights
@@ -298,7 +319,7 @@ def quantize_activations(graph: Graph, weights: dict | None, scheme: str, notes:
     g = Graph(dict(graph.tensors), [])
     done = []
     for node in graph.nodes:
-        if node.op != "linear" or not node.attrs.get("scale") or \
+        if node.op != Op.LINEAR or not node.attrs.scale or \
                 g.tensors[node.inputs[1]].dtype != dt:
             g.nodes.append(node)
             continue
@@ -306,11 +327,11 @@ def quantize_activations(graph: Graph, weights: dict | None, scheme: str, notes:
         floor = g.add(Tensor(node.name + ".act_floor", (1,), DType.FP32, Kind.WEIGHT))
         xs = g.add(Tensor(node.name + ".act_scale", (x.shape[0], 1), DType.FP32))
         xq = g.add(Tensor(node.name + ".act_q", x.shape, dt))
-        g.nodes.append(Node("act_scale", node.name + ".act_scale", (x.name, floor), (xs,),
-                            {"qmax": qmax}))
-        g.nodes.append(Node("act_quant", node.name + ".act_quant", (x.name, xs), (xq,), {}))
+        g.nodes.append(Node(Op.ACT_SCALE, node.name + ".act_scale", (x.name, floor), (xs,),
+                            QmaxAttrs(qmax)))
+        g.nodes.append(Node(Op.ACT_QUANT, node.name + ".act_quant", (x.name, xs), (xq,)))
         g.nodes.append(replace(node, inputs=(xq, *node.inputs[1:]),
-                               attrs={**node.attrs, "row_scale": xs}))
+                               attrs=replace(node.attrs, row_scale=xs)))
         if weights is not None:
             weights = {**weights, floor: np.array([1e-24])}  # squares: (1e-12)^2
         done.append(node.name)

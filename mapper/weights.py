@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mapper.graph import Graph, Kind
+from mapper.ops import Op
 
 
 def init_weights(graph: Graph, seed: int) -> dict[str, np.ndarray]:
@@ -32,8 +33,8 @@ def init_weights(graph: Graph, seed: int) -> dict[str, np.ndarray]:
 
 def graph_norm_kind(graph: Graph, weight: str) -> str | None:
     for node in graph.nodes:
-        if node.op == "norm" and node.inputs[1] == weight:
-            return node.attrs["kind"]
+        if node.op == Op.NORM and node.inputs[1] == weight:
+            return node.attrs.kind
     return None
 
 
@@ -46,7 +47,7 @@ def rope_table(positions: np.ndarray, hd: int, theta: float) -> np.ndarray:
 
 def add_rope_tables(graph: Graph, weights: dict[str, np.ndarray], batch: int) -> None:
     for node in graph.nodes:
-        if node.op == "rope":
-            pos = node.attrs["pos0"] + np.arange(node.attrs["seq"])
-            table = rope_table(np.tile(pos, batch), node.attrs["hd"], node.attrs["theta"])
+        if node.op == Op.ROPE:
+            pos = node.attrs.pos0 + np.arange(node.attrs.seq)
+            table = rope_table(np.tile(pos, batch), node.attrs.hd, node.attrs.theta)
             weights[node.inputs[1]] = table

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from isa.errors import TesseraError
 from mapper.graph import Graph, Node
+from mapper.ops import VIEWS, Op
 
 GEMM_EDGE = 128  # elements per side of an estimated GEMM tile (M, N and K)
 GEMM_TILE_INSTRUCTIONS = 3  # A load, W load, matmul (stores amortised over K)
@@ -30,20 +31,20 @@ def _ceil(a: int, b: int) -> int:
 def node_instructions(g: Graph, node: Node) -> int:
     """The estimated dynamic instructions of one node's kernel (0 for views)."""
     t = g.tensors
-    if node.op == "linear":
+    if node.op == Op.LINEAR:
         (m, k), n = t[node.inputs[0]].shape, t[node.inputs[1]].shape[-1]
         tiles = _ceil(m, GEMM_EDGE) * _ceil(n, GEMM_EDGE) * _ceil(k, GEMM_EDGE)
         return GEMM_TILE_INSTRUCTIONS * tiles
-    if node.op == "attention":
+    if node.op == Op.ATTENTION:
         qkv, kc = t[node.inputs[0]], t[node.inputs[1]]
         batch, _, kv_len, hd = kc.shape
         heads = t[node.outputs[0]].shape[1] // hd
         q_len = qkv.shape[0] // batch
         pairs = _ceil(q_len, ATTN_EDGE) * _ceil(kv_len, ATTN_EDGE)
-        if node.attrs.get("causal") and q_len > 1:
+        if node.attrs.causal and q_len > 1:
             pairs = (pairs + _ceil(q_len, ATTN_EDGE)) // 2
         return ATTN_TILE_INSTRUCTIONS * batch * heads * pairs
-    if node.op in ("rename", "slice_rows", "place_rows"):
+    if node.op in VIEWS:
         return 0
     out = t[node.outputs[0]] if node.outputs else t[node.inputs[0]]
     return ROW_TILE_INSTRUCTIONS * _ceil(out.elements, ROW_TILE_ELEMS)

@@ -89,7 +89,7 @@ def test_run_prints_summary_and_json(capsys, tmp_path):
 
 def test_run_bad_model_name(capsys):
     code, _, err = run(capsys, "run", "--model", "llama9", "--chip", "edge")
-    assert code == 1 and "unknown model 'llama9'" in err and err.count("\n") == 1
+    assert code == 1 and "unknown model preset 'llama9'" in err and err.count("\n") == 1
 
 
 def test_run_bad_option_value(capsys):

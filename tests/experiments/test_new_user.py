@@ -153,7 +153,7 @@ def test_validate_skips_a_row_that_cannot_map(capsys, tmp_path):
     ({"mapping.quantt": ["int8"]}, "unknown path 'mapping.quantt'"),
     ({"system.link.bw": [1]}, "unknown path 'system.link.bw'"),
     ({"phase": ["train"]}, "expected one of prefill, decode, generate"),
-    ({"model": ["llama9"]}, "unknown model 'llama9'"),
+    ({"model": ["llama9"]}, "unknown model preset 'llama9'"),
     ({"chip.hbm.bandwidth": ["fast"]}, "chip.hbm.bandwidth = 'fast'"),
 ])
 def test_sweep_paths_and_values_are_checked_at_load(params, expect):

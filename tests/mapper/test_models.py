@@ -43,7 +43,7 @@ def test_every_preset_loads():
     ("name: x\nhidden: 64\nlayers: 2\nheads: 4\nkv_heads: 3\nffn: 8\nvocab: 8\nmax_seq: 8\n",
      "m.yaml: kv_heads: 3 does not divide heads (4)"),
     ("name: x\nhidden: 64\nlayers: -2\nheads: 4\nffn: 8\nvocab: 8\nmax_seq: 8\n",
-     "m.yaml: layers: expected a non-negative integer, got -2"),
+     "m.yaml: layers: must be a non-negative integer, got -2"),
     ("name: x\nhidden: 64\nlayers: 2\nheads: 4\nffn: 8\nvocab: 8\nmax_seq: 8\nmlp: relu\n",
      "m.yaml: mlp: expected one of gelu, swiglu, got 'relu'"),
     ("name: x\nhidden: 64\nlayrs: 2\n", "m.yaml: layrs: unknown field"),
@@ -72,7 +72,7 @@ def test_hf_errors(tmp_path):
 
 
 def test_unknown_preset():
-    with pytest.raises(ModelError, match="unknown model 'llama9' .*llama2-7b"):
+    with pytest.raises(ModelError, match="unknown model preset 'llama9' .*llama2-7b"):
         load_model("llama9")
 
 

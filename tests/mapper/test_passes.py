@@ -142,7 +142,8 @@ def test_bf16_reference_rounding_helper():
 
 
 def test_tiling_search_confirms_the_best_few_by_simulation():
-    from mapper.lower import _alone, _gemm
+    from mapper.lower import _alone
+    from mapper.lowerings import gemm_of as _gemm
     from mapper.tiling import choose
     from tests.simulator.test_dedupe import gemm_graph
 

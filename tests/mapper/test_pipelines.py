@@ -17,7 +17,9 @@ from mapper.graph import Graph, Kind, Tensor
 from mapper.kernels.attention import Attention, attention_programs
 from mapper.kernels.gemm import Tiling, plan_sram
 from mapper.kernels.rowwise import RowKernel, View, add_op, row_programs
-from mapper.lower import _fit, _gemm, lower
+from mapper.lower import lower
+from mapper.lowerings import _fit
+from mapper.lowerings import gemm_of as _gemm
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 from tests.simulator.test_dedupe import gemm_graph

@@ -95,13 +95,13 @@ def _yaml(protocols: str) -> str:
 
 
 @pytest.mark.parametrize("entry,message", [
-    ("{name: LL, latency: 1 us, efficiency: 0}", "efficiency in \\(0, 1\\]"),
-    ("{name: LL, latency: 1 us, efficiency: 1.5}", "efficiency in \\(0, 1\\]"),
-    ("{name: LL, latency: -1 us, efficiency: 0.5}", "latency must be >= 0"),
+    ("{name: LL, latency: 1 us, efficiency: 0}", "efficiency: must be in \\(0, 1\\]"),
+    ("{name: LL, latency: 1 us, efficiency: 1.5}", "efficiency: must be in \\(0, 1\\]"),
+    ("{name: LL, latency: -1 us, efficiency: 0.5}", "latency: must be a non-negative"),
     ("{name: LL, latency: 1 us, efficiency: 0.5, speed: 3}", "speed: unknown field"),
     ("{name: LL, latency: 1 GB, efficiency: 0.5}", "not a time unit"),
-    ("{name: LL, latency: 1 us, efficiency: fast}", "cannot read 'fast'"),
-    ("LL", "expected \\{name"),
+    ("{name: LL, latency: 1 us, efficiency: fast}", "expected a number, got 'fast'"),
+    ("LL", "expected a mapping"),
 ])
 def test_a_bad_protocol_is_one_line_naming_file_and_field(tmp_path, entry, message):
     f = tmp_path / "bad.yaml"

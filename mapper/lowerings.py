@@ -1,0 +1,346 @@
+"""How each graph op becomes per-core instructions: one registered function per op.
+
+``LOWERINGS`` maps ``mapper.ops.Op`` to a function ``(ctx, node) -> per-core item lists``
+(``None`` for views, which move no data); ``@lowers(Op.X)`` registers one. Adding an op is
+its enum member and attributes type in ``mapper.ops`` and one function here;
+``tests/mapper/test_ir.py`` fails for an op without a lowering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from hardware.chip import ChipConfig
+from isa import DataSegment, DType, build
+from isa.errors import TesseraError
+from mapper.emit import Item, hbm, sram
+from mapper.graph import Graph, Node
+from mapper.kernels.attention import Attention, attention_programs, regions
+from mapper.kernels.gemm import Gemm, Tiling, gemm_programs
+from mapper.kernels.rowwise import (
+    Param,
+    RowKernel,
+    View,
+    absmax_scale_op,
+    act_op,
+    add_op,
+    column_block,
+    concat_programs,
+    norm_op,
+    quant_rows_op,
+    rms_scale_op,
+    rope_op,
+    row_programs,
+    silu_mul_op,
+    sram_bytes,
+    sum_op,
+)
+from mapper.ops import VIEWS, Op
+
+MAX_ROWS_PER_TILE = 128  # rows of a row-wise tile at most (fewer when SRAM or rows are short)
+TILES_PER_CORE = 4  # row-wise tiles each core aims for, so DMA and math overlap
+
+
+class MappingError(TesseraError, ValueError):
+    """The graph cannot be mapped onto this chip (e.g. a tile that fits nowhere)."""
+
+
+@dataclass
+class Ctx:
+    """What a lowering reads: the graph, the chip, each tensor's HBM address and each
+    GEMM's tiling (and, in functional mode, the weights and the data segments to fill)."""
+
+    graph: Graph
+    chip: ChipConfig
+    addr: dict[str, int]
+    tilings: dict[str, Tiling]
+    weights: dict[str, np.ndarray] | None
+    segments: list[DataSegment]
+
+
+Programs = list[list[Item]] | None
+LOWERINGS: dict[Op, Callable[[Ctx, Node], Programs]] = {}
+
+
+def lowers(*ops: Op) -> Callable:
+    """Register the decorated function as the lowering of ``ops``."""
+    def register(fn: Callable[[Ctx, Node], Programs]) -> Callable[[Ctx, Node], Programs]:
+        for op in ops:
+            assert op not in LOWERINGS, f"two lowerings for {op}"
+            LOWERINGS[op] = fn
+        return fn
+    return register
+
+
+def kernel(ctx: Ctx, node: Node) -> Programs:
+    """The per-core programs of one node (None: a view, no data moves)."""
+    fn = LOWERINGS.get(node.op)
+    if fn is None:
+        raise MappingError(f"no lowering for op '{node.op}' ({node.name})")
+    return fn(ctx, node)
+
+
+def gemm_of(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
+    """The GEMM a LINEAR node runs (addresses 0 where ``addr`` has none yet)."""
+    a, w = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
+    out = graph.tensors[node.outputs[0]]
+    at = addr.get
+    x = node.attrs
+
+    def ref(name: str | None) -> int | None:
+        return at(name, 0) if name else None
+    return Gemm(
+        m=a.shape[0], k=a.shape[1], n=w.shape[1], a=at(a.name, 0), w=at(w.name, 0),
+        c=at(out.name, 0), adt=a.dtype, wdt=w.dtype, cdt=out.dtype, act=x.act,
+        bias=at(node.inputs[2], 0) if x.bias else None, scale=ref(x.scale),
+        residual=ref(x.residual), row_scale=ref(x.row_scale), sparse=x.sparse,
+        decode=x.decode, table=ref(x.table), group=x.group, w_layout=x.w_layout,
+        name=node.name)
+
+
+# ---- data movement and matrices ---------------------------------------------------------------
+
+@lowers(*VIEWS)
+def _view(ctx: Ctx, node: Node) -> Programs:
+    return None  # the same bytes under another name: nothing moves
+
+
+@lowers(Op.LINEAR)
+def _linear(ctx: Ctx, node: Node) -> Programs:
+    t = ctx.tilings[node.name]
+    return gemm_programs(gemm_of(ctx.graph, node, ctx.addr, t), t, ctx.chip.cores)
+
+
+@lowers(Op.ALLTOALL)
+def _alltoall(ctx: Ctx, node: Node) -> Programs:
+    """One core exchanges the blocks with the group's chips."""
+    g, addr = ctx.graph, ctx.addr
+    src, dst = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    return [[build("net.alltoall", hbm(addr[dst.name]), hbm(addr[src.name]),
+                   src.elements // node.attrs.ep, src.dtype, node.attrs.group)]]
+
+
+@lowers(Op.ALLREDUCE)
+def _allreduce(ctx: Ctx, node: Node) -> Programs:
+    """One core of the chip all-reduces the buffer in place."""
+    t = ctx.graph.tensors[node.inputs[0]]
+    ref = hbm(ctx.addr[t.name])
+    return [[build("net.allreduce", ref, ref, t.elements, t.dtype, node.attrs.group)]]
+
+
+# ---- row-wise kernels -------------------------------------------------------------------------
+
+@lowers(Op.SUM_COPIES)
+def _sum_copies(ctx: Ctx, node: Node) -> Programs:
+    g, addr = ctx.graph, ctx.addr
+    back, res, out = (g.tensors[n] for n in (*node.inputs[:2], node.outputs[0]))
+    rows, cols, k = out.shape[0], out.shape[1], node.attrs.copies
+    views = tuple(View(addr[back.name] + back.dtype.nbytes(j * rows * cols), cols,
+                       back.dtype) for j in range(k)) + (View(addr[res.name], cols,
+                                                              res.dtype),)
+    kern = RowKernel(rows, views, View(addr[out.name], cols, out.dtype),
+                     sum_op(cols, out.dtype, k + 1), (), MAX_ROWS_PER_TILE, node.name,
+                     lambda c: sum_op(c, out.dtype, k + 1))
+    return _rowwise(kern, ctx.chip)
+
+
+@lowers(Op.NORM)
+def _norm(ctx: Ctx, node: Node) -> Programs:
+    g, addr = ctx.graph, ctx.addr
+    x, out = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    cols = x.shape[1]
+    k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
+                  View(addr[out.name], cols, out.dtype),
+                  norm_op(node.attrs.kind, cols, x.dtype, out.dtype, node.attrs.eps),
+                  (Param(addr[node.inputs[1]], g.tensors[node.inputs[1]].shape[0]),),
+                  MAX_ROWS_PER_TILE, node.name)
+    return _rowwise(k, ctx.chip)
+
+
+@lowers(Op.ROPE)
+def _rope(ctx: Ctx, node: Node) -> Programs:
+    qkv = ctx.graph.tensors[node.inputs[0]]
+    a = node.attrs
+    view = View(ctx.addr[qkv.name], a.cols, qkv.dtype, qkv.shape[1])
+    k = RowKernel(qkv.shape[0], (view,), view, rope_op(a.cols, a.hd, qkv.dtype),
+                  (Param(ctx.addr[node.inputs[1]], a.hd, per_row=True),),
+                  MAX_ROWS_PER_TILE, node.name)
+    return _rowwise(k, ctx.chip)
+
+
+@lowers(Op.SILU_MUL)
+def _silu_mul(ctx: Ctx, node: Node) -> Programs:
+    g, addr = ctx.graph, ctx.addr
+    gu, out = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    f = node.attrs.ffn
+    e = gu.dtype.nbytes(1)
+    k = RowKernel(gu.shape[0], (View(addr[gu.name], f, gu.dtype, 2 * f),
+                                View(addr[gu.name] + f * e, f, gu.dtype, 2 * f)),
+                  View(addr[out.name], f, out.dtype), silu_mul_op(f, out.dtype),
+                  (), MAX_ROWS_PER_TILE, node.name, lambda c: silu_mul_op(c, out.dtype))
+    return _rowwise(k, ctx.chip)
+
+
+def _scale_column(ctx: Ctx, node: Node, op) -> Programs:  # noqa: ANN001
+    """A per-row fp32 column computed from each row (rms or absmax scale)."""
+    g, addr = ctx.graph, ctx.addr
+    x, out = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    k = RowKernel(x.shape[0], (View(addr[x.name], x.shape[1], x.dtype),),
+                  View(addr[out.name], 1, DType.FP32), op(x.shape[1], x.dtype),
+                  (Param(addr[node.inputs[1]], 1),), MAX_ROWS_PER_TILE, node.name)
+    return _rowwise(k, ctx.chip)
+
+
+@lowers(Op.RMS_SCALE)
+def _rms_scale(ctx: Ctx, node: Node) -> Programs:
+    return _scale_column(ctx, node, rms_scale_op)
+
+
+@lowers(Op.ACT_SCALE)
+def _act_scale(ctx: Ctx, node: Node) -> Programs:
+    return _scale_column(ctx, node, lambda c, dt: absmax_scale_op(c, dt, node.attrs.qmax))
+
+
+@lowers(Op.ACT_QUANT)
+def _act_quant(ctx: Ctx, node: Node) -> Programs:
+    g, addr = ctx.graph, ctx.addr
+    x, out = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    cols = x.shape[1]
+    k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
+                  View(addr[out.name], cols, out.dtype),
+                  quant_rows_op(cols, x.dtype, out.dtype),
+                  (Param(addr[node.inputs[1]], 1, per_row=True),),
+                  MAX_ROWS_PER_TILE, node.name,
+                  lambda c: quant_rows_op(c, x.dtype, out.dtype))
+    return _rowwise(k, ctx.chip)
+
+
+@lowers(Op.ACT, Op.ADD)
+def _elementwise(ctx: Ctx, node: Node) -> Programs:
+    g, addr = ctx.graph, ctx.addr
+    out = g.tensors[node.outputs[0]]
+    cols = out.shape[1]
+    views = tuple(View(addr[n], cols, g.tensors[n].dtype) for n in node.inputs)
+
+    def op_for(c: int):  # noqa: ANN202
+        return (add_op(c, out.dtype) if node.op == Op.ADD
+                else act_op(node.attrs.fn, c, out.dtype))
+    k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op_for(cols),
+                  (), MAX_ROWS_PER_TILE, node.name, op_for)
+    return _rowwise(k, ctx.chip)
+
+
+MIN_BLOCK_ROWS = 8  # rows per tile a column block aims to keep (so DMA and math overlap)
+
+
+def _rowwise(k: RowKernel, chip: ChipConfig) -> list[list[Item]]:
+    """Per-core programs of a row-wise kernel; an element-wise kernel of which not even one
+    row fits the SRAM runs as column blocks, each with rows enough per tile to pipeline."""
+    if k.op_for is None or sram_bytes(replace(k, rows_per_tile=1)) <= chip.core.sram.capacity:
+        return row_programs(_fit(k, chip), chip.cores)  # whole rows fit: tiles of rows
+    wide = replace(k, rows_per_tile=min(k.rows, MIN_BLOCK_ROWS))
+    cols = k.out.cols
+    width = cols
+    while width > k.col_align and sram_bytes(replace(
+            wide, inputs=tuple(replace(v, cols=width) for v in k.inputs),
+            out=replace(k.out, cols=width))) > chip.core.sram.capacity:
+        width = max(k.col_align, (width // 2) // k.col_align * k.col_align)
+    blocks = [column_block(k, c0, min(width, cols - c0)) for c0 in range(0, cols, width)]
+    return concat_programs([row_programs(_fit(b, chip), chip.cores) for b in blocks])
+
+
+def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
+    """Rows per tile: a power of two (up to the tile cap) that gives every core a few tiles
+    to pipeline (loads of one under the math of another), halved until the kernel's double
+    buffers fit the SRAM."""
+    share = max(1, -(-k.rows // (chip.cores * TILES_PER_CORE)))
+    rows = min(k.rows_per_tile, 1 << (share - 1).bit_length())
+    k = replace(k, rows_per_tile=rows)
+    while sram_bytes(k) > chip.core.sram.capacity and k.rows_per_tile > 1:
+        k = replace(k, rows_per_tile=k.rows_per_tile // 2)
+    if sram_bytes(k) > chip.core.sram.capacity:
+        raise MappingError(f"{k.name}: one row of {k.inputs[0].cols} columns does not fit "
+                           f"the {chip.core.sram.capacity} B SRAM (this op needs whole rows; "
+                           f"a chip with more SRAM per core maps it)")
+    return k
+
+
+@lowers(Op.REPLICATE_ROWS)
+def _replicate(ctx: Ctx, node: Node) -> list[list[Item]]:
+    """``copies`` consecutive copies of a [T, H] tensor (each token once per routed expert):
+    DMA only, load then store, chunks dealt to the cores."""
+    src, dst = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    rows, cols = src.shape
+    row_bytes = src.dtype.nbytes(cols)
+    chunk = max(1, min(rows, ctx.chip.core.sram.capacity // row_bytes, 65535))
+    jobs = [(r0, j) for j in range(node.attrs.copies) for r0 in range(0, rows, chunk)]
+    progs: list[list[Item]] = [[] for _ in range(min(ctx.chip.cores, len(jobs)))]
+    for i, (r0, j) in enumerate(jobs):
+        n = min(chunk, rows - r0)
+        progs[i % len(progs)] += [
+            build("dma.load", sram(0), hbm(ctx.addr[src.name] + r0 * row_bytes), src.dtype, n,
+                  cols),
+            build("dma.store", hbm(ctx.addr[dst.name] + (j * rows + r0) * row_bytes), sram(0),
+                  src.dtype, n, cols)]
+    return progs
+
+
+@lowers(Op.KV_APPEND)
+def _kv_append(ctx: Ctx, node: Node) -> list[list[Item]]:
+    """Copy the new tokens' K and V rows into the caches (DMA only: load, then store)."""
+    g, addr = ctx.graph, ctx.addr
+    qkv = g.tensors[node.inputs[0]]
+    kc = g.tensors[node.outputs[0]]
+    batch, kvh, max_ctx, hd = kc.shape
+    q_dim, kv_dim = node.attrs.q_dim, node.attrs.kv_dim
+    t_all = qkv.shape[0]
+    q_len = t_all // batch
+    past = max_ctx - q_len
+    e = qkv.dtype.nbytes(1)
+    jobs = []
+    for b in range(batch):
+        for h in range(kvh):
+            for which, cache in ((0, node.outputs[0]), (1, node.outputs[1])):
+                col = q_dim + which * kv_dim + h * hd
+                src = addr[qkv.name] + (b * q_len * qkv.shape[1] + col) * e
+                dst = addr[cache] + (((b * kvh + h) * max_ctx) + past) * hd * e
+                jobs.append((src, dst))
+    rows_cap = max(1, ctx.chip.core.sram.capacity // (hd * e))
+    progs: list[list[Item]] = [[] for _ in range(min(ctx.chip.cores, len(jobs)))]
+    for i, (src, dst) in enumerate(jobs):
+        seq = progs[i % len(progs)]
+        for r0 in range(0, q_len, rows_cap):
+            rows = min(rows_cap, q_len - r0)
+            seq += [build("dma.load", sram(0), hbm(src + r0 * qkv.shape[1] * e), qkv.dtype, rows,
+                          hd, stride=qkv.shape[1]),
+                    build("dma.store", hbm(dst + r0 * hd * e), sram(0), qkv.dtype, rows, hd)]
+    return progs
+
+
+@lowers(Op.ATTENTION)
+def _attention(ctx: Ctx, node: Node) -> list[list[Item]]:
+    g, addr, chip = ctx.graph, ctx.addr, ctx.chip
+    qkv, kc = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    out = g.tensors[node.outputs[0]]
+    batch, kvh, max_ctx, hd = kc.shape
+    heads = out.shape[1] // hd
+    q_len = qkv.shape[0] // batch
+    best = None
+    for tq in (128, 64, 32, 16):
+        for tkv in (128, 64, 32, 16):
+            a = Attention(batch, heads, kvh, hd, q_len, max_ctx, max_ctx - q_len,
+                          node.attrs.causal, addr[qkv.name], qkv.shape[1], addr[kc.name],
+                          addr[node.inputs[2]], max_ctx, addr[out.name], qkv.dtype,
+                          min(tq, max(q_len, 1)), tkv)
+            r = regions(a)
+            if r.sram_bytes <= chip.core.sram.capacity and r.acc_bytes <= chip.core.acc.capacity:
+                best = a
+                break
+        if best:
+            break
+    if best is None:
+        raise MappingError(f"{node.name}: no attention tile fits the core's SRAM/accumulator")
+    return attention_programs(best, chip.cores)

@@ -1,0 +1,145 @@
+"""The graph IR's ops: one enum member and one attributes type each.
+
+Adding an op is a member of ``Op``, its attributes dataclass in ``ATTRS`` and one
+``@lowers(Op.X)`` function in ``mapper.lower``; ``mapper.verify`` checks every graph against
+these after each pass. ``Op`` is a ``StrEnum``, so ``node.op == "linear"`` still reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+
+class Op(StrEnum):
+    LINEAR = "linear"  # y = x @ W (+ bias) with a fused epilogue
+    NORM = "norm"  # layernorm / rmsnorm over rows
+    ROPE = "rope"  # rotary embedding of the q and k columns, in place
+    KV_APPEND = "kv_append"  # the step's k and v rows into the caches
+    ATTENTION = "attention"  # flash attention over the caches
+    SILU_MUL = "silu_mul"  # SwiGLU's silu(gate) * up
+    ACT = "act"  # an activation as a kernel of its own (fusion off)
+    ADD = "add"  # a residual add as a kernel of its own
+    RENAME = "rename"  # a view: the same bytes under another name
+    SLICE_ROWS = "slice_rows"  # a view: rows of a tensor
+    PLACE_ROWS = "place_rows"  # a view: a tensor that is rows of another
+    REPLICATE_ROWS = "replicate_rows"  # each row copied (a token per routed expert)
+    ALLTOALL = "alltoall"  # expert-parallel dispatch / combine
+    SUM_COPIES = "sum_copies"  # the copies of each token summed (+ residual)
+    ALLREDUCE = "allreduce"  # tensor-parallel all-reduce, in place
+    RMS_SCALE = "rms_scale"  # 1 / rms per row (a norm folded into the next GEMM)
+    ACT_SCALE = "act_scale"  # per-token quantization scale
+    ACT_QUANT = "act_quant"  # per-token quantization
+
+
+@dataclass(frozen=True)
+class NoAttrs:
+    """An op with no options."""
+
+
+@dataclass(frozen=True)
+class LinearAttrs:
+    bias: bool = False  # inputs[2] is the bias
+    act: str | None = None  # fused activation: gelu | silu | relu
+    residual: str | None = None  # tensor added after the activation
+    tp_residual: str | None = None  # row-parallel: added by one rank, or after the all-reduce
+    scale: str | None = None  # per-output-channel weight scales (quantized weights)
+    row_scale: str | None = None  # per-row scales (folded norm, per-token activations)
+    sparse: bool = False  # 2:4 weights
+    decode: str | None = None  # weights decoded on load: group | lut
+    table: str | None = None  # lut: the 16-entry code table
+    group: int = 0  # group: weights per scale along K
+    w_layout: str = "blocked"  # weights in HBM: blocked | row
+    fold_gamma: str | None = None  # the norm weights folded into W (functional data)
+
+
+@dataclass(frozen=True)
+class NormAttrs:
+    kind: str  # layernorm | rmsnorm
+    eps: float
+
+
+@dataclass(frozen=True)
+class RopeAttrs:
+    cols: int  # the q and k columns rotated
+    hd: int  # head dimension
+    theta: float
+    pos0: int  # position of the first token
+    seq: int  # tokens per sequence
+
+
+@dataclass(frozen=True)
+class KvAppendAttrs:
+    q_dim: int
+    kv_dim: int
+
+
+@dataclass(frozen=True)
+class AttentionAttrs:
+    causal: bool = True
+
+
+@dataclass(frozen=True)
+class SiluMulAttrs:
+    ffn: int  # columns of the gate (and of the up half)
+
+
+@dataclass(frozen=True)
+class ActAttrs:
+    fn: str  # gelu | silu | relu
+
+
+@dataclass(frozen=True)
+class RowsAttrs:
+    first: int  # the first row of the slice / placement
+
+
+@dataclass(frozen=True)
+class CopiesAttrs:
+    copies: int
+
+
+@dataclass(frozen=True)
+class AlltoallAttrs:
+    group: int
+    ep: int
+
+
+@dataclass(frozen=True)
+class GroupAttrs:
+    group: int
+
+
+@dataclass(frozen=True)
+class EpsAttrs:
+    eps: float
+
+
+@dataclass(frozen=True)
+class QmaxAttrs:
+    qmax: float
+
+
+ATTRS: dict[Op, type] = {
+    Op.LINEAR: LinearAttrs, Op.NORM: NormAttrs, Op.ROPE: RopeAttrs,
+    Op.KV_APPEND: KvAppendAttrs, Op.ATTENTION: AttentionAttrs, Op.SILU_MUL: SiluMulAttrs,
+    Op.ACT: ActAttrs, Op.ADD: NoAttrs, Op.RENAME: NoAttrs, Op.SLICE_ROWS: RowsAttrs,
+    Op.PLACE_ROWS: RowsAttrs, Op.REPLICATE_ROWS: CopiesAttrs, Op.ALLTOALL: AlltoallAttrs,
+    Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.RMS_SCALE: EpsAttrs,
+    Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
+}
+VIEWS = frozenset({Op.RENAME, Op.SLICE_ROWS, Op.PLACE_ROWS})  # no data moves
+# attributes of a LINEAR that name tensors (checked to exist by the verifier)
+TENSOR_ATTRS = ("residual", "tp_residual", "scale", "row_scale", "table", "fold_gamma")
+
+
+def make_attrs(op: Op, name: str, **kw: object) -> object:
+    """The attributes value of ``op`` from keywords; an unknown or missing one is an error
+    naming the node and what the op takes."""
+    cls = ATTRS[op]
+    try:
+        return cls(**kw)
+    except TypeError:
+        known = ", ".join(f.name for f in fields(cls)) or "none"
+        raise ValueError(f"{name}: op {op.value} takes attributes {known}, got "
+                         f"{', '.join(kw) or 'none'}") from None
