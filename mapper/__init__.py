@@ -6,7 +6,7 @@ Hugging Face config.json), ``Phase``, ``MapOptions``, ``map_model`` (one chip),
 per chip), ``estimate_instructions`` (work before lowering).
 """
 
-from importlib import import_module
+from isa.lazy import lazy_attribute
 
 # name -> module: imported on first use, so ``import mapper.x`` stays cheap
 _API = {
@@ -26,6 +26,4 @@ __all__ = sorted(_API)
 
 
 def __getattr__(name: str) -> object:
-    if name in _API:
-        return getattr(import_module(_API[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(_API, __name__, name)

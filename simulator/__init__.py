@@ -7,7 +7,7 @@ cores, engines, instruction costs), ``memory/`` (shared bandwidth, L2, bounds),
 ``result``.
 """
 
-from importlib import import_module
+from isa.lazy import lazy_attribute
 
 # name -> module: imported on first use, so ``import simulator.x`` stays cheap
 _API = {
@@ -21,6 +21,4 @@ __all__ = sorted(_API)
 
 
 def __getattr__(name: str) -> object:
-    if name in _API:
-        return getattr(import_module(_API[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(_API, __name__, name)

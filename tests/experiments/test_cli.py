@@ -7,15 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.cli import main
+from tests.experiments.helpers import run
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_isa_prints_the_table(capsys):

@@ -15,23 +15,12 @@ from simulator.engine.machine import RunLimits
 from simulator.errors import BudgetError
 from simulator.run import simulate
 from simulator.tracesize import trace_events
+from tests.experiments.helpers import one_line_error, run
 from tests.simulator.conftest import make_chip
 
 PRESETS = Path(__file__).parents[2] / "hardware" / "presets" / "chips"
 EXAMPLES = Path(__file__).parents[2] / "examples"
 TIB = "1 TiB"
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def one_line_error(code: int, err: str, *parts: str) -> None:
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
-    for part in parts:
-        assert part in err, (part, err)
 
 
 def edge_with(tmp_path: Path, old: str, new: str) -> Path:

@@ -27,20 +27,9 @@ from mapper.footprint import (
 from mapper.layers import Phase
 from mapper.model import list_models, load_model
 from mapper.pipeline import MapOptions
+from tests.experiments.helpers import one_line_error, run
 
 ROOT = Path(__file__).parents[2]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def one_line(code: int, err: str, *parts: str) -> None:
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
-    for part in parts:
-        assert part in err, (part, err)
 
 
 # ---- 1. every column of a sweep row covers the same scope ----------------------------------
@@ -103,7 +92,7 @@ def test_context_beyond_the_positions_warns_or_refuses():
 def test_cli_prints_the_breakdown_in_one_line(capsys, tmp_path):
     code, _, err = run(capsys, "run", "--model", "llama2-7b", "--chip", "h100", "--phase",
                        "decode", "--batch", "64", "--ctx", "4096", "--out", str(tmp_path))
-    one_line(code, err, "weights 13.48 GB", "KV cache", "largest batch that fits")
+    one_line_error(code, err, "weights 13.48 GB", "KV cache", "largest batch that fits")
     code, _, err = run(capsys, "run", "--model", "llama2-7b", "--chip", "h100",
                        "--phase", "decode", "--ctx", "8000", "--batch", "1", "--out",
                        str(tmp_path / "w"))
@@ -128,7 +117,7 @@ def test_huge_runs_are_refused_within_a_second(capsys, tmp_path, args):
     t0 = time.perf_counter()
     code, _, err = run(capsys, "run", "--chip", "h100", *args, "--out", str(tmp_path))
     assert time.perf_counter() - t0 < 1.0
-    one_line(code, err)  # the refusal alone: no warning for a run that does not go ahead
+    one_line_error(code, err)  # the refusal alone: no warning for a run that does not go ahead
     assert any(fix in err for fix in ("--batch", "--seq", "--ctx", "--max-instructions"))
 
 
@@ -206,13 +195,13 @@ def test_report_says_what_was_run_and_shows_unset_options_as_none(tmp_path):
 
 def test_missing_assembly_file_is_one_line_without_a_caret(capsys, tmp_path):
     code, _, err = run(capsys, "sim", str(tmp_path / "nothere.s"))
-    one_line(code, err, "nothere.s: cannot read (No such file or directory)")
+    one_line_error(code, err, "nothere.s: cannot read (No such file or directory)")
     assert "^" not in err and ":0:0" not in err
 
 
 def test_a_system_name_given_as_chip_says_use_system(capsys, tmp_path):
     code, _, err = run(capsys, "run", "--chip", "h100x4", "--tp", "4", "--out", str(tmp_path))
-    one_line(code, err, "h100x4 is a system preset".replace("h100x4", "'h100x4'"),
+    one_line_error(code, err, "h100x4 is a system preset".replace("h100x4", "'h100x4'"),
              "use --system h100x4")
 
 
