@@ -8,12 +8,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from experiments.admit import admit, decode_points
 from hardware.chip import ChipConfig
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
 from mapper.ops import Op
 from mapper.pipeline import MapOptions, map_model
-from mapper.workload import check_work, estimate_instructions, seconds
+from mapper.workload import seconds
 from simulator.engine.machine import RunLimits
 from simulator.functional.memory import DEFAULT_LIMIT
 from simulator.result import SimResult, sequence
@@ -237,14 +238,6 @@ def write_asm(programs: dict, folder: Path, prefix: str) -> None:
         (folder / f"{prefix}_core{core:03d}.s").write_text(disassemble(prog))
 
 
-def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
-    """Context lengths to simulate: all of them, or ``samples`` evenly spaced incl. both ends."""
-    if samples <= 0 or samples >= tokens:
-        return [ctx0 + i for i in range(tokens)]
-    step = (tokens - 1) / (samples - 1)
-    return sorted({ctx0 + round(i * step) for i in range(samples)})
-
-
 def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
               tokens: int, opts: MapOptions, decode_samples: int = 8,
               trace: bool = False, emit_asm: Path | None = None, system=None,  # noqa: ANN001
@@ -256,17 +249,9 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
     each phase's memory per chip against HBM (``check_memory``), and the work estimated
     against the instruction budget. ``warn`` and ``note`` (str -> None) hear of a long
     context and of a run long enough to show progress; without ``note``, no bar."""
-    from mapper.footprint import check_context
-
-    warning = check_context(model, mode, seq, ctx, tokens, allow_long_context)
-    if check_memory:
-        for phase in _phases(mode, batch, seq, ctx, tokens):
-            fits(model, chip, phase, opts, system, par)
-    work = _work(model, mode, batch, seq, ctx, tokens, opts, par, decode_samples)
-    check_work(work, budget.limits.max_instructions,
-               f"{model.name} {mode} (batch {batch}, seq {seq}, ctx {ctx})",
-               "lower --seq, --ctx or --batch" + (", --tokens or --decode-samples"
-                                                  if mode == "generate" else ""))
+    work, warning = admit(model, chip, mode, batch, seq, ctx, tokens, opts, system, par,
+                          decode_samples, budget.limits.max_instructions, check_memory,
+                          allow_long_context)
     if warning and warn is not None:  # only for a run that goes ahead
         warn(warning)
     if seconds(work) > PROGRESS_AFTER_S and note is not None:
@@ -295,49 +280,6 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
         rep.decode_tokens = tokens
         rep.decode_interpolated = len(points) < tokens
     return rep
-
-
-def _work(model, mode: str, batch: int, seq: int, ctx: int, tokens: int,  # noqa: ANN001
-          opts: MapOptions, par, samples: int) -> int:  # noqa: ANN001
-    """Estimated instructions of every simulation of the run (``mapper.workload``): the
-    mapped layers of one chip (its shard) and the head, per phase simulated."""
-    from mapper.layers import Shard, build_layers
-
-    tp, dp = (par.tp, par.dp) if par is not None else (1, 1)
-    n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
-    total = 0
-    phases = _phases(mode, batch, seq, ctx, tokens)
-    if mode == "generate":  # every decode context simulated, not only the last
-        phases[1:] = [Phase("decode", batch, ctx=c) for c in decode_points(seq, tokens, samples)]
-    for phase in phases:
-        replica = replace(phase, batch=max(1, phase.batch // dp))
-        g = build_layers(model, replica, n, shard=Shard(tp, 0, 1))
-        total += estimate_instructions(g) + estimate_instructions(build_head(model, replica))
-    return total
-
-
-def _phases(mode: str, batch: int, seq: int, ctx: int, tokens: int) -> list[Phase]:
-    """The phases a mode runs, at their largest (generate: the last decode context)."""
-    out = []
-    if mode in ("prefill", "generate"):
-        out.append(Phase("prefill", batch, seq=seq))
-    if mode == "decode":
-        out.append(Phase("decode", batch, ctx=ctx))
-    if mode == "generate":
-        out.append(Phase("decode", batch, ctx=seq + tokens - 1))
-    return out
-
-
-def fits(model, chip: ChipConfig, phase: Phase, opts: MapOptions, system=None,  # noqa: ANN001
-         par=None):  # noqa: ANN001, ANN201
-    """The phase's memory per chip (``mapper.footprint``), or a MemoryFitError."""
-    from mapper.footprint import check_fit
-
-    if system is None:
-        return check_fit(model, phase, opts, chip.hbm.capacity, f"one {chip.name}")
-    cap = min(c.hbm.capacity for c in system.chips)
-    return check_fit(model, phase, opts, cap, f"each chip of {system.name}", par.tp, par.pp,
-                     par.dp, par.ep)
 
 
 def weight_bytes(mapped) -> int:  # noqa: ANN001
