@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from experiments.commands import (
     asm_cmds,
+    cache_cmd,
     presets_cmd,
     report_cmd,
     run_cmd,
@@ -18,7 +20,8 @@ from experiments.commands import (
 )
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds, presets_cmd, sim_cmd, run_cmd, sweep_cmd, report_cmd, study_cmd, validate_cmd)
+COMMANDS = (asm_cmds, cache_cmd, presets_cmd, sim_cmd, run_cmd, sweep_cmd, report_cmd,
+            study_cmd, validate_cmd)
 
 DESCRIPTION = """\
 Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.
@@ -32,6 +35,7 @@ Typical uses:
   tessera run --model llama2-7b --chip h100 --phase decode --batch 8 --ctx 2048
   tessera sweep study.yaml            a design-space sweep (then: tessera report)
   tessera study quickstart            a bundled study: sweep + report in one command
+  tessera cache info                  the kernel-cost cache (--no-cache on any command)
 
 Run 'tessera COMMAND --help' for the options of each command."""
 
@@ -49,7 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():  # --debug after the sub-command too
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the Python traceback of an error (for developers)")
+        command.add_argument("--no-cache", action="store_true", default=False,
+                             help="simulate every kernel, neither reading nor writing the "
+                                  "kernel-cost cache")
+        command.add_argument("--cache-dir", metavar="DIR",
+                             help="the kernel-cost cache folder (default: $TESSERA_CACHE_DIR "
+                                  "or ~/.cache/tessera)")
     return parser
+
+
+def _cache_options(args: argparse.Namespace) -> dict[str, str]:
+    """The cache flags, as the environment that this process and its workers read; the
+    environment as it was."""
+    from simulator.cache import ENV_DIR, ENV_OFF
+
+    saved = dict(os.environ)
+    if getattr(args, "no_cache", False):
+        os.environ[ENV_OFF] = "1"
+    if getattr(args, "cache_dir", None):
+        os.environ[ENV_DIR] = str(args.cache_dir)
+    return saved
 
 
 def version() -> str:
@@ -66,6 +89,15 @@ def version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    saved = _cache_options(args)
+    try:
+        return _handle(args)
+    finally:  # an in-process caller (a test, a notebook) gets its environment back
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _handle(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except TesseraError as exc:

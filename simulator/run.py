@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
 from isa.program import Program
+from simulator import cache
 from simulator.energy import OWN_RAIL, energy_breakdown
 from simulator.engine.dedupe import group_identical
 from simulator.engine.machine import Machine, RunLimits
@@ -35,14 +36,25 @@ DEFAULT_LIMITS = RunLimits()
 def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
              functional: bool = False, trace: bool = False,
              limits: RunLimits = DEFAULT_LIMITS, memory_limit: int | None = None,
-             dedupe: bool = True) -> SimResult:
+             dedupe: bool = True, _store: bool = True) -> SimResult:
     """Simulate one chip. ``programs`` is one program (core 0) or {core: program}.
+    Performance-mode results come from the kernel-cost cache when the same programs ran
+    on the same chip before (``simulator.cache``: exact by construction).
 
     ``dedupe`` simulates one core per class of address-only-different programs (exact in
     performance mode; see ``simulator.engine.dedupe``); functional mode always runs every core.
     """
     progs = {0: programs} if isinstance(programs, Program) else dict(programs)
     keyed = {(0, core): p for core, p in progs.items()}
+    store = None if functional or trace or not _store else cache.current()
+    if store is not None:
+        k = cache.key("chip", chip, keyed, (limits, dedupe))
+        if (hit := store.get(k)) is not None:
+            return hit
+        result = simulate(programs, chip, functional=False, trace=False, limits=limits,
+                          memory_limit=memory_limit, dedupe=dedupe, _store=False)
+        store.put(k, result)
+        return result
     weights = None
     hits = [hit_fraction(progs.values(), chip)]
     if dedupe and not functional:
@@ -109,11 +121,21 @@ def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trac
 def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Program], *,
                     groups: dict[int, list[int]] | None = None, functional: bool = False,
                     trace: bool = False, limits: RunLimits = DEFAULT_LIMITS,
-                    memory_limit: int | None = None, dedupe: bool = True) -> SimResult:
+                    memory_limit: int | None = None, dedupe: bool = True,
+                    _store: bool = True) -> SimResult:
     """Simulate {(chip, core): program} on a system of chips joined by its topology.
     ``groups`` defines chip groups 1, 2, ... for collectives (group 0 is every chip). The
     power cap applies per chip, to the clock of every chip alike (homogeneous systems)."""
     keyed, weights = dict(programs), None
+    store = None if functional or trace or not _store else cache.current()
+    if store is not None:
+        k = cache.key("system", system, keyed, (limits, dedupe, sorted((groups or {}).items())))
+        if (hit := store.get(k)) is not None:
+            return hit
+        result = simulate_system(system, programs, groups=groups, limits=limits,
+                                 memory_limit=memory_limit, dedupe=dedupe, _store=False)
+        store.put(k, result)
+        return result
     hits = [hit_fraction([p for (c, _), p in keyed.items() if c == i], ch)
             for i, ch in enumerate(system.chips)]
     if dedupe and not functional:

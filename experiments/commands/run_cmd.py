@@ -145,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
                       low_rank=args.low_rank,
                       fusion=not args.no_fusion, functional=args.functional, seed=args.seed,
                       layers_mapped=None if args.functional else 1)
+    from dataclasses import replace as copy
+
+    from simulator.cache import current
+
+    store = current()
+    before = copy(store.stats) if store is not None else None
     try:
         report = api.run(model, chip, system=system, phase=args.phase, batch=args.batch,
                          seq=args.seq, ctx=args.ctx, tokens=args.tokens, tp=args.tp,
@@ -160,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     if compressed and system is None:
         _compare(report, model, chip, opts, args)
     print(run_summary(report))
+    if store is not None:
+        print(store.stats.since(before).line())
     _write(report, args)
     if args.functional and system is None:
         _functional(model, report, args.out)

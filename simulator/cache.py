@@ -1,0 +1,175 @@
+"""Simulate each distinct kernel once: results kept by what determines them, in memory and
+on disk, shared by the processes of a sweep and by later runs.
+
+A performance-mode simulation is a pure function of its programs, the chip (or system)
+description, the run limits and the simulator's own code. The key is a digest of exactly
+those: every instruction of every core (opcode and fields), the description's dataclasses,
+the limits, and a digest of the source of ``isa/``, ``hardware/`` and ``simulator/`` (so
+an edit of the model can never return a stale cost). A hit is therefore the same
+``SimResult`` the simulation would give, to the bit; traced and functional runs are never
+cached (their traces and memories are not kept).
+
+Storage: SQLite (one table, key -> JSON), in WAL mode, each write its own transaction, so
+concurrent writers (sweep workers) wait rather than corrupt, and a writer killed mid-write
+leaves the previous state. Folder: ``--cache-dir`` or ``$TESSERA_CACHE_DIR`` or
+``~/.cache/tessera``; ``--no-cache`` (``TESSERA_NO_CACHE=1``) turns it off; ``tessera cache
+info|clear``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import sqlite3
+from dataclasses import asdict, dataclass, fields
+from functools import cache
+from pathlib import Path
+
+from simulator.result import EngineStats, SimResult
+
+FILE = "costs.sqlite"
+ENV_DIR, ENV_OFF = "TESSERA_CACHE_DIR", "TESSERA_NO_CACHE"
+CODE = ("isa", "hardware", "simulator")  # packages whose code decides a simulated cost
+
+
+def default_folder() -> Path:
+    return Path(os.environ.get(ENV_DIR) or Path.home() / ".cache" / "tessera")
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_OFF, "") not in ("1", "true", "yes")
+
+
+@cache
+def code_digest() -> str:
+    """A digest of the simulator's code: any edit changes every key."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.blake2b(digest_size=16)
+    for pkg in CODE:
+        for path in sorted((root / pkg).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def key(kind: str, description: object, programs: dict, extra: object) -> str:
+    """The digest of one simulation: its kind, description, programs and options."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(code_digest().encode())
+    h.update(kind.encode())
+    h.update(repr(description).encode())
+    h.update(repr(extra).encode())
+    body = [(where, tuple((i.opcode, i.args) for i in p.instructions), p.data)
+            for where, p in sorted(programs.items())]
+    h.update(pickle.dumps(body, protocol=5))
+    return h.hexdigest()
+
+
+def to_json(r: SimResult) -> str:
+    skip = ("trace", "trace_names", "memory", "link_trace")
+    out = {f.name: getattr(r, f.name) for f in fields(r) if f.name not in skip}
+    out["engines"] = {k: asdict(v) for k, v in r.engines.items()}
+    out["races"] = list(r.races)
+    return json.dumps(out)
+
+
+def from_json(text: str) -> SimResult:
+    d = json.loads(text)
+    d["engines"] = {k: EngineStats(**v) for k, v in d["engines"].items()}
+    d["races"] = tuple(d["races"])
+    return SimResult(**d)
+
+
+@dataclass
+class Stats:
+    hits: int = 0
+    misses: int = 0
+
+    def since(self, before: Stats) -> Stats:
+        return Stats(self.hits - before.hits, self.misses - before.misses)
+
+    def line(self) -> str:
+        total = self.hits + self.misses
+        return (f"kernel-cost cache: {self.hits} of {total} simulations reused"
+                if total else "kernel-cost cache: nothing simulated")
+
+
+class CostCache:
+    """Results by key: a dict in front of a SQLite file (or the dict alone)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.memory: dict[str, str] = {}
+        self.stats = Stats()
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None and self.folder is not None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.folder / FILE, timeout=60,
+                                           isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS costs (key TEXT PRIMARY KEY, "
+                                 "value TEXT NOT NULL)")
+            except (OSError, sqlite3.Error):  # an unwritable folder: memory only
+                self.folder, self._db = None, None
+        return self._db
+
+    def get(self, k: str) -> SimResult | None:
+        text = self.memory.get(k)
+        if text is None and (db := self._conn()) is not None:
+            try:
+                row = db.execute("SELECT value FROM costs WHERE key = ?", (k,)).fetchone()
+            except sqlite3.Error:
+                row = None
+            text = row[0] if row else None
+            if text is not None:
+                self.memory[k] = text
+        if text is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return from_json(text)
+
+    def put(self, k: str, result: SimResult) -> None:
+        text = to_json(result)
+        self.memory[k] = text
+        if (db := self._conn()) is not None:
+            try:
+                db.execute("INSERT OR REPLACE INTO costs (key, value) VALUES (?, ?)", (k, text))
+            except sqlite3.Error:  # busy beyond the timeout, disk full: keep it in memory
+                pass
+
+    def info(self) -> dict:
+        db = self._conn()
+        entries = db.execute("SELECT COUNT(*) FROM costs").fetchone()[0] if db else \
+            len(self.memory)
+        size = sum(p.stat().st_size for p in self.folder.glob(FILE + "*")) \
+            if self.folder else 0
+        return {"folder": str(self.folder) if self.folder else None, "entries": entries,
+                "bytes": size, "code": code_digest()}
+
+    def clear(self) -> int:
+        """Drop every entry; how many there were."""
+        n = self.info()["entries"]
+        self.memory.clear()
+        if (db := self._conn()) is not None:
+            db.execute("DELETE FROM costs")
+            db.execute("VACUUM")
+        return n
+
+
+_CACHE: dict[tuple, CostCache] = {}
+
+
+def current() -> CostCache | None:
+    """The cache the environment asks for (one per folder per process), or None."""
+    if not enabled():
+        return None
+    folder = default_folder()
+    if (str(folder), os.getpid()) not in _CACHE:
+        _CACHE[(str(folder), os.getpid())] = CostCache(folder)
+    return _CACHE[(str(folder), os.getpid())]

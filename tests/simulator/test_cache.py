@@ -1,0 +1,130 @@
+"""The kernel-cost cache: a hit is the simulation's own result; nothing stale, nothing torn."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.cli import main
+from hardware.chips import load_chip
+from mapper.layers import Phase
+from mapper.model import load_model
+from mapper.pipeline import MapOptions, map_model
+from simulator import cache
+from simulator.engine.machine import RunLimits
+from simulator.run import simulate
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.ENV_DIR, str(tmp_path / "c"))
+    monkeypatch.delenv(cache.ENV_OFF, raising=False)
+    return tmp_path / "c"
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    chip = load_chip("edge")
+    m = map_model(load_model("tiny-llama"), chip, Phase("prefill", 2, seq=16),
+                  MapOptions(confirm_top=1))
+    return chip, m.lowered.kernel_programs
+
+
+def test_a_hit_is_the_simulation_itself(folder, kernels):
+    chip, ks = kernels
+    fresh = [simulate(k, chip, _store=False) for k in ks]
+    first = [simulate(k, chip) for k in ks]
+    store = cache.current()
+    before = store.stats.hits
+    again = [simulate(k, chip) for k in ks]
+    assert store.stats.hits - before == len(ks)
+    for a, b, c in zip(fresh, first, again):
+        assert cache.to_json(a) == cache.to_json(b) == cache.to_json(c)
+    # a new process (an empty memory) reads the same from disk
+    assert cache.CostCache(folder).info()["entries"] >= len({cache.key(
+        "chip", chip, {(0, c): p for c, p in k.items()}, (RunLimits(), True)) for k in ks})
+
+
+def test_a_changed_chip_limit_or_code_is_a_miss(folder, kernels, monkeypatch):
+    chip, ks = kernels
+    k = ks[0]
+    simulate(k, chip)
+    store = cache.current()
+    misses = store.stats.misses
+    faster = dataclasses.replace(chip, clock_hz=2 * chip.clock_hz)
+    assert simulate(k, faster).time_s < simulate(k, chip).time_s
+    simulate(k, chip, limits=RunLimits(max_time_s=100.0))
+    monkeypatch.setattr(cache, "code_digest", lambda: "edited")
+    simulate(k, chip)
+    assert store.stats.misses - misses == 3
+
+
+def test_traced_functional_and_disabled_runs_are_not_cached(folder, kernels, monkeypatch):
+    chip, ks = kernels
+    simulate(ks[1], chip, trace=True)
+    monkeypatch.setenv(cache.ENV_OFF, "1")
+    simulate(ks[1], chip)
+    assert not (folder / cache.FILE).exists() or cache.CostCache(folder).info()["entries"] == 0
+
+
+WRITER = """
+import sys, time
+from simulator.cache import CostCache
+from simulator.result import EngineStats, SimResult
+store = CostCache(__import__("pathlib").Path(sys.argv[1]))
+r = SimResult("c", 1.0, 1.0, 1e9, 1e9, False, 1, 0.0, 0.0, 0.0, {{"hbm_read": 1.0}},
+              {{"hbm": 1.0}}, {{"mx": EngineStats(1.0, 0.5, 3)}})
+for i in range({n}):
+    store.put(f"{{sys.argv[2]}}-{{i}}", r)
+print("done", flush=True)
+"""
+
+
+def _writer(folder: Path, tag: str, n: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER.format(n=n), str(folder), tag],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def test_concurrent_writers_and_a_killed_one_leave_a_sound_cache(tmp_path):
+    folder = tmp_path / "c"
+    a, b = _writer(folder, "a", 300), _writer(folder, "b", 300)
+    killed = _writer(folder, "k", 100000)
+    time.sleep(1.5)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert a.wait(60) == 0 and b.wait(60) == 0
+    db = sqlite3.connect(folder / cache.FILE)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = db.execute("SELECT key, value FROM costs").fetchall()
+    assert {k for k, _ in rows} >= {f"{t}-{i}" for t in "ab" for i in range(300)}
+    for _, value in rows:  # every entry whole, the killed writer's included
+        assert cache.from_json(value).engines["mx"].instructions == 3
+
+
+def test_cache_info_and_clear_on_the_command_line(tmp_path, capsys, kernels):
+    chip, ks = kernels
+    folder = tmp_path / "cli"
+    assert main(["run", "--model", "tiny-llama", "--chip", "edge", "--ctx", "8", "--out",
+                 str(tmp_path / "r"), "--cache-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "kernel-cost cache: 0 of" in out
+    assert main(["run", "--model", "tiny-llama", "--chip", "edge", "--ctx", "8", "--out",
+                 str(tmp_path / "r"), "--cache-dir", str(folder)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "kernel-cost" in x)
+    reused, total = (int(v) for v in line.split(": ")[1].split(" simulations")[0].split(" of "))
+    assert reused == total > 0
+    assert main(["cache", "info", "--json", "--cache-dir", str(folder)]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == total
+    assert main(["cache", "clear", "--cache-dir", str(folder)]) == 0
+    assert f"cleared {total}" in capsys.readouterr().out
