@@ -127,6 +127,29 @@ def run(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = 
         raise ApiError(str(exc)) from None
 
 
+def price_iteration(model: str | Path | ModelConfig, chip: str | Path | ChipConfig,
+                    prefill: list[tuple[int, int]] | tuple = (), decode: list[int] | tuple = (),
+                    **map_options: object):  # noqa: ANN201
+    """One serving iteration of a continuous batch: prefill chunks as (tokens, past cached
+    tokens) and decode steps by context length; an ``IterationCost`` (time_s, energy_j,
+    per-kernel seconds). Each kernel is simulated once and reused (``experiments.iteration``)."""
+    from experiments.iteration import Iteration, price
+
+    for t, p in prefill:
+        if t < 1 or p < 0:
+            raise ApiError(f"prefill chunk ({t}, {p}): tokens must be >= 1, past >= 0")
+    if any(c < 1 for c in decode):
+        raise ApiError("decode contexts must be >= 1")
+    if not prefill and not decode:
+        raise ApiError("an iteration needs at least one prefill chunk or decode sequence")
+    try:
+        opts = dataclasses.replace(MapOptions(), **map_options)
+    except TypeError as exc:
+        raise ApiError(str(exc)) from None
+    return price(_model(model), _chip(chip), Iteration(tuple(map(tuple, prefill)),
+                                                       tuple(decode)), opts)
+
+
 def run_program(program: str | Path, chip: str | Path | ChipConfig = "edge", *,
                 functional: bool = False, trace: bool = False) -> SimResult:
     """Simulate one program (``.s`` assembly or ``.bin``) on a chip: ``tessera sim``."""
@@ -174,5 +197,5 @@ def presets() -> dict[str, list[str]]:
     return {"chips": list_presets(), "systems": list_systems(), "models": list_models()}
 
 
-__all__ = ["ApiError", "chip", "model", "presets", "run", "run_program", "sweep", "system",
-           "validate"]
+__all__ = ["ApiError", "chip", "model", "presets", "price_iteration", "run", "run_program",
+           "sweep", "system", "validate"]

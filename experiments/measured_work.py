@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from experiments.run import confirmer
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
 from isa import DType, MemRef, Program, Space, build
@@ -106,7 +107,7 @@ def _kernels(graph: Graph, target: Target) -> SimResult:
     key = (repr(graph), repr(dataclasses.replace(nominal, clock_hz=1.0)))
     if key not in _LOWERED:  # a row is simulated again when the limiter relaxes the clock
         _LOWERED.clear()
-        low = lower(graph, chip, confirm=lambda p: simulate(p, nominal).time_s)
+        low = lower(graph, chip, confirm=confirmer(nominal))
         work = sum(trace_size({(0, c): p for c, p in k.items()}) for k in low.kernel_programs)
         _LOWERED[key] = (low, work)
     low, work = _LOWERED[key]

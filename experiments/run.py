@@ -170,12 +170,12 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
     mixed = not opts.functional and 0 < quantized < model.layers
     t0 = time.perf_counter()
     mapped = map_model(model, chip, phase, replace(opts, quant_layers=None) if mixed else opts,
-                       confirm=lambda p: simulate(p, chip).time_s)
+                       confirm=confirmer(chip))
     if emit_asm is not None:
         write_asm(mapped.lowered.programs, emit_asm, phase.kind)
     head = lower(build_head(model, phase), chip)
     plain = map_model(model, chip, phase, replace(opts, quant=None, quant_layers=None),
-                      confirm=lambda p: simulate(p, chip).time_s) if mixed else None
+                      confirm=confirmer(chip)) if mixed else None
     t1 = time.perf_counter()
     layer = _simulate(mapped, chip, opts.functional, trace, budget)
     other = _simulate(plain, chip, False, False) if plain else None
@@ -184,6 +184,20 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
     repeat = quantized if mixed else int(round(mapped.layer_factor))
     return PhaseRun(phase, layer, head_r, repeat, t1 - t0, t2 - t1, other,
                     model.layers - quantized if mixed else 0, mapped)
+
+
+def confirmer(chip: ChipConfig):  # noqa: ANN201
+    """The mapper's tiling confirmation: simulate the candidates (through the kernel-cost
+    cache) and remember each decision, keyed by the chip and the code that decides it."""
+    from simulator import cache
+
+    def confirm(programs: dict) -> float:
+        return simulate(programs, chip).time_s
+    store = cache.current()
+    if store is not None:
+        confirm.memo = cache.Memo(store, repr(chip) + cache.code_digest(
+            (*cache.CODE, "mapper")))  # type: ignore[attr-defined]
+    return confirm
 
 
 def _quantized_layers(model, opts: MapOptions) -> int:  # noqa: ANN001
@@ -330,7 +344,7 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
     t0 = time.perf_counter()
     chip = system.chips[0]
     m = map_system(model, list(system.chips), phase, par, opts,
-                   confirm=lambda p: simulate(p, chip).time_s)
+                   confirm=confirmer(chip))
     head = lower(build_head(model, replace(phase, batch=phase.batch // par.dp)), chip)
     t1 = time.perf_counter()
     kernels = m.kernel_programs and not opts.functional

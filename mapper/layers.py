@@ -19,18 +19,18 @@ class Phase:
     """What is run: ``prefill`` of ``seq`` tokens per sequence, or ``decode`` of one token per
     sequence against ``ctx`` cached tokens."""
 
-    kind: str  # "prefill" | "decode"
+    kind: str  # "prefill" | "decode" | "chunk" (a prefill chunk after ctx cached tokens)
     batch: int
     seq: int = 1
     ctx: int = 0
 
     @property
     def tokens(self) -> int:
-        return self.batch * (self.seq if self.kind == "prefill" else 1)
+        return self.batch * self.q_len
 
     @property
     def q_len(self) -> int:
-        return self.seq if self.kind == "prefill" else 1
+        return 1 if self.kind == "decode" else self.seq
 
     @property
     def past(self) -> int:
@@ -93,8 +93,25 @@ def _a(g: Graph, name: str, shape: tuple[int, ...], dt: DType) -> str:
     return g.add(Tensor(name, shape, dt))
 
 
-def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:  # noqa: ANN001
-    H, T = m.hidden, phase.tokens
+def build_iteration(model, segments: list[Phase], layers: int = 1,  # noqa: ANN001
+                    dt: DType = DType.BF16, shard: Shard = Shard()) -> Graph:
+    """Layers of one serving iteration: a continuous batch of ``segments`` (each a group of
+    sequences alike: prefill chunks of ``seq`` tokens, or decode steps at context ``ctx``)
+    whose tokens share every projection, norm and MLP, while each segment attends over its
+    own KV cache. Performance mode only (one rotary table for all rows)."""
+    if not segments:
+        raise ValueError("an iteration needs at least one segment")
+    g = Graph()
+    T = sum(s.tokens for s in segments)
+    g.add(Tensor("x0", (T, model.hidden), dt, Kind.INPUT))
+    for li in range(layers):
+        _layer(g, model, segments[0], li, dt, shard, segments)
+    return g
+
+
+def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa: ANN001
+           segments: list[Phase] | None = None) -> None:
+    H, T = m.hidden, sum(s.tokens for s in segments) if segments else phase.tokens
     tp = shard.tp
     heads, kv_heads, ffn = m.heads // tp, local_kv_heads(m, tp), m.ffn // tp
     qd, kvd = heads * m.head_dim, kv_heads * m.head_dim
@@ -137,13 +154,17 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:
         table = _w(g, p + "rope.table", (T, m.head_dim), f32)  # per token: cos | sin
         g.op(Op.ROPE, p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
              theta=float(m.rope_theta), pos0=phase.past, seq=phase.q_len)
-    kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
-                      Kind.KV_CACHE))
-    vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
-                      Kind.KV_CACHE))
-    g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
+    causal = _enum(m.arch) != "encoder"
     att = _a(g, p + "attn", (T, qd), dt)
-    g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=_enum(m.arch) != "encoder")
+    if segments is None or len(segments) == 1:
+        kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
+                          Kind.KV_CACHE))
+        vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
+                          Kind.KV_CACHE))
+        g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
+        g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=causal)
+    else:
+        _segments(g, p, qkv, att, segments, kv_heads, m.head_dim, qd, kvd, dt, causal)
     x1 = linear("o", att, qd, H, row_parallel=True, residual=x)
     if not pre:
         x1 = norm_node("norm1", x1)
@@ -162,6 +183,24 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard) -> None:
     if not pre:
         y = norm_node("norm2", y)
     g.op(Op.RENAME, p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])
+
+
+def _segments(g: Graph, p: str, qkv: str, att: str, segments: list[Phase], kv_heads: int,
+              hd: int, qd: int, kvd: int, dt: DType, causal: bool) -> None:
+    """Each segment's rows of the QKV projection append to and attend over its own KV
+    cache; its attention output is placed at its rows of the layer's."""
+    r0, cols = 0, g.tensors[qkv].shape[1]
+    for i, s in enumerate(segments):
+        q = p + f"seg{i}."
+        rows = g.add(Tensor(q + "qkv", (s.tokens, cols), dt))
+        g.op(Op.SLICE_ROWS, q + "take", [qkv], [rows], first=r0)
+        kc = g.add(Tensor(q + "k_cache", (s.batch, kv_heads, s.kv_len, hd), dt, Kind.KV_CACHE))
+        vc = g.add(Tensor(q + "v_cache", (s.batch, kv_heads, s.kv_len, hd), dt, Kind.KV_CACHE))
+        g.op(Op.KV_APPEND, q + "kv_append", [rows], [kc, vc], q_dim=qd, kv_dim=kvd)
+        out = g.add(Tensor(q + "attn", (s.tokens, qd), dt))
+        g.op(Op.ATTENTION, q + "attention", [rows, kc, vc], [out], causal=causal)
+        g.op(Op.PLACE_ROWS, q + "put", [out], [att], first=r0)
+        r0 += s.tokens
 
 
 def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: ANN001

@@ -7,6 +7,7 @@ and drains again, so each kernel starts from a clean, balanced state.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,7 +48,9 @@ class Lowered:
     layouts: dict[str, str] = field(default_factory=dict)  # linear node -> weight layout
 
 
-Confirm = Callable[[dict[int, Program]], float]  # programs -> simulated seconds
+# programs -> simulated seconds; it may carry ``memo``, a mapping (get / item assignment) in
+# which tiling decisions are kept (by GEMM shape and types) and found again
+Confirm = Callable[[dict[int, Program]], float]
 
 
 def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None = None,
@@ -91,20 +94,36 @@ def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = No
                     top: int = 3) -> dict[str, Tiling]:
     out: dict[str, Tiling] = {}
     seen: dict[tuple, Tiling] = {}
+    memo = getattr(confirm, "memo", None)  # a caller's store of earlier decisions
     for node in graph.nodes:
         if node.op != Op.LINEAR:
             continue
         g = gemm_of(graph, node, {}, Tiling(1, 1, 1))
         key = (g.m, g.k, g.n, g.adt, g.wdt, g.cdt, g.sparse, g.extras)
         if key not in seen:
-            try:
-                ranked = choose(g, chip, top if confirm else 1)
-            except ValueError as exc:
-                raise MappingError(str(exc)) from None
-            seen[key] = ranked[0].tiling if len(ranked) == 1 or confirm is None else \
-                min((s.tiling for s in ranked), key=lambda t: confirm(_alone(g, t, chip)))
+            seen[key] = _remembered(memo, (key, top if confirm else 1)) or \
+                _decide(g, chip, confirm, top)
+            if memo is not None:
+                memo[repr((key, top if confirm else 1))] = dataclasses.astuple(seen[key])
         out[node.name] = seen[key]
     return out
+
+
+def _decide(g: Gemm, chip: ChipConfig, confirm: Confirm | None, top: int) -> Tiling:
+    """The best tiling by estimate, or of the ``top`` by estimate the fastest simulated."""
+    try:
+        ranked = choose(g, chip, top if confirm else 1)
+    except ValueError as exc:
+        raise MappingError(str(exc)) from None
+    if len(ranked) == 1 or confirm is None:
+        return ranked[0].tiling
+    return min((s.tiling for s in ranked), key=lambda t: confirm(_alone(g, t, chip)))
+
+
+def _remembered(memo, key: tuple) -> Tiling | None:  # noqa: ANN001
+    """A decision taken before for the same GEMM on the same chip, with the same code."""
+    found = memo.get(repr(key)) if memo is not None else None
+    return Tiling(*found) if found else None
 
 
 def _choose_layouts(graph: Graph, chip: ChipConfig, tilings: dict[str, Tiling],

@@ -43,11 +43,11 @@ def enabled() -> bool:
 
 
 @cache
-def code_digest() -> str:
-    """A digest of the simulator's code: any edit changes every key."""
+def code_digest(packages: tuple[str, ...] = CODE) -> str:
+    """A digest of the simulator's code (or of ``packages``): any edit changes every key."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.blake2b(digest_size=16)
-    for pkg in CODE:
+    for pkg in packages:
         for path in sorted((root / pkg).rglob("*.py")):
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())
@@ -119,6 +119,17 @@ class CostCache:
         return self._db
 
     def get(self, k: str) -> SimResult | None:
+        text = self.get_text(k)
+        if text is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return from_json(text)
+
+    def put(self, k: str, result: SimResult) -> None:
+        self.put_text(k, to_json(result))
+
+    def get_text(self, k: str) -> str | None:
         text = self.memory.get(k)
         if text is None and (db := self._conn()) is not None:
             try:
@@ -128,14 +139,9 @@ class CostCache:
             text = row[0] if row else None
             if text is not None:
                 self.memory[k] = text
-        if text is None:
-            self.stats.misses += 1
-            return None
-        self.stats.hits += 1
-        return from_json(text)
+        return text
 
-    def put(self, k: str, result: SimResult) -> None:
-        text = to_json(result)
+    def put_text(self, k: str, text: str) -> None:
         self.memory[k] = text
         if (db := self._conn()) is not None:
             try:
@@ -145,21 +151,41 @@ class CostCache:
 
     def info(self) -> dict:
         db = self._conn()
-        entries = db.execute("SELECT COUNT(*) FROM costs").fetchone()[0] if db else \
-            len(self.memory)
+        keys = [k for (k,) in db.execute("SELECT key FROM costs")] if db else list(self.memory)
+        memos = sum(k.startswith("memo:") for k in keys)
         size = sum(p.stat().st_size for p in self.folder.glob(FILE + "*")) \
             if self.folder else 0
-        return {"folder": str(self.folder) if self.folder else None, "entries": entries,
-                "bytes": size, "code": code_digest()}
+        return {"folder": str(self.folder) if self.folder else None,
+                "entries": len(keys) - memos, "decisions": memos, "bytes": size,
+                "code": code_digest()}
 
     def clear(self) -> int:
-        """Drop every entry; how many there were."""
+        """Drop every entry (costs and decisions); how many costs there were."""
         n = self.info()["entries"]
         self.memory.clear()
         if (db := self._conn()) is not None:
             db.execute("DELETE FROM costs")
             db.execute("VACUUM")
         return n
+
+
+class Memo:
+    """Decisions worth keeping beside the costs (which tiling a simulation confirmed), as a
+    small mapping of JSON values under a namespace (the chip, the code that decides)."""
+
+    def __init__(self, store: CostCache, namespace: str) -> None:
+        self.store, self.namespace = store, namespace
+
+    def _key(self, k: str) -> str:
+        return "memo:" + hashlib.blake2b((self.namespace + k).encode(),
+                                         digest_size=20).hexdigest()
+
+    def get(self, k: str) -> object | None:
+        text = self.store.get_text(self._key(k))
+        return None if text is None else json.loads(text)
+
+    def __setitem__(self, k: str, value: object) -> None:
+        self.store.put_text(self._key(k), json.dumps(value))
 
 
 _CACHE: dict[tuple, CostCache] = {}

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
-        print(f"folder   {info['folder']}\nentries  {info['entries']}\n"
+        print(f"folder   {info['folder']}\nentries  {info['entries']} kernel costs, "
+              f"{info['decisions']} tiling decisions\n"
               f"size     {info['bytes'] / 1e6:.2f} MB\ncode     {info['code']} (a change of "
               f"the simulator's code starts new keys)")
     return 0

@@ -1,0 +1,188 @@
+"""Price one serving iteration from kernel costs: the building block of a serving simulation.
+
+An iteration of a continuous batch runs some prefill chunks (each ``tokens`` long, after
+``past`` tokens already cached) and some decode steps (each at its context length). All
+their tokens share every projection, norm and MLP; each group of alike sequences attends
+over its own KV cache (``mapper.layers.build_iteration``). The iteration is the model's
+layers x one such layer + the head (final norm and logits for each sequence).
+
+Each kernel (graph node) is priced alone: a graph of that one node is lowered and simulated
+once, and its cost is kept by the node's signature (op, attributes, the shapes and types of
+what it reads and writes, the chip, the code), in memory and in the kernel-cost cache on
+disk. A later iteration that needs the same kernel (the same number of tokens, the same
+attention shape) looks it up. Kernels are separated by chip-wide syncs, so the sum is the
+layer's cost up to where a kernel's data sits in HBM (the L2 reuse model sees address
+spans); ``tests/experiments/test_iteration.py`` bounds the difference against lowering
+and simulating the whole iteration at 2%.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hardware.chip import ChipConfig
+from mapper.graph import Graph, Kind, Node, Tensor
+from mapper.layers import Phase, build_head, build_iteration
+from mapper.lower import lower
+from mapper.ops import VIEWS, Op
+from mapper.passes import apply_passes
+from mapper.pipeline import MapOptions
+from simulator.result import SimResult, sequence
+from simulator.run import simulate
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """What one iteration runs: prefill chunks as (tokens, past) and decode contexts."""
+
+    prefill: tuple[tuple[int, int], ...] = ()
+    decode: tuple[int, ...] = ()
+
+    def segments(self) -> list[Phase]:
+        """Alike sequences grouped: one Phase per (chunk length, past) or context."""
+        out = []
+        for (tokens, past), n in sorted(Counter(self.prefill).items()):
+            out.append(Phase("chunk" if past else "prefill", n, seq=tokens, ctx=past))
+        for ctx, n in sorted(Counter(self.decode).items()):
+            out.append(Phase("decode", n, ctx=ctx))
+        return out
+
+    @property
+    def sequences(self) -> int:
+        return len(self.prefill) + len(self.decode)
+
+    @property
+    def tokens(self) -> int:
+        return sum(t for t, _ in self.prefill) + len(self.decode)
+
+
+@dataclass
+class IterationCost:
+    time_s: float
+    energy_j: float
+    layer: SimResult  # one layer of the iteration
+    head: SimResult
+    kernels: dict[str, float] = field(default_factory=dict)  # node -> seconds (one layer)
+
+
+_NODES: dict[tuple, SimResult] = {}  # a node's identity -> cost, this process
+_ITERATIONS: dict[tuple, IterationCost] = {}  # (model, chip, segments, options) -> cost
+_CHIPS: dict[int, tuple[ChipConfig, str]] = {}  # id -> (the chip, kept alive; its repr)
+
+
+def _chip_key(chip: ChipConfig) -> str:
+    """A chip's description as text, computed once per chip object."""
+    if id(chip) not in _CHIPS:
+        _CHIPS[id(chip)] = (chip, repr(chip))
+    return _CHIPS[id(chip)][1]
+
+
+def price(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
+          opts: MapOptions | None = None) -> IterationCost:
+    """The iteration's time and energy, each kernel priced once and reused after."""
+    opts = opts or MapOptions()
+    if not it.sequences:
+        raise ValueError("an iteration needs at least one sequence")
+    key = (model, _chip_key(chip), tuple(it.segments()), opts)
+    if key not in _ITERATIONS:
+        _ITERATIONS[key] = _price(model, chip, it, opts)
+    return _ITERATIONS[key]
+
+
+def _price(model, chip: ChipConfig, it: Iteration, opts: MapOptions) -> IterationCost:  # noqa: ANN001
+    graph = apply_passes(build_iteration(model, it.segments(), 1), None, opts)[0]
+    parts = {n.name: node_cost(graph, n, chip) for n in graph.nodes if n.op not in VIEWS}
+    layer = sequence(list(parts.values()))
+    head_g = build_head(model, Phase("decode", it.sequences))  # as tessera run maps it
+    head = sequence([node_cost(head_g, n, chip, confirm=False) for n in head_g.nodes
+                     if n.op not in VIEWS])
+    return IterationCost(model.layers * layer.time_s + head.time_s,
+                         model.layers * layer.energy_total_j + head.energy_total_j,
+                         layer, head, {k: r.time_s for k, r in parts.items()})
+
+
+def full(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
+         opts: MapOptions | None = None) -> SimResult:
+    """One layer of the iteration lowered and simulated whole (the reference)."""
+    from experiments.run import confirmer
+
+    opts = opts or MapOptions()
+    graph = apply_passes(build_iteration(model, it.segments(), 1), None, opts)[0]
+    low = lower(graph, chip, confirm=confirmer(chip))
+    return sequence([simulate(k, chip) for k in low.kernel_programs])
+
+
+def signature(graph: Graph, node: Node, chip: ChipConfig, confirm: bool = True) -> str:
+    """What decides a node's cost: op, attributes, what it touches, the chip, whether its
+    tiling is confirmed by simulation, the code."""
+    from simulator import cache
+
+    text = repr((_identity(graph, node, chip, confirm),
+                 cache.code_digest((*cache.CODE, "mapper"))))
+    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+
+
+def _identity(graph: Graph, node: Node, chip: ChipConfig, confirm: bool) -> tuple:
+    """The node's cost-deciding facts as a hashable value (the in-memory key)."""
+    names = [*node.inputs, *node.outputs, *_attr_tensors(node)]
+    tensors = tuple((graph.tensors[n].shape, graph.tensors[n].dtype, graph.tensors[n].kind,
+                     names.index(n)) for n in names)
+    return (node.op, _anonymous(node), tensors, _chip_key(chip), confirm)
+
+
+def node_cost(graph: Graph, node: Node, chip: ChipConfig, confirm: bool = True) -> SimResult:
+    """One node's kernel alone on the chip, from memory, the cache on disk, or simulated."""
+    from experiments.run import confirmer
+    from simulator import cache
+
+    ident = _identity(graph, node, chip, confirm)
+    if ident in _NODES:
+        return _NODES[ident]
+    key = signature(graph, node, chip, confirm)
+    store = cache.current()
+    text = store.get_text("node:" + key) if store is not None else None
+    if text is not None:
+        result = cache.from_json(text)
+    else:
+        low = lower(_alone(graph, node), chip, confirm=confirmer(chip) if confirm else None)
+        result = sequence([simulate(k, chip) for k in low.kernel_programs])
+        if store is not None:
+            store.put_text("node:" + key, cache.to_json(result))
+    _NODES[ident] = result
+    return result
+
+
+def _attr_tensors(node: Node) -> list[str]:
+    from mapper.ops import TENSOR_ATTRS
+
+    if node.op != Op.LINEAR:
+        return []
+    return [getattr(node.attrs, a) for a in TENSOR_ATTRS if getattr(node.attrs, a)]
+
+
+def _anonymous(node: Node) -> object:
+    """The attributes without tensor names (their shapes are in the signature)."""
+    if node.op != Op.LINEAR:
+        return node.attrs
+    from dataclasses import replace
+
+    from mapper.ops import TENSOR_ATTRS
+
+    return replace(node.attrs, **{a: bool(getattr(node.attrs, a)) or None
+                                  for a in TENSOR_ATTRS})
+
+
+def _alone(graph: Graph, node: Node) -> Graph:
+    """A graph of ``node`` alone: what it reads is there before it runs."""
+    g = Graph()
+    for name in (*node.inputs, *_attr_tensors(node)):
+        t = graph.tensors[name]
+        kind = t.kind if t.kind in (Kind.WEIGHT, Kind.KV_CACHE) else Kind.INPUT
+        g.add(Tensor(t.name, t.shape, t.dtype, kind))
+    for name in node.outputs:
+        if name not in g.tensors:
+            g.add(graph.tensors[name])
+    g.nodes.append(node)
+    return g
