@@ -7,6 +7,7 @@ performance mode) and reports the factor, and ``layers_mapped=None`` maps them a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,21 +20,46 @@ from mapper.passes import apply_passes
 from mapper.weights import add_rope_tables, init_weights
 
 
+def _opt(default: object, help: str, choices: tuple | None = None,  # noqa: A002
+         **kw: object) -> object:
+    """A mapping option: its default, help and choices, the one source of the CLI's flags
+    (``tessera run``) and of a sweep file's checks."""
+    factory = {"default_factory": lambda: default} if isinstance(default, list) else \
+        {"default": default}
+    return field(**factory, metadata={"help": help, "choices": choices, **kw})
+
+
 @dataclass(frozen=True)
 class MapOptions:
-    quant: str | None = None  # int8 | int4 | fp8 | log4 | cluster16
-    quant_group: int = 0  # 0: per output channel
-    act_quant: str | None = None  # int8 | fp8: activations of quantized projections too
-    quant_layers: tuple[int, ...] | None = None  # layers to quantize (None: all): mixed precision
-    sparsity: str | None = None  # "2:4"
-    low_rank: int = 0  # rank r of the factorized projections (0: off)
-    low_rank_targets: tuple[str, ...] = ("up", "gate_up", "down")
-    fusion: bool = True
-    functional: bool = False
-    seed: int = 0
-    layers_mapped: int | None = 1  # None: every layer
-    confirm_top: int = 3  # GEMM tilings confirmed by simulation (0 or 1: estimate only)
-    layout: str = "auto"  # weights in HBM: auto | blocked | row
+    quant: str | None = _opt(None, "weight quantization: linear int8/int4/fp8 (per output "
+                             "channel, or per group with --quant-group), logarithmic log4, "
+                             "clustered cluster16",
+                             ("int8", "int4", "fp8", "log4", "cluster16"))
+    quant_group: int = _opt(0, "linear quantization with one scale per G weights along K "
+                               "(0: per output channel)")
+    act_quant: str | None = _opt(None, "quantize the activations of quantized projections "
+                                       "too (W8A8, per-token scales); needs --quant of the "
+                                       "same type", ("int8", "fp8"))
+    quant_layers: tuple[int, ...] | None = _opt(None, "quantize only these layers (mixed "
+                                                      "precision; default: all)")
+    sparsity: str | None = _opt(None, "prune weights to 2:4 sparsity", ("2:4",))
+    low_rank: int = _opt(0, "factorize the MLP projections to rank R by truncated SVD "
+                            "(0: off)")
+    low_rank_targets: tuple[str, ...] = _opt(("up", "gate_up", "down"),
+                                             "the projections --low-rank factorizes")
+    fusion: bool = _opt(True, "fuse epilogues (activation, residual) into the GEMMs; off: "
+                              "run them as separate kernels")
+    functional: bool = _opt(False, "compute real values (small models only; maps every "
+                                   "layer)")
+    seed: int = _opt(0, "seed of functional-mode weights")
+    layers_mapped: int | None = _opt(1, "layers mapped and simulated (None: every layer)")
+    confirm_top: int = _opt(3, "GEMM tilings confirmed by simulation (0 or 1: estimate only)")
+    layout: str = _opt("auto", "weights in HBM", ("auto", "blocked", "row"))
+
+
+def option(name: str) -> dataclasses.Field:
+    """The field of mapping option ``name`` (its default and metadata)."""
+    return {f.name: f for f in dataclasses.fields(MapOptions)}[name]
 
 
 @dataclass

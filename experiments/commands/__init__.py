@@ -9,7 +9,7 @@ class DefaultsHelp(_argparse.HelpFormatter):
     def _get_help_string(self, action: _argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text or default in (None, False, _argparse.SUPPRESS)
-                or not action.option_strings):
+        if ("default" in text or default is None or default is False
+                or default == _argparse.SUPPRESS or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"

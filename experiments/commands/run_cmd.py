@@ -10,8 +10,7 @@ from pathlib import Path
 
 from experiments.commands import DefaultsHelp
 from isa.errors import TesseraError
-
-QUANTS = ("int8", "int4", "fp8", "log4", "cluster16")
+from mapper.pipeline import option
 
 
 class RunError(TesseraError):
@@ -48,28 +47,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-long-context", action="store_true",
                    help="price positions past the model's max_seq even with a learned "
                         "position table (RoPE models only get a warning)")
-    p.add_argument("--quant", choices=QUANTS,
-                   help="weight quantization: linear int8/int4/fp8 (per output channel, or "
-                        "per group with --quant-group), logarithmic log4, clustered cluster16")
-    p.add_argument("--quant-group", type=int, default=0, metavar="G",
-                   help="linear quantization with one scale per G weights along K")
-    p.add_argument("--act-quant", choices=("int8", "fp8"),
-                   help="quantize the activations of quantized projections too (W8A8, "
-                        "per-token scales); needs --quant of the same type")
+    _mapping_flag(p, "--quant", "quant")
+    _mapping_flag(p, "--quant-group", "quant_group", metavar="G")
+    _mapping_flag(p, "--act-quant", "act_quant")
     p.add_argument("--quant-layers", metavar="LIST",
-                   help="quantize only these layers, e.g. 0-3,30,31 (mixed precision; "
-                        "default: all)")
-    p.add_argument("--sparsity", choices=("2:4",), help="prune weights to 2:4 sparsity")
-    p.add_argument("--low-rank", type=int, default=0, metavar="R",
-                   help="factorize the MLP projections to rank R by truncated SVD")
+                   help=option("quant_layers").metadata["help"] + ", e.g. 0-3,30,31")
+    _mapping_flag(p, "--sparsity", "sparsity")
+    _mapping_flag(p, "--low-rank", "low_rank", metavar="R")
     p.add_argument("--no-fusion", action="store_true",
-                   help="run epilogues (activation, residual) as separate kernels")
+                   help="do not " + option("fusion").metadata["help"].split(";")[0])
     p.add_argument("--functional", action="store_true",
-                   help="compute real values (small models only; maps every layer)")
+                   help=option("functional").metadata["help"])
     p.add_argument("--decode-samples", type=int, default=8,
                    help="generate: context lengths simulated, interpolated between "
                         "(0: every step exactly)")
-    p.add_argument("--seed", type=int, default=0, help="seed of functional-mode weights")
+    _mapping_flag(p, "--seed", "seed")
     p.add_argument("--trace", type=Path, help="Chrome trace of the (first) simulated phase")
     p.add_argument("--emit-asm", type=Path, metavar="DIR",
                    help="write each core's program of the (first) phase as assembly to DIR")
@@ -86,6 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-trace-events", type=int, default=5_000_000,
                    help="refuse a --trace of more events (default 5,000,000)")
     p.set_defaults(handler=run)
+
+
+def _mapping_flag(p: argparse.ArgumentParser, flag: str, name: str, **kw: object) -> None:
+    """A flag for mapping option ``name``: type, default, choices and help from its field."""
+    f = option(name)
+    choices = f.metadata["choices"]
+    kind = type(f.default) if f.default is not None else str
+    p.add_argument(flag, type=kind, default=f.default, choices=choices,
+                   help=f.metadata["help"], **kw)
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:

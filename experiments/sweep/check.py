@@ -14,13 +14,15 @@ from isa.errors import TesseraError
 PHASES = ("prefill", "decode", "generate")
 COUNTS = ("batch", "seq", "ctx", "tokens")
 SYSTEM_PATHS = ("system.topology", "system.link.bandwidth", "system.collective")
-CHOICES = {  # mapping options with a closed set of values (None: off)
-    "quant": (None, "int8", "int4", "fp8", "log4", "cluster16"),
-    "act_quant": (None, "int8", "fp8"),
-    "sparsity": (None, "2:4"),
-    "layout": ("auto", "blocked", "row"),
-}
 BOOLS = ("fusion", "functional")
+
+
+def _choices() -> dict[str, tuple]:
+    """Mapping options with a closed set of values (None: off), from their fields."""
+    from mapper.pipeline import MapOptions
+
+    return {f.name: ((None,) if f.default is None else ()) + f.metadata["choices"]
+            for f in dataclasses.fields(MapOptions) if f.metadata.get("choices")}
 PARALLEL = ("tp", "pp", "dp", "ep", "micro")
 
 
@@ -120,8 +122,9 @@ def _check_mapping(name: str, value: object, where: str, error: type[TesseraErro
     if name not in known:
         raise error(f"{where}: unknown path 'mapping.{name}' (expected mapping. + one of: "
                     f"{', '.join(known)})")
-    if name in CHOICES and value not in CHOICES[name]:
-        shown = ", ".join("null" if c is None else str(c) for c in CHOICES[name])
+    choices = _choices()
+    if name in choices and value not in choices[name]:
+        shown = ", ".join("null" if c is None else str(c) for c in choices[name])
         raise error(f"{where}: mapping.{name} {value!r}: expected one of {shown}")
     if name in BOOLS and not isinstance(value, bool):
         raise error(f"{where}: mapping.{name} {value!r}: expected true or false")

@@ -63,3 +63,19 @@ def test_program_sweep_validate_and_presets(tmp_path):
     rows, summary = api.validate("h100", csv)
     assert rows["predicted"][0] > 0 and summary["cases"] == 1
     assert "h100" in api.presets()["chips"]
+
+
+def test_run_flags_and_sweep_checks_come_from_the_mapping_options():
+    from experiments.cli import build_parser
+    from experiments.sweep.spec import SweepError, sweep_from_dict
+    from mapper.pipeline import option
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    flags = {a.dest: a for a in run._actions}
+    for name in ("quant", "act_quant", "sparsity", "quant_group", "low_rank", "seed"):
+        f = option(name)
+        assert flags[name].choices == f.metadata["choices"]
+        assert flags[name].default == f.default and flags[name].help == f.metadata["help"]
+    with pytest.raises(SweepError, match="expected one of auto, blocked, row"):
+        sweep_from_dict({"base": {"model": "tiny-llama", "chip": "edge"},
+                         "parameters": {"mapping.layout": ["diagonal"]}}, "s.yaml")
