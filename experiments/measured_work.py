@@ -9,6 +9,7 @@ here knows a measured value.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 import pandas as pd
@@ -100,7 +101,27 @@ def _guard(target: Target, nbytes: float, pieces: float, what: str) -> None:
 
 
 def _kernels(graph: Graph, target: Target) -> SimResult:
-    """A graph's kernels on one chip, one after another (each ends in a chip-wide sync)."""
+    """A graph's kernels on one chip, one after another (each ends in a chip-wide sync).
+    The result is kept in the kernel-cost cache by the graph, the chip, the budget and the
+    code of mapper and simulator, so a row met before is neither lowered nor simulated."""
+    from simulator import cache
+
+    store = cache.current()
+    if store is None:
+        return _lower_and_simulate(graph, target)
+    key = "graph:" + hashlib.blake2b(repr((
+        graph, target.chip, target.max_instructions,
+        cache.code_digest((*cache.CODE, "mapper")))).encode(), digest_size=20).hexdigest()
+    text = store.get_text(key)
+    if text is not None:
+        store.stats.hits += 1
+        return cache.from_json(text)
+    result = _lower_and_simulate(graph, target)
+    store.put_text(key, cache.to_json(result))
+    return result
+
+
+def _lower_and_simulate(graph: Graph, target: Target) -> SimResult:
     chip = target.chip
     # tilings are ranked at the nominal clock (the power cap would only rescale them all)
     nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0))

@@ -37,6 +37,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValidateError(f"--max-instructions: must be positive, got {args.max_instructions}")
     target = dataclasses.replace(load_target(args.preset),
                                  max_instructions=args.max_instructions)
+    from dataclasses import replace as copy
+
+    from simulator.cache import current
+
+    store = current()
+    before = copy(store.stats) if store is not None else None
     kind, df = validate(target, args.measured, progress=_progress())
     s = summary(kind, df)
     print(f"{args.measured.name} ({kind}) on {args.preset}: {s['cases']} cases, "
@@ -50,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(df, kind, args.plot, args.preset)
         print(f"plot: {args.plot}")
+    if store is not None:
+        print(store.stats.since(before).line())
     if args.json:
         print(json.dumps({**s, "preset": args.preset, "file": args.measured.name}))
     return 0

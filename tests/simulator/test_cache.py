@@ -154,3 +154,16 @@ def test_remembered_tilings_lower_the_same_programs_without_simulating(folder):
     assert a.tilings == b.tilings and a.programs == b.programs
     plain = lower(graph, chip, confirm=lambda p: simulate(p, chip, _store=False).time_s, top=3)
     assert plain.tilings == a.tilings  # the same decisions a fresh confirmation takes
+
+
+def test_validate_reuses_the_cache_and_says_so(tmp_path, capsys):
+    csv = tmp_path / "gemm.csv"
+    csv.write_text("dtype,M,K,N,ms\nbf16,64,256,256,0.01\nbf16,64,256,256,0.01\n")
+    args = ["validate", "h100", str(csv), "--json", "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "kernel-cost cache:" in out[-2] and json.loads(out[-1])["cases"] == 2
+    assert main(args) == 0
+    line = capsys.readouterr().out.splitlines()[-2]
+    reused, total = (int(v) for v in line.split(": ")[1].split(" simulations")[0].split(" of "))
+    assert reused == total > 0
