@@ -120,11 +120,17 @@ class CostCache:
 
     def get(self, k: str) -> SimResult | None:
         text = self.get_text(k)
-        if text is None:
+        result = None
+        if text is not None:
+            try:
+                result = from_json(text)
+            except (ValueError, KeyError, TypeError):  # an entry damaged outside Tessera
+                self.memory.pop(k, None)  # simulated again and rewritten
+        if result is None:
             self.stats.misses += 1
             return None
         self.stats.hits += 1
-        return from_json(text)
+        return result
 
     def put(self, k: str, result: SimResult) -> None:
         self.put_text(k, to_json(result))

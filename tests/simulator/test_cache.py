@@ -167,3 +167,19 @@ def test_validate_reuses_the_cache_and_says_so(tmp_path, capsys):
     line = capsys.readouterr().out.splitlines()[-2]
     reused, total = (int(v) for v in line.split(": ")[1].split(" simulations")[0].split(" of "))
     assert reused == total > 0
+
+
+def test_a_damaged_entry_or_file_is_a_miss_not_a_traceback(folder, kernels):
+    chip, ks = kernels
+    want = simulate(ks[0], chip, _store=False)
+    simulate(ks[0], chip)
+    db = sqlite3.connect(folder / cache.FILE)
+    db.execute("UPDATE costs SET value = '{not json'")
+    db.commit()
+    cache.current().memory.clear()
+    assert cache.to_json(simulate(ks[0], chip)) == cache.to_json(want)  # simulated again
+    (folder / cache.FILE).write_bytes(b"this is not a database")
+    for extra in folder.glob(cache.FILE + "-*"):
+        extra.unlink()
+    fresh = cache.CostCache(folder)
+    assert fresh.get("anything") is None and fresh.info()["folder"] is None  # memory only
