@@ -24,6 +24,7 @@ from simulator.engine.streams import (
     WAIT,
     compile_streams,
 )
+from simulator.engine.steady import MIN_COUNT, SignalAt
 from simulator.engine.sync import Barrier, Semaphore
 from simulator.errors import BudgetError
 
@@ -59,7 +60,8 @@ class CoreSim:
         self.dma_cap = dma_bw / 1e9 if dma_bw > 0 else float("inf")  # bytes per ns
 
     def start(self) -> list[simpy.Process]:
-        return [self.env.process(self._engine(engine)) for engine in STREAM_ENGINES]
+        self.procs = [self.env.process(self._engine(engine)) for engine in STREAM_ENGINES]
+        return self.procs
 
     def sem(self, number: int) -> Semaphore:
         s = self.sems.get(number)
@@ -101,8 +103,7 @@ class CoreSim:
         work keeps streaming, as a TMA's completion barrier or a pipelined unit does. Tails
         never decrease, so signals keep their order."""
         timer = self.env.timeout(when - self.env.now)
-        sem = self.sem(number)
-        timer.callbacks.append(lambda _ev: sem.signal())
+        timer.callbacks.append(SignalAt(self, number))
 
     def _move(self, nbytes: float, load: bool) -> simpy.Event:
         """A DMA's bytes on HBM, or split between L2 and HBM for a load (simulator.memory.l2); the
@@ -154,11 +155,19 @@ class CoreSim:
             elif tag == LOOP:
                 loop = item[1]
                 saved = regs[:]
-                for _ in range(loop.count):
+                ctr = [0]  # the iteration; a list, so the steady-state shortcut can advance it
+                steady = machine.steady if loop.count >= MIN_COUNT else None
+                key = (id(self), engine, loop.pc)
+                while ctr[0] < loop.count:
+                    if steady is not None:
+                        steady.tick(key)
                     if (yield from self._run(engine, loop.body, regs)):
                         return True
                     for reg, inc in loop.regs:
                         regs[reg] += inc
+                    ctr[0] += 1
+                if steady is not None:
+                    steady.leave(key)
                 regs[:] = saved
             elif tag == SIGNAL:
                 machine.executed += self.weight

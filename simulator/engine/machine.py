@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
+from simpy.core import EmptySchedule, StopSimulation
 
 from hardware.chip import ChipConfig
 from isa.program import Program
 from simulator.engine.core import CoreSim
+from simulator.engine.steady import SteadyState
 from simulator.engine.timing import COUNTS
 from simulator.errors import DeadlockError, SimError
 from simulator.memory.bandwidth import SharedBandwidth
@@ -24,10 +26,13 @@ from simulator.network.base import Network, SingleChipNetwork
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Budgets that turn a runaway program into an error instead of a hang."""
+    """Budgets that turn a runaway program into an error instead of a hang, and whether
+    periodic stretches may be skipped (``simulator.engine.steady``: exact, so on by
+    default; off simulates every event, as tracing and functional mode always do)."""
 
     max_time_s: float = 3600.0  # simulated seconds
     max_instructions: int = 2_000_000_000  # dynamic instructions
+    steady_state: bool = True
 
 
 class Machine:
@@ -67,17 +72,38 @@ class Machine:
         self.functional = functional
         if functional is not None:
             functional.attach(self)  # type: ignore[attr-defined]
+        self.steady = SteadyState(self) if (limits.steady_state and not trace
+                                            and functional is None) else None
 
     def run(self) -> float:
         """Run to completion; the simulated time in ns."""
         procs = [p for core in self.cores for p in core.start()]
+        until = self.env.all_of(procs)
+        if self.steady is None:
+            try:
+                self.env.run(until=until)
+            except RuntimeError as exc:  # SimPy: no events left, yet engines are not done
+                if "No scheduled events left" not in str(exc):
+                    raise
+                raise DeadlockError(self._deadlock_report(self.cores)) from None
+            return self.env.now
+        return self._run_steady(until)
+
+    def _run_steady(self, until: simpy.Event) -> float:
+        """``env.run`` with a look for a periodic state between events when a pacer loop
+        asks for one (``SteadyState.due``)."""
+        env, steady = self.env, self.steady
+        until.callbacks.append(StopSimulation.callback)
+        step = env.step
         try:
-            self.env.run(until=self.env.all_of(procs))
-        except RuntimeError as exc:  # SimPy: no events left, yet engines have not finished
-            if "No scheduled events left" not in str(exc):
-                raise
+            while True:
+                step()
+                if steady.due:
+                    steady.check()
+        except StopSimulation:
+            return env.now
+        except EmptySchedule:
             raise DeadlockError(self._deadlock_report(self.cores)) from None
-        return self.env.now
 
     def _deadlock_report(self, cores: list[CoreSim]) -> str:
         blocked = [msg for c in cores for e, msg in c.blocked.items() if msg and not c.done[e]]

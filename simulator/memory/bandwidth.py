@@ -13,6 +13,8 @@ import math
 
 import simpy
 
+from simulator.engine.steady import Wake
+
 
 class _Flow:
     """``weight`` identical transfers moving in lockstep (one representative core's DMA
@@ -116,9 +118,8 @@ class SharedBandwidth:
             dt = min(f.remaining / f.rate for f in self.flows)
         else:
             return
-        gen = self._generation
         timer = self.env.timeout(max(dt, 0.0))
-        timer.callbacks.append(lambda _ev: self._wake(gen))
+        timer.callbacks.append(Wake(self, self._generation))
 
     def _wake(self, gen: int) -> None:
         if gen != self._generation:

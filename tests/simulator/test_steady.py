@@ -1,0 +1,130 @@
+"""The steady-state shortcut is exact: every field equals the event-by-event simulation.
+
+Each case runs the same programs twice, with and without skipping whole periods, over
+kernels of every kind: GEMMs with ragged edges and a second wave, row-wise ops, causal and
+decode attention, a whole layer, a tensor-parallel layer on a 2-chip system (collectives
+between kernels), and a chip under its power cap. The long ones must actually skip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from experiments import measured_work as mw
+from hardware.chip import PowerConfig
+from hardware.system import LinkConfig, SystemConfig
+from hardware.topology import Topology
+from mapper.kernels.gemm import Tiling
+from mapper.layers import Phase
+from mapper.lower import lower
+from mapper.model import load_model
+from mapper.parallel import Parallel, map_system
+from mapper.pipeline import MapOptions, map_model
+from simulator.engine.machine import RunLimits
+from simulator.engine.steady import STATS
+from simulator.run import simulate, simulate_system
+from tests.simulator.conftest import make_chip
+
+FULL, STEADY = RunLimits(steady_state=False), RunLimits()
+
+
+def same(full, fast) -> None:
+    assert fast.time_s == pytest.approx(full.time_s, rel=1e-9)
+    assert fast.instructions == full.instructions
+    assert fast.bytes == pytest.approx(full.bytes, rel=1e-9)
+    assert fast.energy_j == pytest.approx(full.energy_j, rel=1e-9)
+    assert fast.clock_hz == pytest.approx(full.clock_hz, rel=1e-9)
+    for e, stats in full.engines.items():
+        assert fast.engines[e].instructions == stats.instructions
+        assert fast.engines[e].busy_s == pytest.approx(stats.busy_s, rel=1e-8, abs=1e-15)
+
+
+def both(programs, chip) -> None:
+    """Every kernel of ``programs`` (a list of {core: program}) both ways; returns the
+    periods skipped."""
+    before = STATS.periods
+    for progs in programs:
+        same(simulate(progs, chip, limits=FULL, _store=False),
+             simulate(progs, chip, limits=STEADY, _store=False))
+    return STATS.periods - before
+
+
+@pytest.fixture
+def tiles(monkeypatch):
+    import mapper.lower as low
+
+    def use(t: Tiling) -> None:
+        monkeypatch.setattr(low, "_choose_tilings", lambda g, c, *rest: {"gemm": t})
+    return use
+
+
+@pytest.mark.parametrize("m,k,n,cores", [
+    (64, 1024, 64, 4),  # one class, a long K loop
+    (100, 640, 70, 3),  # ragged edges: three classes of cores with other periods
+    (16, 512, 80, 4),  # five tiles on four cores: a second wave
+])
+def test_gemm(m, k, n, cores, tiles):
+    tiles(Tiling(16, 16, 16))
+    chip = make_chip(cores=cores)
+    low = lower(mw.gemm_graph("bf16", m, k, n), chip)
+    assert both(low.kernel_programs, chip) > 0
+
+
+@pytest.mark.parametrize("op,rows,cols", [("rmsnorm", 300, 256), ("add", 1000, 192),
+                                          ("softmax", 77, 512)])
+def test_rowwise(op, rows, cols):
+    chip = make_chip(cores=4)
+    both(lower(mw.rows_graph(op, rows, cols), chip).kernel_programs, chip)
+
+
+@pytest.mark.parametrize("b,hq,hkv,sq,skv,causal,skips", [
+    (1, 4, 4, 2048, 2048, True, True),  # causal prefill: cores in lanes, items of every length
+    (2, 4, 2, 300, 300, True, False),  # ragged last query tile, GQA (too short to skip)
+    (4, 8, 2, 1, 4000, False, True),  # decode over a long cache
+])
+def test_attention(b, hq, hkv, sq, skv, causal, skips):
+    chip = make_chip(cores=4)
+    g = mw.attention_graph(b, hq, hkv, sq, skv, 64, causal)
+    assert (both(lower(g, chip).kernel_programs, chip) > 0) == skips
+
+
+def test_power_capped_chip():
+    """Under the cap the clock is found by simulating again: each run skips alike."""
+    chip = make_chip(cores=4, power=PowerConfig(tdp_w=1.2))
+    g = mw.attention_graph(1, 4, 4, 1, 2048, 64, False)
+    progs = lower(g, chip).kernel_programs
+    full = simulate(progs[0], chip, limits=FULL, _store=False)
+    assert full.power_capped
+    same(full, simulate(progs[0], chip, limits=STEADY, _store=False))
+
+
+def test_whole_layer():
+    chip = make_chip(cores=4)
+    model = load_model("tiny-llama")
+    mapped = map_model(model, chip, Phase("decode", 4, ctx=300), MapOptions(layers_mapped=1))
+    both(mapped.lowered.kernel_programs, chip)
+
+
+def test_tensor_parallel_layer_with_collectives():
+    chip = make_chip(cores=2)
+    system = SystemConfig("t", (chip, chip), Topology("full", (2,)), LinkConfig(100e9, 1e-6))
+    m = map_system(load_model("tiny-llama"), list(system.chips), Phase("decode", 4, ctx=400),
+                   Parallel(tp=2), MapOptions(layers_mapped=1))
+    same(simulate_system(system, m.programs, groups=m.groups, limits=FULL, _store=False),
+         simulate_system(system, m.programs, groups=m.groups, limits=STEADY, _store=False))
+
+
+def test_budget_still_stops_a_skipping_run():
+    """A skip never jumps past the instruction budget: the run stops as the full one does."""
+    from simulator.errors import BudgetError
+
+    chip = make_chip(cores=4)
+    g = mw.attention_graph(4, 8, 2, 1, 4000, 64, False)
+    progs = lower(g, chip).kernel_programs[0]
+    total = simulate(progs, chip, limits=FULL, _store=False).instructions
+    for limits in (dataclasses.replace(FULL, max_instructions=total // 2),
+                   dataclasses.replace(STEADY, max_instructions=total // 2)):
+        with pytest.raises(BudgetError, match="instruction budget"):
+            simulate(progs, chip, limits=limits, _store=False)
