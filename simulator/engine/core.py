@@ -14,6 +14,7 @@ from hardware.chip import ChipConfig
 from isa.operands import Engine
 from isa.program import Program
 from isa.table import BY_MNEMONIC
+from simulator.engine.steady import MIN_COUNT, SignalAt
 from simulator.engine.streams import (
     BARRIER,
     HALT,
@@ -24,7 +25,6 @@ from simulator.engine.streams import (
     WAIT,
     compile_streams,
 )
-from simulator.engine.steady import MIN_COUNT, SignalAt
 from simulator.engine.sync import Barrier, Semaphore
 from simulator.errors import BudgetError
 
