@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -188,11 +190,15 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
 
 def confirmer(chip: ChipConfig):  # noqa: ANN201
     """The mapper's tiling confirmation: simulate the candidates (through the kernel-cost
-    cache) and remember each decision, keyed by the chip and the code that decides it."""
+    cache) and remember each decision, keyed by the chip and the code that decides it.
+    Candidates are ranked at the nominal clock: the power cap would lower it for all alike,
+    and finding the capped clock takes a simulation per step of its fixed point."""
     from simulator import cache
 
+    nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0))
+
     def confirm(programs: dict) -> float:
-        return simulate(programs, chip).time_s
+        return simulate(programs, nominal).time_s
     store = cache.current()
     if store is not None:
         confirm.memo = cache.Memo(store, repr(chip) + cache.code_digest(

@@ -128,55 +128,18 @@ def attention_programs(a: Attention, cores: int) -> list[list[Item]]:
 
 
 def deal(work: list[Item_], cores: int) -> list[list[Item_]]:
-    """Work items to cores: causal items in lanes (``lanes``) when their shape allows, else
-    in passes that alternate direction (a snake): causal items grow with their query tile's
-    position, and plain round-robin can give one core the long tiles of every head; the
-    snake pairs long with short, and items of one head still run at about the same time
-    (their K/V tiles are shared through the L2)."""
+    """Work items to cores in passes that alternate direction (a snake): causal items grow
+    with their query tile's position, and plain round-robin can give one core the long
+    tiles of every head; the snake pairs long with short, and items of one head still run
+    at about the same time (their K/V tiles are shared through the L2, as a GPU's thread
+    blocks of one head, launched together, share them). Dealing causal items in lanes of
+    identical cores would let the simulator run one core per lane, but breaks that sharing
+    (65-72% error on the batched prefill rows of the calibration), so it is not done."""
     n = min(cores, len(work))
-    laned = lanes(work, n)
-    if laned is not None:
-        return laned
     out: list[list[Item_]] = [[] for _ in range(n)]
     for i, it in enumerate(work):
         k, pos = divmod(i, n)
         out[pos if k % 2 == 0 else n - 1 - pos].append(it)
-    return out
-
-
-IDLE_SHARE = 1 / 16  # at most this share of the cores may be left out of the lanes
-
-
-def lanes(work: list[Item_], cores: int) -> list[list[Item_]] | None:
-    """Causal prefill: the items of one query tile (every sequence and head: same rows, same
-    keys, same mask) are split into units of ``w`` items, one per core of a lane of ``w``
-    cores; units go longest first to the least loaded lane (LPT). The cores of a lane run
-    the same shapes in lockstep, so the simulator runs one of them for all
-    (``simulator.engine.dedupe``) and finds their steady states; the cost is up to
-    ``IDLE_SHARE`` of the cores left idle when no lane width divides the core count (4 of
-    the h100's 132 with 32 heads: lanes of 32). None when the items are not causal tiles of
-    one shape per query tile, or no width fits."""
-    groups: dict[tuple, list[Item_]] = {}
-    for it in work:
-        groups.setdefault((it.first_pos, it.rows, it.n_kv, it.causal), []).append(it)
-    sizes = {len(g) for g in groups.values()}
-    if len(groups) < 2 or len(sizes) != 1 or not all(it.causal for it in work):
-        return None
-    size = sizes.pop()
-    fits = [w for w in range(1, min(size, cores) + 1)
-            if size % w == 0 and cores % w <= cores * IDLE_SHARE]
-    if not fits:
-        return None
-    w = max(fits)
-    units = [(key[2], g[i:i + w]) for key, g in groups.items() for i in range(0, size, w)]
-    units.sort(key=lambda u: -u[0])  # longest first; stable, so ties keep their order
-    load = [0] * (cores // w)
-    out: list[list[Item_]] = [[] for _ in range(len(load) * w)]
-    for n_kv, unit in units:
-        lane = load.index(min(load))
-        load[lane] += n_kv
-        for c, it in enumerate(unit):
-            out[lane * w + c].append(it)
     return out
 
 
@@ -330,4 +293,4 @@ def _online_softmax(a: Attention, r: Regions, rows: int, keys: int, first: bool)
             build("v.cast", sp(r.m), sp(r.mnew), rows, 1, F32, F32)]
 
 
-__all__ = ["Attention", "attention_programs", "ceil_div", "deal", "items", "lanes", "regions"]
+__all__ = ["Attention", "attention_programs", "ceil_div", "deal", "items", "regions"]

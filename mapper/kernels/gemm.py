@@ -20,6 +20,8 @@ and the array): 14/15 codes full (dma->vec)  16/17 codes free (vec->dma)
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 
 from isa import DType, Instruction, build
@@ -90,17 +92,27 @@ def weight_block_bytes(g: Gemm, tk: int, tn: int) -> int:
 def weight_block_offsets(g: Gemm, t: Tiling) -> dict[tuple[int, int], int]:
     """Byte offset of each (k-block, n-block) in the blocked layout: n-block major, k minor,
     so one core's stream over k for its tile column is one ascending run. (Row-major: the
-    offset of the tile's first element.)"""
-    if g.w_layout == "row":
-        return {(kb, nb): g.wdt.nbytes(kb * t.tk * g.n + nb * t.tn)
-                for nb in range(ceil_div(g.n, t.tn)) for kb in range(ceil_div(g.k, t.tk))}
+    offset of the tile's first element.) Shared, read-only: computed once per weight shape
+    and tiling (a model's layers and decode steps ask again and again)."""
+    return _offsets(g.k, g.n, g.wdt, g.sparse, g.decode, g.w_layout, t)
+
+
+@functools.lru_cache(maxsize=512)
+def _offsets(k: int, n: int, wdt: DType, sparse: bool, decode: str | None, layout: str,
+             t: Tiling) -> dict[tuple[int, int], int]:
+    if layout == "row":
+        return {(kb, nb): wdt.nbytes(kb * t.tk * n + nb * t.tn)
+                for nb in range(ceil_div(n, t.tn)) for kb in range(ceil_div(k, t.tk))}
+    shape = Gemm(m=1, k=k, n=n, a=0, w=0, c=0, adt=wdt, wdt=wdt, cdt=wdt, sparse=sparse,
+                 decode=decode)
     offs, pos = {}, 0
-    for nb in range(ceil_div(g.n, t.tn)):
-        tn = min(t.tn, g.n - nb * t.tn)
-        for kb in range(ceil_div(g.k, t.tk)):
-            tk = min(t.tk, g.k - kb * t.tk)
+    for nb in range(ceil_div(n, t.tn)):
+        tn = min(t.tn, n - nb * t.tn)
+        full = weight_block_bytes(shape, t.tk, tn)
+        for kb in range(ceil_div(k, t.tk)):
+            tk = min(t.tk, k - kb * t.tk)
             offs[(kb, nb)] = pos
-            pos += weight_block_bytes(g, tk, tn)
+            pos += full if tk == t.tk else weight_block_bytes(shape, tk, tn)
     return offs
 
 

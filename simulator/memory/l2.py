@@ -34,6 +34,7 @@ from hardware.chip import ChipConfig
 from isa.footprint import footprint
 from isa.operands import MemRef
 from isa.program import Instruction, Program
+from isa.table import BY_MNEMONIC
 from simulator.engine.timing import dma_bytes
 from simulator.memory.bounds import widen
 
@@ -46,9 +47,10 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
     if capacity <= 0 or chip.l2.bandwidth <= 0:
         return 0.0
     per_core = []
+    shapes: dict = {}  # a load's (bytes charged, span) by its fields but its address
     for prog in programs:
         blocks: list[Block] = []
-        _walk(prog.instructions, 0, len(prog.instructions), {}, 1, chip, blocks)
+        _walk(prog.instructions, 0, len(prog.instructions), {}, 1, chip, blocks, shapes)
         per_core.append(blocks)
     lru: OrderedDict[int, int] = OrderedDict()  # block start -> bytes resident from it
     held = 0
@@ -77,7 +79,7 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
 
 
 def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, trips: int,
-          chip: ChipConfig, blocks: list[Block]) -> None:
+          chip: ChipConfig, blocks: list[Block], shapes: dict) -> None:
     """Append a block for each load of [start, end), in program order."""
     pc = start
     while pc < end:
@@ -87,16 +89,23 @@ def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, tri
             regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
                                                      (ins["r1"], ins["inc1"])) if r)
             _walk(prog, pc + 1, stop, widen(ranges, regs, ins["count"]),
-                  trips * ins["count"], chip, blocks)
+                  trips * ins["count"], chip, blocks, shapes)
             pc = max(stop, pc + 1)
             continue
         if ins.mnemonic == "dma.load":
-            charged = dma_bytes(ins, chip)[1]
             src = ins.operand("src")
             assert isinstance(src, MemRef)
+            shape = ins.args[:_SRC] + ins.args[_SRC + 1:]
+            known = shapes.get(shape)
+            if known is None:
+                known = shapes[shape] = (dma_bytes(ins, chip)[1], _extent(ins))
+            charged, extent = known
             lo, hi = ranges.get(src.reg, (0, 0)) if src.reg is not None else (0, 0)
-            blocks.append(((src.addr + lo, src.addr + hi + _extent(ins)), charged * trips))
+            blocks.append(((src.addr + lo, src.addr + hi + extent), charged * trips))
         pc += 1
+
+
+_SRC = BY_MNEMONIC["dma.load"].index("src.addr")
 
 
 def _extent(ins: Instruction) -> int:

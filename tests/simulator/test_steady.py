@@ -80,7 +80,7 @@ def test_rowwise(op, rows, cols):
 
 
 @pytest.mark.parametrize("b,hq,hkv,sq,skv,causal,skips", [
-    (1, 4, 4, 2048, 2048, True, True),  # causal prefill: cores in lanes, items of every length
+    (1, 4, 4, 2048, 2048, True, True),  # causal prefill: items of every length
     (2, 4, 2, 300, 300, True, False),  # ragged last query tile, GQA (too short to skip)
     (4, 8, 2, 1, 4000, False, True),  # decode over a long cache
 ])
