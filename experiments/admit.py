@@ -15,7 +15,8 @@ from hardware.chip import ChipConfig
 from mapper.footprint import check_context
 from mapper.layers import Phase, build_head
 from mapper.pipeline import MapOptions
-from mapper.workload import check_work, estimate_instructions
+from mapper.ops import Op
+from mapper.workload import check_work, estimate_instructions, node_instructions
 
 
 def admit(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
@@ -51,13 +52,19 @@ def _work(model, mode: str, batch: int, seq: int, ctx: int, tokens: int,  # noqa
 
     tp, dp = (par.tp, par.dp) if par is not None else (1, 1)
     n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
+    from experiments.decode_steps import supported
+
     total = 0
     phases = _phases(mode, batch, seq, ctx, tokens)
     if mode == "generate":  # every decode context simulated, not only the last
         phases[1:] = [Phase("decode", batch, ctx=c) for c in decode_points(seq, tokens, samples)]
-    for phase in phases:
+    derived = mode == "generate" and supported(model, opts, par)
+    for i, phase in enumerate(phases):
         replica = replace(phase, batch=max(1, phase.batch // dp))
         g = build_layers(model, replica, n, shard=Shard(tp, 0, 1))
+        if derived and i >= 2:  # a later step simulates only its attention again
+            total += sum(node_instructions(g, x) for x in g.nodes if x.op == Op.ATTENTION)
+            continue
         total += estimate_instructions(g) + estimate_instructions(build_head(model, replica))
     return total
 

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from experiments import decode_steps
 from experiments.admit import admit, decode_points
 from hardware.chip import ChipConfig
 from mapper.layers import Phase, build_head
@@ -54,6 +55,7 @@ class PhaseRun:
     other: SimResult | None = None  # mixed precision: the layers left unquantized
     other_repeat: int = 0
     mapped: object = field(default=None, repr=False, compare=False)  # for reading outputs
+    kernels: list = field(default_factory=list, repr=False, compare=False)  # the layer's
 
     def _total(self, attr: str) -> float:
         other = getattr(self.other, attr) * self.other_repeat if self.other else 0.0
@@ -180,12 +182,13 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
                       confirm=confirmer(chip)) if mixed else None
     t1 = time.perf_counter()
     layer = _simulate(mapped, chip, opts.functional, trace, budget)
+    parts = mapped.notes.pop("kernel_results", [])
     other = _simulate(plain, chip, False, False) if plain else None
     head_r = simulate(head.programs, chip)
     t2 = time.perf_counter()
     repeat = quantized if mixed else int(round(mapped.layer_factor))
     return PhaseRun(phase, layer, head_r, repeat, t1 - t0, t2 - t1, other,
-                    model.layers - quantized if mixed else 0, mapped)
+                    model.layers - quantized if mixed else 0, mapped, parts)
 
 
 def confirmer(chip: ChipConfig):  # noqa: ANN201
@@ -230,6 +233,7 @@ def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool,  # noqa: 
         {"name": name, "kind": kind, "time_s": r.time_s, "flops": r.flops,
          "hbm_bytes": r.bytes["hbm_read"] + r.bytes["hbm_write"], "energy_j": r.energy_total_j}
         for (name, kind), r in zip(mapped.lowered.kernels, parts)]
+    mapped.notes["kernel_results"] = parts  # taken by run_phase (not part of the notes)
     return sequence(parts)
 
 
@@ -295,8 +299,14 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
         rep.decode_tokens = 1
     if mode == "generate":
         points = decode_points(seq, tokens, decode_samples)
-        rep.decode = [phase_run(model, chip, Phase("decode", batch, ctx=c), opts)
-                      for c in points]
+        first = phase_run(model, chip, Phase("decode", batch, ctx=points[0]), opts)
+        derived = [None] * (len(points) - 1)
+        if len(points) > 1 and decode_steps.supported(model, opts, par):
+            derived = decode_steps.steps(
+                model, first, points[1:], opts, chip if system is None else system.chips[0],
+                system, par, budget.limits, first.kernels, _bar if budget.progress else None)
+        rep.decode = [first] + [d or phase_run(model, chip, Phase("decode", batch, ctx=c), opts)
+                                for c, d in zip(points[1:], derived)]
         rep.decode_tokens = tokens
         rep.decode_interpolated = len(points) < tokens
     return rep
@@ -358,10 +368,11 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
         runs = m.kernel_programs if kernels else [m.programs]
         check_trace(sum(trace_size(k, not opts.functional) for k in runs),
                     budget.max_trace_events)
+    parts = []
     if kernels:
-        layer = sequence([simulate_system(system, k, groups=m.groups, trace=trace,
-                                          limits=budget.limits)
-                          for k in _bar(m.kernel_programs, budget.progress, "kernels")])
+        parts = [simulate_system(system, k, groups=m.groups, trace=trace, limits=budget.limits)
+                 for k in _bar(m.kernel_programs, budget.progress, "kernels")]
+        layer = sequence(parts)
     else:
         layer = simulate_system(system, m.programs, groups=m.groups,
                                 functional=opts.functional, trace=trace, limits=budget.limits,
@@ -369,4 +380,4 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
     head_r = simulate(head.programs, chip)
     t2 = time.perf_counter()
     return PhaseRun(phase, layer, head_r, int(round(m.layer_factor)), t1 - t0, t2 - t1,
-                    mapped=m)
+                    mapped=m, kernels=parts)

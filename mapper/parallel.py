@@ -49,6 +49,8 @@ class SystemMapping:
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     # pp == 1: kernel k of every chip, to be simulated one kernel at a time
     kernel_programs: list[dict[tuple[int, int], Program]] = field(default_factory=list)
+    graphs: dict[int, object] = field(default_factory=dict)  # per chip, after the passes
+    kernel_nodes: list[str] = field(default_factory=list)  # the node of each kernel
 
 
 def chip_of(par: Parallel, dp: int, stage: int, rank: int) -> int:
@@ -63,6 +65,11 @@ def groups_of(par: Parallel) -> dict[int, list[int]]:
         groups.update({EP_GROUP + s * par.tp + r: [chip_of(par, d, s, r) for d in range(par.dp)]
                        for s in range(par.pp) for r in range(par.tp)})
     return groups
+
+
+def shard_of(par: Parallel, d: int, s: int, r: int) -> Shard:
+    """Tensor rank ``r`` of stage ``s`` of replica ``d``: its shard and groups."""
+    return Shard(par.tp, r, 1 + d * par.pp + s, par.ep, EP_GROUP + s * par.tp + r)
 
 
 def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noqa: ANN001
@@ -118,12 +125,24 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
     addresses: dict[int, dict[str, int]] = {}
     kernels: list[dict[tuple[int, int], Program]] = []
     limit = None if opts.functional else opts.layers_mapped
+    done: dict[tuple, tuple] = {}  # performance mode: (graph, its lowering) by what decides it
+    graphs: dict[int, object] = {}
+    done_kernels: dict[int, list] = {}
     for d in range(par.dp):
         for s in range(par.pp):
             layers = stage_layers(model, par, s, limit)
             for r in range(par.tp):
                 c = chip_of(par, d, s, r)
-                shard = Shard(par.tp, r, 1 + d * par.pp + s, par.ep, EP_GROUP + s * par.tp + r)
+                shard = shard_of(par, d, s, r)
+                # ranks after the first of a group build the same graph (only rank 0 adds a
+                # row-parallel bias); their chips are alike too: lower it once
+                same = (s, shard.group, shard.ep_group if par.ep > 1 else 0, min(r, 1),
+                        repr(chips[c]))
+                if full_w is None and same in done:
+                    g, low = done[same]
+                    _place(low, g, par, c, s, layers, shard, programs, addresses, kernels)
+                    graphs[c], done_kernels[c] = g, low.kernels
+                    continue
                 g = build_layers(model, replica, len(layers), shard=shard, first=layers[0])
                 w = shard_weights(full_w, g, model, par.tp, r) if full_w is not None else None
                 g, w, _ = apply_passes(g, w, opts)
@@ -135,20 +154,30 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                 low = lower(g, chips[c], w, ins if opts.functional else None,
                             confirm if opts.confirm_top > 1 else None, opts.confirm_top,
                             opts.layout, barrier_group=shard.group)
-                addresses[c] = low.addresses
-                progs = _with_stage_io(low.programs, g, low.addresses, par, c, s, layers,
-                                       shard.group)
-                progs = {core: _repeat(p, par.micro) for core, p in progs.items()}
-                if par.pp == 1 and par.micro == 1:
-                    for k, kernel in enumerate(low.kernel_programs):
-                        if k == len(kernels):
-                            kernels.append({})
-                        kernels[k].update({(c, core): p for core, p in kernel.items()})
-                programs.update({(c, core): p for core, p in progs.items()})
+                if full_w is None:
+                    done[same] = (g, low)
+                _place(low, g, par, c, s, layers, shard, programs, addresses, kernels)
+                graphs[c], done_kernels[c] = g, low.kernels
     per_stage = len(stage_layers(model, par, 0, None))
     factor = per_stage / len(stage_layers(model, par, 0, limit))
+    first = min(graphs) if graphs else None
     return SystemMapping(programs, groups_of(par), addresses, factor, full_w,
-                         dict(inputs or {}), kernels)
+                         dict(inputs or {}), kernels, graphs,
+                         [n for n, _ in done_kernels.get(first, [])])
+
+
+def _place(low, g, par: Parallel, c: int, s: int, layers: range, shard: Shard,  # noqa: ANN001
+           programs: dict, addresses: dict, kernels: list) -> None:
+    """Chip ``c``'s lowered layer into the system's programs (and kernels, when pp == 1)."""
+    addresses[c] = low.addresses
+    progs = _with_stage_io(low.programs, g, low.addresses, par, c, s, layers, shard.group)
+    progs = {core: _repeat(p, par.micro) for core, p in progs.items()}
+    if par.pp == 1 and par.micro == 1:
+        for k, kernel in enumerate(low.kernel_programs):
+            if k == len(kernels):
+                kernels.append({})
+            kernels[k].update({(c, core): p for core, p in kernel.items()})
+    programs.update({(c, core): p for core, p in progs.items()})
 
 
 def _with_stage_io(progs: dict[int, Program], g, addr: dict[str, int],  # noqa: ANN001

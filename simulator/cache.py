@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
+from isa.program import Program
 from simulator.result import EngineStats, SimResult
 
 FILE = "costs.sqlite"
@@ -55,16 +56,38 @@ def code_digest(packages: tuple[str, ...] = CODE) -> str:
 
 
 def key(kind: str, description: object, programs: dict, extra: object) -> str:
-    """The digest of one simulation: its kind, description, programs and options."""
+    """The digest of one simulation: its kind, description, options (the L2 hit fractions
+    among them), and its programs without their addresses — in performance mode timing
+    never depends on an address (``simulator.engine.dedupe``) except through the L2 reuse
+    model, whose hit fractions are in ``extra``; so the same kernel at other addresses (the
+    next decode step's, another layer's) is the same simulation."""
     h = hashlib.blake2b(digest_size=20)
     h.update(code_digest().encode())
     h.update(kind.encode())
     h.update(repr(description).encode())
     h.update(repr(extra).encode())
-    body = [(where, tuple((i.opcode, i.args) for i in p.instructions), p.data)
-            for where, p in sorted(programs.items())]
-    h.update(pickle.dumps(body, protocol=5))
+    for where, p in sorted(programs.items()):
+        h.update(repr(where).encode())
+        h.update(program_digest(p))
     return h.hexdigest()
+
+
+_DIGESTS: dict[int, tuple[Program, bytes]] = {}  # id -> (the program, kept alive; digest)
+
+
+def program_digest(p: Program) -> bytes:
+    """A program's instructions with their addresses zeroed, digested once per program
+    object (the ranks of a tensor-parallel group share theirs)."""
+    from simulator.engine.dedupe import signature
+
+    seen = _DIGESTS.get(id(p))
+    if seen is not None and seen[0] is p:
+        return seen[1]
+    digest = hashlib.blake2b(pickle.dumps(signature(p), protocol=5), digest_size=20).digest()
+    if len(_DIGESTS) > 4096:  # bounded: entries keep their programs alive
+        _DIGESTS.clear()
+    _DIGESTS[id(p)] = (p, digest)
+    return digest
 
 
 def to_json(r: SimResult) -> str:

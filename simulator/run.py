@@ -23,6 +23,7 @@ from simulator import cache
 from simulator.energy import OWN_RAIL, energy_breakdown
 from simulator.engine.dedupe import group_identical
 from simulator.engine.machine import Machine, RunLimits
+from simulator.engine.streams import checked_bounds
 from simulator.engine.streams import STREAM_ENGINES
 from simulator.engine.timing import COUNTS
 from simulator.memory.l2 import hit_fraction
@@ -46,21 +47,34 @@ def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
     """
     progs = {0: programs} if isinstance(programs, Program) else dict(programs)
     keyed = {(0, core): p for core, p in progs.items()}
+    hits = [hit_fraction(progs.values(), chip)]
     store = None if functional or trace or not _store else cache.current()
     if store is not None:
-        k = cache.key("chip", chip, keyed, (limits, dedupe))
+        k = cache.key("chip", chip, keyed, (limits, dedupe, hits))
         if (hit := store.get(k)) is not None:
+            for p in progs.values():  # a program out of bounds stays an error
+                checked_bounds(p, chip)
             return hit
-        result = simulate(programs, chip, functional=False, trace=False, limits=limits,
-                          memory_limit=memory_limit, dedupe=dedupe, _store=False)
+        result = _uncached(keyed, chip, limits, dedupe, hits)
         store.put(k, result)
         return result
+    if functional or trace:
+        weights = None
+        if dedupe and not functional:
+            keyed, weights = group_identical(keyed)
+        return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
+                                                 memory_limit, weights, hits=hits), chip, 1)
+    return _uncached(keyed, chip, limits, dedupe, hits)
+
+
+def _uncached(keyed: dict, chip: ChipConfig, limits: RunLimits, dedupe: bool,
+              hits: list[float]) -> SimResult:
+    """A performance-mode simulation of one chip."""
     weights = None
-    hits = [hit_fraction(progs.values(), chip)]
-    if dedupe and not functional:
+    if dedupe:
         keyed, weights = group_identical(keyed)
-    return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
-                                             memory_limit, weights, hits=hits), chip, 1)
+    return _power_capped(lambda clock: _once(keyed, chip, clock, False, False, limits,
+                                             None, weights, hits=hits), chip, 1)
 
 
 def _power_capped(run_at, chip: ChipConfig, chips: int) -> SimResult:  # noqa: ANN001
@@ -126,18 +140,28 @@ def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Pro
     """Simulate {(chip, core): program} on a system of chips joined by its topology.
     ``groups`` defines chip groups 1, 2, ... for collectives (group 0 is every chip). The
     power cap applies per chip, to the clock of every chip alike (homogeneous systems)."""
-    keyed, weights = dict(programs), None
-    store = None if functional or trace or not _store else cache.current()
-    if store is not None:
-        k = cache.key("system", system, keyed, (limits, dedupe, sorted((groups or {}).items())))
-        if (hit := store.get(k)) is not None:
-            return hit
-        result = simulate_system(system, programs, groups=groups, limits=limits,
-                                 memory_limit=memory_limit, dedupe=dedupe, _store=False)
-        store.put(k, result)
-        return result
+    keyed = dict(programs)
     hits = [hit_fraction([p for (c, _), p in keyed.items() if c == i], ch)
             for i, ch in enumerate(system.chips)]
+    store = None if functional or trace or not _store else cache.current()
+    if store is not None:
+        k = cache.key("system", system, keyed,
+                      (limits, dedupe, sorted((groups or {}).items()), hits))
+        if (hit := store.get(k)) is not None:
+            for (c, _), p in keyed.items():  # a program out of bounds stays an error
+                checked_bounds(p, system.chips[c])
+            return hit
+        result = _system_run(system, keyed, groups, False, False, limits, None, dedupe, hits)
+        store.put(k, result)
+        return result
+    return _system_run(system, keyed, groups, functional, trace, limits, memory_limit, dedupe,
+                       hits)
+
+
+def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, functional: bool,
+                trace: bool, limits: RunLimits, memory_limit: int | None, dedupe: bool,
+                hits: list[float]) -> SimResult:
+    weights = None
     if dedupe and not functional:
         keyed, weights = group_identical(keyed)
     chip = system.chips[0]

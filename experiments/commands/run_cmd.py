@@ -58,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not " + option("fusion").metadata["help"].split(";")[0])
     p.add_argument("--functional", action="store_true",
                    help=option("functional").metadata["help"])
-    p.add_argument("--decode-samples", type=int, default=8,
-                   help="generate: context lengths simulated, interpolated between "
-                        "(0: every step exactly)")
+    p.add_argument("--decode-samples", type=int, default=0,
+                   help="generate: 0 simulates every decode step exactly (each step "
+                        "after the first re-simulates only the kernels the context "
+                        "changes); N simulates N context lengths, linear between them")
     _mapping_flag(p, "--seed", "seed")
     p.add_argument("--trace", type=Path, help="Chrome trace of the (first) simulated phase")
     p.add_argument("--emit-asm", type=Path, metavar="DIR",

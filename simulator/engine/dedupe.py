@@ -23,8 +23,23 @@ def _address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN0
     return idx
 
 
+_SIGNATURES: dict[int, tuple[Program, tuple]] = {}  # id -> (program, kept alive; signature)
+
+
 def signature(program: Program) -> tuple:
-    """The program with every address field zeroed: equal signatures, equal timing."""
+    """The program with every address field zeroed: equal signatures, equal timing.
+    Computed once per program object (the kernel-cost key and the grouping both ask)."""
+    seen = _SIGNATURES.get(id(program))
+    if seen is not None and seen[0] is program:
+        return seen[1]
+    out = _signature(program)
+    if len(_SIGNATURES) > 2048:  # bounded: entries keep their programs alive
+        _SIGNATURES.clear()
+    _SIGNATURES[id(program)] = (program, out)
+    return out
+
+
+def _signature(program: Program) -> tuple:
     out = []
     for ins in program.instructions:
         idx = _address_fields(ins.opcode, ins.spec)

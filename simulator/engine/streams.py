@@ -31,7 +31,7 @@ class Loop:
 def compile_streams(program: Program, chip: ChipConfig) -> tuple[dict[Engine, tuple], list[Cost]]:
     """Per-engine streams and the static cost of every instruction (indexed by pc)."""
     costs = [static_cost(ins, chip) for ins in program.instructions]
-    _checked_bounds(program, chip)
+    checked_bounds(program, chip)
     streams = {}
     for engine in STREAM_ENGINES:
         body, _ = _block(program.instructions, 0, len(program.instructions), engine, costs)
@@ -42,7 +42,7 @@ def compile_streams(program: Program, chip: ChipConfig) -> tuple[dict[Engine, tu
 _CHECKED: dict[int, tuple[Program, tuple[int, int, int]]] = {}  # id -> (program, memories)
 
 
-def _checked_bounds(program: Program, chip: ChipConfig) -> None:
+def checked_bounds(program: Program, chip: ChipConfig) -> None:
     """``check_bounds`` once per program and memory sizes (a power-capped run simulates the
     same programs again at other clocks; bounds do not depend on the clock)."""
     sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)

@@ -32,7 +32,6 @@ from itertools import zip_longest
 
 from hardware.chip import ChipConfig
 from isa.footprint import footprint
-from isa.operands import MemRef
 from isa.program import Instruction, Program
 from isa.table import BY_MNEMONIC
 from simulator.engine.timing import dma_bytes
@@ -92,20 +91,21 @@ def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, tri
                   trips * ins["count"], chip, blocks, shapes)
             pc = max(stop, pc + 1)
             continue
-        if ins.mnemonic == "dma.load":
-            src = ins.operand("src")
-            assert isinstance(src, MemRef)
-            shape = ins.args[:_SRC] + ins.args[_SRC + 1:]
+        if ins.opcode == _LOAD:
+            args = ins.args
+            addr, reg = args[_SRC], args[_SRC + 1] - 1  # reg code 0: none
+            shape = args[:_SRC] + args[_SRC + 1:]
             known = shapes.get(shape)
             if known is None:
                 known = shapes[shape] = (dma_bytes(ins, chip)[1], _extent(ins))
             charged, extent = known
-            lo, hi = ranges.get(src.reg, (0, 0)) if src.reg is not None else (0, 0)
-            blocks.append(((src.addr + lo, src.addr + hi + extent), charged * trips))
+            lo, hi = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
+            blocks.append(((addr + lo, addr + hi + extent), charged * trips))
         pc += 1
 
 
-_SRC = BY_MNEMONIC["dma.load"].index("src.addr")
+_LOAD = BY_MNEMONIC["dma.load"].opcode
+_SRC = BY_MNEMONIC["dma.load"].index("src.addr")  # then src.reg
 
 
 def _extent(ins: Instruction) -> int:
