@@ -14,8 +14,8 @@ from dataclasses import replace
 from hardware.chip import ChipConfig
 from mapper.footprint import check_context
 from mapper.layers import Phase, build_head
-from mapper.pipeline import MapOptions
 from mapper.ops import Op
+from mapper.pipeline import MapOptions
 from mapper.workload import check_work, estimate_instructions, node_instructions
 
 

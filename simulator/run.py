@@ -23,8 +23,7 @@ from simulator import cache
 from simulator.energy import OWN_RAIL, energy_breakdown
 from simulator.engine.dedupe import group_identical
 from simulator.engine.machine import Machine, RunLimits
-from simulator.engine.streams import checked_bounds
-from simulator.engine.streams import STREAM_ENGINES
+from simulator.engine.streams import STREAM_ENGINES, checked_bounds
 from simulator.engine.timing import COUNTS
 from simulator.memory.l2 import hit_fraction
 from simulator.result import EngineStats, SimResult

@@ -21,7 +21,6 @@ and the array): 14/15 codes full (dma->vec)  16/17 codes free (vec->dma)
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, field
 
 from isa import DType, Instruction, build
