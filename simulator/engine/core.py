@@ -46,7 +46,8 @@ class CoreSim:
         self.program = program
         self.chip = chip
         self.weight = weight  # identical cores this one stands for
-        self.streams, self.costs = compile_streams(program, chip)
+        self.streams, self.costs = compile_streams(program, chip,
+                                                   machine.known_costs[chip_id])
         self.exec_counts = [0] * len(program.instructions)
         self.sems: dict[int, Semaphore] = {}
         self.barrier = Barrier(self.env, len(STREAM_ENGINES))

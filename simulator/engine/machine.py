@@ -59,6 +59,7 @@ class Machine:
                    if c.l2.bandwidth > 0 else None for i, c in enumerate(self.chips)]
         self.network = network or SingleChipNetwork()
         self.network.attach(self)
+        self.known_costs: list[dict] = [{} for _ in self.chips]  # instruction -> cost
         self.cores: list[CoreSim] = []
         for (chip_id, core_id), prog in sorted(programs.items()):
             if not 0 <= chip_id < len(self.chips):

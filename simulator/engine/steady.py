@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 MIN_COUNT = 6  # loops shorter than this are not worth a snapshot
 HISTORY = 8  # snapshots compared against
-RTOL, ATOL = 1e-12, 1e-9  # equal to float rounding: relative, and absolute (ns or bytes)
+RTOL, ATOL = 1e-12, 1e-9
+GIVE_UP = 64  # snapshots matching nothing, per skip found, before the run stops looking  # equal to float rounding: relative, and absolute (ns or bytes)
 
 
 class Stats:
@@ -103,10 +104,15 @@ class SteadyState:
         self.history: list[tuple] = []
         self.skipped_periods = 0
         self.skipped_ns = 0.0
+        self.failed = 0  # snapshots that matched none, over the run
+        self.skips = 0
+        self.off = False  # given up: this machine is not periodic for long (see check)
 
     # ---- called by the engines -------------------------------------------------------
     def tick(self, key: tuple) -> None:
         """A long loop starts an iteration; the pacer's iterations are snapshot moments."""
+        if self.off:
+            return
         if self.pacer is None:
             self.pacer, self.ticks, self.stride, self.misses = key, 0, 1, 0
             self.history.clear()
@@ -131,6 +137,7 @@ class SteadyState:
         for old in reversed(self.history):
             k = self._periods(old, snap)
             if k:
+                self.skips += 1
                 self._skip(old, snap, k)
                 self.history.clear()
                 self.stride, self.misses = 1, 0
@@ -138,6 +145,10 @@ class SteadyState:
         self.history.append(snap)
         if len(self.history) > HISTORY:
             del self.history[0]
+        self.failed += 1
+        if self.failed >= GIVE_UP * (self.skips + 1):
+            self.off = True  # snapshots cost more than they save (causal attention's cores
+            return  # each leave a loop every period or two)
         self.misses += 1
         if self.misses % HISTORY == 0 and self.stride < 64:
             self.stride *= 2  # a long aperiodic stretch: look less often

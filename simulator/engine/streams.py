@@ -28,9 +28,19 @@ class Loop:
     regs: tuple[tuple[int, int], ...]  # (register, increment) pairs
 
 
-def compile_streams(program: Program, chip: ChipConfig) -> tuple[dict[Engine, tuple], list[Cost]]:
-    """Per-engine streams and the static cost of every instruction (indexed by pc)."""
-    costs = [static_cost(ins, chip) for ins in program.instructions]
+def compile_streams(program: Program, chip: ChipConfig, known: dict | None = None
+                    ) -> tuple[dict[Engine, tuple], list[Cost]]:
+    """Per-engine streams and the static cost of every instruction (indexed by pc).
+    ``known`` keeps costs by instruction for the cores of one chip (they repeat them)."""
+    if known is None:
+        costs = [static_cost(ins, chip) for ins in program.instructions]
+    else:
+        costs = []
+        for ins in program.instructions:
+            cost = known.get(ins)
+            if cost is None:
+                cost = known[ins] = static_cost(ins, chip)
+            costs.append(cost)
     checked_bounds(program, chip)
     streams = {}
     for engine in STREAM_ENGINES:
