@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 MIN_COUNT = 6  # loops shorter than this are not worth a snapshot
 HISTORY = 8  # snapshots compared against
-RTOL, ATOL = 1e-12, 1e-9
-GIVE_UP = 64  # snapshots matching nothing, per skip found, before the run stops looking  # equal to float rounding: relative, and absolute (ns or bytes)
+RTOL, ATOL = 1e-12, 1e-9  # equal to float rounding: relative, and absolute (ns or bytes)
+GIVE_UP = 64  # snapshots matching nothing, per skip found, before the run stops looking
 
 
 class Stats:
