@@ -34,8 +34,8 @@ GEMM_OUT = {DType.INT8: DType.INT32, DType.FP8E4M3: DType.BF16, DType.FP8E5M2: D
 VECTOR_OPS = {"layernorm": ("norm", {"kind": "layernorm", "eps": 1e-5}, 1),
               "rmsnorm": ("norm", {"kind": "rmsnorm", "eps": 1e-6}, 1),
               "softmax": ("act", {"fn": "softmax"}, 1), "gelu": ("act", {"fn": "gelu"}, 1),
-              # silu_mul is SiLU(x) * x (the measured README): one input read, one output
-              # written, the silu's cost (the product rides in the same pass)
+              # silu_mul is SiLU(x) * x (the measured README), which PyTorch runs as two
+              # kernels: the SiLU (x in, t out), then the product (t and x in, y out)
               "silu_mul": ("act", {"fn": "silu"}, 1), "add": ("add", {}, 2),
               "copy": ("act", {"fn": "cast"}, 1), "add_scalar": ("act", {"fn": "relu"}, 1)}
 COLLECTIVES = {"all_reduce": "allreduce", "all_gather": "allgather",
@@ -170,6 +170,11 @@ def rows_graph(op: str, rows: int, cols: int) -> Graph:
         ins.append(g.add(Tensor("gamma", (cols * (2 if op == "layernorm" else 1),), dt,
                                 Kind.WEIGHT)))
     g.add(Tensor("y", (rows, cols), dt))
+    if op == "silu_mul":
+        g.add(Tensor("t", (rows, cols), dt))
+        g.op(kind, "silu", ins, ["t"], **attrs)
+        g.op(Op.MUL, "mul", ["t", ins[0]], ["y"])
+        return g
     g.op(kind, op, ins, ["y"], **attrs)
     return g
 

@@ -218,7 +218,7 @@ def _act_quant(ctx: Ctx, node: Node) -> Programs:
     return _rowwise(k, ctx.chip)
 
 
-@lowers(Op.ACT, Op.ADD)
+@lowers(Op.ACT, Op.ADD, Op.MUL)
 def _elementwise(ctx: Ctx, node: Node) -> Programs:
     g, addr = ctx.graph, ctx.addr
     out = g.tensors[node.outputs[0]]
@@ -226,8 +226,9 @@ def _elementwise(ctx: Ctx, node: Node) -> Programs:
     views = tuple(View(addr[n], cols, g.tensors[n].dtype) for n in node.inputs)
 
     def op_for(c: int):  # noqa: ANN202
-        return (add_op(c, out.dtype) if node.op == Op.ADD
-                else act_op(node.attrs.fn, c, out.dtype))
+        if node.op in (Op.ADD, Op.MUL):
+            return add_op(c, out.dtype, "v.mul" if node.op == Op.MUL else "v.add")
+        return act_op(node.attrs.fn, c, out.dtype)
     k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op_for(cols),
                   (), MAX_ROWS_PER_TILE, node.name, op_for)
     return _rowwise(k, ctx.chip)

@@ -20,6 +20,7 @@ class Op(StrEnum):
     SILU_MUL = "silu_mul"  # SwiGLU's silu(gate) * up
     ACT = "act"  # an activation as a kernel of its own (fusion off)
     ADD = "add"  # a residual add as a kernel of its own
+    MUL = "mul"  # an element-wise product as a kernel of its own (PyTorch's silu(x) * x)
     RENAME = "rename"  # a view: the same bytes under another name
     SLICE_ROWS = "slice_rows"  # a view: rows of a tensor
     PLACE_ROWS = "place_rows"  # a view: a tensor that is rows of another
@@ -123,7 +124,7 @@ class QmaxAttrs:
 ATTRS: dict[Op, type] = {
     Op.LINEAR: LinearAttrs, Op.NORM: NormAttrs, Op.ROPE: RopeAttrs,
     Op.KV_APPEND: KvAppendAttrs, Op.ATTENTION: AttentionAttrs, Op.SILU_MUL: SiluMulAttrs,
-    Op.ACT: ActAttrs, Op.ADD: NoAttrs, Op.RENAME: NoAttrs, Op.SLICE_ROWS: RowsAttrs,
+    Op.ACT: ActAttrs, Op.ADD: NoAttrs, Op.MUL: NoAttrs, Op.RENAME: NoAttrs, Op.SLICE_ROWS: RowsAttrs,
     Op.PLACE_ROWS: RowsAttrs, Op.REPLICATE_ROWS: CopiesAttrs, Op.ALLTOALL: AlltoallAttrs,
     Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,

@@ -264,9 +264,10 @@ def silu_mul_op(cols: int, dt: DType) -> OpFn:  # element-wise
     return op
 
 
-def add_op(cols: int, dt: DType) -> OpFn:
+def add_op(cols: int, dt: DType, mnemonic: str = "v.add") -> OpFn:
+    """An element-wise binary op (``v.add``, or ``v.mul``) of two inputs."""
     def op(out, ins, params, rows):  # noqa: ANN001
-        return [build("v.add", out, ins[0], ins[1], rows, cols, dt, dt, dt)]
+        return [build(mnemonic, out, ins[0], ins[1], rows, cols, dt, dt, dt)]
     return op
 
 
