@@ -255,6 +255,19 @@ def layers(target: Target, row: pd.Series) -> SimResult:
     return run_phase(model, target.chip, phase, AS_MEASURED).layer
 
 
+def model_infer(target: Target, row: pd.Series) -> SimResult:
+    """The whole model as the measured PyTorch stack ran it (its README): every layer
+    (norms, adds and SwiGLU's product as kernels of their own), then the final norm and the
+    LM head on each sequence's last token. A prefill row's figure is the time to first
+    token; a decode row's, one step at its context."""
+    from experiments.run import run_phase
+
+    model, phase = _model(row), _phase(row)
+    _layer_guard(target, model, phase)
+    run = run_phase(model, target.chip, phase, AS_MEASURED)
+    return sequence([run.layer] * run.repeat + [run.head])
+
+
 def _first(system: SystemConfig, world: int) -> SystemConfig:
     """The first ``world`` chips of a system, joined as the system joins them."""
     if world > len(system.chips):
@@ -312,4 +325,4 @@ def power(target: Target, row: pd.Series) -> SimResult | float:
 
 PREDICT = {"gemm": gemm, "gemm_lowp": gemm, "memory": memory, "vector": vector,
            "attention": attention, "layers": layers, "tp_layers": tp_layers,
-           "collectives": collectives, "power": power}
+           "collectives": collectives, "power": power, "model_infer": model_infer}

@@ -3,7 +3,8 @@ simulating the work it describes (``experiments.measured_work``) on a preset, ex
 for any other chip, and report the error.
 
 File kinds are recognised by their columns (see the measured data's README): gemm,
-gemm_lowp, memory, vector, attention, layers, tp_layers, collectives, power. A row the
+gemm_lowp, memory, vector, attention, layers, tp_layers, model_infer (whole models),
+collectives, power. A row the
 model cannot express is reported as skipped with the reason, never dropped.
 
 How the figures were taken matters to the prediction in one way: each call ran back to
@@ -26,6 +27,7 @@ KINDS = {  # kind -> columns that identify it, most specific first
     "power": {"op", "calls_per_s", "mean_power_w"},
     "tp_layers": {"model", "phase", "world", "B", "S", "ctx", "ms_per_layer"},
     "layers": {"model", "phase", "B", "S", "ctx", "ms_per_layer"},
+    "model_infer": {"model", "phase", "B", "S", "ctx", "ms"},
     "attention": {"phase", "B", "Hq", "Hkv", "Sq", "Skv", "D", "causal", "ms"},
     "collectives": {"op", "world", "bytes", "ms"},
     "gemm": {"dtype", "M", "K", "N", "ms"},
@@ -86,7 +88,8 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
     shown = ", ".join(str(c).encode("unicode_escape").decode() for c in df.columns)
     raise ValidateError(f"{source}: columns {shown or '(none)'} match no "
                         f"measured kind (gemm, gemm_lowp, memory, vector, attention, layers, "
-                        f"tp_layers, collectives, power: see docs/validation.md)")
+                        f"tp_layers, model_infer, collectives, power: see "
+                        f"docs/validation.md)")
 
 
 def predict_row(target: Target, kind: str, row: pd.Series) -> dict:

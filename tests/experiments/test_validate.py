@@ -23,6 +23,8 @@ FIXTURES = {
                           "decode,8,32,32,1,512,128,False,0.027832\n"
                           "prefill,1,32,32,512,512,128,True,0.014620\n"),
     "layers": ("h100", "model,phase,B,S,ctx,ms_per_layer\nllama2-7b,decode,1,1,512,0.197196\n"),
+    "model_infer": ("h200", "model,phase,B,S,ctx,ms\ntiny-llama,decode,2,1,64,0.05\n"
+                            "tiny-llama,prefill,1,32,32,0.05\n"),
     "tp_layers": ("h200x2", "model,phase,world,B,S,ctx,ms_per_layer\n"
                             "llama2-7b,decode,2,1,1,512,0.15\n"),
     "collectives": ("h200x2", "op,world,bytes,ms\nall_reduce,2,65536,0.008920\n"
@@ -58,6 +60,23 @@ def test_every_kind_is_recognised_predicted_and_summarised(kind, tmp_path, capsy
     assert (pred["predicted"] > 0).all() and len(pred) == rows
     assert {"measured", "ape_pct", "clock_mhz", "power_w"} <= set(pred.columns)
     assert plot.stat().st_size > 1000
+
+
+def test_a_whole_model_row_is_its_layers_and_its_head():
+    """model_infer: every layer as the PyTorch stack runs it, then the head on the last
+    token of each sequence (the time to first token, or one decode step)."""
+    from experiments.measured_work import AS_MEASURED, Target, model_infer
+    from experiments.run import run_phase
+    from hardware.chips import load_chip
+    from mapper.layers import Phase
+    from mapper.model import load_model
+
+    chip = load_chip("h200")
+    row = pd.Series({"model": "tiny-llama", "phase": "prefill", "B": 2, "S": 16, "ctx": 16})
+    got = model_infer(Target("h200", chip), row)
+    run = run_phase(load_model("tiny-llama"), chip, Phase("prefill", 2, seq=16), AS_MEASURED)
+    assert got.time_s == pytest.approx(run.latency_s, rel=1e-12)
+    assert got.energy_total_j == pytest.approx(run.energy_j, rel=1e-12)
 
 
 def test_calibration_files_are_recognised_by_their_columns():
