@@ -124,7 +124,8 @@ class QmaxAttrs:
 ATTRS: dict[Op, type] = {
     Op.LINEAR: LinearAttrs, Op.NORM: NormAttrs, Op.ROPE: RopeAttrs,
     Op.KV_APPEND: KvAppendAttrs, Op.ATTENTION: AttentionAttrs, Op.SILU_MUL: SiluMulAttrs,
-    Op.ACT: ActAttrs, Op.ADD: NoAttrs, Op.MUL: NoAttrs, Op.RENAME: NoAttrs, Op.SLICE_ROWS: RowsAttrs,
+    Op.ACT: ActAttrs, Op.ADD: NoAttrs, Op.MUL: NoAttrs, Op.RENAME: NoAttrs,
+    Op.SLICE_ROWS: RowsAttrs,
     Op.PLACE_ROWS: RowsAttrs, Op.REPLICATE_ROWS: CopiesAttrs, Op.ALLTOALL: AlltoallAttrs,
     Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
