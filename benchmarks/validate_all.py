@@ -1,10 +1,25 @@
-"""Validate every calibration file on its preset; print the error table and time taken.
+"""Validate every measured file on its preset; print the error tables and time taken.
 
     python benchmarks/validate_all.py [--plots docs/validation] [--data tests/data/measured]
+                                      [--intervals]
 
-Each file runs through ``tessera validate`` (its preset: the chip for h100/ files, the
-2-GPU system for the 2-GPU collectives); with ``--plots`` the predicted-vs-measured figure
-of each goes into that folder. The table is what docs/validation.md reports.
+Each file runs through ``tessera validate`` (its preset: the chip for h100/ and h200/
+files, the 2-GPU system for the 2-GPU collectives); with ``--plots`` the predicted-vs-
+measured figure of each goes into that folder. Files fall in two regimes:
+
+* **fitted** — the files the preset parameters were fitted on (docs/validation.md): their
+  error is in-sample;
+* **held** — files no parameter was fitted on: other shapes (H200 GEMMs with few output
+  tiles or unaligned leading dimensions, row-wise ops at other widths, copies at other
+  sizes), whole models, another chip. Their error is the cross-validated one: fitted on
+  one regime, measured on another.
+
+With ``--intervals`` the held rows' measured / predicted ratios give each kind's p10 / p90
+(``experiments/uncertainty.py``), written to experiments/data/intervals.json with their
+coverage under a two-group cross-validation (quantiles from one group of rows, checked on
+the other: GEMM rows aligned or not, row-wise ops by width, whole models by phase).
+Files of kinds ``tessera validate`` does not predict yet (training, serving iterations)
+are listed as such.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from pathlib import Path
 from experiments.cli import main as tessera
 
 PRESETS = {"h100": "h100", "h200": "h200", "h200x4": "h200x4"}
+HELD = {"h200/gemm.csv", "h200/vector.csv", "h200/memory.csv", "h200/model_infer.csv"}
 FILE_PRESET = {"collectives_w2": "h200x2", "tp_layers_w2": "h200x2"}
 
 
@@ -26,11 +42,21 @@ def preset_for(path: Path) -> str:
     return FILE_PRESET.get(path.stem, PRESETS.get(path.parent.name, path.parent.name))
 
 
-def run(data: Path, plots: Path | None, out: Path) -> list[tuple]:
+def run(data: Path, plots: Path | None, out: Path, only: str | None = None) -> list[tuple]:
     rows = []
     out.mkdir(parents=True, exist_ok=True)
+    from experiments.validate import ValidateError, read_measured
+
     for csv in sorted(data.glob("*/*.csv")):
+        if only and only not in csv.as_posix():
+            continue
         preset = preset_for(csv)
+        try:
+            read_measured(csv)
+        except ValidateError:
+            print(f"{csv.relative_to(data).as_posix()}: not a kind tessera validate predicts "
+                  f"yet", flush=True)
+            continue
         args = [
             "validate", preset, str(csv), "--out", str(out / f"{csv.parent.name}_{csv.stem}.csv"),
             "--json"]
@@ -69,10 +95,67 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("tests/data/measured"))
     ap.add_argument("--plots", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("results/validation"))
+    ap.add_argument("--intervals", action="store_true",
+                    help="write each held kind's p10 / p90 (experiments/data/intervals.json)")
+    ap.add_argument("--only", default=None,
+                    help="run only the files whose path contains this text (e.g. h200/)")
     args = ap.parse_args()
-    rows = run(args.data, args.plots, args.out)
-    print()
-    print(table(rows))
+    rows = run(args.data, args.plots, args.out, args.only)
+    for label, mine in (("fitted on (in-sample)", [r for r in rows if r[0] not in HELD]),
+                        ("held (cross-validated: no parameter fitted on them)",
+                         [r for r in rows if r[0] in HELD])):
+        if mine:
+            print(f"\n{label}\n")
+            print(table(mine))
+    if args.intervals:
+        intervals(args.out)
+
+
+GROUPS = {  # kind -> a row's group for the two-group cross-validation of the intervals
+    "gemm": lambda r: all(int(r[c]) % 8 == 0 for c in ("K", "N")),  # aligned or not
+    "vector": lambda r: int(r["H"]) <= 2048,
+    "memory": lambda r: int(r["bytes"]) <= 32 << 20,
+    "model_infer": lambda r: r["phase"],
+}
+KIND_OF_FILE = {"gemm": "gemm", "vector": "vector", "memory": "memory",
+                "model_infer": "model_infer"}
+
+
+def intervals(out: Path) -> None:
+    """Each held kind's p10 / p90 of measured / predicted, with its cross-validated
+    coverage, into experiments/data/intervals.json."""
+    import numpy as np
+    import pandas as pd
+
+    from experiments.uncertainty import INTERVALS, QUANTILES
+
+    kinds = {}
+    for name in sorted(HELD):
+        stem = name.split("/")[1][:-4]
+        pred = out / f"{name.split('/')[0]}_{stem}.csv"
+        if not pred.exists():
+            continue
+        df = pd.read_csv(pred)
+        df = df[df["predicted"].notna() & (df["predicted"] > 0)]
+        ratio = (df["measured"] / df["predicted"]).to_numpy()
+        lo, hi = (float(np.quantile(ratio, q)) for q in QUANTILES)
+        groups = df.apply(GROUPS[stem], axis=1).to_numpy()
+        inside, total = 0, 0
+        for g in set(groups):  # quantiles from the other group, checked on this one
+            fit, test = ratio[groups != g], ratio[groups == g]
+            if len(fit) < 3:
+                continue
+            a, b = (np.quantile(fit, q) for q in QUANTILES)
+            inside += int(((test >= a) & (test <= b)).sum())
+            total += len(test)
+        cover = inside / total if total else float("nan")
+        kinds[KIND_OF_FILE[stem]] = {"p10": lo, "p90": hi, "rows": len(ratio),
+                                     "coverage": cover}
+        print(f"interval {stem}: measured/predicted p10 {lo:.2f} p90 {hi:.2f} over "
+              f"{len(ratio)} rows; coverage under cross-validation {cover:.0%}")
+    INTERVALS.parent.mkdir(parents=True, exist_ok=True)
+    INTERVALS.write_text(json.dumps({"presets": ["h200"], "kinds": kinds}, indent=1) + "\n")
+    print(f"wrote {INTERVALS}")
 
 
 if __name__ == "__main__":

@@ -117,14 +117,18 @@ def run(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = 
     if opts.functional and "layers_mapped" not in map_options:
         opts = dataclasses.replace(opts, layers_mapped=None)
     try:
-        return run_model(m, c, phase, batch, seq, ctx, tokens, opts, decode_samples,
-                         trace=trace, emit_asm=emit_asm, system=s, par=par,
-                         budget=budget or Budget(), allow_long_context=allow_long_context,
-                         warn=warn, note=note)
+        rep = run_model(m, c, phase, batch, seq, ctx, tokens, opts, decode_samples,
+                        trace=trace, emit_asm=emit_asm, system=s, par=par,
+                        budget=budget or Budget(), allow_long_context=allow_long_context,
+                        warn=warn, note=note)
     except ValueError as exc:  # a split or an option the model refuses
         if isinstance(exc, TesseraError):
             raise
         raise ApiError(str(exc)) from None
+    from experiments.uncertainty import report_fields
+
+    rep.notes["uncertainty"] = report_fields(rep, c if s is None else None)
+    return rep
 
 
 def price_iteration(model: str | Path | ModelConfig, chip: str | Path | ChipConfig,

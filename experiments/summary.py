@@ -80,4 +80,13 @@ def run_summary(report) -> str:  # noqa: ANN001
     if report.decode_interpolated:
         lines.append(f"  (decode simulated at {len(report.decode)} context lengths, "
                      f"linear between them; --decode-samples 0 simulates every step)")
+    unc = report.notes.get("uncertainty")
+    if unc is not None:
+        if unc.get("validated"):
+            lines.append(f"  real hardware, 80% interval: latency "
+                         f"{si(unc['latency_s_p10'], 's')} .. {si(unc['latency_s_p90'], 's')} "
+                         f"({unc['basis']})")
+        else:
+            lines.append("  unvalidated: no measurements of this chip (or system) as "
+                         "configured; no error bar")
     return "\n".join(lines)

@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if args.functional and system is None:
         _functional(model, report, args.out)
     if args.json:
-        print(json.dumps(report.headline()))
+        print(json.dumps({**report.headline(), **report.notes.get("uncertainty", {})}))
     return 0
 
 

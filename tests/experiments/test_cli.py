@@ -78,7 +78,10 @@ def test_run_prints_summary_and_json(capsys, tmp_path):
     assert {"latency_s", "energy_j", "ttft_s", "tpot_s", "tokens_per_s"} <= set(head)
     assert head["latency_s"] == pytest.approx(head["ttft_s"] + 4 * head["tpot_s"])
     doc = json.loads((tmp_path / "result.json").read_text())
-    assert doc["headline"] == head and (tmp_path / "phases.csv").exists()
+    assert {k: head[k] for k in doc["headline"]} == doc["headline"]
+    assert (tmp_path / "phases.csv").exists()
+    # the interval fields (or validated: false) are in --json and in the notes alike
+    assert head["validated"] == doc["notes"]["uncertainty"]["validated"]
 
 
 def test_run_bad_model_name(capsys):

@@ -1,0 +1,75 @@
+"""How far to trust a prediction: an interval from cross-validated errors.
+
+``benchmarks/validate_all.py --intervals`` predicts the measured rows that no parameter
+was fitted on (other shapes, other models, another chip: the held regime) and keeps, per
+kind of work, the 10th and 90th percentiles of measured / predicted (``INTERVALS``, in
+``experiments/data/intervals.json``). A prediction of that kind on a validated preset is
+then reported with the interval ``[p10 x predicted, p90 x predicted]``: where the real
+hardware fell, for 80% of the rows the model never saw. Its coverage under
+cross-validation (quantiles taken on one group of rows, checked on the other) is stored
+beside it and printed by the benchmark.
+
+A chip that is not a validated preset as shipped (another chip, or a preset with a field
+changed) has no interval: its result says ``unvalidated``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+INTERVALS = Path(__file__).parent / "data" / "intervals.json"
+QUANTILES = (0.1, 0.9)
+
+
+@cache
+def table() -> dict:
+    """{"presets": [...], "kinds": {kind: {"p10": r, "p90": r, "rows": n, "coverage": c}}}"""
+    if not INTERVALS.exists():
+        return {"presets": [], "kinds": {}}
+    return json.loads(INTERVALS.read_text())
+
+
+def validated(chip) -> bool:  # noqa: ANN001
+    """The chip is a validated preset exactly as shipped (no field changed)."""
+    if chip.name not in table()["presets"]:
+        return False
+    from hardware.chips import load_chip
+
+    try:
+        return load_chip(chip.name) == chip
+    except Exception:  # noqa: BLE001 - a name that is no longer a preset: not validated
+        return False
+
+
+def interval(kind: str, chip, value: float) -> dict:  # noqa: ANN001
+    """The interval fields of a result: ``{"validated": False}`` on an unvalidated chip."""
+    entry = table()["kinds"].get(kind)
+    if entry is None or not validated(chip):
+        return {"validated": False}
+    return {"validated": True, "p10": entry["p10"] * value, "p90": entry["p90"] * value,
+            "basis": f"{kind}: measured/predicted p10 {entry['p10']:.2f}, p90 "
+                     f"{entry['p90']:.2f} over {entry['rows']} held-out rows "
+                     f"(coverage {entry['coverage']:.0%} under cross-validation)"}
+
+
+TIMES = ("latency_s", "ttft_s", "tpot_s")
+
+
+def report_fields(report, chip) -> dict:  # noqa: ANN001
+    """A run's interval fields: each time of its headline with p10 / p90 from the
+    whole-model errors (``model_infer``), or ``validated: False`` (no chip: a system, whose
+    multi-chip runs have no whole-model validation yet)."""
+    if chip is None:
+        return {"validated": False}
+    head = report.headline()
+    out: dict = {"validated": validated(chip)}
+    if not out["validated"] or "model_infer" not in table()["kinds"]:
+        return {"validated": False}
+    for name in TIMES:
+        if name in head:
+            fields = interval("model_infer", chip, head[name])
+            out[f"{name}_p10"], out[f"{name}_p90"] = fields["p10"], fields["p90"]
+            out["basis"] = fields["basis"]
+    return out
