@@ -44,6 +44,9 @@ MEMORY_COLS = 4096  # a copy of n bytes is run as rows of this many bf16 element
 # The measured layers ran as PyTorch runs them: norms, residual adds and SwiGLU's product
 # as kernels of their own (nothing folded into a GEMM) -- Tessera's mapping without fusion.
 AS_MEASURED = MapOptions(fusion=False)
+# The measured GEMMs multiplied PyTorch tensors: W row-major [K, N], as it sits in memory,
+# not re-blocked (so a W whose rows are not 16-byte aligned is read as such)
+GEMM_LAYOUT = "row"
 PIECE_INSTRUCTIONS = 20  # the least a piece of work costs in instructions, for _guard
 
 
@@ -100,7 +103,7 @@ def _guard(target: Target, nbytes: float, pieces: float, what: str) -> None:
                    f"--max-instructions)")
 
 
-def _kernels(graph: Graph, target: Target) -> SimResult:
+def _kernels(graph: Graph, target: Target, layout: str = "auto") -> SimResult:
     """A graph's kernels on one chip, one after another (each ends in a chip-wide sync).
     The result is kept in the kernel-cost cache by the graph, the chip, the budget and the
     code of mapper and simulator, so a row met before is neither lowered nor simulated."""
@@ -108,27 +111,27 @@ def _kernels(graph: Graph, target: Target) -> SimResult:
 
     store = cache.current()
     if store is None:
-        return _lower_and_simulate(graph, target)
+        return _lower_and_simulate(graph, target, layout)
     key = "graph:" + hashlib.blake2b(repr((
-        graph, target.chip, target.max_instructions,
+        graph, target.chip, target.max_instructions, layout,
         cache.code_digest((*cache.CODE, "mapper")))).encode(), digest_size=20).hexdigest()
     text = store.get_text(key)
     if text is not None:
         store.stats.hits += 1
         return cache.from_json(text)
-    result = _lower_and_simulate(graph, target)
+    result = _lower_and_simulate(graph, target, layout)
     store.put_text(key, cache.to_json(result))
     return result
 
 
-def _lower_and_simulate(graph: Graph, target: Target) -> SimResult:
+def _lower_and_simulate(graph: Graph, target: Target, layout: str = "auto") -> SimResult:
     chip = target.chip
     # tilings are ranked at the nominal clock (the power cap would only rescale them all)
     nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0))
-    key = (repr(graph), repr(dataclasses.replace(nominal, clock_hz=1.0)))
+    key = (repr(graph), repr(dataclasses.replace(nominal, clock_hz=1.0)), layout)
     if key not in _LOWERED:  # a row is simulated again when the limiter relaxes the clock
         _LOWERED.clear()
-        low = lower(graph, chip, confirm=confirmer(nominal))
+        low = lower(graph, chip, confirm=confirmer(nominal), layout=layout)
         work = sum(trace_size({(0, c): p for c, p in k.items()}) for k in low.kernel_programs)
         _LOWERED[key] = (low, work)
     low, work = _LOWERED[key]
@@ -155,7 +158,7 @@ def gemm(target: Target, row: pd.Series) -> SimResult:
     g = gemm_graph(str(row["dtype"]), m, k, n)
     _guard(target, sum(t.nbytes for t in g.tensors.values()),
            -(-m // 512) * -(-n // 512) * -(-k // 512), f"GEMM {m}x{k}x{n}")
-    return _kernels(g, target)
+    return _kernels(g, target, GEMM_LAYOUT)
 
 
 def rows_graph(op: str, rows: int, cols: int) -> Graph:

@@ -84,6 +84,12 @@ class DmaConfig:
         "bandwidth", "non_negative", "what one core's DMA can sustain (0: no cap below HBM's)"))
     burst_bytes: int = field(default=64, metadata=spec(
         "bytes", help="contiguous runs are charged in whole bursts"))
+    align_bytes: int = field(default=0, metadata=spec(
+        "bytes", "non_negative", "rows whose pitch is not a multiple of this cannot be "
+        "bulk-copied (0: any pitch can)"))
+    unaligned_bandwidth: float = field(default=0.0, metadata=spec(
+        "bandwidth", "non_negative", "the rate one core moves such rows at, element by "
+        "element (0: no penalty)"))
 
 
 @dataclass(frozen=True)

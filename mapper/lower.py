@@ -17,9 +17,9 @@ from hardware.chip import ChipConfig
 from isa import DataSegment, Program, Space, build
 from mapper.emit import Item, resolve
 from mapper.graph import Graph, Kind
-from mapper.kernels.gemm import Gemm, Tiling, gemm_programs
+from mapper.kernels.gemm import Gemm, Tiling
 from mapper.layout import blocked_size, choose_layout
-from mapper.lowerings import Ctx, MappingError, gemm_of, kernel
+from mapper.lowerings import Ctx, MappingError, gemm_kernel, gemm_of, kernel
 from mapper.ops import Op
 from mapper.tiling import choose
 
@@ -62,10 +62,10 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
     (the mapper never runs the simulator itself: the caller passes it in)."""
     tilings = _choose_tilings(graph, chip, confirm, top)
     graph = _choose_layouts(graph, chip, tilings, layout)
-    addr = _allocate(graph, tilings)
-    ctx = Ctx(graph, chip, addr, tilings, weights, [])
-    per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
+    addr, top = _allocate(graph, tilings)
     boundary = sync(barrier_group)
+    ctx = Ctx(graph, chip, addr, tilings, weights, [], top, boundary)
+    per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
     kinds = []
     alone: list[dict[int, Program]] = []
     for node in graph.nodes:
@@ -140,12 +140,17 @@ def _choose_layouts(graph: Graph, chip: ChipConfig, tilings: dict[str, Tiling],
 
 
 def _alone(g: Gemm, t: Tiling, chip: ChipConfig) -> dict[int, Program]:
-    progs = gemm_programs(g, t, chip.cores)
+    """The GEMM as its own kernel (to confirm a tiling by simulating it), split-K included;
+    its scratch after the GEMM's own operands, as far as an estimate needs."""
+    top = max(g.a + g.adt.nbytes(g.m * (g.lda or g.k)), g.w + g.wdt.nbytes(g.k * g.n) * 2,
+              g.c + g.cdt.nbytes(g.m * (g.ldc or g.n)))
+    progs = gemm_kernel(g, t, chip, -(-top // ALIGN) * ALIGN, SYNC)
     return {c: Program(tuple(resolve(p)) + (build("halt"),)) for c, p in enumerate(progs)}
 
 
-def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> dict[str, int]:
-    """Bump allocation in HBM; weights take their blocked size; renames alias."""
+def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> tuple[dict[str, int], int]:
+    """Bump allocation in HBM; weights take their blocked size; renames alias. Also the
+    first byte after them all (scratch)."""
     addr: dict[str, int] = {}
     pos = 0
     sizes = {t.name: t.nbytes for t in graph.tensors.values()}
@@ -180,7 +185,7 @@ def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> dict[str, int]:
                 progress = True
         if not progress:
             raise MappingError(f"circular tensor views: {', '.join(sorted(pending))}")
-    return addr
+    return addr, pos  # pos: the first free byte after every tensor
 
 
 # ---- functional data -------------------------------------------------------------------------

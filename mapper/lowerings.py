@@ -19,7 +19,7 @@ from isa.errors import TesseraError
 from mapper.emit import Item, hbm, sram
 from mapper.graph import Graph, Node
 from mapper.kernels.attention import Attention, attention_programs, regions
-from mapper.kernels.gemm import Gemm, Tiling, gemm_programs
+from mapper.kernels.gemm import Gemm, Tiling, gemm_programs, k_splits
 from mapper.kernels.rowwise import (
     Param,
     RowKernel,
@@ -59,6 +59,8 @@ class Ctx:
     tilings: dict[str, Tiling]
     weights: dict[str, np.ndarray] | None
     segments: list[DataSegment]
+    scratch: int = 0  # an HBM address past every tensor (split-K's partial sums go there)
+    boundary: tuple = ()  # the kernel boundary (a sync), between a kernel's two phases
 
 
 Programs = list[list[Item]] | None
@@ -111,7 +113,45 @@ def _view(ctx: Ctx, node: Node) -> Programs:
 @lowers(Op.LINEAR)
 def _linear(ctx: Ctx, node: Node) -> Programs:
     t = ctx.tilings[node.name]
-    return gemm_programs(gemm_of(ctx.graph, node, ctx.addr, t), t, ctx.chip.cores)
+    return gemm_kernel(gemm_of(ctx.graph, node, ctx.addr, t), t, ctx.chip, ctx.scratch,
+                       ctx.boundary)
+
+
+def gemm_kernel(g: Gemm, t: Tiling, chip: ChipConfig, scratch: int,
+                boundary: tuple) -> list[list[Item]]:
+    """A GEMM's per-core programs; split-K (``k_splits``) runs in two phases: every core
+    computes one tile's partial sums over its K range into fp32 scratch, then, after a
+    chip-wide sync (a second kernel on a GPU), the parts are summed row-wise and cast."""
+    parts = k_splits(g, t, chip.cores)
+    if parts == 1:
+        return gemm_programs(g, t, chip.cores)
+    steps_all = -(-g.k // t.tk)
+    tiles = -(-g.m // t.tm) * -(-g.n // t.tn)
+    f32, plane = DType.FP32, 4 * g.m * g.n
+    first: list[list[Item]] = []
+    for part in range(parts):
+        k0 = part * steps_all // parts
+        k1 = (part + 1) * steps_all // parts
+        sub = replace(g, c=scratch + part * plane, cdt=f32, ldc=g.n, k_first=k0,
+                      k_count=k1 - k0)
+        first += gemm_programs(sub, t, tiles)
+    views = tuple(View(scratch + part * plane, g.n, f32) for part in range(parts))
+    out = View(g.c, g.n, g.cdt, g.ldc)
+    second = _rowwise(RowKernel(g.m, views, out, _sum_parts(g.n, g.cdt, parts), (),
+                                MAX_ROWS_PER_TILE, g.name + ".splitk",
+                                lambda c: _sum_parts(c, g.cdt, parts)), chip)
+    return [(first[c] if c < len(first) else []) + list(boundary)
+            + (second[c] if c < len(second) else []) for c in range(chip.cores)]
+
+
+def _sum_parts(cols: int, cdt: DType, parts: int):  # noqa: ANN202
+    """The parts' fp32 rows summed into the first input buffer, then cast to C's type."""
+    f32 = DType.FP32
+
+    def op(out, ins, params, rows):  # noqa: ANN001
+        seq = [build("v.add", ins[0], ins[0], x, rows, cols, f32, f32, f32) for x in ins[1:]]
+        return seq + [build("v.cast", out, ins[0], rows, cols, cdt, f32)]
+    return op
 
 
 @lowers(Op.ALLTOALL)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from hardware.chip import ChipConfig
-from mapper.kernels.gemm import Gemm, Tiling, ceil_div, sram_fits, stages
+from mapper.kernels.gemm import Gemm, Tiling, ceil_div, k_splits, sram_fits, stages
 from simulator.engine.timing import mm_cycles
 
 SIZES = (16, 32, 64, 128, 256, 512)
@@ -27,11 +27,13 @@ class Scored:
 
 
 def estimate(g: Gemm, t: Tiling, chip: ChipConfig) -> float:
-    """Seconds for the GEMM with tiling ``t`` (analytical)."""
+    """Seconds for the GEMM with tiling ``t`` (analytical); split-K (``k_splits``) as
+    tiles x parts work items of K / parts steps, plus the parts' sum."""
     tiles = ceil_div(g.m, t.tm) * ceil_div(g.n, t.tn)
-    active = min(chip.cores, tiles)
-    waves = ceil_div(tiles, chip.cores)
-    ksteps = ceil_div(g.k, t.tk)
+    parts = k_splits(g, t, chip.cores)
+    active = min(chip.cores, tiles * parts)
+    waves = ceil_div(tiles * parts, chip.cores)
+    ksteps = ceil_div(ceil_div(g.k, t.tk), parts)
     kind = max(g.adt, g.wdt, key=lambda d: d.bits)
     step_compute = mm_cycles(min(t.tm, g.m), min(t.tk, g.k), min(t.tn, g.n), kind, g.sparse,
                              chip, chained=ksteps > 1) / chip.clock_hz
@@ -44,7 +46,11 @@ def estimate(g: Gemm, t: Tiling, chip: ChipConfig) -> float:
     # n buffers: each is refilled (transfer + latency) and consumed in turn, n in flight
     step = max(step_compute, transfer, (transfer + latency + step_compute) / stages(g, t))
     fill = latency + transfer
-    return waves * ksteps * step + fill
+    reduce = 0.0
+    if parts > 1:  # every part's fp32 plane read, C written, after a kernel boundary
+        moved = 4 * parts * g.m * g.n + g.cdt.nbytes(g.m * g.n)
+        reduce = moved / chip.hbm_effective_bw + latency + chip.kernel_gap
+    return waves * ksteps * step + fill + reduce
 
 
 def _load_bandwidth(g: Gemm, t: Tiling, loaded: float, chip: ChipConfig) -> float:

@@ -67,6 +67,10 @@ class Gemm:
     group: int = 0
     w_layout: str = "blocked"  # or "row": W row-major [K, N], a tile is tk runs of tn
     name: str = "gemm"
+    # split-K: this part runs K steps [k_first, k_first + k_count) of the whole GEMM
+    # (0: all of them) and writes its fp32 partial sums to C
+    k_first: int = 0
+    k_count: int = 0
     extras: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
@@ -184,7 +188,14 @@ def _prologue(g: Gemm, t: Tiling) -> list[Item]:
 
 def _shape(g: Gemm, t: Tiling, i: int, j: int) -> tuple[int, int, int]:
     """(tm, tn, number of k steps) of output tile (i, j)."""
-    return min(t.tm, g.m - i * t.tm), min(t.tn, g.n - j * t.tn), ceil_div(g.k, t.tk)
+    return (min(t.tm, g.m - i * t.tm), min(t.tn, g.n - j * t.tn),
+            g.k_count or ceil_div(g.k, t.tk))
+
+
+def _ends_ragged(g: Gemm, t: Tiling) -> bool:
+    """This part's last K step is the GEMM's last, and it is short."""
+    return bool(g.k % t.tk) and g.k_first + (g.k_count or ceil_div(g.k, t.tk)) == \
+        ceil_div(g.k, t.tk)
 
 
 def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]:
@@ -203,7 +214,7 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
         a_row = g.a + g.adt.nbytes(i * t.tm * lda)
 
         def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, g0=gstep) -> list:
-            kk = k - g0
+            kk = k - g0 + g.k_first  # the K step of the whole GEMM
             tk = min(t.tk, g.k - kk * t.tk)
             b = k % n
             a_reg, w_reg = (0, 1) if in_loop else (None, None)
@@ -222,7 +233,7 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
             seq += _store(g, t, p, *prev)
         if g.extras:  # after the first steps: the previous epilogue frees the buffer then
             seq += _extras_load(g, t, p, i, j, tm, tn)
-        ragged = 1 if g.k % t.tk and ksteps > head else 0
+        ragged = 1 if _ends_ragged(g, t) and ksteps > head else 0
         full = ksteps - head - ragged
         block = weight_block_bytes(g, t.tk, tn) if g.w_layout != "row" else \
             g.wdt.nbytes(t.tk * g.n)
@@ -297,7 +308,7 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
 
         def step(k: int, in_loop: bool, tm=tm, tn=tn, par=par, g0=gstep) -> list:
             kk = k - g0
-            tk = min(t.tk, g.k - kk * t.tk)
+            tk = min(t.tk, g.k - (kk + g.k_first) * t.tk)
             b = k % n
             f = flags + (("accum",) if kk else ())
             dec = bool(g.decode)
@@ -310,7 +321,7 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
 
         seq.append(build("sem.wait", "mx", ACC_FREE + par))
         seq += step(gstep, False)
-        ragged = 1 if g.k % t.tk and ksteps > 1 else 0
+        ragged = 1 if _ends_ragged(g, t) and ksteps > 1 else 0
         seq += steps(ksteps - 1 - ragged, step, (), gstep + 1, n)
         if ragged:
             seq += step(gstep + ksteps - 1, False)
@@ -384,6 +395,23 @@ def _epilogue(g: Gemm, p: SramPlan, par: int, tm: int, tn: int) -> list[Item]:
                   build("sem.signal", "vec", C_READY + par)]
 
 
+SPLIT_MIN_STEPS = 4  # K steps each part of a split GEMM keeps, so its loads still pipeline
+SPLIT_MAX = 16  # parts at most (libraries' split-K factors; the partial sums' traffic grows)
+
+
+def k_splits(g: Gemm, t: Tiling, cores: int) -> int:
+    """Parts a GEMM's K is split into (split-K): when its output tiles would leave at least
+    half the cores idle, each tile's K range is cut so that tiles x parts fill the cores,
+    keeping ``SPLIT_MIN_STEPS`` K steps a part; as GPU libraries do for few output tiles and
+    a long K. Plain GEMMs only (an epilogue, a decode stage or 2:4 weights keep one part)."""
+    if g.decode or g.sparse or g.extras or g.act or g.k_count:
+        return 1
+    tiles = ceil_div(g.m, t.tm) * ceil_div(g.n, t.tn)
+    if 2 * tiles > cores:
+        return 1
+    return max(1, min(cores // tiles, ceil_div(g.k, t.tk) // SPLIT_MIN_STEPS, SPLIT_MAX))
+
+
 def sram_fits(g: Gemm, t: Tiling, sram_capacity: int, acc_capacity: int) -> bool:
     p = plan_sram(g, t)
     return p.sram_bytes <= sram_capacity and p.acc_bytes <= acc_capacity and (
@@ -394,5 +422,5 @@ def gemm_flops(g: Gemm) -> int:
     return 2 * g.m * g.k * g.n
 
 
-__all__ = ["Gemm", "Tiling", "gemm_programs", "plan_sram", "sram_fits",
+__all__ = ["Gemm", "Tiling", "gemm_programs", "k_splits", "plan_sram", "sram_fits",
            "weight_block_offsets"]

@@ -153,13 +153,27 @@ def dma_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     payload, charged = dma_bytes(ins, chip)
     load = ins.mnemonic == "dma.load"
     return Cost(
-        ns=0.0,
+        ns=_unaligned_ns(ins, payload, chip),
         hbm_bytes=charged,
         tail_ns=(chip.core.dma.latency if load or not chip.core.dma.store_latency
                  else chip.core.dma.store_latency) * 1e9,
         counts=_counts(hbm_read=charged if load else 0, hbm_write=0 if load else charged,
                        sram_write=payload if load else 0, sram_read=0 if load else payload),
     )
+
+
+def _unaligned_ns(ins: Instruction, payload: int, chip: ChipConfig) -> float:
+    """Rows whose pitch is not a multiple of ``dma.align_bytes`` cannot be bulk-copied:
+    the core moves them element by element at ``dma.unaligned_bandwidth`` (a GPU library
+    without TMA for such a matrix), the engine busy for that long before the bytes count
+    on HBM. The pitch is a field, not an address, so timing still never depends on one."""
+    dma = chip.core.dma
+    if not dma.align_bytes or not dma.unaligned_bandwidth or ins["rows"] * ins["depth"] < 2:
+        return 0.0
+    pitch = DType(ins["dtype"]).nbytes(ins["stride"] or ins["cols"])
+    if pitch % dma.align_bytes == 0:
+        return 0.0
+    return payload / dma.unaligned_bandwidth * 1e9
 
 
 def copy_cost(ins: Instruction, chip: ChipConfig) -> Cost:
