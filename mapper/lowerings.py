@@ -384,4 +384,5 @@ def _attention(ctx: Ctx, node: Node) -> list[list[Item]]:
             break
     if best is None:
         raise MappingError(f"{node.name}: no attention tile fits the core's SRAM/accumulator")
-    return attention_programs(best, chip.cores)
+    return attention_programs(best, chip.cores, ctx.scratch, ctx.boundary,
+                              chip.core.sram.capacity)

@@ -62,6 +62,9 @@ class Item_:
     n_kv: int  # keys attended
     first_pos: int  # position of query row 0 (for the causal mask)
     causal: bool
+    # split-KV: this item is one part of a sequence's keys; it writes its unnormalised
+    # output rows, then each row's max and sum (fp32), to ``o_addr`` instead of the output
+    partial: bool = False
 
 
 def items(a: Attention) -> list[Item_]:
@@ -107,24 +110,125 @@ class Regions:
     acc_bytes: int
 
 
-def regions(a: Attention) -> Regions:
+def regions(a: Attention, partial: bool = False) -> Regions:
     arena = Arena(ALIGN)
     take = arena.take
 
     rows = max(a.tq, a.rep)
     kv = a.dt.nbytes(a.tkv * a.hd)
+    out = 4 * rows * (a.hd + 2) if partial else a.dt.nbytes(rows * a.hd)
     r = dict(q=take(a.dt.nbytes(rows * a.hd)), k=(take(kv), take(kv)), v=(take(kv), take(kv)),
-             p=take(a.dt.nbytes(rows * a.tkv)), o_out=take(a.dt.nbytes(rows * a.hd)),
+             p=take(a.dt.nbytes(rows * a.tkv)), o_out=take(out),
              m=take(4 * rows), mt=take(4 * rows), mnew=take(4 * rows), corr=take(4 * rows),
              l=take(4 * rows), lt=take(4 * rows))
     s_bytes = 4 * rows * a.tkv
     return Regions(**r, s=0, o=s_bytes, sram_bytes=arena.size, acc_bytes=s_bytes + 4 * rows * a.hd)
 
 
-def attention_programs(a: Attention, cores: int) -> list[list[Item]]:
-    reg = regions(a)
-    return [_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
-            for mine in deal(items(a), cores)]
+def attention_programs(a: Attention, cores: int, scratch: int | None = None,
+                       boundary: tuple = (), sram_capacity: int = 0) -> list[list[Item]]:
+    """Per-core programs; decode with fewer work items than half the cores is split over
+    the keys (``kv_parts``: flash-decoding) when ``scratch`` (HBM for the parts' partial
+    results) is given: every part attends over its run of K/V tiles and writes its
+    unnormalised output and each row's max and sum; after a chip-wide sync (a second
+    kernel on a GPU) the parts of each sequence are combined (``combine_programs``)."""
+    work = items(a)
+    parts = kv_parts(a, len(work), cores) if scratch is not None else 1
+    rows = work[0].rows if work else 1
+    slot = 4 * rows * (a.hd + 2)
+    while parts > 1 and (parts * slot + max(a.dt.nbytes(rows * a.hd), 4 * rows) + 2 * ALIGN
+                         > sram_capacity or regions(a, True).sram_bytes > sram_capacity):
+        parts = parts // 2 if regions(a, True).sram_bytes <= sram_capacity else 1
+    if parts == 1:
+        reg = regions(a)
+        return [_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
+                for mine in deal(work, cores)]
+    reg = regions(a, partial=True)
+    units, rows = _split(a, work, parts, scratch)
+    assert scratch is not None
+    first = [_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
+             for mine in deal(units, cores)]
+    second = combine_programs(a, work, parts, scratch, rows, cores)
+    return [(first[c] if c < len(first) else []) + list(boundary)
+            + (second[c] if c < len(second) else []) for c in range(cores)]
+
+
+KV_SPLIT_MIN_TILES = 4  # K/V tiles each part of a split sequence keeps
+KV_SPLIT_MAX = 16
+
+
+def kv_parts(a: Attention, n_items: int, cores: int) -> int:
+    """Parts each decode item's keys are split into: when the items would leave at least
+    half the cores idle (few sequences x KV heads), enough parts to fill them, each at
+    least ``KV_SPLIT_MIN_TILES`` tiles long (at most ``KV_SPLIT_MAX``), as flash-decoding
+    does on GPUs."""
+    if a.sq != 1 or a.causal or 2 * n_items > cores:
+        return 1
+    return max(1, min(cores // n_items, -(-a.skv // a.tkv) // KV_SPLIT_MIN_TILES,
+                      KV_SPLIT_MAX))
+
+
+def _split(a: Attention, work: list[Item_], parts: int, scratch: int
+           ) -> tuple[list[Item_], int]:
+    """The parts of every item (part-major), each writing to its slot of ``scratch``:
+    part p of item i at ((p * items + i) * rows) rows of (hd + 2) fp32 each."""
+    e = a.dt.nbytes(1)
+    rows = work[0].rows
+    tiles = -(-a.skv // a.tkv)
+    out = []
+    for p in range(parts):
+        t0, t1 = p * tiles // parts, (p + 1) * tiles // parts
+        k0, k1 = t0 * a.tkv, min(a.skv, t1 * a.tkv)
+        for i, it in enumerate(work):
+            slot = scratch + 4 * (p * len(work) + i) * rows * (a.hd + 2)
+            out.append(Item_(it.q_addr, it.q_stride, rows, slot, a.hd,
+                             it.kv_base + k0 * a.hd * e, k1 - k0, it.first_pos, False, True))
+    return out, rows
+
+
+def combine_programs(a: Attention, work: list[Item_], parts: int, scratch: int, rows: int,
+                     cores: int) -> list[list[Item]]:
+    """Each item's parts combined: M = max of the parts' row maxima, w_p = exp(m_p - M),
+    O = sum w_p O_p / sum w_p l_p, cast and stored to the item's output rows. Items are
+    dealt to the cores; loads and stores overlap nothing (a short second kernel)."""
+    f32 = F32
+    slot = 4 * rows * (a.hd + 2)
+    arena = Arena(ALIGN)
+    bufs = [arena.take(slot) for _ in range(parts)]
+    out_buf = arena.take(max(a.dt.nbytes(rows * a.hd), 4 * rows))
+    progs: list[list[Item]] = []
+    for core in range(min(cores, len(work))):
+        seq: list[Item] = []
+        for i in range(core, len(work), cores):
+            it = work[i]
+            for p in range(parts):
+                at = scratch + (p * len(work) + i) * slot
+                seq.append(build("dma.load", sram(bufs[p]), hbm(at), f32, 1, slot // 4))
+            seq += [build("sem.signal", "dma", 0), build("sem.wait", "vec", 0)]
+            o = [sram(b) for b in bufs]
+            m = [sram(b + 4 * rows * a.hd) for b in bufs]
+            lsum = [sram(b + 4 * rows * (a.hd + 1)) for b in bufs]
+            big = sram(out_buf)
+            seq.append(build("v.max", big, m[0], m[1], rows, 1, f32, f32, f32))
+            seq += [build("v.max", big, big, x, rows, 1, f32, f32, f32) for x in m[2:]]
+            for p in range(parts):  # w_p into m_p
+                seq += [build("v.sub", m[p], m[p], big, rows, 1, f32, f32, f32),
+                        build("v.exp", m[p], m[p], rows, 1, f32, f32)]
+            seq += [build("v.mul", o[0], o[0], m[0], rows, a.hd, f32, f32, f32, "col"),
+                    build("v.mul", lsum[0], lsum[0], m[0], rows, 1, f32, f32, f32)]
+            for p in range(1, parts):
+                seq += [build("v.mul", o[p], o[p], m[p], rows, a.hd, f32, f32, f32, "col"),
+                        build("v.add", o[0], o[0], o[p], rows, a.hd, f32, f32, f32),
+                        build("v.mul", lsum[p], lsum[p], m[p], rows, 1, f32, f32, f32),
+                        build("v.add", lsum[0], lsum[0], lsum[p], rows, 1, f32, f32, f32)]
+            seq += [build("v.recip", lsum[0], lsum[0], rows, 1, f32, f32),
+                    build("v.mul", o[0], o[0], lsum[0], rows, a.hd, f32, f32, f32, "col"),
+                    build("v.cast", big, o[0], rows, a.hd, a.dt, f32),
+                    build("sem.signal", "vec", 1), build("sem.wait", "dma", 1),
+                    build("dma.store", hbm(it.o_addr), big, a.dt, rows, a.hd,
+                          stride=it.o_stride)]
+        progs.append(seq)
+    return progs
 
 
 def deal(work: list[Item_], cores: int) -> list[list[Item_]]:
@@ -192,6 +296,11 @@ def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
 
 
 def _store(a: Attention, r: Regions, it: Item_) -> list[Item]:
+    if it.partial:  # O, m and l in one contiguous fp32 slot
+        return [build("sem.wait", "dma", O_READY),
+                build("dma.store", hbm(it.o_addr), sram(r.o_out), F32, 1,
+                      it.rows * (a.hd + 2)),
+                build("sem.signal", "dma", O_FREE)]
     return [build("sem.wait", "dma", O_READY),
             build("dma.store", hbm(it.o_addr), sram(r.o_out), a.dt, it.rows, a.hd,
                   stride=it.o_stride),
@@ -261,6 +370,15 @@ def _vec(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
                                 tiles[n][1] < a.tkv)
         seq += step(0, False) + steps(count, step, (), first)
         seq += [i for n in range(first + count, len(tiles)) for i in step(n, False)]
+        if it.partial:  # unnormalised O, then the rows' max and sum, all fp32
+            seq += [build("sem.wait", "vec", O_FINAL), build("sem.wait", "vec", O_FREE),
+                    build("v.cast", sram(r.o_out), acc(r.o), rows, a.hd, F32, F32),
+                    build("v.cast", sram(r.o_out + 4 * rows * a.hd), sram(r.m), rows, 1,
+                          F32, F32),
+                    build("v.cast", sram(r.o_out + 4 * rows * (a.hd + 1)), sram(r.l), rows,
+                          1, F32, F32),
+                    build("sem.signal", "vec", O_READY)]
+            continue
         seq += [build("sem.wait", "vec", O_FINAL),
                 build("v.recip", sram(r.l), sram(r.l), rows, 1, F32, F32),
                 build("v.mul", acc(r.o), acc(r.o), sram(r.l), rows, a.hd, F32, F32, F32, "col"),
@@ -293,4 +411,5 @@ def _online_softmax(a: Attention, r: Regions, rows: int, keys: int, first: bool)
             build("v.cast", sp(r.m), sp(r.mnew), rows, 1, F32, F32)]
 
 
-__all__ = ["Attention", "attention_programs", "ceil_div", "deal", "items", "regions"]
+__all__ = ["Attention", "attention_programs", "ceil_div", "deal", "items", "kv_parts",
+           "regions"]
