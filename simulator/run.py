@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
 from isa.program import Program
+from isa.table import TABLE
 from simulator import cache
 from simulator.energy import OWN_RAIL, energy_breakdown
 from simulator.engine.dedupe import group_identical
@@ -160,6 +161,10 @@ def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Pro
 def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, functional: bool,
                 trace: bool, limits: RunLimits, memory_limit: int | None, dedupe: bool,
                 hits: list[float]) -> SimResult:
+    classes = _chip_classes(system, keyed, hits) if dedupe and not (functional or trace) \
+        else None
+    if classes is not None:
+        return _by_class(system, keyed, limits, hits, classes)
     weights = None
     if dedupe and not functional:
         keyed, weights = group_identical(keyed)
@@ -167,6 +172,91 @@ def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, function
     return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
                                              memory_limit, weights, system, groups, hits),
                          chip, len(system.chips))
+
+
+_NET = {spec.opcode for spec in TABLE if spec.mnemonic.startswith("net.")
+        and spec.mnemonic != "net.barrier"}
+_BARRIER = next(spec.opcode for spec in TABLE if spec.mnemonic == "net.barrier")
+
+
+def _chip_classes(system: SystemConfig, keyed: dict, hits: list[float]
+                  ) -> dict[tuple, list[int]] | None:
+    """Chips grouped by what decides their timeline (config, L2 hits, programs but for
+    addresses), when no instruction moves data between chips and each program meets the
+    other chips once, at its end (one kernel): chips of a class then run the same timeline,
+    and classes meet only at that last barrier. None when that does not hold."""
+    n = len(system.chips)
+    if n < 2:
+        return None
+    per_chip: dict[int, list] = {}
+    for (c, core), p in sorted(keyed.items()):
+        ops = [i.opcode for i in p.instructions]
+        if not _NET.isdisjoint(ops) or ops.count(_BARRIER) != 1:
+            return None
+        per_chip.setdefault(c, []).append((core, cache.program_digest(p)))
+    if len(per_chip) != n:
+        return None
+    classes: dict[tuple, list[int]] = {}
+    for c in range(n):
+        key = (repr(system.chips[c]), hits[c], tuple(per_chip[c]))
+        classes.setdefault(key, []).append(c)
+    return classes if len(classes) < n else None
+
+
+def _by_class(system: SystemConfig, keyed: dict, limits: RunLimits, hits: list[float],
+              classes: dict[tuple, list[int]]) -> SimResult:
+    """One chip per class simulated alone (its group barrier local) and counted for its
+    class. The classes meet at the kernel's last barrier, so the system's time is the
+    slowest class's; a faster class's chips wait there (their network engines busy, their
+    static power drawn) until it. All at one clock, found for the whole system's power."""
+    from simulator.network.base import LoneChipNetwork
+
+    chip, n = system.chips[0], len(system.chips)
+    reps = []
+    for members in classes.values():
+        c = members[0]
+        mine, weights = group_identical({(0, core): p for (cc, core), p in keyed.items()
+                                         if cc == c})
+        reps.append((system.chips[c], mine, weights, hits[c], len(members)))
+
+    def run_at(clock: float) -> SimResult:
+        parts = []
+        for ch, mine, weights, hit, count in reps:
+            run_chip = ch if clock == ch.clock_hz else dataclasses.replace(ch, clock_hz=clock)
+            machine = Machine([run_chip], mine, network=LoneChipNetwork(), limits=limits,
+                              weights=weights, l2_hits=[hit])
+            time_ns = machine.run()
+            cores = sum(cs.weight for cs in machine.cores)
+            parts.append((summarize(machine, run_chip, ch, time_ns, None), count, cores))
+        return _combine(parts, n)
+    return _power_capped(run_at, chip, n)
+
+
+def _combine(parts: list[tuple[SimResult, int, int]], n: int) -> SimResult:
+    """Classes of chips (each a result, its chip count, its cores) as one system result."""
+    time = max(r.time_s for r, _, _ in parts)
+    first = parts[0][0]
+    energy = {k: sum(r.energy_j[k] * m for r, m, _ in parts) for k in first.energy_j}
+    energy["static"] = sum(r.energy_j["static"] / r.time_s * m for r, m, _ in parts) * time \
+        if first.time_s else 0.0
+    cores_total = sum(m * cores for _, m, cores in parts)
+    engines = {}
+    for k in first.engines:
+        busy = sum(r.engines[k].busy_s * m for r, m, _ in parts)
+        if k == "net":  # a faster class's cores wait at the last barrier until the slowest
+            busy += sum((time - r.time_s) * m * cores for r, m, cores in parts)
+        engines[k] = EngineStats(busy, busy / (time * cores_total) if time else 0.0,
+                                 sum(r.engines[k].instructions * m for r, m, _ in parts))
+    peak = sum(r.peak_macs_per_s * m for r, m, _ in parts)
+    macs = sum(r.macs * m for r, m, _ in parts)
+    return dataclasses.replace(
+        first, time_s=time, cycles=time * first.clock_hz,
+        instructions=sum(r.instructions * m for r, m, _ in parts), macs=macs,
+        flops=sum(r.flops * m for r, m, _ in parts),
+        mac_utilization=macs / (peak * time) if peak and time else 0.0,
+        bytes={k: sum(r.bytes[k] * m for r, m, _ in parts) for k in first.bytes},
+        energy_j=energy, engines=engines, peak_macs_per_s=peak,
+        power_capped=any(r.power_capped for r, _, _ in parts))
 
 
 def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_ns: float,

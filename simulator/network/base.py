@@ -83,3 +83,12 @@ class SingleChipNetwork(Network):
         dt = DType(ins["dtype"])
         n = dt.nbytes(ins["count"])
         ctx.write_bytes(ctx.mem("dst"), ctx.read_bytes(ctx.mem("src"), n))
+
+
+class LoneChipNetwork(SingleChipNetwork):
+    """One chip standing for every chip of a system that runs the same programs (the
+    identical-chips shortcut, ``simulator.run``): a group barrier meets this chip's cores
+    only, as its identical peers arrive at the same moment."""
+
+    def group_cores(self, core: CoreSim, group: int) -> int:
+        return sum(c.weight for c in self.machine.cores)

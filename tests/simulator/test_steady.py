@@ -128,3 +128,35 @@ def test_budget_still_stops_a_skipping_run():
                    dataclasses.replace(STEADY, max_instructions=total // 2)):
         with pytest.raises(BudgetError, match="instruction budget"):
             simulate(progs, chip, limits=limits, _store=False)
+
+
+@pytest.mark.parametrize("name,tdp", [("tiny-llama", 0.0), ("tiny-gpt2", 0.0),
+                                      ("tiny-gpt2", 1.1)])
+def test_identical_chips_simulated_once_equal_every_chip(name, tdp, monkeypatch):
+    """Tensor-parallel ranks that run the same programs (but for addresses) and move no
+    data between chips in a kernel: one chip per class is simulated (gpt2's rank 0 adds
+    the row-parallel bias: a class of its own), the classes meeting at the kernel's last
+    barrier; kernels with a collective are simulated whole. Either way every field
+    equals simulating every chip."""
+    import simulator.run as run
+
+    chip = make_chip(cores=2, power=PowerConfig(tdp_w=tdp))  # 1.1 W: capped at its clock
+    system = SystemConfig("t", (chip,) * 4, Topology("ring", (4,)), LinkConfig(100e9, 1e-6))
+    m = map_system(load_model(name), list(system.chips), Phase("prefill", 2, seq=32),
+                   Parallel(tp=4), MapOptions(layers_mapped=1))
+    used, capped = [], []
+    orig = run._by_class
+    monkeypatch.setattr(run, "_by_class", lambda *a: used.append(len(a[-1])) or orig(*a))
+    for kernel in m.kernel_programs:
+        fast = simulate_system(system, kernel, groups=m.groups, _store=False)
+        monkeypatch.setattr(run, "_chip_classes", lambda *a: None)
+        full = simulate_system(system, kernel, groups=m.groups, _store=False)
+        monkeypatch.undo()
+        monkeypatch.setattr(run, "_by_class", lambda *a: used.append(len(a[-1])) or orig(*a))
+        same(full, fast)
+        assert fast.energy_total_j == pytest.approx(full.energy_total_j, rel=1e-9)
+        capped.append(full.power_capped)
+    assert used  # the shortcut ran on some kernels
+    if name == "tiny-gpt2":
+        assert 2 in used  # rank 0 and the others: two classes
+    assert any(capped) == (tdp > 0)
