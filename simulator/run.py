@@ -141,8 +141,7 @@ def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Pro
     ``groups`` defines chip groups 1, 2, ... for collectives (group 0 is every chip). The
     power cap applies per chip, to the clock of every chip alike (homogeneous systems)."""
     keyed = dict(programs)
-    hits = [hit_fraction([p for (c, _), p in keyed.items() if c == i], ch)
-            for i, ch in enumerate(system.chips)]
+    hits = _system_hits(system, keyed)
     store = None if functional or trace or not _store else cache.current()
     if store is not None:
         k = cache.key("system", system, keyed,
@@ -156,6 +155,20 @@ def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Pro
         return result
     return _system_run(system, keyed, groups, functional, trace, limits, memory_limit, dedupe,
                        hits)
+
+
+def _system_hits(system: SystemConfig, keyed: dict) -> list[float]:
+    """Each chip's L2 hit fraction, computed once for chips given the very same programs
+    (the ranks of a tensor-parallel group share theirs)."""
+    seen: dict[tuple, float] = {}
+    out = []
+    for i, ch in enumerate(system.chips):
+        progs = [p for (c, _), p in sorted(keyed.items()) if c == i]
+        key = (id(ch), tuple(id(p) for p in progs))
+        if key not in seen:
+            seen[key] = hit_fraction(progs, ch)
+        out.append(seen[key])
+    return out
 
 
 def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, functional: bool,
