@@ -87,6 +87,5 @@ def run_summary(report) -> str:  # noqa: ANN001
                          f"{si(unc['latency_s_p10'], 's')} .. {si(unc['latency_s_p90'], 's')} "
                          f"({unc['basis']})")
         else:
-            lines.append("  unvalidated: no measurements of this chip (or system) as "
-                         "configured; no error bar")
+            lines.append(f"  unvalidated, no error bar: {unc.get('why', 'no measurements')}")
     return "\n".join(lines)
