@@ -43,7 +43,7 @@ def main() -> None:
 
     warm, repeat = [], []
     for _ in range(20):
-        iteration._ITERATIONS.clear()  # a new composition of known kernels
+        iteration._ITERATIONS.clear()  # composed again from its known parts
         for it in its:
             t = time.perf_counter()
             price(model, chip, it)
@@ -53,7 +53,7 @@ def main() -> None:
             price(model, chip, it)
             repeat.append(time.perf_counter() - t)
     print(f"{a.model} on {a.chip}: {a.distinct} distinct iterations priced cold in {cold:.1f} s "
-          f"({cold / a.distinct:.2f} s each); warm (kernels known) median "
+          f"({cold / a.distinct:.2f} s each); composed from known segments median "
           f"{statistics.median(warm) * 1e6:.0f} us, repeated iteration median "
           f"{statistics.median(repeat) * 1e6:.1f} us, over {len(warm)} each; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -81,26 +81,81 @@ def _chip_key(chip: ChipConfig) -> str:
 
 def price(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
           opts: MapOptions | None = None) -> IterationCost:
-    """The iteration's time and energy, each kernel priced once and reused after."""
+    """The iteration's time and energy, each kernel priced once and reused after. A new
+    composition of segments met before is put together from their kernels without
+    building its graph (``_compose``); otherwise the graph is built and priced whole."""
     opts = opts or MapOptions()
     if not it.sequences:
         raise ValueError("an iteration needs at least one sequence")
-    key = (model, _chip_key(chip), tuple(it.segments()), opts)
+    segs = tuple(it.segments())
+    key = (model, _chip_key(chip), segs, opts)
     if key not in _ITERATIONS:
-        _ITERATIONS[key] = _price(model, chip, it, opts)
+        _ITERATIONS[key] = _compose(model, chip, it, segs, opts) or \
+            _price(model, chip, it, opts)
     return _ITERATIONS[key]
 
 
+# The kernels of an iteration's layer are of two kinds: shared by every token (norms,
+# projections, MLP, the rotary embedding) and each segment's own (its slice, KV append,
+# attention, placement; named l<i>.seg<k>.*). Their costs are kept apart, so a new mix of
+# known segments with a known token count is a sum. Shared kernels depend on the token
+# count only (the rotary embedding's first positions are addresses in its table, and
+# timing never depends on an address); tests/experiments/test_iteration.py checks the
+# composed sum against pricing the iteration's graph whole.
+_SHARED: dict[tuple, list] = {}  # (model, chip, opts, T) -> [(node, cost)]
+_SEGMENT: dict[tuple, list] = {}  # (model, chip, opts, segment) -> [(node suffix, cost)]
+_HEADS: dict[tuple, SimResult] = {}  # (model, chip, sequences) -> the head's cost
+
+
+def _compose(model, chip: ChipConfig, it: Iteration, segs: tuple,  # noqa: ANN001
+             opts: MapOptions) -> IterationCost | None:
+    ck = _chip_key(chip)
+    shared = _SHARED.get((model, ck, opts, it.tokens))
+    parts = [_SEGMENT.get((model, ck, opts, seg)) for seg in segs]
+    head = _HEADS.get((model, ck, it.sequences))
+    if shared is None or head is None or any(p is None for p in parts):
+        return None
+    named = list(shared) + [(f"l0.seg{k}.{suffix}", r) for k, p in enumerate(parts)
+                            for suffix, r in p]
+    layer = sequence([r for _, r in named])
+    return IterationCost(model.layers * layer.time_s + head.time_s,
+                         model.layers * layer.energy_total_j + head.energy_total_j,
+                         layer, head, {n: r.time_s for n, r in named})
+
+
 def _price(model, chip: ChipConfig, it: Iteration, opts: MapOptions) -> IterationCost:  # noqa: ANN001
-    graph = apply_passes(build_iteration(model, it.segments(), 1), None, opts)[0]
+    segs = it.segments()
+    graph = apply_passes(build_iteration(model, segs, 1), None, opts)[0]
     parts = {n.name: node_cost(graph, n, chip) for n in graph.nodes if n.op not in VIEWS}
     layer = sequence(list(parts.values()))
     head_g = build_head(model, Phase("decode", it.sequences))  # as tessera run maps it
     head = sequence([node_cost(head_g, n, chip, confirm=False) for n in head_g.nodes
                      if n.op not in VIEWS])
+    ck = _chip_key(chip)
+    mine: dict[int, list] = {}
+    shared = []
+    for name, r in parts.items():
+        seg = _segment_of(name)
+        if seg is None:
+            shared.append((name, r))
+        else:
+            mine.setdefault(seg, []).append((name.split(".", 2)[2], r))
+    if set(mine) == set(range(len(segs))):
+        _SHARED[(model, ck, opts, it.tokens)] = shared
+        for k, seg in enumerate(segs):
+            _SEGMENT[(model, ck, opts, seg)] = mine[k]
+        _HEADS[(model, ck, it.sequences)] = head
     return IterationCost(model.layers * layer.time_s + head.time_s,
                          model.layers * layer.energy_total_j + head.energy_total_j,
                          layer, head, {k: r.time_s for k, r in parts.items()})
+
+
+def _segment_of(name: str) -> int | None:
+    """k of a node named l<i>.seg<k>.<what>; None for a shared node."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[1].startswith("seg") and parts[1][3:].isdigit():
+        return int(parts[1][3:])
+    return None
 
 
 def full(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001

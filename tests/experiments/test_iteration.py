@@ -56,3 +56,26 @@ def test_bad_iterations_are_one_line_errors():
         api.price_iteration("tiny-llama", "edge")
     with pytest.raises(api.ApiError, match="tokens must be >= 1"):
         api.price_iteration("tiny-llama", "edge", prefill=[(0, 0)])
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2"])
+def test_a_new_mix_of_known_segments_is_summed_as_pricing_it_whole(model, monkeypatch):
+    """Once its segments, its token count and its number of sequences have been met, an
+    iteration is put together from their kernels without building its graph, and costs
+    what pricing its graph whole costs (to rounding)."""
+    m, c = load_model(model), load_chip("edge")
+    price(m, c, Iteration(((16, 0),), (20, 30)))  # T = 18, 3 sequences
+    price(m, c, Iteration((), (40, 20, 50)))  # segments 40, 20, 50 (one sequence each)
+    mix = Iteration(((16, 0),), (40, 50))  # T = 18, 3 sequences, known segments
+    builds = []
+    orig = iteration.build_iteration
+    monkeypatch.setattr(iteration, "build_iteration",
+                        lambda *a, **k: builds.append(1) or orig(*a, **k))
+    composed = price(m, c, mix)
+    assert not builds  # no graph built
+    monkeypatch.setattr(iteration, "_compose", lambda *a: None)
+    iteration._ITERATIONS.clear()
+    whole = price(m, c, mix)
+    assert composed.time_s == pytest.approx(whole.time_s, rel=1e-12)
+    assert composed.energy_j == pytest.approx(whole.energy_j, rel=1e-12)
+    assert composed.kernels == pytest.approx(whole.kernels, rel=1e-12)
