@@ -19,7 +19,7 @@ def block_weights(w: np.ndarray, g: Gemm, t: Tiling, gscales: np.ndarray | None 
     from isa import numerics as nx
     from isa import sparsity as sx
 
-    if g.w_layout == "row":
+    if g.w_layout in ("row", "col"):  # as stored: W [K, N], or W [N, K] read transposed
         return nx.to_bytes(w, g.wdt).tobytes()
     offs = weight_block_offsets(g, t)
     total = max(offs.values()) + _block_size(g, t, *max(offs, key=offs.get)) if offs else 0
@@ -48,7 +48,7 @@ def _block_size(g: Gemm, t: Tiling, kb: int, nb: int) -> int:
 
 
 def blocked_size(g: Gemm, t: Tiling) -> int:
-    if g.w_layout == "row":
+    if g.w_layout in ("row", "col"):
         return g.wdt.nbytes(g.k * g.n)
     offs = weight_block_offsets(g, t)
     kb, nb = ceil_div(g.k, t.tk) - 1, ceil_div(g.n, t.tn) - 1

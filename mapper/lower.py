@@ -131,7 +131,11 @@ def _choose_layouts(graph: Graph, chip: ChipConfig, tilings: dict[str, Tiling],
     """Each weight's HBM layout for the tiles its GEMM will read (``mapper.layout``)."""
     out = Graph(graph.tensors, [])
     for node in graph.nodes:
-        if node.op == Op.LINEAR:
+        if node.op == Op.LINEAR and node.attrs.w_trans:
+            node = node.with_attrs(w_layout="col")  # W as the forward pass stored it
+        elif node.op == Op.LINEAR and graph.tensors[node.inputs[1]].kind is not Kind.WEIGHT:
+            node = node.with_attrs(w_layout="row")  # an activation (a weight gradient's dY)
+        elif node.op == Op.LINEAR:
             g = gemm_of(graph, node, {}, tilings[node.name])
             node = node.with_attrs(w_layout=choose_layout(g, tilings[node.name],
                                                           chip.core.dma.burst_bytes, option))

@@ -94,13 +94,14 @@ def gemm_of(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
 
     def ref(name: str | None) -> int | None:
         return at(name, 0) if name else None
+    m, k = (a.shape[1], a.shape[0]) if x.a_trans else a.shape
     return Gemm(
-        m=a.shape[0], k=a.shape[1], n=w.shape[1], a=at(a.name, 0), w=at(w.name, 0),
+        m=m, k=k, n=w.shape[0] if x.w_trans else w.shape[1], a=at(a.name, 0), w=at(w.name, 0),
         c=at(out.name, 0), adt=a.dtype, wdt=w.dtype, cdt=out.dtype, act=x.act,
         bias=at(node.inputs[2], 0) if x.bias else None, scale=ref(x.scale),
         residual=ref(x.residual), row_scale=ref(x.row_scale), sparse=x.sparse,
-        decode=x.decode, table=ref(x.table), group=x.group, w_layout=x.w_layout,
-        name=node.name)
+        decode=x.decode, table=ref(x.table), group=x.group,
+        w_layout="col" if x.w_trans else x.w_layout, a_trans=x.a_trans, name=node.name)
 
 
 # ---- data movement and matrices ---------------------------------------------------------------

@@ -50,7 +50,9 @@ class LinearAttrs:
     decode: str | None = None  # weights decoded on load: group | lut
     table: str | None = None  # lut: the 16-entry code table
     group: int = 0  # group: weights per scale along K
-    w_layout: str = "blocked"  # weights in HBM: blocked | row
+    w_layout: str = "blocked"  # weights in HBM: blocked | row | col (W^T, with w_trans)
+    a_trans: bool = False  # inputs[0] holds X [K, M]: y = X^T @ W (a weight gradient)
+    w_trans: bool = False  # y = x @ W^T, W [N, K] as stored (a data gradient)
     fold_gamma: str | None = None  # the norm weights folded into W (functional data)
 
 

@@ -42,10 +42,14 @@ def verify(g: Graph, after: str = "build") -> None:
 def _linear(g: Graph, node, where: str) -> None:  # noqa: ANN001
     a, w = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
     out = g.tensors[node.outputs[0]]
-    if len(a.shape) != 2 or len(w.shape) != 2 or a.shape[1] != w.shape[0]:
+    if len(a.shape) != 2 or len(w.shape) != 2:
+        raise GraphError(f"{where}: x {a.shape} @ W {w.shape} are not matrices")
+    (m, k) = a.shape[::-1] if node.attrs.a_trans else a.shape
+    (kw, n) = w.shape[::-1] if node.attrs.w_trans else w.shape
+    if k != kw:
         raise GraphError(f"{where}: x {a.shape} @ W {w.shape} do not chain")
-    if out.shape != (a.shape[0], w.shape[1]):
-        raise GraphError(f"{where}: output {out.shape}, expected {(a.shape[0], w.shape[1])}")
+    if out.shape != (m, n):
+        raise GraphError(f"{where}: output {out.shape}, expected {(m, n)}")
     if node.attrs.bias and len(node.inputs) < 3:
         raise GraphError(f"{where}: bias set but no bias input")
     for attr in TENSOR_ATTRS:

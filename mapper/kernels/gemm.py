@@ -65,7 +65,9 @@ class Gemm:
     decode: str | None = None
     table: int | None = None
     group: int = 0
-    w_layout: str = "blocked"  # or "row": W row-major [K, N], a tile is tk runs of tn
+    w_layout: str = "blocked"  # or "row": W row-major [K, N], a tile is tk runs of tn;
+    # or "col": W stored transposed, row-major [N, K] (a data gradient's W^T), read with tw
+    a_trans: bool = False  # A stored transposed, row-major [K, M] (a weight gradient's X^T)
     name: str = "gemm"
     # split-K: this part runs K steps [k_first, k_first + k_count) of the whole GEMM
     # (0: all of them) and writes its fp32 partial sums to C
@@ -103,8 +105,9 @@ def weight_block_offsets(g: Gemm, t: Tiling) -> dict[tuple[int, int], int]:
 @functools.lru_cache(maxsize=512)
 def _offsets(k: int, n: int, wdt: DType, sparse: bool, decode: str | None, layout: str,
              t: Tiling) -> dict[tuple[int, int], int]:
-    if layout == "row":
-        return {(kb, nb): wdt.nbytes(kb * t.tk * n + nb * t.tn)
+    if layout in ("row", "col"):  # W [K, N] or W^T stored as [N, K]
+        return {(kb, nb): wdt.nbytes(kb * t.tk * n + nb * t.tn if layout == "row" else
+                                     nb * t.tn * k + kb * t.tk)
                 for nb in range(ceil_div(n, t.tn)) for kb in range(ceil_div(k, t.tk))}
     shape = Gemm(m=1, k=k, n=n, a=0, w=0, c=0, adt=wdt, wdt=wdt, cdt=wdt, sparse=sparse,
                  decode=decode)
@@ -201,7 +204,7 @@ def _ends_ragged(g: Gemm, t: Tiling) -> bool:
 def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]:
     """Loads for every k step; the store of tile t-1 and the epilogue operands of tile t go
     after tile t's first ``stages`` loads, so neither holds up the array."""
-    lda = g.lda or g.k
+    lda = g.lda or (g.m if g.a_trans else g.k)
     n = stages(g, t)
     seq: list[Item] = []
     if g.decode == "lut":
@@ -211,7 +214,7 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
     prev: tuple | None = None
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
-        a_row = g.a + g.adt.nbytes(i * t.tm * lda)
+        a_row = g.a + g.adt.nbytes(i * t.tm * (1 if g.a_trans else lda))
 
         def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, g0=gstep) -> list:
             kk = k - g0 + g.k_first  # the K step of the whole GEMM
@@ -221,8 +224,7 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
             dec = bool(g.decode)
             return [build("sem.wait", "dma", FREE),
                     *([build("sem.wait", "dma", WQ_FREE + b)] if dec else []),
-                    build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(kk * t.tk), a_reg),
-                          g.adt, tm, tk, stride=lda),
+                    _a_load(g, p, b, a_row, kk * t.tk, a_reg, tm, tk, lda),
                     *_w_load(g, p, b, g.w + offs[(kk, j)], w_reg, tk, tn),
                     build("sem.signal", "dma", FULL),
                     *([build("sem.signal", "dma", WQ_FULL + b)] if dec else [])]
@@ -235,9 +237,10 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
             seq += _extras_load(g, t, p, i, j, tm, tn)
         ragged = 1 if _ends_ragged(g, t) and ksteps > head else 0
         full = ksteps - head - ragged
-        block = weight_block_bytes(g, t.tk, tn) if g.w_layout != "row" else \
-            g.wdt.nbytes(t.tk * g.n)
-        seq += steps(full, step, (("a0", n * g.adt.nbytes(t.tk)), ("a1", n * block)),
+        block = {"row": g.wdt.nbytes(t.tk * g.n), "col": g.wdt.nbytes(t.tk)}.get(
+            g.w_layout, weight_block_bytes(g, t.tk, tn))
+        a_step = g.adt.nbytes(t.tk * (lda if g.a_trans else 1))
+        seq += steps(full, step, (("a0", n * a_step), ("a1", n * block)),
                      gstep + head, n)
         if ragged:
             seq += step(gstep + ksteps - 1, False)
@@ -253,6 +256,16 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
     return seq
 
 
+def _a_load(g: Gemm, p: SramPlan, b: int, a_row: int, k0: int, reg: int | None, tm: int,
+            tk: int, lda: int) -> Instruction:
+    """The A tile of a K step: tm runs of tk, or (A stored transposed) tk runs of tm."""
+    if g.a_trans:
+        return build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(k0 * lda), reg),
+                     g.adt, tk, tm, stride=lda)
+    return build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(k0), reg), g.adt, tm, tk,
+                 stride=lda)
+
+
 def _w_load(g: Gemm, p: SramPlan, b: int, addr: int, reg: int | None, tk: int,
             tn: int) -> list[Instruction]:
     if g.decode == "group":  # the codes and the scale row right after them
@@ -261,6 +274,8 @@ def _w_load(g: Gemm, p: SramPlan, b: int, addr: int, reg: int | None, tk: int,
                       hbm(addr + g.wdt.nbytes(tk * tn), reg), DType.FP32, 1, tn)]
     if g.w_layout == "row":
         return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn, stride=g.n)]
+    if g.w_layout == "col":
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tn, tk, stride=g.k)]
     if not g.sparse:
         return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn)]
     vals = g.wdt.nbytes(tk // 2 * tn)
@@ -301,7 +316,8 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
     seq: list[Item] = []
     gstep = 0
     n = stages(g, t)
-    flags = ("sp24",) if g.sparse else ()
+    flags = (("sp24",) if g.sparse else ()) + (("ta",) if g.a_trans else ()) + \
+        (("tw",) if g.w_layout == "col" else ())
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
         par = n_tile % 2
