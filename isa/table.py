@@ -160,6 +160,16 @@ def _rowop(mn: str, opcode: int, timing: str, sem: str, mem3: Operand | None = N
     ), semantics=sem)
 
 
+def _gradop(mn: str, opcode: int, sem: str, params: str) -> OpSpec:
+    """A norm's backward over rows: x, the output gradient dy and the norm's parameters."""
+    return OpSpec(mn, opcode, Engine.VECTOR, timing="norm", footprint="vector", operands=(
+        Operand("dst", VMEM), Operand("src", VMEM, doc="x [rows, cols]"),
+        Operand("dy", VMEM, doc="dL/dy [rows, cols] in idt"),
+        Operand("params", VMEM, doc=params), *_shape(),
+        Operand("odt", DT), Operand("idt", DT),
+    ), semantics=sem)
+
+
 def _coll(mn: str, opcode: int, sem: str, *extra: Operand) -> OpSpec:
     return OpSpec(mn, opcode, Engine.NETWORK, timing="network", footprint="collective",
                   operands=(
@@ -192,6 +202,9 @@ TABLE: tuple[OpSpec, ...] = (
     # DMA
     _dma("dma.load", 0x10, _m(SRAM), _m(HBM), "tile HBM -> SRAM (strided on the HBM side)"),
     _dma("dma.store", 0x11, _m(HBM), _m(SRAM), "tile SRAM -> HBM (strided on the HBM side)"),
+    _dma("dma.storeadd", 0x13, _m(HBM), _m(SRAM),
+         "tile SRAM added into HBM in dtype (a reduce-add store, as TMA's; concurrent "
+         "storeadds to one place commute and do not race)"),
     OpSpec("dma.copy", 0x12, Engine.DMA, (
         Operand("dst", VMEM), Operand("src", VMEM), Operand("dtype", DT), *_shape(),
     ), "dense tile copy within the core (SRAM/accumulator)", "copy", "copy"),
@@ -215,6 +228,7 @@ TABLE: tuple[OpSpec, ...] = (
     _unary("v.rsqrt", 0x34, "rsqrt", "transcendental"),
     _unary("v.recip", 0x35, "reciprocal", "transcendental"),
     _unary("v.cast", 0x36, "identity", "simple"),
+    _unary("v.dsilu", 0x37, "silu'", "transcendental"),
     # vector engine: elementwise binary
     _binary("v.add", 0x40, "a + b"),
     _binary("v.sub", 0x41, "a - b"),
@@ -233,6 +247,10 @@ TABLE: tuple[OpSpec, ...] = (
            Operand("params", VMEM, doc="fp32 gamma[cols] then beta[cols]"), (_EPS,)),
     _rowop("v.rmsnorm", 0x52, "norm", "dst[r,:] = x / sqrt(mean(x^2) + eps) * gamma",
            Operand("params", VMEM, doc="fp32 gamma[cols]"), (_EPS,)),
+    _gradop("v.rmsgrad", 0x56, "dst = dL/dx of rmsnorm(x) * gamma given dy = dL/dy",
+            "fp32 gamma[cols], then eps"),
+    _gradop("v.lngrad", 0x57, "dst = dL/dx of layernorm(x) * gamma + beta given dy = dL/dy",
+            "fp32 gamma[cols], beta[cols], then eps"),
     _rowop("v.rope", 0x53, "simple",
            "rotate-half rotary embedding applied to each head of width hd",
            Operand("table", VMEM, doc="fp32 [rows, hd]: cos(hd/2 values) then sin(hd/2) per row"),

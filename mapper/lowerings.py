@@ -376,7 +376,8 @@ def _attention(ctx: Ctx, node: Node) -> list[list[Item]]:
             a = Attention(batch, heads, kvh, hd, q_len, max_ctx, max_ctx - q_len,
                           node.attrs.causal, addr[qkv.name], qkv.shape[1], addr[kc.name],
                           addr[node.inputs[2]], max_ctx, addr[out.name], qkv.dtype,
-                          min(tq, max(q_len, 1)), tkv)
+                          min(tq, max(q_len, 1)), tkv,
+                          stats=addr[node.outputs[1]] if len(node.outputs) > 1 else None)
             r = regions(a)
             if r.sram_bytes <= chip.core.sram.capacity and r.acc_bytes <= chip.core.acc.capacity:
                 best = a
@@ -387,3 +388,6 @@ def _attention(ctx: Ctx, node: Node) -> list[list[Item]]:
         raise MappingError(f"{node.name}: no attention tile fits the core's SRAM/accumulator")
     return attention_programs(best, chip.cores, ctx.scratch, ctx.boundary,
                               chip.core.sram.capacity)
+
+
+from mapper import lowerings_bwd  # noqa: E402,F401  (registers the backward ops)

@@ -31,6 +31,11 @@ class Op(StrEnum):
     RMS_SCALE = "rms_scale"  # 1 / rms per row (a norm folded into the next GEMM)
     ACT_SCALE = "act_scale"  # per-token quantization scale
     ACT_QUANT = "act_quant"  # per-token quantization
+    # backward pass (mapper.backward)
+    ATTENTION_BWD = "attention_bwd"  # flash-attention backward: dQ, dK, dV into dqkv
+    SILU_MUL_BWD = "silu_mul_bwd"  # d(gate | up) of SwiGLU's silu(gate) * up
+    NORM_BWD = "norm_bwd"  # dL/dx of a norm (its parameters' gradient: NORM_XDY + a GEMM)
+    NORM_XDY = "norm_xdy"  # dy * normalized x, per element (summed over rows: d gamma)
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,12 @@ class AttentionAttrs:
 
 
 @dataclass(frozen=True)
+class NormBwdAttrs:
+    kind: str  # layernorm | rmsnorm
+    eps: float
+
+
+@dataclass(frozen=True)
 class SiluMulAttrs:
     ffn: int  # columns of the gate (and of the up half)
 
@@ -131,6 +142,8 @@ ATTRS: dict[Op, type] = {
     Op.PLACE_ROWS: RowsAttrs, Op.REPLICATE_ROWS: CopiesAttrs, Op.ALLTOALL: AlltoallAttrs,
     Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
+    Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,
+    Op.NORM_XDY: NormBwdAttrs,
 }
 VIEWS = frozenset({Op.RENAME, Op.SLICE_ROWS, Op.PLACE_ROWS})  # no data moves
 # attributes of a LINEAR that name tensors (checked to exist by the verifier)

@@ -45,6 +45,9 @@ class Attention:
     dt: DType = DType.BF16
     tq: int = 64
     tkv: int = 64
+    # training: also store each query row's softmax max m and 1 / sum l (fp32), for the
+    # backward pass; planes [2, heads, batch*sq] at this HBM address (None: not kept)
+    stats: int | None = None
 
     @property
     def rep(self) -> int:
@@ -65,6 +68,12 @@ class Item_:
     # split-KV: this item is one part of a sequence's keys; it writes its unnormalised
     # output rows, then each row's max and sum (fp32), to ``o_addr`` instead of the output
     partial: bool = False
+    stats: int | None = None  # HBM address of row 0's m (1/l one plane further on)
+
+
+def stats_plane(a: Attention) -> int:
+    """Elements of one plane of the softmax statistics (m, or 1/l): heads x query rows."""
+    return a.heads * a.batch * a.sq
 
 
 def items(a: Attention) -> list[Item_]:
@@ -85,9 +94,11 @@ def items(a: Attention) -> list[Item_]:
                     rows = min(a.tq, a.sq - q0)
                     first = a.q_pos0 + q0
                     n_kv = min(a.skv, first + rows) if a.causal else a.skv
+                    st = None if a.stats is None else \
+                        a.stats + 4 * (h * a.batch * a.sq + b * a.sq + q0)
                     out.append(Item_(a.q + ((b * a.sq + q0) * a.ldq + h * a.hd) * e, a.ldq,
                                      rows, a.out + ((b * a.sq + q0) * ldo + h * a.hd) * e, ldo,
-                                     kv, n_kv, first, a.causal))
+                                     kv, n_kv, first, a.causal, stats=st))
     return out
 
 
@@ -116,7 +127,8 @@ def regions(a: Attention, partial: bool = False) -> Regions:
 
     rows = max(a.tq, a.rep)
     kv = a.dt.nbytes(a.tkv * a.hd)
-    out = 4 * rows * (a.hd + 2) if partial else a.dt.nbytes(rows * a.hd)
+    out = 4 * rows * (a.hd + 2) if partial else a.dt.nbytes(rows * a.hd) + \
+        (8 * rows if a.stats is not None else 0)
     r = dict(q=take(a.dt.nbytes(rows * a.hd)), k=(take(kv), take(kv)), v=(take(kv), take(kv)),
              p=take(a.dt.nbytes(rows * a.tkv)), o_out=take(out),
              m=take(4 * rows), mt=take(4 * rows), mnew=take(4 * rows), corr=take(4 * rows),
@@ -301,9 +313,12 @@ def _store(a: Attention, r: Regions, it: Item_) -> list[Item]:
                 build("dma.store", hbm(it.o_addr), sram(r.o_out), F32, 1,
                       it.rows * (a.hd + 2)),
                 build("sem.signal", "dma", O_FREE)]
+    stats = [] if it.stats is None else [  # m and 1/l: one run per plane
+        build("dma.store", hbm(it.stats), sram(r.o_out + a.dt.nbytes(it.rows * a.hd)), F32, 1,
+              it.rows, depth=2, stride2=stats_plane(a), pitch=it.rows)]
     return [build("sem.wait", "dma", O_READY),
             build("dma.store", hbm(it.o_addr), sram(r.o_out), a.dt, it.rows, a.hd,
-                  stride=it.o_stride),
+                  stride=it.o_stride), *stats,
             build("sem.signal", "dma", O_FREE)]
 
 
@@ -383,8 +398,12 @@ def _vec(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
                 build("v.recip", sram(r.l), sram(r.l), rows, 1, F32, F32),
                 build("v.mul", acc(r.o), acc(r.o), sram(r.l), rows, a.hd, F32, F32, F32, "col"),
                 build("sem.wait", "vec", O_FREE),
-                build("v.cast", sram(r.o_out), acc(r.o), rows, a.hd, a.dt, F32),
-                build("sem.signal", "vec", O_READY)]
+                build("v.cast", sram(r.o_out), acc(r.o), rows, a.hd, a.dt, F32)]
+        if it.stats is not None:  # m and 1/l after the output rows, stored with them
+            at = r.o_out + a.dt.nbytes(rows * a.hd)
+            seq += [build("v.cast", sram(at), sram(r.m), 1, rows, F32, F32),
+                    build("v.cast", sram(at + 4 * rows), sram(r.l), 1, rows, F32, F32)]
+        seq.append(build("sem.signal", "vec", O_READY))
     return seq + [build("sem.wait", "vec", O_FREE)]
 
 

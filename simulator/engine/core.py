@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from simulator.engine.machine import Machine
 
 
-STORE = BY_MNEMONIC["dma.store"].opcode
+STORES = frozenset(BY_MNEMONIC[m].opcode for m in ("dma.store", "dma.storeadd"))
 
 
 class CoreSim:
@@ -134,7 +134,7 @@ class CoreSim:
                 if cost.ns:
                     yield env.timeout(cost.ns)
                 if cost.hbm_bytes:
-                    yield self._move(cost.hbm_bytes, ins.opcode != STORE)
+                    yield self._move(cost.hbm_bytes, ins.opcode not in STORES)
                     self.dma_tail = max(self.dma_tail, env.now + cost.tail_ns)
                 elif cost.tail_ns and engine is Engine.VECTOR:
                     self.vec_tail = max(self.vec_tail, env.now + cost.tail_ns)

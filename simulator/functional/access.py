@@ -14,8 +14,10 @@ from isa.operands import MemRef, Space
 from isa.program import Instruction
 from simulator.functional.memory import Memory
 
-# (space, scope, lo, hi, is_write): scope is the chip for HBM, (chip, core) otherwise.
-Range = tuple[Space, object, int, int, bool]
+# (space, scope, lo, hi, is_write): scope is the chip for HBM, (chip, core) otherwise;
+# is_write is ADD for a reduce-add store (adds commute with each other, not with the rest)
+Range = tuple[Space, object, int, int, int]
+ADD = 2
 
 
 class Access:
@@ -56,6 +58,16 @@ class Access:
         for s in starts:
             self._note(ref, s, s + run, True)
         self.memories[ref.space].write_rows(starts, run, data, self.what)
+
+    def add_rows(self, ref: MemRef, starts: list[int], run: int, rows: np.ndarray,
+                 dtype: DType, count: int) -> None:
+        """Rows (raw bytes in ``dtype``) added into memory, recorded as commuting adds."""
+        for s in starts:
+            self._note(ref, s, s + run, ADD)  # type: ignore[arg-type]
+        mem = self.memories[ref.space]
+        old = nx.from_bytes(mem.read_rows(starts, run, self.what), dtype, count)
+        new = old + nx.from_bytes(np.asarray(rows).reshape(-1), dtype, count)
+        mem.write_rows(starts, run, nx.to_bytes(new, dtype), self.what)
 
     def load(self, ref: MemRef, dtype: DType, count: int) -> np.ndarray:
         return nx.from_bytes(self.read_bytes(ref, dtype.nbytes(count)), dtype, count)

@@ -73,3 +73,28 @@ def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     half = x.shape[-1] // 2
     rot = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * _f(cos) + rot * _f(sin)
+
+
+def silu_grad(x: np.ndarray) -> np.ndarray:
+    """d silu(x) / dx = s (1 + x (1 - s)), s = sigmoid(x)."""
+    x = _f(x)
+    with np.errstate(over="ignore"):
+        s = 1 / (1 + np.exp(-x))
+    return s * (1 + x * (1 - s))
+
+
+def rmsnorm_grad(x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, eps: float) -> np.ndarray:
+    """dL/dx of y = x r gamma, r = 1/sqrt(mean(x^2) + eps): r (g - x r^2 mean(x g)),
+    g = dy gamma."""
+    x, g = _f(x), _f(dy) * _f(gamma)
+    r = 1 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + np.float32(eps))
+    return r * (g - x * r * r * (x * g).mean(axis=-1, keepdims=True))
+
+
+def layernorm_grad(x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, eps: float) -> np.ndarray:
+    """dL/dx of y = xhat gamma + beta: r (g - mean(g) - xhat mean(g xhat)), g = dy gamma."""
+    x, g = _f(x), _f(dy) * _f(gamma)
+    mu = x.mean(axis=-1, keepdims=True)
+    r = 1 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + np.float32(eps))
+    xh = (x - mu) * r
+    return r * (g - g.mean(axis=-1, keepdims=True) - xh * (g * xh).mean(axis=-1, keepdims=True))

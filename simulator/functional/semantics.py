@@ -45,6 +45,31 @@ def _dma(ctx: Access, ins: Instruction, load: bool) -> None:
         ctx.write_rows(hbm_ref, hbm_starts, run, data)
 
 
+def _storeadd(ctx: Access, ins: Instruction) -> None:
+    """SRAM rows added into HBM rows, in dtype; recorded as commuting adds, not writes."""
+    dt = DType(ins["dtype"])
+    rows, cols = ins["rows"], ins["cols"]
+    stride = ins["stride"] or cols
+    pitch = ins["pitch"] or cols
+    hbm_ref, sram_ref = ctx.mem("dst"), ctx.mem("src")
+    run = dt.nbytes(cols)
+    starts = [hbm_ref.addr + element_offset(dt, r * stride, ins.mnemonic) for r in range(rows)]
+    src = ctx.read_rows(sram_ref, [sram_ref.addr + element_offset(dt, r * pitch, ins.mnemonic)
+                                   for r in range(rows)], run)
+    ctx.add_rows(hbm_ref, starts, run, src, dt, rows * cols)
+
+
+def _norm_grad(fn: Callable[..., np.ndarray]) -> Callable[[Access, Instruction], None]:
+    def run(ctx: Access, ins: Instruction) -> None:
+        rows, cols, idt = ins["rows"], ins["cols"], DType(ins["idt"])
+        x = ctx.load(ctx.mem("src"), idt, rows * cols).reshape(rows, cols)
+        dy = ctx.load(ctx.mem("dy"), idt, rows * cols).reshape(rows, cols)
+        per = 2 if ins.mnemonic == "v.lngrad" else 1
+        p = ctx.load(ctx.mem("params"), DType.FP32, per * cols + 1)
+        ctx.store(ctx.mem("dst"), DType(ins["odt"]), fn(x, dy, p[:cols], float(p[-1])))
+    return run
+
+
 def _copy(ctx: Access, ins: Instruction) -> None:
     n = DType(ins["dtype"]).nbytes(ins["rows"] * ins["cols"])
     src, dst = ctx.mem("src"), ctx.mem("dst")
@@ -155,6 +180,10 @@ def run_lut(ctx: Access, ins: Instruction) -> None:
 SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "dma.load": lambda c, i: _dma(c, i, True),
     "dma.store": lambda c, i: _dma(c, i, False),
+    "dma.storeadd": _storeadd,
+    "v.dsilu": _unary(kx.silu_grad),
+    "v.rmsgrad": _norm_grad(kx.rmsnorm_grad),
+    "v.lngrad": _norm_grad(kx.layernorm_grad),
     "dma.copy": _copy,
     "mm": _mm,
     "v.exp": _unary(kx.exp), "v.gelu": _unary(kx.gelu), "v.silu": _unary(kx.silu),

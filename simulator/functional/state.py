@@ -14,7 +14,7 @@ from isa.operands import Engine, Space
 from isa.program import Instruction
 from simulator.engine.streams import STREAM_ENGINES
 from simulator.errors import SimError
-from simulator.functional.access import Access
+from simulator.functional.access import ADD, Access
 from simulator.functional.memory import DEFAULT_LIMIT, PagedMemory, allocate_flat
 from simulator.functional.semantics import BY_CORE, BY_NETWORK, SEMANTICS
 
@@ -134,9 +134,9 @@ class FunctionalState:
             if slot == me or clock[slot] >= epoch:
                 continue  # same engine (program order) or happens-before
             for (space, scope, write), (lo, hi, blo, bhi) in mine.items():
-                for o_write in (False, True):
+                for o_write in (False, True, ADD):
                     other = o_groups.get((space, scope, o_write))
-                    if other is None or not (write or o_write):
+                    if other is None or not (write or o_write) or write == o_write == ADD:
                         continue
                     span = _overlap(lo, hi, blo, bhi, *other)
                     if span is not None:

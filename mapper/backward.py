@@ -1,0 +1,244 @@
+"""The training graph: decoder layers' forward pass, then its backward pass, in one graph.
+
+``training_graph`` builds the prefill forward of ``layers`` layers (attention also keeps
+each row's softmax statistics) and appends the gradient of every node, walking the forward
+nodes in reverse with one rule per op (``GRADS``), as autograd does:
+
+* a projection y = x W (+ r): dx = dy W^T and dW += x^T dy (fp32, accumulated over
+  micro-batches), both GEMMs reading their operands as the forward stored them; dr = dy;
+* attention: the flash-attention backward (``mapper.kernels.attention_bwd``), whose dK and
+  dV are the gradient of the K/V cache append, written into their columns of d(qkv);
+* RoPE: the inverse rotation (the table with its sines negated), in place;
+* SwiGLU, norms: element-wise / row-wise kernels; a norm's parameter gradient is the column
+  sum of dy * xhat, a GEMM with a ones vector;
+* a tensor read twice (a residual) sums its gradients with an add.
+
+Saved activations are the forward's tensors, read again by the backward nodes (recomputing
+them is ``recompute``'s business one level up). Tensor names: ``d:<name>`` for a gradient,
+``<weight>.grad`` for a weight's fp32 gradient buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from isa.dtypes import DType
+from mapper.graph import Graph, Kind, Node, Tensor
+from mapper.layers import Phase, build_layers
+from mapper.ops import Op
+
+F32 = DType.FP32
+
+
+class TrainingGraphError(ValueError):
+    """The model has an op whose backward pass is not lowered."""
+
+
+@dataclass
+class _Walk:
+    g: Graph
+    fwd: Graph
+    grads: dict[str, str] = field(default_factory=dict)
+
+    def grad_of(self, name: str) -> str | None:
+        return self.grads.get(name)
+
+    def new(self, name: str, like: str, dtype: DType | None = None,
+            shape: tuple[int, ...] | None = None, kind: Kind = Kind.ACTIVATION) -> str:
+        t = self.g.tensors[like]
+        return self.g.add(Tensor(name, shape or t.shape, dtype or t.dtype, kind))
+
+    def contribute(self, target: str, grad: str) -> None:
+        """Add ``grad`` to the gradient of ``target`` (an add node when it has one)."""
+        prev = self.grads.get(target)
+        if prev is None:
+            self.grads[target] = grad
+            return
+        out = self.new(f"d:{target}+{len(self.g.nodes)}", prev)
+        self.g.op(Op.ADD, f"bwd.{target}.sum{len(self.g.nodes)}", [prev, grad], [out])
+        self.grads[target] = out
+
+
+def training_graph(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
+                   first: int = 0) -> Graph:
+    """Forward then backward of layers ``first .. first+layers-1`` for a prefill ``phase``:
+    input ``x{first}`` and the output gradient ``d:x{first+layers}``; out come
+    ``d:x{first}`` and every ``<weight>.grad``."""
+    if phase.kind != "prefill":
+        raise TrainingGraphError("a training step runs prefill-shaped micro-batches")
+    fwd = _with_stats(build_layers(model, phase, layers, dt, first=first))
+    g = fwd.copy()
+    last = f"x{first + layers}"
+    g.add(Tensor(f"d:{last}", g.tensors[last].shape, dt, Kind.INPUT))
+    w = _Walk(g, fwd, {last: f"d:{last}"})
+    for node in reversed(fwd.nodes):
+        rule = GRADS.get(node.op)
+        if rule is None:
+            raise TrainingGraphError(f"{node.name}: no backward rule for op {node.op.value}")
+        rule(w, node)
+    first_x = f"x{first}"
+    d = w.grads[first_x]
+    if d != f"d:{first_x}":
+        g.op(Op.RENAME, "bwd.out", [d], [w.new(f"d:{first_x}", first_x)])
+    return g
+
+
+def forward_nodes(g: Graph) -> int:
+    """How many of the training graph's nodes are the forward pass (they come first)."""
+    return next((i for i, n in enumerate(g.nodes) if n.name.startswith("bwd.")), len(g.nodes))
+
+
+def _with_stats(g: Graph) -> Graph:
+    """Attention nodes also write each query row's softmax max and 1/sum (fp32)."""
+    out = Graph(g.tensors, [])
+    for node in g.nodes:
+        if node.op == Op.ATTENTION:
+            att = g.tensors[node.outputs[0]]
+            hd = g.tensors[node.inputs[1]].shape[3]
+            stats = out.add(Tensor(node.name + ".stats", (2, att.shape[1] // hd, att.shape[0]),
+                                   F32))
+            node = replace(node, outputs=(node.outputs[0], stats))
+        out.nodes.append(node)
+    return out
+
+
+Rule = Callable[[_Walk, Node], None]
+GRADS: dict[Op, Rule] = {}
+
+
+def rule(*ops: Op) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for op in ops:
+            GRADS[op] = fn
+        return fn
+    return register
+
+
+@rule(Op.RENAME)
+def _rename(w: _Walk, node: Node) -> None:
+    if (d := w.grad_of(node.outputs[0])) is not None:
+        w.contribute(node.inputs[0], d)
+
+
+@rule(Op.KV_APPEND)
+def _kv_append(w: _Walk, node: Node) -> None:
+    """Nothing: attention's backward wrote dK and dV into d(qkv) directly."""
+
+
+@rule(Op.LINEAR)
+def _linear(w: _Walk, node: Node) -> None:
+    a = node.attrs
+    if a.act or a.bias or a.scale or a.row_scale or a.decode or a.sparse or a.tp_residual:
+        raise TrainingGraphError(f"{node.name}: the backward of a projection with a fused "
+                                 f"activation, bias or quantized weights is not lowered")
+    dy = w.grad_of(node.outputs[0])
+    if dy is None:
+        return
+    if a.residual:
+        w.contribute(a.residual, dy)
+    x, weight = node.inputs[0], node.inputs[1]
+    gw = w.g.add(Tensor(weight + ".grad", w.g.tensors[weight].shape, F32, Kind.INPUT))
+    w.g.op(Op.LINEAR, f"bwd.{node.name}.wgrad", [x, dy], [gw], a_trans=True, residual=gw)
+    dx = w.new(f"d:{x}", x)
+    prev = w.grads.pop(x, None)
+    w.g.op(Op.LINEAR, f"bwd.{node.name}.dgrad", [dy, weight], [dx], w_trans=True,
+           residual=prev)
+    w.grads[x] = dx
+
+
+@rule(Op.ATTENTION)
+def _attention(w: _Walk, node: Node) -> None:
+    qkv, kc, vc = node.inputs
+    att, stats = node.outputs
+    datt = w.grad_of(att)
+    if datt is None:
+        return
+    t = w.g.tensors[att]
+    heads = w.g.tensors[stats].shape[1]
+    dqkv = w.new(f"d:{qkv}", qkv)
+    delta = w.new(node.name + ".delta", stats, F32, (t.shape[0], heads))
+    dq32 = w.new(node.name + ".dq32", att, F32)
+    w.g.op(Op.ATTENTION_BWD, f"bwd.{node.name}", [qkv, kc, vc, att, datt, stats],
+           [dqkv, delta, dq32], causal=node.attrs.causal)
+    w.contribute(qkv, dqkv)
+
+
+@rule(Op.ROPE)
+def _rope(w: _Walk, node: Node) -> None:
+    """In place on the q and k columns of d(qkv): rotate back by the same angles."""
+    d = w.grad_of(node.inputs[0])
+    if d is None:
+        return
+    table = node.inputs[1]
+    inv = w.g.add(Tensor(table + ".inverse", w.g.tensors[table].shape, F32, Kind.WEIGHT))
+    a = node.attrs
+    w.g.op(Op.ROPE, f"bwd.{node.name}", [d, inv], [d], cols=a.cols, hd=a.hd, theta=a.theta,
+           pos0=a.pos0, seq=a.seq)
+
+
+@rule(Op.SILU_MUL)
+def _silu_mul(w: _Walk, node: Node) -> None:
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    gu = node.inputs[0]
+    dgu = w.new(f"d:{gu}", gu)
+    w.g.op(Op.SILU_MUL_BWD, f"bwd.{node.name}", [gu, d], [dgu], ffn=node.attrs.ffn)
+    w.contribute(gu, dgu)
+
+
+@rule(Op.NORM)
+def _norm(w: _Walk, node: Node) -> None:
+    """dx (one row kernel); d gamma (and d beta) = column sums of dy * xhat (and of dy), as
+    GEMMs of a ones column with them."""
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    x, gamma = node.inputs
+    kind, eps = node.attrs.kind, node.attrs.eps
+    n = w.g.tensors[gamma].shape[0]
+    T, H = w.g.tensors[x].shape
+    params = w.g.add(Tensor(gamma + ".eps", (n + 1,), F32, Kind.WEIGHT))
+    unit = w.g.add(Tensor(f"unit{n}", (n,), F32, Kind.WEIGHT))
+    ones = w.g.add(Tensor(f"ones{T}", (T, 1), w.g.tensors[d].dtype, Kind.WEIGHT))
+    dx = w.new(f"d:{x}@{node.name}", x)
+    w.g.op(Op.NORM_BWD, f"bwd.{node.name}", [x, d, params], [dx], kind=kind, eps=eps)
+    xdy = w.new(f"{node.name}.xdy", x)
+    w.g.op(Op.NORM_XDY, f"bwd.{node.name}.xdy", [x, d, unit], [xdy], kind=kind, eps=eps)
+    gg = w.g.add(Tensor(gamma + ".grad", (1, H), F32, Kind.INPUT))
+    w.g.op(Op.LINEAR, f"bwd.{node.name}.dgamma", [ones, xdy], [gg], a_trans=True, residual=gg)
+    if kind == "layernorm":
+        gb = w.g.add(Tensor(gamma + ".beta.grad", (1, H), F32, Kind.INPUT))
+        w.g.op(Op.LINEAR, f"bwd.{node.name}.dbeta", [ones, d], [gb], a_trans=True, residual=gb)
+    w.contribute(x, dx)
+
+
+def constant_values(g: Graph, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Functional data of the constants the backward pass added (from the forward's)."""
+    out: dict[str, np.ndarray] = {}
+    for name, t in g.tensors.items():
+        if t.kind is not Kind.WEIGHT:
+            continue
+        if name.endswith(".inverse"):
+            table = np.array(weights[name[:-len(".inverse")]], dtype=np.float64)
+            half = table.shape[1] // 2
+            table[:, half:] *= -1
+            out[name] = table
+        elif name.endswith(".eps"):
+            node = next(n for n in g.nodes if n.op == Op.NORM_BWD and n.inputs[2] == name)
+            out[name] = np.concatenate([weights[name[:-len(".eps")]], [node.attrs.eps]])
+        elif name.startswith("unit"):
+            kind = next(n.attrs.kind for n in g.nodes if n.op == Op.NORM_XDY
+                        and n.inputs[2] == name)
+            n = t.shape[0]
+            out[name] = np.concatenate([np.ones(n // 2), np.zeros(n // 2)]) \
+                if kind == "layernorm" else np.ones(n)
+        elif name.startswith("ones"):
+            out[name] = np.ones(t.shape)
+    return out
+
+
+__all__ = ["GRADS", "TrainingGraphError", "constant_values", "forward_nodes", "training_graph"]
