@@ -27,8 +27,8 @@ import numpy as np
 
 from isa.dtypes import DType
 from mapper.graph import Graph, Kind, Node, Tensor
-from mapper.layers import Phase, build_layers
-from mapper.ops import Op
+from mapper.layers import Phase, Shard, build_layers
+from mapper.ops import Op, XentAttrs
 
 F32 = DType.FP32
 
@@ -42,6 +42,7 @@ class _Walk:
     g: Graph
     fwd: Graph
     grads: dict[str, str] = field(default_factory=dict)
+    shard: Shard = Shard()
 
     def grad_of(self, name: str) -> str | None:
         return self.grads.get(name)
@@ -63,26 +64,61 @@ class _Walk:
 
 
 def training_graph(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
-                   first: int = 0) -> Graph:
+                   first: int = 0, shard: Shard = Shard()) -> Graph:
     """Forward then backward of layers ``first .. first+layers-1`` for a prefill ``phase``:
     input ``x{first}`` and the output gradient ``d:x{first+layers}``; out come
-    ``d:x{first}`` and every ``<weight>.grad``."""
+    ``d:x{first}`` and every ``<weight>.grad``. With a tensor-parallel ``shard``, the
+    gradient entering each column-parallel projection's input is all-reduced over the
+    group (Megatron's f operator), the row-parallel all-reduce passes gradients through."""
     if phase.kind != "prefill":
         raise TrainingGraphError("a training step runs prefill-shaped micro-batches")
-    fwd = _with_stats(build_layers(model, phase, layers, dt, first=first))
-    g = fwd.copy()
+    fwd = _with_stats(build_layers(model, phase, layers, dt, shard, first=first))
     last = f"x{first + layers}"
-    g.add(Tensor(f"d:{last}", g.tensors[last].shape, dt, Kind.INPUT))
-    w = _Walk(g, fwd, {last: f"d:{last}"})
+    return backward_of(fwd, last, f"x{first}", shard)
+
+
+def training_head(model, phase: Phase, dt: DType = DType.BF16,  # noqa: ANN001
+                  fp32_loss: bool = False) -> Graph:
+    """The final norm and LM head over every token, the softmax cross-entropy's gradient
+    (in fp32 when ``fp32_loss``, as autocast runs it), and their backward, to ``d:h``."""
+    g = Graph()
+    T, H = phase.tokens, model.hidden
+    g.add(Tensor("h", (T, H), dt, Kind.INPUT))
+    norm = getattr(model.norm, "value", model.norm)
+    gamma = g.add(Tensor("final_norm.w", (2 * H if norm == "layernorm" else H,), F32,
+                         Kind.WEIGHT))
+    g.add(Tensor("h_norm", (T, H), dt))
+    g.op(Op.NORM, "final_norm", ["h", gamma], ["h_norm"], kind=norm, eps=float(model.norm_eps))
+    g.add(Tensor("lm_head.w", (H, model.vocab), dt, Kind.WEIGHT))
+    g.add(Tensor("logits", (T, model.vocab), dt))
+    g.op(Op.LINEAR, "lm_head", ["h_norm", "lm_head.w"], ["logits"])
+    g.add(Tensor("d:logits", (T, model.vocab), dt))
+    out = backward_of(g, None, "h", Shard(), seeds={"logits": "d:logits"})
+    extra = [out.add(Tensor("logits.fp32", (T, model.vocab), F32))] if fp32_loss else []
+    xent = Node(Op.XENT, "bwd.loss", ("logits",), ("d:logits", *extra), XentAttrs(fp32_loss))
+    at = forward_nodes(out)
+    out.nodes.insert(at, xent)
+    return out
+
+
+def backward_of(fwd: Graph, last: str | None, first: str, shard: Shard,
+                seeds: dict[str, str] | None = None) -> Graph:
+    """``fwd`` followed by its backward nodes, from the output gradient ``d:<last>`` (or
+    ``seeds``: tensor -> its gradient's name) down to ``d:<first>``."""
+    g = fwd.copy()
+    grads = dict(seeds or {})
+    if last is not None:
+        g.add(Tensor(f"d:{last}", g.tensors[last].shape, g.tensors[last].dtype, Kind.INPUT))
+        grads[last] = f"d:{last}"
+    w = _Walk(g, fwd, grads, shard)
     for node in reversed(fwd.nodes):
         rule = GRADS.get(node.op)
         if rule is None:
             raise TrainingGraphError(f"{node.name}: no backward rule for op {node.op.value}")
         rule(w, node)
-    first_x = f"x{first}"
-    d = w.grads[first_x]
-    if d != f"d:{first_x}":
-        g.op(Op.RENAME, "bwd.out", [d], [w.new(f"d:{first_x}", first_x)])
+    d = w.grads[first]
+    if d != f"d:{first}":
+        g.op(Op.RENAME, "bwd.out", [d], [w.new(f"d:{first}", first)])
     return g
 
 
@@ -121,6 +157,11 @@ def rule(*ops: Op) -> Callable[[Rule], Rule]:
 def _rename(w: _Walk, node: Node) -> None:
     if (d := w.grad_of(node.outputs[0])) is not None:
         w.contribute(node.inputs[0], d)
+
+
+@rule(Op.ALLREDUCE)
+def _allreduce(w: _Walk, node: Node) -> None:
+    """A row-parallel projection's all-reduce: its output's gradient is every rank's."""
 
 
 @rule(Op.KV_APPEND)
@@ -199,6 +240,8 @@ def _norm(w: _Walk, node: Node) -> None:
         return
     x, gamma = node.inputs
     kind, eps = node.attrs.kind, node.attrs.eps
+    if w.shard.tp > 1:  # the norm feeds column-parallel projections: sum the ranks' parts
+        w.g.op(Op.ALLREDUCE, f"bwd.{node.name}.allreduce", [d], [d], group=w.shard.group)
     n = w.g.tensors[gamma].shape[0]
     T, H = w.g.tensors[x].shape
     params = w.g.add(Tensor(gamma + ".eps", (n + 1,), F32, Kind.WEIGHT))

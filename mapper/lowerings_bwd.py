@@ -14,6 +14,7 @@ from mapper.graph import Node
 from mapper.kernels.attention import Attention
 from mapper.kernels.attention_bwd import AttentionBwd, backward_programs
 from mapper.kernels.attention_bwd import regions as bwd_regions
+from mapper.kernels.cross_entropy import CrossEntropy, cross_entropy_programs, fit
 from mapper.kernels.rowwise import Param, RowKernel, View, concat_programs
 from mapper.lowerings import MAX_ROWS_PER_TILE, Ctx, MappingError, Programs, _rowwise, lowers
 from mapper.ops import Op
@@ -174,3 +175,33 @@ def _norm_xdy(ctx: Ctx, node: Node) -> Programs:
                   (Param(addr[unit.name], unit.shape[0]),), MAX_ROWS_PER_TILE, node.name)
     return _rowwise(k, ctx.chip)
 
+
+
+@lowers(Op.XENT)
+def _xent(ctx: Ctx, node: Node) -> Programs:
+    """The loss gradient over the vocabulary (``mapper.kernels.cross_entropy``); in fp32,
+    a cast kernel before it and one after, as autocast runs ``cross_entropy(x.float())``."""
+    g, addr, chip = ctx.graph, ctx.addr, ctx.chip
+    x, d = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    rows, vocab = x.shape
+    if not node.attrs.fp32:
+        c = fit(CrossEntropy(rows, vocab, addr[x.name], addr[d.name], x.dtype),
+                chip.core.sram.capacity)
+        return cross_entropy_programs(c, chip.cores)
+    x32 = g.tensors[node.outputs[1]]
+    up = _elementwise_kernel(rows, (View(addr[x.name], vocab, x.dtype),),
+                             View(addr[x32.name], vocab, F32), lambda c: _widen_op(c, x.dtype),
+                             node.name + ".float")
+    c = fit(CrossEntropy(rows, vocab, addr[x32.name], addr[x32.name], F32),
+            chip.core.sram.capacity)
+    down = _elementwise_kernel(rows, (View(addr[x32.name], vocab, F32),),
+                               View(addr[d.name], vocab, d.dtype),
+                               lambda c: _cast_op(c, d.dtype), node.name + ".cast")
+    return _in_sequence([_rowwise(up, chip), cross_entropy_programs(c, chip.cores),
+                         _rowwise(down, chip)], chip.cores, ctx.boundary)
+
+
+def _widen_op(cols: int, idt: DType):  # noqa: ANN202
+    def op(out, ins, params, rows):  # noqa: ANN001
+        return [build("v.cast", out, ins[0], rows, cols, F32, idt)]
+    return op

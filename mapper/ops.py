@@ -36,6 +36,7 @@ class Op(StrEnum):
     SILU_MUL_BWD = "silu_mul_bwd"  # d(gate | up) of SwiGLU's silu(gate) * up
     NORM_BWD = "norm_bwd"  # dL/dx of a norm (its parameters' gradient: NORM_XDY + a GEMM)
     NORM_XDY = "norm_xdy"  # dy * normalized x, per element (summed over rows: d gamma)
+    XENT = "xent"  # softmax cross-entropy's gradient w.r.t. the logits
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,11 @@ class NormBwdAttrs:
 
 
 @dataclass(frozen=True)
+class XentAttrs:
+    fp32: bool = False  # logits cast to fp32 first, the gradient cast back (autocast)
+
+
+@dataclass(frozen=True)
 class SiluMulAttrs:
     ffn: int  # columns of the gate (and of the up half)
 
@@ -143,7 +149,7 @@ ATTRS: dict[Op, type] = {
     Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
     Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,
-    Op.NORM_XDY: NormBwdAttrs,
+    Op.NORM_XDY: NormBwdAttrs, Op.XENT: XentAttrs,
 }
 VIEWS = frozenset({Op.RENAME, Op.SLICE_ROWS, Op.PLACE_ROWS})  # no data moves
 # attributes of a LINEAR that name tensors (checked to exist by the verifier)

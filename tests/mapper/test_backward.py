@@ -80,3 +80,32 @@ def test_every_forward_op_of_the_decoders_has_a_backward_rule():
         # every weight gets a gradient buffer
         weights = [t for t in g.tensors if t.endswith(".w") and not t.endswith("rope.table")]
         assert all(w + ".grad" in g.tensors for w in weights), name
+
+
+def test_head_gradient_with_the_loss_kernel_matches_numpy():
+    """Final norm, LM head, softmax cross-entropy's gradient (without the one-hot) and back
+    to d:h, against numpy (bf16 tolerance)."""
+    from mapper.backward import constant_values, training_head
+    from mapper.lower import lower
+    from mapper.weights import init_weights
+
+    model = load_model("tiny-llama")
+    phase = Phase("prefill", 1, seq=24)
+    g = training_head(model, phase)
+    weights = init_weights(g, 3)
+    weights.update(constant_values(g, weights))
+    h = np.random.default_rng(4).standard_normal((24, model.hidden))
+    chip = make_chip(cores=4)
+    low = lower(g, chip, weights, {"h": h}, layout="row")
+    r = simulate(low.programs, chip, functional=True)
+    assert r.races == ()
+    hb = nx.round_to(h, DType.BF16)
+    hn = ref.bf16(ref.rmsnorm(hb, weights["final_norm.w"], model.norm_eps))
+    logits = ref.bf16(hn @ weights["lm_head.w"])
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    p = ref.bf16(e / e.sum(1, keepdims=True))
+    n = model.hidden * model.vocab
+    got_w = nx.from_bytes(r.read(Space.HBM, low.addresses["lm_head.w.grad"], 4 * n),
+                          DType.FP32, n).reshape(model.hidden, model.vocab)
+    want_w = hn.T @ p
+    np.testing.assert_allclose(got_w, want_w, rtol=0.02, atol=0.02 * np.abs(want_w).max())
