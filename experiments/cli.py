@@ -16,12 +16,13 @@ from experiments.commands import (
     sim_cmd,
     study_cmd,
     sweep_cmd,
+    train_cmd,
     validate_cmd,
 )
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds, cache_cmd, presets_cmd, sim_cmd, run_cmd, sweep_cmd, report_cmd,
-            study_cmd, validate_cmd)
+COMMANDS = (asm_cmds, cache_cmd, presets_cmd, sim_cmd, run_cmd, train_cmd, sweep_cmd,
+            report_cmd, study_cmd, validate_cmd)
 
 DESCRIPTION = """\
 Tessera: an architecture simulator and tensor-ISA toolchain for transformer workloads.
@@ -33,6 +34,7 @@ Typical uses:
   tessera disasm kernel.bin           print a binary program as assembly
   tessera sim kernel.s --chip h100    simulate it: latency, energy, utilization
   tessera run --model llama2-7b --chip h100 --phase decode --batch 8 --ctx 2048
+  tessera train --model llama2-7b --chip h100 --seq 2048 --micro-batch 1
   tessera sweep study.yaml            a design-space sweep (then: tessera report)
   tessera study quickstart            a bundled study: sweep + report in one command
   tessera cache info                  the kernel-cost cache (--no-cache on any command)

@@ -20,10 +20,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.measured_train import MULTI
+from experiments.measured_train import PREDICT as TRAIN
 from experiments.measured_work import PREDICT, Skip, Target
 from isa.errors import TesseraError
 
 KINDS = {  # kind -> columns that identify it, most specific first
+    "train_layers": {"model", "B", "S", "recompute", "n_layers", "fwd_ms_per_layer",
+                     "fwd_bwd_ms_per_layer"},
+    "train_step": {"model", "n_params", "micro_B", "S", "grad_accum", "step_ms"},
+    "optimizer": {"impl", "n_params", "ms"},
     "power": {"op", "calls_per_s", "mean_power_w"},
     "tp_layers": {"model", "phase", "world", "B", "S", "ctx", "ms_per_layer"},
     "layers": {"model", "phase", "B", "S", "ctx", "ms_per_layer"},
@@ -88,7 +94,8 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
     shown = ", ".join(str(c).encode("unicode_escape").decode() for c in df.columns)
     raise ValidateError(f"{source}: columns {shown or '(none)'} match no "
                         f"measured kind (gemm, gemm_lowp, memory, vector, attention, layers, "
-                        f"tp_layers, model_infer, collectives, power: see "
+                        f"tp_layers, model_infer, collectives, power, train_layers, "
+                        f"train_step, optimizer: see "
                         f"docs/validation.md)")
 
 
@@ -97,6 +104,8 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     power rows), with the clock and the mean power the run had."""
     from simulator.run import burst_clock
 
+    if kind in TRAIN:
+        return TRAIN[kind](target, row)
     work = PREDICT[kind]
     result = work(target, row)
     if isinstance(result, float):  # an idle power row
@@ -118,6 +127,8 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
 def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFrame]:  # noqa: ANN001
     """(kind, rows with predicted, measured, ape_pct, and skipped = the reason or "")."""
     kind, df = read_measured(path)
+    if kind in TRAIN:
+        return kind, _validate_multi(target, kind, df, progress)
     column = MEASURED.get(kind, "ms")
     out = []
     for i, (_, row) in enumerate(df.iterrows()):
@@ -147,7 +158,47 @@ def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFra
     return kind, pd.DataFrame(out)
 
 
+def _validate_multi(target: Target, kind: str, df: pd.DataFrame, progress) -> pd.DataFrame:  # noqa: ANN001
+    """Rows that measure several figures: one record per (row, measured column), its
+    ``metric`` naming the column."""
+    cols = MULTI.get(kind, ("ms",))
+    out = []
+    for i, (_, row) in enumerate(df.iterrows()):
+        present = [c for c in cols if c in row.index]
+        try:
+            figures = predict_row(target, kind, row)
+            why = ""
+        except Skip as exc:
+            figures, why = {}, str(exc)
+        except KeyError as exc:
+            figures, why = {}, f"no column {exc.args[0]!r} for this row"
+        except TesseraError as exc:
+            figures, why = {}, str(exc)
+        for c in present:
+            rec = row.to_dict()
+            measured = pd.to_numeric(row[c], errors="coerce")
+            predicted = figures.get(c, math.nan)
+            bad = not (measured > 0 and math.isfinite(measured))
+            reason = why or (f"{c} '{row[c]}' is not a positive number" if bad else "")
+            rec.update(metric=c, predicted=predicted, measured=float(measured),
+                       ape_pct=math.nan if reason else 100 * abs(predicted - measured)
+                       / measured, skipped=f"row {i + 2}: {reason}" if reason else "")
+            out.append(rec)
+        if progress is not None:
+            progress(i + 1, len(df))
+    return pd.DataFrame(out)
+
+
 def summary(kind: str, df: pd.DataFrame) -> dict:
+    if "metric" in df.columns and len(df):
+        parts = {m: _summary(kind, part) for m, part in df.groupby("metric", sort=False)}
+        first = next(iter(parts.values()))
+        return {**first, "metrics": {m: {k: v for k, v in s.items() if k != "kind"}
+                                     for m, s in parts.items()}}
+    return _summary(kind, df)
+
+
+def _summary(kind: str, df: pd.DataFrame) -> dict:
     ok = df[df["skipped"] == ""] if len(df) else df
     ape = ok["ape_pct"] if len(ok) else pd.Series(dtype=float)
     nan = float("nan")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from isa.dtypes import DType
+from isa.errors import TesseraError
 from mapper.graph import Graph, Kind, Node, Tensor
 from mapper.layers import Phase, Shard, build_layers
 from mapper.ops import Op, XentAttrs
@@ -33,7 +34,7 @@ from mapper.ops import Op, XentAttrs
 F32 = DType.FP32
 
 
-class TrainingGraphError(ValueError):
+class TrainingGraphError(TesseraError, ValueError):
     """The model has an op whose backward pass is not lowered."""
 
 
@@ -43,6 +44,13 @@ class _Walk:
     fwd: Graph
     grads: dict[str, str] = field(default_factory=dict)
     shard: Shard = Shard()
+    grad_dt: DType = F32  # of weight gradients
+    accumulate: bool = True  # weight gradients are added to their buffers (else written)
+
+    def weight_grad(self, weight: str, shape: tuple[int, ...]) -> tuple[str, str | None]:
+        """(the gradient buffer of ``weight``, the residual a GEMM adds it to, or None)."""
+        gw = self.g.add(Tensor(weight + ".grad", shape, self.grad_dt, Kind.INPUT))
+        return gw, gw if self.accumulate else None
 
     def grad_of(self, name: str) -> str | None:
         return self.grads.get(name)
@@ -63,8 +71,19 @@ class _Walk:
         self.grads[target] = out
 
 
+@dataclass(frozen=True)
+class GradMode:
+    """How weight gradients are kept: fp32 and accumulated over micro-batches (Megatron's
+    main_grad with fused accumulation), or written in the compute type (a framework's
+    first backward into bf16 parameters)."""
+
+    dtype: DType = F32
+    accumulate: bool = True
+
+
 def training_graph(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
-                   first: int = 0, shard: Shard = Shard()) -> Graph:
+                   first: int = 0, shard: Shard = Shard(), grads: GradMode = GradMode()
+                   ) -> Graph:
     """Forward then backward of layers ``first .. first+layers-1`` for a prefill ``phase``:
     input ``x{first}`` and the output gradient ``d:x{first+layers}``; out come
     ``d:x{first}`` and every ``<weight>.grad``. With a tensor-parallel ``shard``, the
@@ -74,11 +93,11 @@ def training_graph(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # 
         raise TrainingGraphError("a training step runs prefill-shaped micro-batches")
     fwd = _with_stats(build_layers(model, phase, layers, dt, shard, first=first))
     last = f"x{first + layers}"
-    return backward_of(fwd, last, f"x{first}", shard)
+    return backward_of(fwd, last, f"x{first}", shard, grads=grads)
 
 
 def training_head(model, phase: Phase, dt: DType = DType.BF16,  # noqa: ANN001
-                  fp32_loss: bool = False) -> Graph:
+                  fp32_loss: bool = False, grads: GradMode = GradMode()) -> Graph:
     """The final norm and LM head over every token, the softmax cross-entropy's gradient
     (in fp32 when ``fp32_loss``, as autocast runs it), and their backward, to ``d:h``."""
     g = Graph()
@@ -93,7 +112,7 @@ def training_head(model, phase: Phase, dt: DType = DType.BF16,  # noqa: ANN001
     g.add(Tensor("logits", (T, model.vocab), dt))
     g.op(Op.LINEAR, "lm_head", ["h_norm", "lm_head.w"], ["logits"])
     g.add(Tensor("d:logits", (T, model.vocab), dt))
-    out = backward_of(g, None, "h", Shard(), seeds={"logits": "d:logits"})
+    out = backward_of(g, None, "h", Shard(), seeds={"logits": "d:logits"}, grads=grads)
     extra = [out.add(Tensor("logits.fp32", (T, model.vocab), F32))] if fp32_loss else []
     xent = Node(Op.XENT, "bwd.loss", ("logits",), ("d:logits", *extra), XentAttrs(fp32_loss))
     at = forward_nodes(out)
@@ -102,15 +121,15 @@ def training_head(model, phase: Phase, dt: DType = DType.BF16,  # noqa: ANN001
 
 
 def backward_of(fwd: Graph, last: str | None, first: str, shard: Shard,
-                seeds: dict[str, str] | None = None) -> Graph:
+                seeds: dict[str, str] | None = None, grads: GradMode = GradMode()) -> Graph:
     """``fwd`` followed by its backward nodes, from the output gradient ``d:<last>`` (or
     ``seeds``: tensor -> its gradient's name) down to ``d:<first>``."""
     g = fwd.copy()
-    grads = dict(seeds or {})
     if last is not None:
         g.add(Tensor(f"d:{last}", g.tensors[last].shape, g.tensors[last].dtype, Kind.INPUT))
-        grads[last] = f"d:{last}"
-    w = _Walk(g, fwd, grads, shard)
+    w = _Walk(g, fwd, dict(seeds or {}), shard, grads.dtype, grads.accumulate)
+    if last is not None:
+        w.grads[last] = f"d:{last}"
     for node in reversed(fwd.nodes):
         rule = GRADS.get(node.op)
         if rule is None:
@@ -172,17 +191,17 @@ def _kv_append(w: _Walk, node: Node) -> None:
 @rule(Op.LINEAR)
 def _linear(w: _Walk, node: Node) -> None:
     a = node.attrs
-    if a.act or a.bias or a.scale or a.row_scale or a.decode or a.sparse or a.tp_residual:
+    if a.act or a.bias or a.scale or a.row_scale or a.decode or a.sparse:
         raise TrainingGraphError(f"{node.name}: the backward of a projection with a fused "
                                  f"activation, bias or quantized weights is not lowered")
     dy = w.grad_of(node.outputs[0])
     if dy is None:
         return
-    if a.residual:
-        w.contribute(a.residual, dy)
+    if a.residual or a.tp_residual:  # every rank's sum carries it once: dr = dy everywhere
+        w.contribute(a.residual or a.tp_residual, dy)
     x, weight = node.inputs[0], node.inputs[1]
-    gw = w.g.add(Tensor(weight + ".grad", w.g.tensors[weight].shape, F32, Kind.INPUT))
-    w.g.op(Op.LINEAR, f"bwd.{node.name}.wgrad", [x, dy], [gw], a_trans=True, residual=gw)
+    gw, acc = w.weight_grad(weight, w.g.tensors[weight].shape)
+    w.g.op(Op.LINEAR, f"bwd.{node.name}.wgrad", [x, dy], [gw], a_trans=True, residual=acc)
     dx = w.new(f"d:{x}", x)
     prev = w.grads.pop(x, None)
     w.g.op(Op.LINEAR, f"bwd.{node.name}.dgrad", [dy, weight], [dx], w_trans=True,
@@ -251,11 +270,11 @@ def _norm(w: _Walk, node: Node) -> None:
     w.g.op(Op.NORM_BWD, f"bwd.{node.name}", [x, d, params], [dx], kind=kind, eps=eps)
     xdy = w.new(f"{node.name}.xdy", x)
     w.g.op(Op.NORM_XDY, f"bwd.{node.name}.xdy", [x, d, unit], [xdy], kind=kind, eps=eps)
-    gg = w.g.add(Tensor(gamma + ".grad", (1, H), F32, Kind.INPUT))
-    w.g.op(Op.LINEAR, f"bwd.{node.name}.dgamma", [ones, xdy], [gg], a_trans=True, residual=gg)
+    gg, acc = w.weight_grad(gamma, (1, H))
+    w.g.op(Op.LINEAR, f"bwd.{node.name}.dgamma", [ones, xdy], [gg], a_trans=True, residual=acc)
     if kind == "layernorm":
-        gb = w.g.add(Tensor(gamma + ".beta.grad", (1, H), F32, Kind.INPUT))
-        w.g.op(Op.LINEAR, f"bwd.{node.name}.dbeta", [ones, d], [gb], a_trans=True, residual=gb)
+        gb, acc = w.weight_grad(gamma + ".beta", (1, H))
+        w.g.op(Op.LINEAR, f"bwd.{node.name}.dbeta", [ones, d], [gb], a_trans=True, residual=acc)
     w.contribute(x, dx)
 
 
@@ -284,4 +303,4 @@ def constant_values(g: Graph, weights: dict[str, np.ndarray]) -> dict[str, np.nd
     return out
 
 
-__all__ = ["GRADS", "TrainingGraphError", "constant_values", "forward_nodes", "training_graph"]
+__all__ = ["GRADS", "GradMode", "TrainingGraphError", "constant_values", "forward_nodes", "training_graph"]

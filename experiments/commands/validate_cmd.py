@@ -48,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.measured.name} ({kind}) on {args.preset}: {s['cases']} cases, "
           f"{s['skipped']} skipped; MAPE {_pct(s['mape_pct'])}, median "
           f"{_pct(s['median_ape_pct'])}, max {_pct(s['max_ape_pct'])}")
-    for _, r in df[df["skipped"] != ""].iterrows():
-        print(f"  skipped {r['skipped']}")
+    for metric, m in s.get("metrics", {}).items():
+        print(f"  {metric}: {m['cases']} cases; MAPE {_pct(m['mape_pct'])}, median "
+              f"{_pct(m['median_ape_pct'])}, max {_pct(m['max_ape_pct'])}")
+    for why in dict.fromkeys(df.loc[df["skipped"] != "", "skipped"]):
+        print(f"  skipped {why}")
     if args.out:
         _write_csv(df, args.out)
         print(f"per-row predictions: {args.out}")

@@ -1,0 +1,84 @@
+"""``tessera train``: one training step of a model on a chip or a system."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from experiments.commands import DefaultsHelp
+from isa.errors import TesseraError
+
+
+class TrainOptionError(TesseraError):
+    pass
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="price one training step (forward, backward, optimizer) of a model",
+        formatter_class=DefaultsHelp,
+        description="Simulate one layer's forward and backward kernels per micro-batch (on a "
+                    "chip or its tensor-parallel group), the pipeline schedule over the "
+                    "stages, the data-parallel gradient sync on the topology and the "
+                    "optimizer kernel: step time, tokens/s, MFU, the time and memory "
+                    "breakdowns and energy (docs/training.md).")
+    p.add_argument("--model", default="llama2-7b",
+                   help="preset name, model YAML or Hugging Face config.json")
+    p.add_argument("--chip", default="h100", help="chip preset or YAML (one chip)")
+    p.add_argument("--system", help="a multi-chip system preset or YAML (instead of --chip)")
+    for name, what in (("tp", "tensor-parallel degree"), ("pp", "pipeline stages"),
+                       ("dp", "data-parallel replicas")):
+        p.add_argument(f"--{name}", type=int, default=1, help=what)
+    p.add_argument("--zero", type=int, default=0, choices=(0, 1, 2, 3),
+                   help="ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also "
+                        "weights over the data-parallel ranks")
+    p.add_argument("--sp", action="store_true", help="Megatron sequence parallelism")
+    p.add_argument("--micro-batch", type=int, default=1, help="sequences per micro-batch")
+    p.add_argument("--global-batch", type=int, default=0,
+                   help="sequences per step (0: micro-batch x dp; more: gradient "
+                        "accumulation over micro-batches)")
+    p.add_argument("--seq", type=int, default=2048, help="tokens per sequence")
+    p.add_argument("--recompute", choices=("none", "selective", "full"), default="none",
+                   help="activation recomputation")
+    p.add_argument("--schedule", choices=("gpipe", "1f1b", "interleaved"), default="1f1b",
+                   help="pipeline schedule")
+    p.add_argument("--virtual-stages", type=int, default=1,
+                   help="model chunks per device (interleaved 1F1B)")
+    p.add_argument("--offload-optimizer", action="store_true",
+                   help="optimizer states and step on the host (ZeRO-Offload)")
+    p.add_argument("--recipe", choices=("megatron", "pytorch"), default="megatron",
+                   help="mixed precision: megatron (bf16 weights, fp32 main grads and "
+                        "optimizer) or pytorch (autocast: fp32 weights, fp32 loss)")
+    p.add_argument("--out", type=Path, default=Path("results/train"), help="results folder")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON last")
+    p.set_defaults(handler=train)
+
+
+def train(args: argparse.Namespace) -> int:
+    from experiments.train.step import TrainSpec, train_step
+    from experiments.train.summary import summary
+    from hardware.chips import load_chip
+    from mapper.model import load_model
+
+    model = load_model(args.model)
+    system = None
+    if args.system:
+        from hardware.systems import load_system
+
+        system = load_system(args.system)
+        chip = system.chips[0]
+    else:
+        chip = load_chip(args.chip)
+    spec = TrainSpec(args.micro_batch, args.seq, args.global_batch, args.tp, args.pp, args.dp,
+                     args.zero, args.sp, args.recompute, args.schedule, args.virtual_stages,
+                     args.offload_optimizer, args.recipe)
+    report = train_step(model, spec, chip, system, args.system or args.chip)
+    print(summary(report))
+    args.out.mkdir(parents=True, exist_ok=True)
+    doc = report.as_dict()
+    (args.out / "train.json").write_text(json.dumps(doc, indent=2, default=str))
+    print(f"results: {args.out}/train.json")
+    if args.json:
+        print(json.dumps(doc, default=str))
+    return 0

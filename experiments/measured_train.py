@@ -1,0 +1,84 @@
+"""Training rows of the measured files as work (the README's "Whole models, serving
+iterations, training and energy"): each maps the row as that README says PyTorch ran it.
+
+A row of these kinds measures several things (forward and forward + backward time, and
+activation bytes; step time and peak bytes): each prediction returns one figure per
+measured column (``MULTI``), and the validator reports each column's error apart.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from experiments.measured_work import Skip, Target, _guard, _int, _model
+from isa import DType
+
+MULTI = {
+    "train_layers": ("fwd_ms_per_layer", "fwd_bwd_ms_per_layer", "act_bytes_per_layer"),
+    "train_step": ("step_ms", "peak_bytes"),
+}
+
+
+def _flag(row: pd.Series, col: str) -> bool:
+    v = str(row[col]).strip()
+    if v not in ("0", "1"):
+        raise Skip(f"column {col}: '{row[col]}' is neither 0 nor 1")
+    return v == "1"
+
+
+def train_layers(target: Target, row: pd.Series) -> dict[str, float]:
+    """A stack of ``n_layers`` layers with bf16 weights, forward and forward + backward
+    (weight gradients written in bf16, one backward), with or without each layer
+    recomputed in its backward (activation checkpointing)."""
+    from experiments.train.costs import layer_costs
+    from experiments.train.memory import saved_bytes
+    from mapper.backward import GradMode, training_graph
+    from mapper.layers import Phase
+
+    model = _model(row)
+    phase = Phase("prefill", _int(row, "B"), seq=_int(row, "S"))
+    recompute = _flag(row, "recompute")
+    n = _int(row, "n_layers")
+    _guard(target, 40 * phase.tokens * (model.hidden + model.ffn),
+           phase.tokens * (model.hidden + model.ffn) / 2**14, f"{model.name} training layer")
+    lc = layer_costs(model, target.chip, phase, grads=GradMode(DType.BF16, False))
+    fwd, bwd = lc.fwd.time_s, lc.bwd.time_s + (lc.fwd.time_s if recompute else 0.0)
+    g = training_graph(model, phase, 1)
+    saved, x = saved_bytes(g), g.tensors["x0"].nbytes
+    # recomputed: every layer keeps its input; one layer's activations live while it reruns
+    acts = (n * x + saved) / n if recompute else saved
+    return {"fwd_ms_per_layer": fwd * 1e3, "fwd_bwd_ms_per_layer": (fwd + bwd) * 1e3,
+            "act_bytes_per_layer": float(acts)}
+
+
+def optimizer(target: Target, row: pd.Series) -> dict[str, float]:
+    from experiments.train.costs import optimizer_cost
+
+    impl = str(row["impl"])
+    if impl != "fused":
+        raise Skip(f"optimizer implementation '{impl}' not modelled (fused)")
+    n = _int(row, "n_params")
+    _guard(target, 16 * n, n / 4096, f"AdamW over {n} parameters")
+    return {"ms": optimizer_cost(target.chip, n, False).time_s * 1e3}
+
+
+def train_step(target: Target, row: pd.Series) -> dict[str, float]:
+    """A whole step as the README's PyTorch run: fp32 master weights, bf16 autocast, fp32
+    cross-entropy over the vocabulary, ``grad_accum`` micro-batches, one fused AdamW."""
+    from experiments.train.step import TrainError, TrainSpec, train_step as price
+
+    model = _model(row)
+    n = _int(row, "n_params")
+    if abs(model.params - n) > 0.01 * n:
+        raise Skip(f"{model.name} has {model.params:,} parameters, the row {n:,}")
+    micro, accum = _int(row, "micro_B"), _int(row, "grad_accum")
+    spec = TrainSpec(micro, _int(row, "S"), micro * accum,
+                     recompute="full" if _flag(row, "recompute") else "none", recipe="pytorch")
+    try:
+        r = price(model, spec, target.chip)
+    except TrainError as exc:
+        raise Skip(str(exc)) from None
+    return {"step_ms": r.step_s * 1e3, "peak_bytes": float(r.memory.total)}
+
+
+PREDICT = {"train_layers": train_layers, "optimizer": optimizer, "train_step": train_step}

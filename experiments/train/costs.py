@@ -1,0 +1,147 @@
+"""Simulated costs of the pieces of a training step, each kernel through the kernel-cost
+cache: one layer's forward and backward (on one chip, or on a tensor-parallel group with its
+collectives), the head with its loss, the optimizer step, a collective on a group.
+
+A layer is lowered once as its training graph (``mapper.backward``); its kernels are split
+into forward and backward by name, so the forward cost is exactly the forward kernels'
+sum, and recomputation re-runs those same kernels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from hardware.chip import ChipConfig
+from hardware.system import SystemConfig
+from isa import DType, MemRef, Program, Space, build
+from mapper.backward import GradMode, training_graph, training_head
+from mapper.kernels.adamw import AdamW, adamw_programs, sram_bytes
+from mapper.layers import Phase, Shard
+from mapper.emit import resolve
+from mapper.lower import lower
+from mapper.parallel import CHIP_GROUP
+from simulator.result import SimResult
+from simulator.run import simulate, simulate_system
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Time, energy, FLOPs and HBM bytes of some kernels on one chip (per chip of a group)."""
+
+    time_s: float = 0.0
+    energy_j: float = 0.0
+    flops: float = 0.0
+    hbm_bytes: float = 0.0
+
+    @classmethod
+    def of(cls, r: SimResult, chips: int = 1) -> Cost:
+        return cls(r.time_s, r.energy_total_j / chips, r.flops / chips,
+                   (r.bytes.get("hbm_read", 0.0) + r.bytes.get("hbm_write", 0.0)) / chips)
+
+    def __add__(self, o: Cost) -> Cost:
+        return Cost(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(o))))
+
+    def __mul__(self, k: float) -> Cost:
+        return Cost(*(a * k for a in dataclasses.astuple(self)))
+
+    __rmul__ = __mul__
+
+
+@dataclass(frozen=True)
+class LayerCosts:
+    fwd: Cost
+    bwd: Cost
+    attention_fwd: Cost  # what selective recomputation re-runs
+    kernels: tuple[tuple[str, str, float], ...]  # (node, kind, seconds)
+
+
+def _split(kernels: list[tuple[str, str]], results: list[SimResult], chips: int
+           ) -> LayerCosts:
+    fwd, bwd, att = Cost(), Cost(), Cost()
+    rows = []
+    for (node, kind), r in zip(kernels, results):
+        c = Cost.of(r, chips)
+        rows.append((node, kind, r.time_s))
+        if node.startswith("bwd."):
+            bwd = bwd + c
+        else:
+            fwd = fwd + c
+            if node.endswith(".attention"):
+                att = att + c
+    return LayerCosts(fwd, bwd, att, tuple(rows))
+
+
+def layer_costs(model, chip: ChipConfig, phase: Phase, tp: int = 1,  # noqa: ANN001
+                system: SystemConfig | None = None, grads: GradMode = GradMode()
+                ) -> LayerCosts:
+    """One layer of one micro-batch, forward and backward, on a chip (``tp`` 1) or on the
+    first ``tp`` chips of ``system`` as a tensor-parallel group (collectives simulated)."""
+    if tp == 1:
+        low = lower(training_graph(model, phase, 1, grads=grads), chip, confirm=None, top=1,
+                    layout="row")
+        return _split(low.kernels, [simulate(k, chip) for k in low.kernel_programs], 1)
+    assert system is not None
+    group = list(range(tp))
+    lows = [lower(training_graph(model, phase, 1, shard=Shard(tp, r, 1), grads=grads), chip,
+                  confirm=None, top=1, layout="row", barrier_group=1)
+            for r in range(min(tp, 2))]
+    sub = first_chips(system, tp)
+    results = []
+    for k in range(len(lows[0].kernel_programs)):
+        progs = {(c, core): p for c in group
+                 for core, p in lows[min(c, 1)].kernel_programs[k].items()}
+        results.append(simulate_system(sub, progs, groups={1: group}))
+    return _split(lows[0].kernels, results, tp)
+
+
+def head_costs(model, chip: ChipConfig, phase: Phase, fp32_loss: bool,  # noqa: ANN001
+               grads: GradMode = GradMode()) -> LayerCosts:
+    """Final norm + LM head over every token, the loss gradient and the backward to d:h."""
+    low = lower(training_head(model, phase, fp32_loss=fp32_loss, grads=grads), chip,
+                confirm=None, top=1, layout="row")
+    return _split(low.kernels, [simulate(k, chip) for k in low.kernel_programs], 1)
+
+
+def optimizer_cost(chip: ChipConfig, params: int, master_copy: bool) -> Cost:
+    """One fused AdamW step over ``params`` fp32 parameters (``mapper.kernels.adamw``)."""
+    if params <= 0:
+        return Cost()
+    f = 4 * params
+    block = 4096
+    a = AdamW(params, 0, f, 2 * f, 3 * f, 4 * f if master_copy else None, const=6 * f,
+              block=block)
+    while sram_bytes(a) > chip.core.sram.capacity and a.block > 256:
+        a = dataclasses.replace(a, block=a.block // 2)
+    progs = {c: Program(tuple(resolve(items)) + (build("halt"),))
+             for c, items in enumerate(adamw_programs(a, chip.cores))}
+    return Cost.of(simulate(progs, chip))
+
+
+def collective_cost(system: SystemConfig, op: str, chips: list[int], nbytes: float,
+                    dtype: DType = DType.BF16) -> Cost:
+    """One collective (``allreduce``, ``reducescatter``, ``allgather``) of ``nbytes`` (the
+    NCCL buffer: the all-reduce buffer, the gathered output, the scattered input) over
+    ``chips`` of ``system``, simulated on its topology."""
+    if len(chips) < 2 or nbytes <= 0:
+        return Cost()
+    count = int(nbytes // dtype.nbytes(1))
+    if op in ("allgather", "reducescatter"):
+        count //= len(chips)
+    count = max(1, count)
+    ins = build(f"net.{op}", MemRef(Space.HBM, 0), MemRef(Space.HBM, 0), count, dtype, 1)
+    progs = {(c, 0): Program((ins, build("halt"))) for c in chips}
+    groups = {1: list(chips)}
+    groups.update({CHIP_GROUP + c: [c] for c in chips})
+    return Cost.of(simulate_system(system, progs, groups=groups), len(chips))
+
+
+def first_chips(system: SystemConfig, n: int) -> SystemConfig:
+    """The first ``n`` chips of a system, joined as the system joins them."""
+    topo = system.topology
+    return dataclasses.replace(system, chips=system.chips[:n],
+                               topology=dataclasses.replace(topo, dims=(n,)))
+
+
+__all__ = ["Cost", "LayerCosts", "collective_cost", "first_chips", "head_costs",
+           "layer_costs", "optimizer_cost"]

@@ -1,0 +1,106 @@
+"""``tessera train`` and the training kinds of ``tessera validate``: figures that come from
+the simulated kernels and behave as the mechanisms say."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.cli import main as tessera
+from experiments.train.step import TrainError, TrainSpec, step_memory, train_step
+from hardware.chips import load_chip
+from hardware.systems import load_system
+from mapper.model import load_model
+
+TINY = load_model("tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def edge():
+    return load_chip("edge")
+
+
+def test_train_json_carries_the_headline_and_the_breakdowns(tmp_path, capsys):
+    code = tessera(["train", "--model", "tiny-llama", "--chip", "edge", "--seq", "64",
+                    "--micro-batch", "2", "--global-batch", "4", "--out", str(tmp_path),
+                    "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("step_s", "tokens_per_s", "mfu", "peak_memory_bytes", "energy_j",
+                "compute_s", "bubble_s", "exposed_comm_s", "optimizer_s"):
+        assert out[key] >= 0, key
+    assert out["tokens_per_s"] == pytest.approx(4 * 64 / out["step_s"])
+    assert 0 < out["mfu"] < 1
+    assert (tmp_path / "train.json").exists()
+
+
+def test_accumulating_more_micro_batches_adds_their_compute_not_another_optimizer(edge):
+    one = train_step(TINY, TrainSpec(2, 64, 2), edge)
+    four = train_step(TINY, TrainSpec(2, 64, 8), edge)
+    per_mb = one.breakdown["compute"]
+    assert four.breakdown["compute"] == pytest.approx(4 * per_mb, rel=1e-9)
+    assert four.breakdown["optimizer"] == pytest.approx(one.breakdown["optimizer"])
+    assert four.tokens == 4 * one.tokens
+
+
+def test_full_recomputation_trades_activation_memory_for_a_second_forward(edge):
+    plain = train_step(TINY, TrainSpec(4, 64, 4), edge)
+    rec = train_step(TINY, TrainSpec(4, 64, 4, recompute="full"), edge)
+    assert rec.memory.activations < plain.memory.activations
+    fwd = plain.layer.fwd.time_s * TINY.layers
+    assert rec.breakdown["compute"] == pytest.approx(plain.breakdown["compute"] + fwd)
+
+
+def test_zero_stages_shard_optimizer_then_gradients_then_weights():
+    m = load_model("llama2-7b")
+    chip = load_chip("h100")
+    mem = [step_memory(m, TrainSpec(1, 1024, 0, tp=1, pp=1, dp=8, zero=z), chip)
+           for z in range(4)]
+    assert mem[1].optimizer == pytest.approx(mem[0].optimizer / 8)
+    assert mem[2].gradients == pytest.approx(mem[1].gradients / 8)
+    assert mem[3].weights == pytest.approx(mem[2].weights / 8)
+    assert mem[0].weights + mem[0].gradients + mem[0].optimizer == pytest.approx(
+        18 * m.params, rel=1e-6)  # Megatron's 2 + 4 + 12 bytes per parameter
+
+
+def test_a_model_that_does_not_fit_is_one_line_with_the_breakdown(capsys):
+    code = tessera(["train", "--model", "llama3-70b", "--chip", "h100", "--seq", "2048"])
+    err = capsys.readouterr().err
+    assert code == 1 and "does not fit" in err and "optimizer" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_split_names_the_option(edge):
+    with pytest.raises(TrainError, match="--dp"):
+        train_step(TINY, TrainSpec(1, 64, tp=2), edge)
+    with pytest.raises(TrainError, match="--global-batch"):
+        train_step(TINY, TrainSpec(2, 64, 3), edge)
+
+
+def test_data_parallel_sync_is_simulated_on_the_topology_and_overlaps_the_backward():
+    system = load_system("h100x4")
+    m = load_model("tiny-llama")
+    dp = train_step(m, TrainSpec(2, 64, 8, dp=4), system.chips[0], system)
+    assert dp.comm_s > 0
+    assert dp.breakdown["exposed_comm"] <= dp.comm_s
+    zero1 = train_step(m, TrainSpec(2, 64, 8, dp=4, zero=1), system.chips[0], system)
+    assert zero1.memory.optimizer == pytest.approx(dp.memory.optimizer / 4)
+
+
+def test_tensor_parallel_layers_run_on_their_group_with_collectives():
+    system = load_system("h100x4")
+    m = load_model("tiny-llama")
+    tp = train_step(m, TrainSpec(2, 64, 4, tp=2, dp=2), system.chips[0], system)
+    one = train_step(m, TrainSpec(2, 64, 8, dp=4), system.chips[0], system)
+    assert tp.memory.weights == pytest.approx(one.memory.weights / 2, rel=0.05)
+    assert tp.layer.fwd.time_s != one.layer.fwd.time_s
+
+
+def test_pipeline_bubble_comes_from_the_schedule():
+    system = load_system("h100x4")
+    m = load_model("tiny-llama")
+    r = train_step(m, TrainSpec(1, 64, 4, pp=2, dp=2), system.chips[0], system)
+    assert r.breakdown["bubble"] > 0
+    more = train_step(m, TrainSpec(1, 64, 16, pp=2, dp=2), system.chips[0], system)
+    assert more.breakdown["bubble"] / more.step_s < r.breakdown["bubble"] / r.step_s
