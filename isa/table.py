@@ -229,6 +229,7 @@ TABLE: tuple[OpSpec, ...] = (
     _unary("v.recip", 0x35, "reciprocal", "transcendental"),
     _unary("v.cast", 0x36, "identity", "simple"),
     _unary("v.dsilu", 0x37, "silu'", "transcendental"),
+    _unary("v.dgelu", 0x38, "gelu_tanh'", "transcendental"),
     # vector engine: elementwise binary
     _binary("v.add", 0x40, "a + b"),
     _binary("v.sub", 0x41, "a - b"),

@@ -47,6 +47,10 @@ class _Walk:
     grad_dt: DType = F32  # of weight gradients
     accumulate: bool = True  # weight gradients are added to their buffers (else written)
 
+    def ones(self, rows: int) -> str:
+        """A [rows, 1] column of ones (the left operand of a column sum)."""
+        return self.g.add(Tensor(f"ones{rows}", (rows, 1), DType.BF16, Kind.WEIGHT))
+
     def weight_grad(self, weight: str, shape: tuple[int, ...]) -> tuple[str, str | None]:
         """(the gradient buffer of ``weight``, the residual a GEMM adds it to, or None)."""
         gw = self.g.add(Tensor(weight + ".grad", shape, self.grad_dt, Kind.INPUT))
@@ -147,9 +151,16 @@ def forward_nodes(g: Graph) -> int:
 
 
 def _with_stats(g: Graph) -> Graph:
-    """Attention nodes also write each query row's softmax max and 1/sum (fp32)."""
+    """Attention nodes also write each query row's softmax max and 1/sum (fp32); a fused
+    activation becomes a node of its own, so its input is kept for the backward."""
     out = Graph(g.tensors, [])
     for node in g.nodes:
+        if node.op == Op.LINEAR and node.attrs.act:
+            y = node.outputs[0]
+            pre = out.add(Tensor(y + ".pre", g.tensors[y].shape, g.tensors[y].dtype))
+            out.nodes.append(replace(node.with_attrs(act=None), outputs=(pre,)))
+            out.op(Op.ACT, node.name + ".act", [pre], [y], fn=node.attrs.act)
+            continue
         if node.op == Op.ATTENTION:
             att = g.tensors[node.outputs[0]]
             hd = g.tensors[node.inputs[1]].shape[3]
@@ -191,9 +202,9 @@ def _kv_append(w: _Walk, node: Node) -> None:
 @rule(Op.LINEAR)
 def _linear(w: _Walk, node: Node) -> None:
     a = node.attrs
-    if a.act or a.bias or a.scale or a.row_scale or a.decode or a.sparse:
+    if a.act or a.scale or a.row_scale or a.decode or a.sparse:
         raise TrainingGraphError(f"{node.name}: the backward of a projection with a fused "
-                                 f"activation, bias or quantized weights is not lowered")
+                                 f"activation or quantized weights is not lowered")
     dy = w.grad_of(node.outputs[0])
     if dy is None:
         return
@@ -202,6 +213,10 @@ def _linear(w: _Walk, node: Node) -> None:
     x, weight = node.inputs[0], node.inputs[1]
     gw, acc = w.weight_grad(weight, w.g.tensors[weight].shape)
     w.g.op(Op.LINEAR, f"bwd.{node.name}.wgrad", [x, dy], [gw], a_trans=True, residual=acc)
+    if a.bias:  # the bias gradient: column sums of dy, a GEMM of a ones column with it
+        gb, acc = w.weight_grad(node.inputs[2], (1, w.g.tensors[dy].shape[1]))
+        w.g.op(Op.LINEAR, f"bwd.{node.name}.dbias", [w.ones(w.g.tensors[dy].shape[0]), dy],
+               [gb], a_trans=True, residual=acc)
     dx = w.new(f"d:{x}", x)
     prev = w.grads.pop(x, None)
     w.g.op(Op.LINEAR, f"bwd.{node.name}.dgrad", [dy, weight], [dx], w_trans=True,
@@ -239,6 +254,25 @@ def _rope(w: _Walk, node: Node) -> None:
            pos0=a.pos0, seq=a.seq)
 
 
+@rule(Op.ACT)
+def _act(w: _Walk, node: Node) -> None:
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    x = node.inputs[0]
+    dx = w.new(f"d:{x}", x)
+    w.g.op(Op.ACT_BWD, f"bwd.{node.name}", [x, d], [dx], fn=node.attrs.fn)
+    w.contribute(x, dx)
+
+
+@rule(Op.ADD)
+def _add(w: _Walk, node: Node) -> None:
+    d = w.grad_of(node.outputs[0])
+    if d is not None:
+        for x in node.inputs:
+            w.contribute(x, d)
+
+
 @rule(Op.SILU_MUL)
 def _silu_mul(w: _Walk, node: Node) -> None:
     d = w.grad_of(node.outputs[0])
@@ -265,7 +299,7 @@ def _norm(w: _Walk, node: Node) -> None:
     T, H = w.g.tensors[x].shape
     params = w.g.add(Tensor(gamma + ".eps", (n + 1,), F32, Kind.WEIGHT))
     unit = w.g.add(Tensor(f"unit{n}", (n,), F32, Kind.WEIGHT))
-    ones = w.g.add(Tensor(f"ones{T}", (T, 1), w.g.tensors[d].dtype, Kind.WEIGHT))
+    ones = w.ones(T)
     dx = w.new(f"d:{x}@{node.name}", x)
     w.g.op(Op.NORM_BWD, f"bwd.{node.name}", [x, d, params], [dx], kind=kind, eps=eps)
     xdy = w.new(f"{node.name}.xdy", x)

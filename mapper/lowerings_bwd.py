@@ -205,3 +205,26 @@ def _widen_op(cols: int, idt: DType):  # noqa: ANN202
     def op(out, ins, params, rows):  # noqa: ANN001
         return [build("v.cast", out, ins[0], rows, cols, F32, idt)]
     return op
+
+
+@lowers(Op.ACT_BWD)
+def _act_bwd(ctx: Ctx, node: Node) -> Programs:
+    """dx = dy * act'(x), element-wise (inputs x, dy)."""
+    g, addr = ctx.graph, ctx.addr
+    x, dy = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    dx = g.tensors[node.outputs[0]]
+    fn = {"gelu": "v.dgelu", "silu": "v.dsilu"}.get(node.attrs.fn)
+    if fn is None:
+        raise MappingError(f"{node.name}: no backward for activation '{node.attrs.fn}'")
+    dt = dx.dtype
+
+    def op_for(c: int):  # noqa: ANN202
+        def op(out, ins, params, rows):  # noqa: ANN001
+            return [build(fn, ins[0], ins[0], rows, c, dt, x.dtype),
+                    build("v.mul", out, ins[0], ins[1], rows, c, dt, dt, dy.dtype)]
+        return op
+    cols = x.shape[1]
+    k = _elementwise_kernel(x.shape[0], (View(addr[x.name], cols, x.dtype),
+                                         View(addr[dy.name], cols, dy.dtype)),
+                            View(addr[dx.name], cols, dt), op_for, node.name)
+    return _rowwise(k, ctx.chip)

@@ -37,6 +37,7 @@ class Op(StrEnum):
     NORM_BWD = "norm_bwd"  # dL/dx of a norm (its parameters' gradient: NORM_XDY + a GEMM)
     NORM_XDY = "norm_xdy"  # dy * normalized x, per element (summed over rows: d gamma)
     XENT = "xent"  # softmax cross-entropy's gradient w.r.t. the logits
+    ACT_BWD = "act_bwd"  # dy * act'(x) of an activation
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ ATTRS: dict[Op, type] = {
     Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
     Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,
-    Op.NORM_XDY: NormBwdAttrs, Op.XENT: XentAttrs,
+    Op.NORM_XDY: NormBwdAttrs, Op.XENT: XentAttrs, Op.ACT_BWD: ActAttrs,
 }
 VIEWS = frozenset({Op.RENAME, Op.SLICE_ROWS, Op.PLACE_ROWS})  # no data moves
 # attributes of a LINEAR that name tensors (checked to exist by the verifier)

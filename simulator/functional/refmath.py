@@ -98,3 +98,11 @@ def layernorm_grad(x: np.ndarray, dy: np.ndarray, gamma: np.ndarray, eps: float)
     r = 1 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + np.float32(eps))
     xh = (x - mu) * r
     return r * (g - g.mean(axis=-1, keepdims=True) - xh * (g * xh).mean(axis=-1, keepdims=True))
+
+
+def gelu_grad(x: np.ndarray) -> np.ndarray:
+    """d gelu(x) / dx of the tanh approximation."""
+    x = _f(x)
+    c = np.float32(0.7978845608028654)
+    t = np.tanh(c * (x + 0.044715 * x ** 3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)

@@ -182,6 +182,7 @@ SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "dma.store": lambda c, i: _dma(c, i, False),
     "dma.storeadd": _storeadd,
     "v.dsilu": _unary(kx.silu_grad),
+    "v.dgelu": _unary(kx.gelu_grad),
     "v.rmsgrad": _norm_grad(kx.rmsnorm_grad),
     "v.lngrad": _norm_grad(kx.layernorm_grad),
     "dma.copy": _copy,

@@ -34,7 +34,11 @@ def float64_reference(monkeypatch):
     monkeypatch.setattr(ref, "bf16", lambda v: np.asarray(v, dtype=np.float64))
 
 
-@pytest.mark.parametrize("name", ["tiny-llama"])
+WEIGHTS = {"tiny-llama": ("l0.qkv.w", "l0.o.w", "l0.gate_up.w", "l0.down.w"),
+           "tiny-gpt2": ("l0.qkv.w", "l0.o.w", "l0.up.w", "l0.down.w", "l0.qkv.b", "l0.up.b")}
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
 def test_layer_gradients_match_finite_differences(name, float64_reference):
     model = load_model(name)
     phase = Phase("prefill", 2, seq=24)  # ragged attention tiles, two sequences
@@ -62,10 +66,12 @@ def test_layer_gradients_match_finite_differences(name, float64_reference):
         return float((got * v).sum()), (f[0] - f[1]) / (2 * eps)
 
     checks = {"x0": _read(m, r, "d:x0")}
-    for wname in ("l0.qkv.w", "l0.o.w", "l0.gate_up.w", "l0.down.w"):
-        checks[wname] = _read(m, r, wname + ".grad")
+    for wname in WEIGHTS[name]:
+        checks[wname] = _read(m, r, wname + ".grad").reshape(w[wname].shape)
     for nname in ("l0.norm1.w", "l0.norm2.w"):
-        checks[nname] = _read(m, r, nname + ".grad").reshape(-1)
+        parts = [nname + ".grad"] + ([nname + ".beta.grad"] if nname + ".beta.grad" in
+                                     m.graph.tensors else [])  # layernorm: gamma, beta
+        checks[nname] = np.concatenate([_read(m, r, p).reshape(-1) for p in parts])
     for target, got in checks.items():
         for _ in range(2):
             sim, fd = directional(target, got)
