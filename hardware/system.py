@@ -41,9 +41,31 @@ class LinkConfig:
 
 
 @dataclass(frozen=True)
+class ScaleOut:
+    """The scale-out fabric of a cluster: each chip's NIC and the leaf switches' uplinks."""
+
+    link: LinkConfig  # one NIC, each direction
+    oversubscription: float = field(default=1.0, metadata=spec(
+        bounds="positive", help="a leaf's NIC bandwidth / its uplink bandwidth"))
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     name: str
     chips: tuple[ChipConfig, ...]
     topology: Topology
     link: LinkConfig
     collective: str = "ring"
+    scale_out: ScaleOut | None = None  # a cluster topology's NICs and fabric
+
+    def link_of(self, u: int, v: int) -> tuple[float, float]:
+        """(bandwidth B/s, latency s) of directed link (u, v)."""
+        tier = self.topology.tier(u, v)
+        if tier == "scale_up" or self.scale_out is None:
+            return self.link.bandwidth, self.link.latency
+        nic = self.scale_out.link
+        if tier == "scale_out":
+            return nic.bandwidth, nic.latency
+        nodes, per, per_leaf = self.topology.dims
+        return (nic.bandwidth * per * per_leaf / self.scale_out.oversubscription,
+                nic.latency)

@@ -16,12 +16,12 @@ from pathlib import Path
 from hardware.chip import ChipConfig
 from hardware.chips import ConfigError, load_chip
 from hardware.loader import from_dict, resolve
-from hardware.system import COLLECTIVES, LinkConfig, SystemConfig
+from hardware.system import COLLECTIVES, LinkConfig, ScaleOut, SystemConfig
 from hardware.topology import KINDS, Topology
 from hardware.yamlfile import read_yaml
 
 SYSTEMS = Path(__file__).parent / "presets" / "systems"
-FIELDS = ("name", "chip", "chips", "topology", "link", "collective")
+FIELDS = ("name", "chip", "chips", "topology", "link", "collective", "scale_out")
 MAX_CHIPS = 1 << 16
 
 
@@ -54,7 +54,32 @@ def system_from_dict(data: object, source: str, base: Path = Path(".")) -> Syste
     if algo not in COLLECTIVES:
         raise ConfigError(f"{source}: collective: expected one of "
                           f"{', '.join(COLLECTIVES)}, got {algo!r}")
-    return SystemConfig(str(data.get("name", source)), chips, topo, link, algo)
+    scale_out = _scale_out(data.get("scale_out"), topo, source)
+    return SystemConfig(str(data.get("name", source)), chips, topo, link, algo, scale_out)
+
+
+def _scale_out(data: object, topo: Topology, source: str) -> ScaleOut | None:
+    """A cluster's NICs: ``{link: {bandwidth, latency, ...}, oversubscription: 2}``."""
+    if data is None:
+        if topo.kind == "cluster":
+            raise ConfigError(f"{source}: scale_out: a cluster topology needs its NIC link "
+                              f"({{link: {{bandwidth: ..., latency: ...}}}})")
+        return None
+    if topo.kind != "cluster":
+        raise ConfigError(f"{source}: scale_out: only a cluster topology has a scale-out "
+                          f"fabric (topology kind is {topo.kind})")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: scale_out: expected {{link: ..., oversubscription: ...}}")
+    _known(data, ("link", "oversubscription"), f"{source}: scale_out")
+    link = from_dict(LinkConfig, data.get("link"), source, ConfigError, "scale_out.link") \
+        if isinstance(data.get("link"), dict) else None
+    if link is None:
+        raise ConfigError(f"{source}: scale_out.link: expected {{bandwidth: ..., latency: ...}}")
+    over = data.get("oversubscription", 1.0)
+    if not isinstance(over, (int, float)) or isinstance(over, bool) or over <= 0:
+        raise ConfigError(f"{source}: scale_out.oversubscription: expected a positive number, "
+                          f"got {over!r}")
+    return ScaleOut(link, float(over))
 
 
 def _topology(t: object, source: str) -> Topology:

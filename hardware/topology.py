@@ -12,13 +12,16 @@ from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
 
-KINDS = ("ring", "mesh", "torus", "full", "switch", "fattree")
+KINDS = ("ring", "mesh", "torus", "full", "switch", "fattree", "cluster")
 
 
 @dataclass(frozen=True)
 class Topology:
     kind: str
     dims: tuple[int, ...]  # ring/full/switch: (n,); mesh/torus: (x, y[, z]); fattree: (n, radix)
+    # cluster: (nodes, chips per node, nodes per leaf switch): each node's chips share a
+    # scale-up switch (NVSwitch); every chip also has a NIC to its leaf switch of the
+    # scale-out fabric, and the leaves meet at one spine
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -27,6 +30,8 @@ class Topology:
             raise ValueError(f"topology dims must be positive, got {self.dims}")
         if self.kind == "fattree" and len(self.dims) != 2:
             raise ValueError("fattree dims are (chips, radix)")
+        if self.kind == "cluster" and len(self.dims) != 3:
+            raise ValueError("cluster dims are (nodes, chips per node, nodes per leaf switch)")
 
     @property
     def chips(self) -> int:
@@ -35,7 +40,24 @@ class Topology:
             for d in self.dims:
                 n *= d
             return n
+        if self.kind == "cluster":
+            return self.dims[0] * self.dims[1]
         return self.dims[0]
+
+    def tier(self, u: int, v: int) -> str:
+        """Which kind of link (u, v) is: "scale_up" (inside a node, or any link of a
+        one-tier topology), "scale_out" (a chip's NIC to its leaf switch) or "uplink" (a
+        leaf switch to the spine)."""
+        if self.kind != "cluster":
+            return "scale_up"
+        n, nodes = self.chips, self.dims[0]
+        hi = max(u, v)
+        if hi < n + nodes:
+            return "scale_up"
+        return "scale_out" if min(u, v) < n else "uplink"
+
+    def node_of(self, chip: int) -> int:
+        return chip // self.dims[1] if self.kind == "cluster" else 0
 
     @cached_property
     def links(self) -> tuple[tuple[int, int], ...]:
@@ -60,6 +82,16 @@ class Topology:
                             edges.add((i, self.index(c[:d] + (x,) + c[d + 1:])))
         elif self.kind == "switch":
             edges = {(i, n) for i in range(n)} | {(n, i) for i in range(n)}
+        elif self.kind == "cluster":
+            nodes, per, per_leaf = self.dims
+            leaves = -(-nodes // per_leaf)
+            spine = n + nodes + leaves
+            for i in range(n):
+                node, leaf = n + i // per, n + nodes + (i // per) // per_leaf
+                edges |= {(i, node), (node, i), (i, leaf), (leaf, i)}
+            if leaves > 1:
+                for leaf in range(n + nodes, n + nodes + leaves):
+                    edges |= {(leaf, spine), (spine, leaf)}
         else:  # fattree: leaf switches of `radix` chips under one spine
             radix = self.dims[1]
             leaves = -(-n // radix)
@@ -91,7 +123,22 @@ class Topology:
             return ()
         if self.kind in ("mesh", "torus"):
             return self._dimension_order(src, dst)
+        if self.kind == "cluster":
+            return self._cluster_route(src, dst)
         return self._shortest(src, dst)
+
+    def _cluster_route(self, src: int, dst: int) -> tuple[tuple[int, int], ...]:
+        """Inside a node through its switch; else NIC, leaf (, spine, leaf), NIC."""
+        nodes, per, per_leaf = self.dims
+        n = self.chips
+        a, b = src // per, dst // per
+        if a == b:
+            return ((src, n + a), (n + a, dst))
+        la, lb = n + nodes + a // per_leaf, n + nodes + b // per_leaf
+        if la == lb:
+            return ((src, la), (la, dst))
+        spine = n + nodes + -(-nodes // per_leaf)
+        return ((src, la), (la, spine), (spine, lb), (lb, dst))
 
     def _dimension_order(self, src: int, dst: int) -> tuple[tuple[int, int], ...]:
         path, cur = [], list(self.coords(src))

@@ -125,7 +125,8 @@ def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trac
         from simulator.network.links import LinkNetwork
 
         chips = [run_chip if c == chip else c for c in system.chips]
-        network = LinkNetwork(system.topology, system.link, system.collective, groups)
+        network = LinkNetwork(system.topology, system.link, system.collective, groups,
+                              system.link_of)
     machine = Machine(chips, programs, network=network, trace=trace, functional=state,
                       limits=limits, weights=weights, l2_hits=hits)
     time_ns = machine.run()

@@ -42,9 +42,11 @@ class _Instance:
 
 class LinkNetwork(Network):
     def __init__(self, topology: Topology, link: LinkConfig, algorithm: str = "ring",
-                 groups: dict[int, list[int]] | None = None) -> None:
+                 groups: dict[int, list[int]] | None = None, link_of=None) -> None:  # noqa: ANN001
         self.topology = topology
         self.link = link
+        # (u, v) -> (bandwidth, latency): a cluster's scale-out links differ from its nodes'
+        self.link_of = link_of or (lambda u, v: (link.bandwidth, link.latency))
         self.algorithm = algorithm
         self.groups = dict(groups or {})
         self.bytes_hops = 0.0
@@ -52,7 +54,7 @@ class LinkNetwork(Network):
     def attach(self, machine) -> None:  # noqa: ANN001
         super().attach(machine)
         env = machine.env
-        self.wires = {uv: SharedBandwidth(env, self.link.bandwidth / 1e9, f"link{uv}")
+        self.wires = {uv: SharedBandwidth(env, self.link_of(*uv)[0] / 1e9, f"link{uv}")
                       for uv in self.topology.links}
         self.instances: dict[tuple, _Instance] = {}
         self.seen: dict[tuple[int, int], int] = {}  # (chip, group) -> collectives issued
@@ -89,7 +91,7 @@ class LinkNetwork(Network):
         yield env.all_of([self.wires[uv].transfer(nbytes) for uv in route])
         if self.machine.link_trace is not None:
             self.machine.link_trace.extend((uv, nbytes, start, env.now) for uv in route)
-        yield env.timeout(self.link.latency * 1e9 * len(route))
+        yield env.timeout(sum(self.link_of(*uv)[1] for uv in route) * 1e9)
 
     def transfer(self, core: CoreSim, pc: int, ins: Instruction, regs: list[int]):
         if ins.mnemonic in ("net.send", "net.recv"):
