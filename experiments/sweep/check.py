@@ -11,7 +11,12 @@ import dataclasses
 
 from isa.errors import TesseraError
 
-PHASES = ("prefill", "decode", "generate")
+PHASES = ("prefill", "decode", "generate", "train")
+# training knobs (phase: train), with their closed sets of values (None: any integer >= 0)
+TRAIN = {"zero": (0, 1, 2, 3), "recompute": ("none", "selective", "full"),
+         "schedule": ("gpipe", "1f1b", "interleaved"), "recipe": ("megatron", "pytorch"),
+         "virtual_stages": None, "micro_batch": None, "global_batch": None,
+         "sp": (False, True), "offload_optimizer": (False, True)}
 COUNTS = ("batch", "seq", "ctx", "tokens")
 SYSTEM_PATHS = ("system.topology", "system.link.bandwidth", "system.collective")
 BOOLS = ("fusion", "functional")
@@ -118,7 +123,16 @@ def _load(path: str, value: object, where: str, error: type[TesseraError]) -> No
 def _check_mapping(name: str, value: object, where: str, error: type[TesseraError]) -> None:
     from mapper.pipeline import MapOptions
 
-    known = [f.name for f in dataclasses.fields(MapOptions)] + list(PARALLEL)
+    known = [f.name for f in dataclasses.fields(MapOptions)] + list(PARALLEL) + list(TRAIN)
+    if name in TRAIN:
+        allowed = TRAIN[name]
+        if allowed is None and (isinstance(value, bool) or not isinstance(value, int)
+                                or value < 0):
+            raise error(f"{where}: mapping.{name} {value!r}: expected a non-negative integer")
+        if allowed is not None and value not in allowed:
+            raise error(f"{where}: mapping.{name} {value!r}: expected one of "
+                        f"{', '.join(map(str, allowed))}")
+        return
     if name not in known:
         raise error(f"{where}: unknown path 'mapping.{name}' (expected mapping. + one of: "
                     f"{', '.join(known)})")

@@ -55,6 +55,8 @@ def _run(base: dict, point: dict) -> dict:
             if chip_over else load_chip(base.get("chip", "edge"))
     mapping = {k.split(".", 1)[1]: v for k, v in {**base, **point}.items()
                if k.startswith("mapping.")}
+    if base.get("phase") == "train":
+        return _train_row(model, chip, system, base, mapping)
     functional = bool(mapping.get("functional"))
     par = Parallel(**{k: int(mapping.pop(k)) for k in MAPPING_PARALLEL if k in mapping})
     opts = MapOptions(**mapping)
@@ -85,6 +87,26 @@ def _run(base: dict, point: dict) -> dict:
         row["output_error"] = compression_report(runs[0], base_run, True)["output_error"]
     row["tokens_per_s_per_mm2"] = row["tokens_per_s"] / row["area_mm2"]
     row["tokens_per_s_per_usd"] = row["tokens_per_s"] / row["cost_usd"]
+    return row
+
+
+def _train_row(model, chip, system, base: dict, mapping: dict) -> dict:  # noqa: ANN001
+    """A training step (``phase: train``): the knobs are mapping.tp/pp/dp/zero/recompute/
+    schedule/virtual_stages/micro_batch/global_batch/recipe/sp/offload_optimizer."""
+    from experiments.area import area_mm2, cost_usd
+    from experiments.train.step import TrainSpec, train_step
+
+    fields = {f.name for f in dataclasses.fields(TrainSpec)}
+    unknown = sorted(set(mapping) - fields)
+    if unknown:
+        raise KeyError(f"mapping.{unknown[0]} is not a training knob ({', '.join(sorted(fields))})")
+    spec = TrainSpec(**{"seq": int(base.get("seq", 2048)), **mapping})
+    r = train_step(model, spec, chip, system)
+    chips = len(system.chips) if system is not None else 1
+    row = r.as_dict()
+    row.update(latency_s=r.step_s, area_mm2=area_mm2(chip) * chips,
+               cost_usd=cost_usd(chip) * chips)
+    row["tokens_per_s_per_usd"] = r.tokens_per_s / row["cost_usd"]
     return row
 
 

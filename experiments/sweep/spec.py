@@ -35,7 +35,8 @@ MAX_POINTS = 100_000
 BASE_FIELDS = ("model", "chip", "system", "phase", "batch", "seq", "ctx", "tokens")
 MODES = ("grid", "random", "optuna")
 _SIZE_FIELD = {"grid": "parameters", "random": "samples", "optuna": "trials"}
-OBJECTIVES = ("latency_s", "energy_j", "area_mm2", "cost_usd", "tokens_per_s")
+OBJECTIVES = ("latency_s", "energy_j", "area_mm2", "cost_usd", "tokens_per_s", "step_s",
+              "peak_memory_bytes", "mfu")
 
 
 class SweepError(TesseraError):

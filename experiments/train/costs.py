@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
+from hardware.topology import Topology
 from isa import DType, MemRef, Program, Space, build
 from mapper.backward import GradMode, training_graph, training_head
 from mapper.kernels.adamw import AdamW, adamw_programs, sram_bytes
@@ -137,8 +138,17 @@ def collective_cost(system: SystemConfig, op: str, chips: list[int], nbytes: flo
 
 
 def first_chips(system: SystemConfig, n: int) -> SystemConfig:
-    """The first ``n`` chips of a system, joined as the system joins them."""
+    """The first ``n`` chips of a system, joined as the system joins them (a cluster's
+    first node's switch, when they fit in a node)."""
     topo = system.topology
+    if topo.kind == "cluster":
+        if n > topo.dims[1]:
+            from experiments.train.step import TrainError
+
+            raise TrainError(f"--tp {n}: a tensor-parallel group spans nodes of "
+                             f"{topo.dims[1]} chips; keep it inside one node")
+        return dataclasses.replace(system, chips=system.chips[:n],
+                                   topology=Topology("switch", (n,)), scale_out=None)
     return dataclasses.replace(system, chips=system.chips[:n],
                                topology=dataclasses.replace(topo, dims=(n,)))
 

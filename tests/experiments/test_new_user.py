@@ -141,7 +141,7 @@ def test_validate_skips_a_row_that_cannot_map(capsys, tmp_path):
     ({"mapping.quant": ["int3"]}, "expected one of null, int8"),
     ({"mapping.quantt": ["int8"]}, "unknown path 'mapping.quantt'"),
     ({"system.link.bw": [1]}, "unknown path 'system.link.bw'"),
-    ({"phase": ["train"]}, "expected one of prefill, decode, generate"),
+    ({"phase": ["fly"]}, "expected one of prefill, decode, generate, train"),
     ({"model": ["llama9"]}, "unknown model preset 'llama9'"),
     ({"chip.hbm.bandwidth": ["fast"]}, "chip.hbm.bandwidth = 'fast'"),
 ])
