@@ -73,11 +73,46 @@ def _split(kernels: list[tuple[str, str]], results: list[SimResult], chips: int
     return LayerCosts(fwd, bwd, att, tuple(rows))
 
 
+def _remembered(kind: str, parts: tuple, compute) -> LayerCosts:  # noqa: ANN001
+    """A piece's costs from the kernel-cost store when the same piece (model, shapes, chip or
+    group, code of isa / hardware / simulator / mapper) was priced before: a warm step
+    neither lowers nor simulates. Exact: the value is what ``compute`` returned then."""
+    import hashlib
+    import json
+
+    from simulator import cache
+
+    store = cache.current()
+    if store is None:
+        return compute()
+    key = f"train-{kind}:" + hashlib.blake2b(repr((parts, cache.code_digest(
+        (*cache.CODE, "mapper")))).encode(), digest_size=20).hexdigest()
+    text = store.get_text(key)
+    if text is not None:
+        store.stats.hits += 1
+        d = json.loads(text)
+        return LayerCosts(Cost(*d["fwd"]), Cost(*d["bwd"]), Cost(*d["att"]),
+                          tuple(tuple(k) for k in d["kernels"]))
+    out = compute()
+    store.put_text(key, json.dumps({"fwd": dataclasses.astuple(out.fwd),
+                                    "bwd": dataclasses.astuple(out.bwd),
+                                    "att": dataclasses.astuple(out.attention_fwd),
+                                    "kernels": out.kernels}))
+    return out
+
+
 def layer_costs(model, chip: ChipConfig, phase: Phase, tp: int = 1,  # noqa: ANN001
                 system: SystemConfig | None = None, grads: GradMode = GradMode()
                 ) -> LayerCosts:
     """One layer of one micro-batch, forward and backward, on a chip (``tp`` 1) or on the
     first ``tp`` chips of ``system`` as a tensor-parallel group (collectives simulated)."""
+    group = first_chips(system, tp) if tp > 1 and system is not None else None
+    return _remembered("layer", (model, chip, phase, tp, group, grads),
+                       lambda: _layer_costs(model, chip, phase, tp, system, grads))
+
+
+def _layer_costs(model, chip: ChipConfig, phase: Phase, tp: int,  # noqa: ANN001
+                 system: SystemConfig | None, grads: GradMode) -> LayerCosts:
     if tp == 1:
         low = lower(training_graph(model, phase, 1, grads=grads), chip, confirm=None, top=1,
                     layout="row")
@@ -99,6 +134,12 @@ def layer_costs(model, chip: ChipConfig, phase: Phase, tp: int = 1,  # noqa: ANN
 def head_costs(model, chip: ChipConfig, phase: Phase, fp32_loss: bool,  # noqa: ANN001
                grads: GradMode = GradMode()) -> LayerCosts:
     """Final norm + LM head over every token, the loss gradient and the backward to d:h."""
+    return _remembered("head", (model, chip, phase, fp32_loss, grads),
+                       lambda: _head_costs(model, chip, phase, fp32_loss, grads))
+
+
+def _head_costs(model, chip: ChipConfig, phase: Phase, fp32_loss: bool,  # noqa: ANN001
+                grads: GradMode) -> LayerCosts:
     low = lower(training_head(model, phase, fp32_loss=fp32_loss, grads=grads), chip,
                 confirm=None, top=1, layout="row")
     return _split(low.kernels, [simulate(k, chip) for k in low.kernel_programs], 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from isa import DType, build
-from mapper.emit import Arena, Item, hbm, sram
+from mapper.emit import Arena, Item, hbm, sram, steps
 
 FULL, FREE, DONE, STORED = 0, 2, 4, 6
 F32 = DType.FP32
@@ -73,33 +73,44 @@ def _shape(n: int) -> tuple[int, int]:
 
 
 def _dma(a: AdamW, bufs, half: int, chunks) -> list[Item]:  # noqa: ANN001
+    """Loads of chunk k, then the stores of chunk k - 1; the uniform chunks in a loop whose
+    registers step every fp32 array (a0) and the bf16 copy (a1) by one chunk each."""
     seq: list[Item] = [build("dma.load", sram(bufs[0]["eps"]), hbm(a.const), F32, 1, 1)]
-    prev = None
-    for i, (c0, n) in enumerate(chunks):
-        b = i % 2
+    stride = chunks[1][0] - chunks[0][0] if len(chunks) > 1 else 0
+
+    def step(k: int, in_loop: bool) -> list[Item]:
+        c0, n = chunks[k]
+        b = k % 2
         rows, cols = _shape(n)
-        seq.append(build("sem.wait", "dma", FREE + b))
-        for k in ("p", "g", "m", "v"):
-            seq.append(build("dma.load", sram(bufs[b][k]), hbm(getattr(a, k) + 4 * c0), F32,
-                             rows, cols))
-        seq.append(build("sem.signal", "dma", FULL + b))
-        if prev is not None:
-            seq += _stores(a, bufs, half, *prev)
-        prev = (i, c0, n)
-    if prev is not None:
-        seq += _stores(a, bufs, half, *prev)
+        r0, r1 = (0, 1) if in_loop else (None, None)
+        out: list[Item] = [build("sem.wait", "dma", FREE + b)]
+        for key in ("p", "g", "m", "v"):
+            out.append(build("dma.load", sram(bufs[b][key]), hbm(getattr(a, key) + 4 * c0, r0),
+                             F32, rows, cols))
+        out.append(build("sem.signal", "dma", FULL + b))
+        if k:
+            out += _stores(a, bufs, half, k - 1, *chunks[k - 1], r0, r1)
+        return out
+
+    uniform = len(chunks) - (1 if chunks[-1][1] != a.block else 0)
+    seq += step(0, False) if chunks else []
+    seq += steps(max(0, uniform - 1), step, (("a0", 8 * stride), ("a1", 4 * stride)), 1)
+    seq += [i for k in range(max(1, uniform), len(chunks)) for i in step(k, False)]
+    if chunks:
+        seq += _stores(a, bufs, half, len(chunks) - 1, *chunks[-1])
     return seq + [build("sem.wait", "dma", FREE), build("sem.wait", "dma", FREE + 1)]
 
 
-def _stores(a: AdamW, bufs, half: int, i: int, c0: int, n: int) -> list[Item]:  # noqa: ANN001
+def _stores(a: AdamW, bufs, half: int, i: int, c0: int, n: int,  # noqa: ANN001
+            r0: int | None = None, r1: int | None = None) -> list[Item]:
     b = i % 2
     rows, cols = _shape(n)
     seq: list[Item] = [build("sem.wait", "dma", DONE + b)]
     for k in ("p", "m", "v"):
-        seq.append(build("dma.store", hbm(getattr(a, k) + 4 * c0), sram(bufs[b][k]), F32, rows,
-                         cols))
+        seq.append(build("dma.store", hbm(getattr(a, k) + 4 * c0, r0), sram(bufs[b][k]), F32,
+                         rows, cols))
     if a.copy is not None:
-        seq.append(build("dma.store", hbm(a.copy + 2 * c0), sram(half), DType.BF16, rows,
+        seq.append(build("dma.store", hbm(a.copy + 2 * c0, r1), sram(half), DType.BF16, rows,
                          cols))
     return seq + [build("sem.signal", "dma", STORED + b)]
 
@@ -107,11 +118,11 @@ def _stores(a: AdamW, bufs, half: int, i: int, c0: int, n: int) -> list[Item]:  
 def _vec(a: AdamW, bufs, half: int, chunks) -> list[Item]:  # noqa: ANN001
     b1, b2 = a.betas
     c1, c2 = 1 - b1 ** a.step, 1 - b2 ** a.step
-    seq: list[Item] = []
-    for i, (_, n) in enumerate(chunks):
-        b = i % 2
-        rows, cols = _shape(n)
-        p, g, m, v, t = (sram(bufs[b][k]) for k in ("p", "g", "m", "v", "t"))
+
+    def step(k: int, in_loop: bool) -> list[Item]:
+        b = k % 2
+        rows, cols = _shape(chunks[k][1])
+        p, g, m, v, t = (sram(bufs[b][key]) for key in ("p", "g", "m", "v", "t"))
 
         def op(mn: str, dst, x, y=None, s=None):  # noqa: ANN001, ANN202
             if s is not None:
@@ -119,18 +130,22 @@ def _vec(a: AdamW, bufs, half: int, chunks) -> list[Item]:  # noqa: ANN001
             if y is None:
                 return build(mn, dst, x, rows, cols, F32, F32)
             return build(mn, dst, x, y, rows, cols, F32, F32, F32)
-        seq += [build("sem.wait", "vec", FULL + b), build("sem.wait", "vec", STORED + b),
-                op("v.scale", m, m, s=b1), op("v.scale", t, g, s=1 - b1), op("v.add", m, m, t),
-                op("v.mul", t, g, g), op("v.scale", t, t, s=1 - b2), op("v.scale", v, v, s=b2),
-                op("v.add", v, v, t),
-                op("v.scale", t, v, s=1 / c2),
-                build("v.add", t, t, sram(bufs[b]["eps"]), rows, cols, F32, F32, F32,
-                      "scalar"),
-                op("v.rsqrt", t, t), op("v.mul", t, t, m), op("v.scale", t, t, s=a.lr / c1),
-                op("v.scale", p, p, s=1 - a.lr * a.weight_decay), op("v.sub", p, p, t)]
+        seq = [build("sem.wait", "vec", FULL + b), build("sem.wait", "vec", STORED + b),
+               op("v.scale", m, m, s=b1), op("v.scale", t, g, s=1 - b1), op("v.add", m, m, t),
+               op("v.mul", t, g, g), op("v.scale", t, t, s=1 - b2), op("v.scale", v, v, s=b2),
+               op("v.add", v, v, t),
+               op("v.scale", t, v, s=1 / c2),
+               build("v.add", t, t, sram(bufs[b]["eps"]), rows, cols, F32, F32, F32,
+                     "scalar"),
+               op("v.rsqrt", t, t), op("v.mul", t, t, m), op("v.scale", t, t, s=a.lr / c1),
+               op("v.scale", p, p, s=1 - a.lr * a.weight_decay), op("v.sub", p, p, t)]
         if a.copy is not None:
             seq.append(build("v.cast", sram(half), p, rows, cols, DType.BF16, F32))
-        seq += [build("sem.signal", "vec", FREE + b), build("sem.signal", "vec", DONE + b)]
+        return seq + [build("sem.signal", "vec", FREE + b), build("sem.signal", "vec", DONE + b)]
+
+    uniform = len(chunks) - (1 if chunks and chunks[-1][1] != a.block else 0)
+    seq = steps(uniform, step, ())
+    seq += [i for k in range(uniform, len(chunks)) for i in step(k, False)]
     return seq + [build("sem.wait", "vec", STORED), build("sem.wait", "vec", STORED + 1)]
 
 

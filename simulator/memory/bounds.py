@@ -12,9 +12,13 @@ from hardware.chip import ChipConfig
 from isa.footprint import footprint
 from isa.operands import MemRef, Space
 from isa.program import Instruction
+from isa.table import BY_OPCODE
 from simulator.errors import SimError
 
 Ranges = dict[int, tuple[int, int]]  # register -> (lowest, highest) offset
+
+
+_SLOT = {int(Space.HBM): 0, int(Space.SRAM): 1, int(Space.ACC): 2}
 
 
 def capacity(chip: ChipConfig, space: Space) -> int:
@@ -22,14 +26,34 @@ def capacity(chip: ChipConfig, space: Space) -> int:
             Space.ACC: chip.core.acc.capacity}[space]
 
 
+def _fields(opcode: int, name: str) -> tuple[int, int, int]:
+    """Positions of a memory operand's space, addr and reg fields in ``Instruction.args``."""
+    key = (opcode, name)
+    at = _FIELDS.get(key)
+    if at is None:
+        spec = BY_OPCODE[opcode]
+        at = _FIELDS[key] = (spec.index(f"{name}.space"), spec.index(f"{name}.addr"),
+                             spec.index(f"{name}.reg"))
+    return at
+
+
+_FIELDS: dict[tuple[int, str], tuple[int, int, int]] = {}
+
+
 def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig) -> None:
+    """Each memory operand's bytes inside its memory (raw fields read directly: this runs
+    for every instruction of every program, on cache hits too)."""
+    args = ins.args
+    caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
     for name, nbytes in footprint(ins):
-        ref = ins.operand(name)
-        assert isinstance(ref, MemRef)
-        lo_off, hi_off = ranges.get(ref.reg, (0, 0)) if ref.reg is not None else (0, 0)
-        lo, hi = ref.addr + lo_off, ref.addr + hi_off + nbytes
-        cap = capacity(chip, ref.space)
+        i_space, i_addr, i_reg = _fields(ins.opcode, name)
+        addr, reg = args[i_addr], args[i_reg] - 1
+        lo_off, hi_off = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
+        lo, hi = addr + lo_off, addr + hi_off + nbytes
+        cap = caps[_SLOT[args[i_space]]]
         if lo < 0 or hi > cap:
+            ref = ins.operand(name)
+            assert isinstance(ref, MemRef)
             where = f" (with a{ref.reg} in {lo_off}..{hi_off})" if ref.reg is not None else ""
             raise SimError(f"pc {pc} ({ins.mnemonic}): operand '{name}' reaches "
                            f"{ref.space.asm_name} [{lo:#x}, {hi:#x}){where}, outside its "

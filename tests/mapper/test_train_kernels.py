@@ -25,7 +25,7 @@ def _f32(r, addr, n):
     return nx.from_bytes(r.read(H, addr, 4 * n), DType.FP32, n)
 
 
-@pytest.mark.parametrize("n", [4096 * 3 + 256, 1000])
+@pytest.mark.parametrize("n", [4096 * 3 + 256, 1000, 4096 * 11 + 100])
 def test_adamw_kernel_matches_numpy(n):
     rng = np.random.default_rng(0)
     p, g, m = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
