@@ -104,3 +104,33 @@ def test_pipeline_bubble_comes_from_the_schedule():
     assert r.breakdown["bubble"] > 0
     more = train_step(m, TrainSpec(1, 64, 16, pp=2, dp=2), system.chips[0], system)
     assert more.breakdown["bubble"] / more.step_s < r.breakdown["bubble"] / r.step_s
+
+
+def test_tensor_parallel_shortcut_equals_lowering_every_rank():
+    """layer_costs lowers ranks 0 and 1 and reuses rank 1's programs for ranks 2..tp-1 (the
+    simulator also runs identical chips once): the same times as every rank lowered and
+    simulated on its own."""
+    from experiments.train.costs import _split, first_chips, layer_costs
+    from mapper.backward import training_graph
+    from mapper.layers import Phase, Shard
+    from mapper.lower import lower
+    from simulator.run import simulate_system
+
+    system = load_system("h100x4")
+    chip = system.chips[0]
+    phase = Phase("prefill", 2, seq=32)
+    fast = layer_costs(TINY, chip, phase, 4, system)
+    lows = [lower(training_graph(TINY, phase, 1, shard=Shard(4, r, 1)), chip, layout="row",
+                  barrier_group=1) for r in range(4)]
+    sub = first_chips(system, 4)
+    results = [simulate_system(sub, {(c, core): p for c in range(4)
+                                     for core, p in lows[c].kernel_programs[k].items()},
+                               groups={1: [0, 1, 2, 3]}, dedupe=False)
+               for k in range(len(lows[0].kernel_programs))]
+    full = _split(lows[0].kernels, results, 4)
+    assert full.fwd.time_s == pytest.approx(fast.fwd.time_s, rel=1e-9)
+    assert full.bwd.time_s == pytest.approx(fast.bwd.time_s, rel=1e-9)
+    import dataclasses
+
+    assert dataclasses.astuple(full.bwd) == pytest.approx(dataclasses.astuple(fast.bwd),
+                                                          rel=1e-6)
