@@ -31,7 +31,7 @@ def train_layers(target: Target, row: pd.Series) -> dict[str, float]:
     (weight gradients written in bf16, one backward), with or without each layer
     recomputed in its backward (activation checkpointing)."""
     from experiments.train.costs import layer_costs
-    from experiments.train.memory import saved_bytes
+    from experiments.train.memory import autograd_extra_bytes, saved_bytes
     from mapper.backward import GradMode, training_graph
     from mapper.layers import Phase
 
@@ -44,7 +44,8 @@ def train_layers(target: Target, row: pd.Series) -> dict[str, float]:
     lc = layer_costs(model, target.chip, phase, grads=GradMode(DType.BF16, False))
     fwd, bwd = lc.fwd.time_s, lc.bwd.time_s + (lc.fwd.time_s if recompute else 0.0)
     g = training_graph(model, phase, 1)
-    saved, x = saved_bytes(g), g.tensors["x0"].nbytes
+    saved = saved_bytes(g) + autograd_extra_bytes(model, phase.tokens)
+    x = g.tensors["x0"].nbytes
     # recomputed: every layer keeps its input; one layer's activations live while it reruns
     acts = (n * x + saved) / n if recompute else saved
     return {"fwd_ms_per_layer": fwd * 1e3, "fwd_bwd_ms_per_layer": (fwd + bwd) * 1e3,

@@ -36,6 +36,12 @@ def make_report(results: Path, out: Path) -> list[Path]:
         if about.exists():
             tables.insert(0, ("What was run", _about(json.loads(about.read_text()))))
         title = f"Sweep {csv.parent.name}"
+    elif (results / "train.json").exists():
+        from experiments.train.report import train_figures
+
+        doc = json.loads((results / "train.json").read_text())
+        figs, tables = train_figures(doc, out, _save)
+        title = f"{doc['model']} training step on {doc['target']}"
     elif (results / "result.json").exists():
         doc = json.loads((results / "result.json").read_text())
         figs, tables = _run(doc, results, out)
@@ -46,8 +52,8 @@ def make_report(results: Path, out: Path) -> list[Path]:
                if k in opts}, "versions": doc.get("versions", {})})))
         title = f"{doc['model']} on {doc['chip']}: {doc['mode']}"
     else:
-        raise ReportError(f"{results}: neither a sweep folder (results.csv) nor a run folder "
-                          f"(result.json)")
+        raise ReportError(f"{results}: neither a sweep folder (results.csv), a run folder "
+                          f"(result.json) nor a training folder (train.json)")
     _html(out / "index.html", title, figs, tables)
     return figs
 

@@ -76,9 +76,12 @@ def train(args: argparse.Namespace) -> int:
     report = train_step(model, spec, chip, system, args.system or args.chip)
     print(summary(report))
     args.out.mkdir(parents=True, exist_ok=True)
+    from experiments.train.report import timeline_rows
+
     doc = report.as_dict()
-    (args.out / "train.json").write_text(json.dumps(doc, indent=2, default=str))
-    print(f"results: {args.out}/train.json")
+    (args.out / "train.json").write_text(json.dumps({**doc, "timeline": timeline_rows(report)},
+                                                    indent=2, default=str))
+    print(f"results: {args.out}/train.json (figures: tessera report {args.out})")
     if args.json:
         print(json.dumps(doc, default=str))
     return 0

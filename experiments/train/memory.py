@@ -96,6 +96,17 @@ def saved_bytes(g: Graph) -> int:
     return sum(g.tensors[t].nbytes for t in (made_by_fwd | inputs) & read)
 
 
+def autograd_extra_bytes(model, tokens: int, tp: int = 1) -> int:  # noqa: ANN001
+    """What PyTorch's autograd keeps beyond Tessera's own training graph, per layer, for the
+    measured model (its README): each RMSNorm computes in fp32 (``x.float()``, kept for
+    the backward of ``pow`` and of the scaling: 4 bytes per element of its input, two norms a
+    layer), and SwiGLU's ``silu(gate)`` is a tensor of its own kept by the product (2 bytes
+    per element of the gate). Tessera's kernels recompute both from tensors already kept."""
+    swiglu = getattr(model.mlp, "value", model.mlp) == "swiglu"
+    norms = 2 * 4 * tokens * model.hidden
+    return norms + (2 * tokens * model.ffn // tp if swiglu else 0)
+
+
 def layer_input_bytes(g: Graph) -> int:
     return g.tensors["x0"].nbytes if "x0" in g.tensors else 0
 
@@ -111,4 +122,4 @@ def model_states(params: float, recipe: Recipe, zero: int, dp: int, offload: boo
     return w, g, o, 0.0
 
 
-__all__ = ["RECIPES", "size", "Memory", "Recipe", "layer_input_bytes", "model_states", "saved_bytes"]
+__all__ = ["RECIPES", "autograd_extra_bytes", "size", "Memory", "Recipe", "layer_input_bytes", "model_states", "saved_bytes"]

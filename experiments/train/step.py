@@ -25,7 +25,13 @@ from experiments.train.costs import (
     layer_costs,
     optimizer_cost,
 )
-from experiments.train.memory import RECIPES, Memory, model_states, saved_bytes
+from experiments.train.memory import (
+    RECIPES,
+    Memory,
+    autograd_extra_bytes,
+    model_states,
+    saved_bytes,
+)
 from experiments.train.schedule import SCHEDULES, simulate_pipeline
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
@@ -225,6 +231,8 @@ def step_memory(model, spec: TrainSpec, chip: ChipConfig) -> Memory:  # noqa: AN
     phase = Phase("prefill", spec.micro_batch, seq=spec.seq)
     graph = training_graph(model, phase, 1, shard=Shard(spec.tp, 0, 1))
     per_layer = saved_bytes(graph)
+    if spec.recipe == "pytorch":  # what autograd keeps of the composite ops, besides
+        per_layer += autograd_extra_bytes(model, spec.micro_batch * spec.seq, spec.tp)
     x_bytes = graph.tensors["x0"].nbytes
     layers = model.layers // spec.pp
     in_flight = spec.pp if spec.pp > 1 and spec.schedule != "gpipe" else (

@@ -134,3 +134,14 @@ def test_tensor_parallel_shortcut_equals_lowering_every_rank():
 
     assert dataclasses.astuple(full.bwd) == pytest.approx(dataclasses.astuple(fast.bwd),
                                                           rel=1e-6)
+
+
+def test_report_draws_the_breakdowns_and_the_pipeline_timeline(tmp_path, capsys):
+    out = tmp_path / "train"
+    assert tessera(["train", "--model", "tiny-llama", "--system", "h100x4", "--pp", "2",
+                    "--dp", "2", "--seq", "64", "--global-batch", "8", "--out", str(out)]) == 0
+    assert tessera(["report", str(out)]) == 0
+    for name in ("step_time", "memory", "pipeline"):
+        assert (out / "report" / f"{name}.png").stat().st_size > 1000
+    doc = json.loads((out / "train.json").read_text())
+    assert {row[1] for row in doc["timeline"]} == {"F", "B"}
