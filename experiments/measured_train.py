@@ -66,7 +66,8 @@ def optimizer(target: Target, row: pd.Series) -> dict[str, float]:
 def train_step(target: Target, row: pd.Series) -> dict[str, float]:
     """A whole step as the README's PyTorch run: fp32 master weights, bf16 autocast, fp32
     cross-entropy over the vocabulary, ``grad_accum`` micro-batches, one fused AdamW."""
-    from experiments.train.step import TrainError, TrainSpec, train_step as price
+    from experiments.train.step import TrainError, TrainSpec
+    from experiments.train.step import train_step as price
 
     model = _model(row)
     n = _int(row, "n_params")
@@ -83,3 +84,32 @@ def train_step(target: Target, row: pd.Series) -> dict[str, float]:
 
 
 PREDICT = {"train_layers": train_layers, "optimizer": optimizer, "train_step": train_step}
+
+
+def energy(target: Target, row: pd.Series) -> dict[str, float]:
+    """Joules per token of the whole board: a workload named model_phase_bN_(ctxC|sS) run
+    back to back, priced as the measured PyTorch stack ran it (``model_infer``): one
+    decode step's (or prefill's) simulated energy, static power included, over its tokens."""
+    import re
+
+    from experiments.measured_work import AS_MEASURED
+    from experiments.run import run_phase
+    from mapper.layers import Phase
+    from mapper.model import ModelError, load_model
+
+    name = str(row["workload"])
+    m = re.fullmatch(r"(.+)_(decode|prefill)_b(\d+)_(ctx|s)(\d+)", name)
+    if m is None:
+        raise Skip(f"workload '{name}' is not model_decode_bN_ctxC or model_prefill_bN_sS")
+    try:
+        model = load_model(m.group(1))
+    except ModelError as exc:
+        raise Skip(str(exc)) from None
+    b, n = int(m.group(3)), int(m.group(5))
+    phase = Phase("decode", b, ctx=n) if m.group(2) == "decode" else Phase("prefill", b, seq=n)
+    run = run_phase(model, target.chip, phase, AS_MEASURED)
+    return {"joules_per_unit": run.energy_j / phase.tokens}
+
+
+PREDICT["energy"] = energy
+MULTI["energy"] = ("joules_per_unit",)

@@ -30,6 +30,7 @@ KINDS = {  # kind -> columns that identify it, most specific first
                      "fwd_bwd_ms_per_layer"},
     "train_step": {"model", "n_params", "micro_B", "S", "grad_accum", "step_ms"},
     "optimizer": {"impl", "n_params", "ms"},
+    "energy": {"workload", "joules_per_unit", "mean_power_w"},
     "power": {"op", "calls_per_s", "mean_power_w"},
     "tp_layers": {"model", "phase", "world", "B", "S", "ctx", "ms_per_layer"},
     "layers": {"model", "phase", "B", "S", "ctx", "ms_per_layer"},
@@ -95,7 +96,7 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
     raise ValidateError(f"{source}: columns {shown or '(none)'} match no "
                         f"measured kind (gemm, gemm_lowp, memory, vector, attention, layers, "
                         f"tp_layers, model_infer, collectives, power, train_layers, "
-                        f"train_step, optimizer: see "
+                        f"train_step, optimizer, energy: see "
                         f"docs/validation.md)")
 
 

@@ -32,6 +32,7 @@ from mapper.layers import Phase, Shard, build_layers
 from mapper.ops import Op, XentAttrs
 
 F32 = DType.FP32
+NO_SHARD = Shard()  # one chip: no tensor parallelism
 
 
 class TrainingGraphError(TesseraError, ValueError):
@@ -43,7 +44,7 @@ class _Walk:
     g: Graph
     fwd: Graph
     grads: dict[str, str] = field(default_factory=dict)
-    shard: Shard = Shard()
+    shard: Shard = NO_SHARD
     grad_dt: DType = F32  # of weight gradients
     accumulate: bool = True  # weight gradients are added to their buffers (else written)
 
@@ -86,7 +87,7 @@ class GradMode:
 
 
 def training_graph(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
-                   first: int = 0, shard: Shard = Shard(), grads: GradMode = GradMode()
+                   first: int = 0, shard: Shard = NO_SHARD, grads: GradMode = GradMode()
                    ) -> Graph:
     """Forward then backward of layers ``first .. first+layers-1`` for a prefill ``phase``:
     input ``x{first}`` and the output gradient ``d:x{first+layers}``; out come
@@ -116,7 +117,7 @@ def training_head(model, phase: Phase, dt: DType = DType.BF16,  # noqa: ANN001
     g.add(Tensor("logits", (T, model.vocab), dt))
     g.op(Op.LINEAR, "lm_head", ["h_norm", "lm_head.w"], ["logits"])
     g.add(Tensor("d:logits", (T, model.vocab), dt))
-    out = backward_of(g, None, "h", Shard(), seeds={"logits": "d:logits"}, grads=grads)
+    out = backward_of(g, None, "h", NO_SHARD, seeds={"logits": "d:logits"}, grads=grads)
     extra = [out.add(Tensor("logits.fp32", (T, model.vocab), F32))] if fp32_loss else []
     xent = Node(Op.XENT, "bwd.loss", ("logits",), ("d:logits", *extra), XentAttrs(fp32_loss))
     at = forward_nodes(out)
@@ -337,4 +338,5 @@ def constant_values(g: Graph, weights: dict[str, np.ndarray]) -> dict[str, np.nd
     return out
 
 
-__all__ = ["GRADS", "GradMode", "TrainingGraphError", "constant_values", "forward_nodes", "training_graph"]
+__all__ = ["GRADS", "GradMode", "TrainingGraphError", "constant_values", "forward_nodes",
+           "training_graph"]

@@ -17,13 +17,15 @@ from hardware.system import SystemConfig
 from hardware.topology import Topology
 from isa import DType, MemRef, Program, Space, build
 from mapper.backward import GradMode, training_graph, training_head
+from mapper.emit import resolve
 from mapper.kernels.adamw import AdamW, adamw_programs, sram_bytes
 from mapper.layers import Phase, Shard
-from mapper.emit import resolve
 from mapper.lower import lower
 from mapper.parallel import CHIP_GROUP
 from simulator.result import SimResult
 from simulator.run import simulate, simulate_system
+
+DEFAULT_GRADS = GradMode()
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def _remembered(kind: str, parts: tuple, compute) -> LayerCosts:  # noqa: ANN001
 
 
 def layer_costs(model, chip: ChipConfig, phase: Phase, tp: int = 1,  # noqa: ANN001
-                system: SystemConfig | None = None, grads: GradMode = GradMode()
+                system: SystemConfig | None = None, grads: GradMode = DEFAULT_GRADS
                 ) -> LayerCosts:
     """One layer of one micro-batch, forward and backward, on a chip (``tp`` 1) or on the
     first ``tp`` chips of ``system`` as a tensor-parallel group (collectives simulated)."""
@@ -132,7 +134,7 @@ def _layer_costs(model, chip: ChipConfig, phase: Phase, tp: int,  # noqa: ANN001
 
 
 def head_costs(model, chip: ChipConfig, phase: Phase, fp32_loss: bool,  # noqa: ANN001
-               grads: GradMode = GradMode()) -> LayerCosts:
+               grads: GradMode = DEFAULT_GRADS) -> LayerCosts:
     """Final norm + LM head over every token, the loss gradient and the backward to d:h."""
     return _remembered("head", (model, chip, phase, fp32_loss, grads),
                        lambda: _head_costs(model, chip, phase, fp32_loss, grads))

@@ -122,4 +122,5 @@ def model_states(params: float, recipe: Recipe, zero: int, dp: int, offload: boo
     return w, g, o, 0.0
 
 
-__all__ = ["RECIPES", "autograd_extra_bytes", "size", "Memory", "Recipe", "layer_input_bytes", "model_states", "saved_bytes"]
+__all__ = ["RECIPES", "Memory", "Recipe", "autograd_extra_bytes", "layer_input_bytes",
+           "model_states", "saved_bytes", "size"]

@@ -43,7 +43,7 @@ def train_figures(doc: dict, out: Path, save) -> tuple[list[Path], list[tuple[st
     if rows:
         devices = max(r[0] for r in rows) + 1
         fig, ax = plt.subplots(figsize=(9, 0.4 * devices + 1.5))
-        for dev, kind, chunk, mb, start, end in rows:
+        for dev, kind, chunk, _mb, start, end in rows:
             color = ("C0" if kind == "F" else "C1") if chunk % 2 == 0 else \
                 ("C9" if kind == "F" else "C3")
             ax.broken_barh([(start * 1e3, (end - start) * 1e3)], (dev - 0.4, 0.8),

@@ -157,7 +157,8 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
     memory = step_memory(model, spec, chip)
     if memory.total > chip.hbm.capacity:
         raise TrainError(f"{model.name} does not fit {chip.name}: {memory.total / 1e9:.1f} GB "
-                         f"per chip > {chip.hbm.capacity / 1e9:.1f} GB of HBM ({memory.breakdown()})")
+                         f"per chip > {chip.hbm.capacity / 1e9:.1f} GB of HBM "
+                         f"({memory.breakdown()})")
     layer = layer_costs(model, chip, phase, spec.tp, system, grads)
     head = head_costs(model, chip, replace(phase, batch=spec.micro_batch), spec.recipe ==
                       "pytorch", grads) if spec.tp == 1 else _head_tp(model, chip, phase, spec,

@@ -85,14 +85,14 @@ def test_calibration_files_are_recognised_by_their_columns():
         try:
             kinds[p.relative_to(MEASURED).as_posix()] = read_measured(p)[0]
         except ValidateError:
-            kinds[p.relative_to(MEASURED).as_posix()] = None  # serving, energy: later
+            kinds[p.relative_to(MEASURED).as_posix()] = None  # serving iterations: later
     assert kinds == {"h100/attention.csv": "attention", "h100/gemm.csv": "gemm",
                      "h100/gemm_lowp.csv": "gemm_lowp", "h100/layers.csv": "layers",
                      "h100/memory.csv": "memory", "h100/power.csv": "power",
                      "h100/vector.csv": "vector",
                      "h200/gemm.csv": "gemm", "h200/vector.csv": "vector",
                      "h200/memory.csv": "memory", "h200/model_infer.csv": "model_infer",
-                     "h200/energy.csv": None, "h200/iterations.csv": None,
+                     "h200/energy.csv": "energy", "h200/iterations.csv": None,
                      "h200/optimizer.csv": "optimizer", "h200/train_layers.csv": "train_layers",
                      "h200/train_step.csv": "train_step",
                      "h200x4/collectives_w2.csv": "collectives"}
