@@ -50,6 +50,23 @@ class ScaleOut:
 
 
 @dataclass(frozen=True)
+class HostConfig:
+    """The host tier (CPU + DRAM) behind each group of chips: where ZeRO-Offload keeps the
+    optimizer states and runs the optimizer. Defaults: a two-socket server of 8 GPUs
+    (DGX-class: 2 TB DDR5 at ~600 GB/s over 16 channels, PCIe 5 x16 per GPU at 64 GB/s each
+    way, ~4 TFLOP/s fp32 of AVX-512 on 2 x 56 cores; vendor spec sheets)."""
+
+    memory: float = field(default=2e12, metadata=spec("bytes", "positive", "host DRAM"))
+    bandwidth: float = field(default=600e9, metadata=spec("bandwidth", help="host DRAM"))
+    link: float = field(default=64e9, metadata=spec(
+        "bandwidth", help="one chip's host link, each way"))
+    flops: float = field(default=4e12, metadata=spec(
+        bounds="positive", help="host fp32 FLOP/s"))
+    chips_per_host: int = field(default=8, metadata=spec(
+        bounds="positive", help="chips sharing one host"))
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     name: str
     chips: tuple[ChipConfig, ...]
@@ -57,6 +74,7 @@ class SystemConfig:
     link: LinkConfig
     collective: str = "ring"
     scale_out: ScaleOut | None = None  # a cluster topology's NICs and fabric
+    host: HostConfig = field(default_factory=HostConfig)
 
     def link_of(self, u: int, v: int) -> tuple[float, float]:
         """(bandwidth B/s, latency s) of directed link (u, v)."""

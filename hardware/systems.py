@@ -16,12 +16,12 @@ from pathlib import Path
 from hardware.chip import ChipConfig
 from hardware.chips import ConfigError, load_chip
 from hardware.loader import from_dict, resolve
-from hardware.system import COLLECTIVES, LinkConfig, ScaleOut, SystemConfig
+from hardware.system import COLLECTIVES, HostConfig, LinkConfig, ScaleOut, SystemConfig
 from hardware.topology import KINDS, Topology
 from hardware.yamlfile import read_yaml
 
 SYSTEMS = Path(__file__).parent / "presets" / "systems"
-FIELDS = ("name", "chip", "chips", "topology", "link", "collective", "scale_out")
+FIELDS = ("name", "chip", "chips", "topology", "link", "collective", "scale_out", "host")
 MAX_CHIPS = 1 << 16
 
 
@@ -55,7 +55,13 @@ def system_from_dict(data: object, source: str, base: Path = Path(".")) -> Syste
         raise ConfigError(f"{source}: collective: expected one of "
                           f"{', '.join(COLLECTIVES)}, got {algo!r}")
     scale_out = _scale_out(data.get("scale_out"), topo, source)
-    return SystemConfig(str(data.get("name", source)), chips, topo, link, algo, scale_out)
+    host = HostConfig()
+    if data.get("host") is not None:
+        if not isinstance(data["host"], dict):
+            raise ConfigError(f"{source}: host: expected {{memory: ..., bandwidth: ..., ...}}")
+        host = from_dict(HostConfig, data["host"], source, ConfigError, "host")
+    return SystemConfig(str(data.get("name", source)), chips, topo, link, algo, scale_out,
+                        host)
 
 
 def _scale_out(data: object, topo: Topology, source: str) -> ScaleOut | None:

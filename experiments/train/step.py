@@ -179,8 +179,8 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
     overlap = b_stage[0].time_s * v - last_bucket
     exposed = max(comm - max(overlap, 0.0), min(comm, last_bucket))
     opt_params = params / (spec.dp if spec.zero >= 1 else 1)
-    opt = Cost() if spec.offload_optimizer else optimizer_cost(
-        chip, int(opt_params), recipe.weight_copy == 0)
+    opt = _offloaded(spec, system, opt_params, memory) if spec.offload_optimizer else \
+        optimizer_cost(chip, int(opt_params), recipe.weight_copy == 0)
     gathers = _zero3_gathers(model, spec, system, params, layer)
     step = tl.step_s + exposed + opt.time_s + gathers
     busy = max(tl.busy_s)
@@ -287,6 +287,27 @@ def _zero3_gathers(model, spec: TrainSpec, system, params: float, layer) -> floa
     hidden_f = max(0.0, t - layer.fwd.time_s)
     hidden_b = max(0.0, t - layer.bwd.time_s)
     return spec.micro_batches * layers * (hidden_f + hidden_b) + t
+
+
+HOST_FLOPS_PER_PARAM = 20  # AdamW's fp32 operations per parameter on the host (as the kernel)
+
+
+def _offloaded(spec: TrainSpec, system, params: float, memory: Memory) -> Cost:  # noqa: ANN001
+    """ZeRO-Offload: fp32 gradients down the host link, AdamW on the host (its DRAM
+    bandwidth or its FLOP/s, shared by the chips of a host, whichever binds), the updated
+    bf16 weights back up. Not overlapped with the backward (a bound, stated)."""
+    from hardware.system import HostConfig
+
+    host = system.host if system is not None else HostConfig()
+    share = host.chips_per_host
+    if memory.offloaded * share > host.memory:
+        raise TrainError(f"--offload-optimizer: {memory.offloaded * share / 1e9:.0f} GB of "
+                         f"optimizer states for the {share} chips of a host exceed its "
+                         f"{host.memory / 1e9:.0f} GB")
+    down, up = 4 * params / host.link, 2 * params / host.link
+    step = max(28 * params / (host.bandwidth / share),
+               HOST_FLOPS_PER_PARAM * params / (host.flops / share))
+    return Cost(time_s=down + step + up)
 
 
 def _head_tp(model, chip, phase, spec, grads):  # noqa: ANN001, ANN202

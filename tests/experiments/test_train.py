@@ -145,3 +145,16 @@ def test_report_draws_the_breakdowns_and_the_pipeline_timeline(tmp_path, capsys)
         assert (out / "report" / f"{name}.png").stat().st_size > 1000
     doc = json.loads((out / "train.json").read_text())
     assert {row[1] for row in doc["timeline"]} == {"F", "B"}
+
+
+def test_offloading_the_optimizer_moves_its_states_to_the_host_and_prices_the_link():
+    system = load_system("h100x4")
+    m = load_model("tiny-llama")
+    on = train_step(m, TrainSpec(2, 64, 8, dp=4, offload_optimizer=True), system.chips[0],
+                    system)
+    off = train_step(m, TrainSpec(2, 64, 8, dp=4), system.chips[0], system)
+    assert on.memory.optimizer == 0 and on.memory.offloaded == pytest.approx(
+        off.memory.optimizer)
+    params = off.memory.gradients / 4
+    host = system.host
+    assert on.breakdown["optimizer"] >= 6 * params / host.link  # grads down, weights up
