@@ -75,6 +75,13 @@ class Gemm:
     k_count: int = 0
     extras: tuple[str, ...] = field(init=False, default=())
 
+    @property
+    def in_place(self) -> bool:
+        """C += A @ W: the residual is C itself (a gradient accumulated in its buffer). Its
+        tile is loaded into the C buffer, which the epilogue then overwrites: no buffer of
+        its own, as a GEMM library's beta = 1 reads C into the output fragment."""
+        return self.residual is not None and self.residual == self.c
+
     def __post_init__(self) -> None:
         ex = tuple(x for x, v in (("row_scale", self.row_scale), ("scale", self.scale),
                                   ("bias", self.bias), ("residual", self.residual))
@@ -153,7 +160,8 @@ def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
     ex = {"row_scale": take(4 * t.tm) if g.row_scale is not None else -1,
           "scale": take(4 * t.tn) if g.scale is not None else -1,
           "bias": take(4 * t.tn) if g.bias is not None else -1,
-          "residual": take(g.cdt.nbytes(t.tm * t.tn)) if g.residual is not None else -1}
+          "residual": take(g.cdt.nbytes(t.tm * t.tn)) if g.residual is not None
+          and not g.in_place else -1}
     acc_tile = 4 * t.tm * t.tn
     return SramPlan(a, w, c, ex, (0, acc_tile), arena.size, 2 * acc_tile, dec, table)
 
@@ -234,7 +242,7 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
         if prev is not None:
             seq += _store(g, t, p, *prev)
         if g.extras:  # after the first steps: the previous epilogue frees the buffer then
-            seq += _extras_load(g, t, p, i, j, tm, tn)
+            seq += _extras_load(g, t, p, i, j, tm, tn, n_tile % 2)
         ragged = 1 if _ends_ragged(g, t) and ksteps > head else 0
         full = ksteps - head - ragged
         block = {"row": g.wdt.nbytes(t.tk * g.n), "col": g.wdt.nbytes(t.tk)}.get(
@@ -285,7 +293,7 @@ def _w_load(g: Gemm, p: SramPlan, b: int, addr: int, reg: int | None, tk: int,
 
 
 def _extras_load(g: Gemm, t: Tiling, p: SramPlan, i: int, j: int, tm: int,
-                 tn: int) -> list[Item]:
+                 tn: int, par: int = 0) -> list[Item]:
     ldc = g.ldc or g.n
     seq: list[Item] = [build("sem.wait", "dma", EX_FREE)]
     if g.row_scale is not None:
@@ -298,8 +306,8 @@ def _extras_load(g: Gemm, t: Tiling, p: SramPlan, i: int, j: int, tm: int,
                              1, tn))
     if g.residual is not None:
         addr = g.residual + g.cdt.nbytes(i * t.tm * ldc + j * t.tn)
-        seq.append(build("dma.load", sram(p.ex["residual"]), hbm(addr), g.cdt, tm, tn,
-                         stride=ldc))
+        dst = p.c[par] if g.in_place else p.ex["residual"]  # C's buffer is free: stored
+        seq.append(build("dma.load", sram(dst), hbm(addr), g.cdt, tm, tn, stride=ldc))
     return seq + [build("sem.signal", "dma", EX_FULL)]
 
 
@@ -402,7 +410,8 @@ def _epilogue(g: Gemm, p: SramPlan, par: int, tm: int, tn: int) -> list[Item]:
         cur = f32
     out = sram(p.c[par])
     if g.residual is not None:
-        seq.append(build("v.add", out, x, sram(p.ex["residual"]), tm, tn, g.cdt, cur, g.cdt))
+        res = out if g.in_place else sram(p.ex["residual"])
+        seq.append(build("v.add", out, x, res, tm, tn, g.cdt, cur, g.cdt))
     else:
         seq.append(build("v.cast", out, x, tm, tn, g.cdt, cur))
     if g.extras:
