@@ -32,7 +32,7 @@ from experiments.train.memory import (
     model_states,
     saved_bytes,
 )
-from experiments.train.schedule import SCHEDULES, simulate_pipeline
+from experiments.train.schedule import SCHEDULES, order, simulate_pipeline
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
 from isa import DType
@@ -235,17 +235,33 @@ def step_memory(model, spec: TrainSpec, chip: ChipConfig) -> Memory:  # noqa: AN
     if spec.recipe == "pytorch":  # what autograd keeps of the composite ops, besides
         per_layer += autograd_extra_bytes(model, spec.micro_batch * spec.seq, spec.tp)
     x_bytes = graph.tensors["x0"].nbytes
-    layers = model.layers // spec.pp
-    in_flight = spec.pp if spec.pp > 1 and spec.schedule != "gpipe" else (
-        spec.micro_batches if spec.pp > 1 else 1)
+    chunk_layers = model.layers // (spec.pp * _chunks(spec))
+    in_flight = _in_flight(spec)  # model chunks whose activations one device keeps at once
     if spec.recompute == "full":
-        acts = in_flight * layers * x_bytes + per_layer
+        acts = in_flight * chunk_layers * x_bytes + per_layer
     else:
-        acts = in_flight * layers * per_layer
+        acts = in_flight * chunk_layers * per_layer
     tokens = spec.micro_batch * spec.seq
     logits = tokens * model.vocab / spec.tp * (2 + 2 + (8 if spec.recipe == "pytorch" else 0))
     workspace = 2 * tokens * max(model.ffn, model.hidden) / spec.tp * 2  # the widest transient
     return Memory(w, g, o, acts, logits, workspace, host)
+
+
+def _chunks(spec: TrainSpec) -> int:
+    return spec.virtual_stages if spec.schedule == "interleaved" and spec.pp > 1 else 1
+
+
+def _in_flight(spec: TrainSpec) -> int:
+    """The most (micro-batch, chunk) forwards device 0 has run whose backward has not: the
+    schedule's own order (1F1B: p; GPipe: every micro-batch; interleaved: its warm-up + 1).
+    Without a pipeline, micro-batches run one after another: 1."""
+    if spec.pp == 1:
+        return 1
+    live = peak = 0
+    for op in order(spec.schedule, spec.pp, spec.micro_batches, _chunks(spec), 0):
+        live += 1 if op.kind == "F" else -1
+        peak = max(peak, live)
+    return peak
 
 
 def _p2p_s(model, spec: TrainSpec, system: SystemConfig | None) -> float:  # noqa: ANN001

@@ -158,3 +158,16 @@ def test_offloading_the_optimizer_moves_its_states_to_the_host_and_prices_the_li
     params = off.memory.gradients / 4
     host = system.host
     assert on.breakdown["optimizer"] >= 6 * params / host.link  # grads down, weights up
+
+
+def test_activation_memory_follows_the_schedules_micro_batches_in_flight():
+    m = load_model("llama2-7b")
+    chip = load_chip("h100")
+
+    def acts(**kw):
+        return step_memory(m, TrainSpec(1, 1024, 32, pp=4, dp=1, **kw), chip).activations
+    one_f_one_b, gpipe = acts(schedule="1f1b"), acts(schedule="gpipe")
+    assert gpipe == pytest.approx(one_f_one_b * 32 / 4)  # all 32 vs p = 4 in flight
+    inter = acts(schedule="interleaved", virtual_stages=2)
+    # Megatron's interleaved warm-up keeps 2(p-1) + (v-1)p + 1 = 11 chunks of half a stage
+    assert inter == pytest.approx(one_f_one_b * 11 / 2 / 4)
