@@ -101,7 +101,8 @@ def gemm_of(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
         bias=at(node.inputs[2], 0) if x.bias else None, scale=ref(x.scale),
         residual=ref(x.residual), row_scale=ref(x.row_scale), sparse=x.sparse,
         decode=x.decode, table=ref(x.table), group=x.group,
-        w_layout="col" if x.w_trans else x.w_layout, a_trans=x.a_trans, name=node.name)
+        w_layout="col" if x.w_trans else x.w_layout, a_trans=x.a_trans,
+        accumulate=x.residual is not None and x.residual == node.outputs[0], name=node.name)
 
 
 # ---- data movement and matrices ---------------------------------------------------------------

@@ -68,6 +68,7 @@ class Gemm:
     w_layout: str = "blocked"  # or "row": W row-major [K, N], a tile is tk runs of tn;
     # or "col": W stored transposed, row-major [N, K] (a data gradient's W^T), read with tw
     a_trans: bool = False  # A stored transposed, row-major [K, M] (a weight gradient's X^T)
+    accumulate: bool = False  # the residual is C itself (decided by tensor, not address)
     name: str = "gemm"
     # split-K: this part runs K steps [k_first, k_first + k_count) of the whole GEMM
     # (0: all of them) and writes its fp32 partial sums to C
@@ -80,7 +81,7 @@ class Gemm:
         """C += A @ W: the residual is C itself (a gradient accumulated in its buffer). Its
         tile is loaded into the C buffer, which the epilogue then overwrites: no buffer of
         its own, as a GEMM library's beta = 1 reads C into the output fragment."""
-        return self.residual is not None and self.residual == self.c
+        return self.residual is not None and self.accumulate
 
     def __post_init__(self) -> None:
         ex = tuple(x for x, v in (("row_scale", self.row_scale), ("scale", self.scale),
