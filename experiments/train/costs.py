@@ -20,7 +20,7 @@ from mapper.backward import GradMode, training_graph, training_head
 from mapper.emit import resolve
 from mapper.kernels.adamw import AdamW, adamw_programs, sram_bytes
 from mapper.layers import Phase, Shard
-from mapper.lower import lower
+from mapper.lower import lower, sync
 from mapper.parallel import CHIP_GROUP
 from simulator.result import SimResult
 from simulator.run import simulate, simulate_system
@@ -125,10 +125,14 @@ def _layer_costs(model, chip: ChipConfig, phase: Phase, tp: int,  # noqa: ANN001
                   confirm=None, top=1, layout="row", barrier_group=1)
             for r in range(min(tp, 2))]
     sub = first_chips(system, tp)
+    # rank 0 may run kernels the others do not (a row-parallel bias and its gradient): they
+    # meet it at the kernel's group barrier with nothing to do
+    idle = {c: Program(tuple(sync(1)) + (build("halt"),)) for c in range(chip.cores)}
+    by_name = [dict(zip((n for n, _ in low.kernels), low.kernel_programs)) for low in lows]
     results = []
-    for k in range(len(lows[0].kernel_programs)):
+    for name, _ in lows[0].kernels:
         progs = {(c, core): p for c in group
-                 for core, p in lows[min(c, 1)].kernel_programs[k].items()}
+                 for core, p in by_name[min(c, 1)].get(name, idle).items()}
         results.append(simulate_system(sub, progs, groups={1: group}))
     return _split(lows[0].kernels, results, tp)
 
