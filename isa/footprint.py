@@ -63,7 +63,7 @@ def _vector(ins: Instruction) -> Footprint:
     if "dy" in names:
         fp.append(("dy", DType(ins["idt"]).nbytes(elems)))
     if "params" in names:
-        per = 2 if ins.mnemonic in ("v.layernorm", "v.lngrad") else 1
+        per = 2 if ins.mnemonic == "v.layernorm" else 1
         fp.append(("params", 4 * (cols * per + (ins.mnemonic in ("v.rmsgrad", "v.lngrad")))))
     if "table" in names:
         size = 4 << DType(ins["idt"]).bits if ins.mnemonic == "v.lut" else 4 * rows * ins["hd"]

@@ -251,7 +251,7 @@ TABLE: tuple[OpSpec, ...] = (
     _gradop("v.rmsgrad", 0x56, "dst = dL/dx of rmsnorm(x) * gamma given dy = dL/dy",
             "fp32 gamma[cols], then eps"),
     _gradop("v.lngrad", 0x57, "dst = dL/dx of layernorm(x) * gamma + beta given dy = dL/dy",
-            "fp32 gamma[cols], beta[cols], then eps"),
+            "fp32 gamma[cols], then eps (beta has no part in dL/dx)"),
     _rowop("v.rope", 0x53, "simple",
            "rotate-half rotary embedding applied to each head of width hd",
            Operand("table", VMEM, doc="fp32 [rows, hd]: cos(hd/2 values) then sin(hd/2) per row"),

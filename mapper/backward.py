@@ -298,7 +298,8 @@ def _norm(w: _Walk, node: Node) -> None:
         w.g.op(Op.ALLREDUCE, f"bwd.{node.name}.allreduce", [d], [d], group=w.shard.group)
     n = w.g.tensors[gamma].shape[0]
     T, H = w.g.tensors[x].shape
-    params = w.g.add(Tensor(gamma + ".eps", (n + 1,), F32, Kind.WEIGHT))
+    h = w.g.tensors[x].shape[1]  # dL/dx needs gamma (not a layernorm's beta) and eps
+    params = w.g.add(Tensor(gamma + ".eps", (h + 1,), F32, Kind.WEIGHT))
     unit = w.g.add(Tensor(f"unit{n}", (n,), F32, Kind.WEIGHT))
     ones = w.ones(T)
     dx = w.new(f"d:{x}@{node.name}", x)
@@ -326,7 +327,8 @@ def constant_values(g: Graph, weights: dict[str, np.ndarray]) -> dict[str, np.nd
             out[name] = table
         elif name.endswith(".eps"):
             node = next(n for n in g.nodes if n.op == Op.NORM_BWD and n.inputs[2] == name)
-            out[name] = np.concatenate([weights[name[:-len(".eps")]], [node.attrs.eps]])
+            gamma = weights[name[:-len(".eps")]][:t.shape[0] - 1]
+            out[name] = np.concatenate([gamma, [node.attrs.eps]])
         elif name.startswith("unit"):
             kind = next(n.attrs.kind for n in g.nodes if n.op == Op.NORM_XDY
                         and n.inputs[2] == name)

@@ -304,6 +304,8 @@ def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
     k = replace(k, rows_per_tile=rows)
     while sram_bytes(k) > chip.core.sram.capacity and k.rows_per_tile > 1:
         k = replace(k, rows_per_tile=k.rows_per_tile // 2)
+    if sram_bytes(k) > chip.core.sram.capacity and k.buffers > 1:
+        k = replace(k, buffers=1)  # one row, one buffer set: no overlap, but it maps
     if sram_bytes(k) > chip.core.sram.capacity:
         raise MappingError(f"{k.name}: one row of {k.inputs[0].cols} columns does not fit "
                            f"the {chip.core.sram.capacity} B SRAM (this op needs whole rows; "

@@ -61,6 +61,9 @@ class RowKernel:
     # None for ops that need the whole row at once (norms, reductions).
     op_for: Callable[[int], OpFn] | None = None
     col_align: int = 64  # a column block's width is a multiple of this (RoPE: the head dim)
+    # buffer sets: 2 overlaps the loads of tile t+1 with the math of tile t; 1 when not even
+    # one row of a whole-row op fits twice (a wide norm's backward on a small SRAM)
+    buffers: int = 2
 
 
 def column_block(k: RowKernel, col0: int, cols: int) -> RowKernel:
@@ -88,11 +91,11 @@ def _layout(k: RowKernel) -> tuple[list[list[int]], list[int], list[list[int]], 
     take = arena.take
 
     t = k.rows_per_tile
-    ins = [[take(v.dtype.nbytes(t * v.cols)) for v in k.inputs] for _ in range(2)]
-    outs = [take(k.out.dtype.nbytes(t * k.out.cols)) for _ in range(2)]
+    ins = [[take(v.dtype.nbytes(t * v.cols)) for v in k.inputs] for _ in range(k.buffers)]
+    outs = [take(k.out.dtype.nbytes(t * k.out.cols)) for _ in range(k.buffers)]
     shared = [take(4 * p.floats) if not p.per_row else -1 for p in k.params]
     params = [[take(4 * p.floats * t) if p.per_row else at for p, at in zip(k.params, shared)]
-              for _ in range(2)]  # per-row operands double-buffered like the inputs
+              for _ in range(k.buffers)]  # per-row operands buffered like the inputs
     return ins, outs, params, arena.size
 
 
@@ -106,14 +109,14 @@ def row_programs(k: RowKernel, cores: int) -> list[list[Item]]:
     progs = []
     for core in range(min(cores, len(tiles))):
         mine = tiles[core::cores]
-        progs.append(_prologue() + _dma(k, mine, ins, outs, params, cores)
+        progs.append(_prologue(k.buffers) + _dma(k, mine, ins, outs, params, cores)
                      + _vec(k, mine, ins, outs, params))
     return progs
 
 
-def _prologue() -> list[Item]:
-    return [build("sem.signal", "vec", IN_FREE), build("sem.signal", "vec", IN_FREE + 1),
-            build("sem.signal", "dma", OUT_FREE), build("sem.signal", "dma", OUT_FREE + 1)]
+def _prologue(buffers: int = 2) -> list[Item]:
+    return [build("sem.signal", "vec", IN_FREE + b) for b in range(buffers)] + \
+        [build("sem.signal", "dma", OUT_FREE + b) for b in range(buffers)]
 
 
 def _pitches(k: RowKernel, cores: int) -> dict[int, int] | None:
@@ -141,7 +144,7 @@ def _dma(k: RowKernel, tiles: list[int], ins, outs, params, cores: int) -> list[
     def step(n: int, in_loop: bool) -> list[Item]:
         r0 = tiles[n]
         count = min(k.rows_per_tile, k.rows - r0)
-        b = n % 2
+        b = n % k.buffers
 
         def reg(nbytes: int) -> int | None:
             return regs[nbytes] if in_loop and regs is not None else None
@@ -158,22 +161,24 @@ def _dma(k: RowKernel, tiles: list[int], ins, outs, params, cores: int) -> list[
         out.append(build("sem.signal", "dma", IN_FULL + b))
         if n:
             o = k.out
-            out += _store(k, outs, (n - 1) % 2, tiles[n - 1], min(k.rows_per_tile,
+            out += _store(k, outs, (n - 1) % k.buffers, tiles[n - 1], min(k.rows_per_tile,
                                                                   k.rows - tiles[n - 1]),
                           reg(o.dtype.nbytes(rows * (o.ld or o.cols))))
         return out
 
     seq += step(0, False)
     ragged = 1 if k.rows - tiles[-1] < k.rows_per_tile and len(tiles) > 1 else 0
-    loop_regs = tuple((f"a{r}", 2 * step_bytes) for step_bytes, r in (regs or {}).items())
+    loop_regs = tuple((f"a{r}", k.buffers * step_bytes) for step_bytes, r in
+                      (regs or {}).items())
     body = len(tiles) - 1 - ragged
-    seq += steps(body, step, loop_regs, 1) if regs is not None else \
+    seq += steps(body, step, loop_regs, 1, k.buffers) if regs is not None else \
         [i for n in range(1, 1 + body) for i in step(n, False)]
     if ragged:
         seq += step(len(tiles) - 1, False)
     last = len(tiles) - 1
-    seq += _store(k, outs, last % 2, tiles[last], min(k.rows_per_tile, k.rows - tiles[last]))
-    return seq + [build("sem.wait", "dma", IN_FREE), build("sem.wait", "dma", IN_FREE + 1)]
+    seq += _store(k, outs, last % k.buffers, tiles[last], min(k.rows_per_tile,
+                                                               k.rows - tiles[last]))
+    return seq + [build("sem.wait", "dma", IN_FREE + b) for b in range(k.buffers)]
 
 
 def _store(k: RowKernel, outs: list[int], b: int, r0: int, rows: int,
@@ -189,7 +194,7 @@ def _vec(k: RowKernel, tiles: list[int], ins, outs, params) -> list[Item]:
     """The op on every tile; whole tiles in a loop (SRAM addresses only alternate)."""
     def step(n: int, in_loop: bool) -> list[Item]:
         rows = min(k.rows_per_tile, k.rows - tiles[n])
-        b = n % 2
+        b = n % k.buffers
         seq: list[Item] = [build("sem.wait", "vec", IN_FULL + b),
                            build("sem.wait", "vec", OUT_FREE + b)]
         seq += k.op(sram(outs[b]), [sram(a) for a in ins[b]], [sram(a) for a in params[b]],
@@ -198,10 +203,10 @@ def _vec(k: RowKernel, tiles: list[int], ins, outs, params) -> list[Item]:
                       build("sem.signal", "vec", OUT_READY + b)]
 
     ragged = 1 if k.rows - tiles[-1] < k.rows_per_tile else 0
-    seq = steps(len(tiles) - ragged, step, ())
+    seq = steps(len(tiles) - ragged, step, (), 0, k.buffers)
     if ragged:
         seq += step(len(tiles) - 1, False)
-    return seq + [build("sem.wait", "vec", OUT_FREE), build("sem.wait", "vec", OUT_FREE + 1)]
+    return seq + [build("sem.wait", "vec", OUT_FREE + b) for b in range(k.buffers)]
 
 
 # ---- the ops the mapper uses -------------------------------------------------------------

@@ -64,8 +64,7 @@ def _norm_grad(fn: Callable[..., np.ndarray]) -> Callable[[Access, Instruction],
         rows, cols, idt = ins["rows"], ins["cols"], DType(ins["idt"])
         x = ctx.load(ctx.mem("src"), idt, rows * cols).reshape(rows, cols)
         dy = ctx.load(ctx.mem("dy"), idt, rows * cols).reshape(rows, cols)
-        per = 2 if ins.mnemonic == "v.lngrad" else 1
-        p = ctx.load(ctx.mem("params"), DType.FP32, per * cols + 1)
+        p = ctx.load(ctx.mem("params"), DType.FP32, cols + 1)
         ctx.store(ctx.mem("dst"), DType(ins["odt"]), fn(x, dy, p[:cols], float(p[-1])))
     return run
 

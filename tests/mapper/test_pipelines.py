@@ -262,3 +262,35 @@ def test_split_kv_decode_matches_numpy():
     # two phases: the parts, a chip-wide sync, the combine (then the kernel's own sync)
     syncs = [i for i in low_.programs[0].instructions if i.mnemonic == "net.barrier"]
     assert len(syncs) == 2
+
+
+def test_a_norm_whose_row_fits_only_once_runs_single_buffered_and_correct():
+    """One row of x, its output and the norm weights fit the SRAM once but not twice: the
+    kernel keeps one buffer set (no overlap) instead of refusing the row."""
+    from mapper.kernels.rowwise import norm_op, sram_bytes
+
+    rows, cols = 12, 512
+    g = Graph()
+    g.add(Tensor("x", (rows, cols), DType.BF16, Kind.INPUT))
+    g.add(Tensor("w", (cols,), DType.FP32, Kind.WEIGHT))
+    g.add(Tensor("y", (rows, cols), DType.BF16))
+    g.op("norm", "n", ["x", "w"], ["y"], kind="rmsnorm", eps=1e-6)
+    one = RowKernel(1, (View(0, cols, DType.BF16),), View(0, cols, DType.BF16),
+                    norm_op("rmsnorm", cols, DType.BF16, DType.BF16, 1e-6), rows_per_tile=1)
+    from mapper.kernels.rowwise import Param
+
+    one = dataclasses.replace(one, params=(Param(0, cols),))
+    cap = (sram_bytes(dataclasses.replace(one, buffers=1)) +
+           sram_bytes(one)) // 2  # between one buffer set and two
+    chip = make_chip(cores=2)
+    chip = dataclasses.replace(chip, core=dataclasses.replace(
+        chip.core, sram=dataclasses.replace(chip.core.sram, capacity=cap)))
+    rng = np.random.default_rng(0)
+    x = ref.bf16(rng.standard_normal((rows, cols)))
+    w = 1 + 0.1 * rng.standard_normal(cols)
+    low_ = lower(g, chip, weights={"w": w}, inputs={"x": x})
+    r = simulate(low_.programs, chip, functional=True)
+    assert r.races == ()
+    want = ref.bf16(ref.rmsnorm(x, w, 1e-6))
+    np.testing.assert_allclose(read(r, low_.addresses["y"], (rows, cols)), want, rtol=2 ** -7,
+                               atol=2 ** -7 * np.abs(want).max())
