@@ -242,7 +242,11 @@ def step_memory(model, spec: TrainSpec, chip: ChipConfig) -> Memory:  # noqa: AN
     else:
         acts = in_flight * chunk_layers * per_layer
     tokens = spec.micro_batch * spec.seq
-    logits = tokens * model.vocab / spec.tp * (2 + 2 + (8 if spec.recipe == "pytorch" else 0))
+    # the bf16 logits and their gradient (the loss kernel writes it in place of a copy); under
+    # autocast the loss runs on an fp32 copy whose fp32 gradient is then cast back: bf16
+    # logits + fp32 copy + fp32 gradient alive at once (the bf16 gradient after the copy)
+    per = 2 + 4 + 4 if spec.recipe == "pytorch" else 2 + 2
+    logits = tokens * model.vocab / spec.tp * per
     workspace = 2 * tokens * max(model.ffn, model.hidden) / spec.tp * 2  # the widest transient
     return Memory(w, g, o, acts, logits, workspace, host)
 
