@@ -63,6 +63,7 @@ def paper_flops(batch: int, layers: int, hidden: int) -> float:
 
 def main() -> None:
     from experiments.train.step import TrainSpec, train_step
+    from isa.errors import TesseraError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=len(ROWS), help="the first N rows")
@@ -76,7 +77,13 @@ def main() -> None:
         dp = gpus // (tp * pp)
         spec = TrainSpec(micro_batch=1, seq=SEQ, global_batch=batch, tp=tp, pp=pp, dp=dp,
                          recompute="full", schedule="1f1b")
-        r = train_step(model, spec, system.chips[0], system)
+        try:
+            r = train_step(model, spec, system.chips[0], system)
+        except TesseraError as exc:
+            print(f"{params:7.1f}B TP{tp} PP{pp} DP{dp}: not mapped: {exc}", flush=True)
+            out.append((params, tp, pp, dp, gpus, batch, published, float("nan"),
+                        float("nan"), None))
+            continue
         got = paper_flops(batch, layers, hidden) / r.step_s / gpus / 1e12
         err = 100 * (got - published) / published
         out.append((params, tp, pp, dp, gpus, batch, published, got, err, r))
@@ -89,8 +96,8 @@ def main() -> None:
         print("\n| model | TP | PP | DP | GPUs | batch | published TFLOP/s | predicted | error |")
         print("|---|---|---|---|---|---|---|---|---|")
         for params, tp, pp, dp, gpus, batch, pub, got, err, _ in out:
-            print(f"| {params}B | {tp} | {pp} | {dp} | {gpus} | {batch} | {pub} | {got:.0f} | "
-                  f"{err:+.1f}% |")
+            shown = (f"{got:.0f} | {err:+.1f}%" if got == got else "not mapped | -")
+            print(f"| {params}B | {tp} | {pp} | {dp} | {gpus} | {batch} | {pub} | {shown} |")
 
 
 if __name__ == "__main__":
