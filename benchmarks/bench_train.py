@@ -4,8 +4,9 @@
 
 * llama3-70b on h100-1024 (128 nodes x 8): TP8 x PP8 x DP16, ZeRO-1, sequence 4096,
   global batch 1,024, micro-batch 1, interleaved 1F1B with 2 virtual stages;
-* gpt3-175b on h100-1024 with Megatron-LM's SC'21 split (TP8 x PP8 x DP16, batch 1,536,
-  micro-batch 1, sequence 2048, interleaved, 2 virtual stages... see docs/training.md);
+* gpt3-175b on h100-1024, split as Megatron-LM's SC'21 runs of that size (TP8 x PP8, the
+  rest data-parallel: DP16), batch 1,536, micro-batch 1, sequence 2048, interleaved 1F1B
+  with 2 virtual stages;
 * llama-1b on one h200 as the measured train_step row (micro-batch 4, sequence 2048).
 
 Prints wall seconds (cold cache, then warm), step time, MFU and memory per chip.
