@@ -19,6 +19,23 @@ MULTI = {
 }
 
 
+INSTRUCTIONS_PER_TILE_STEP = 4  # a GEMM's 128 x 128 x 64 step: two loads, an mm, a wait
+
+
+def _train_guard(target: Target, model, tokens: int, seq: int, what: str,  # noqa: ANN001
+                 head: bool = False) -> None:
+    """Refuse, before anything is built, a row whose largest kernel (the widest GEMM, or the
+    attention backward) would need more simulated instructions than the row's budget."""
+    h = model.hidden
+    widest = max(2 * model.ffn, model.vocab if head else 0, 3 * h)
+    gemm = tokens * widest * h / (128 * 128 * 64)
+    attn = tokens * seq / 2 * model.heads * model.head_dim / (64 * 64 * 128) * 10  # causal
+    need = INSTRUCTIONS_PER_TILE_STEP * max(gemm, attn)
+    if need > target.max_instructions:
+        raise Skip(f"{what}: about {need:.3g} instructions in its largest kernel, over the "
+                   f"limit of {target.max_instructions:,} (raise it with --max-instructions)")
+
+
 def _flag(row: pd.Series, col: str) -> bool:
     v = str(row[col]).strip()
     if v not in ("0", "1"):
@@ -39,8 +56,9 @@ def train_layers(target: Target, row: pd.Series) -> dict[str, float]:
     phase = Phase("prefill", _int(row, "B"), seq=_int(row, "S"))
     recompute = _flag(row, "recompute")
     n = _int(row, "n_layers")
-    _guard(target, 40 * phase.tokens * (model.hidden + model.ffn),
-           phase.tokens * (model.hidden + model.ffn) / 2**14, f"{model.name} training layer")
+    _guard(target, 40 * phase.tokens * (model.hidden + model.ffn), 0,
+           f"{model.name} training layer")
+    _train_guard(target, model, phase.tokens, phase.seq, f"{model.name} training layer")
     lc = layer_costs(model, target.chip, phase, grads=GradMode(DType.BF16, False))
     fwd, bwd = lc.fwd.time_s, lc.bwd.time_s + (lc.fwd.time_s if recompute else 0.0)
     g = training_graph(model, phase, 1)
@@ -74,6 +92,8 @@ def train_step(target: Target, row: pd.Series) -> dict[str, float]:
     if abs(model.params - n) > 0.01 * n:
         raise Skip(f"{model.name} has {model.params:,} parameters, the row {n:,}")
     micro, accum = _int(row, "micro_B"), _int(row, "grad_accum")
+    _train_guard(target, model, micro * _int(row, "S"), _int(row, "S"),
+                 f"{model.name} training step", head=True)
     spec = TrainSpec(micro, _int(row, "S"), micro * accum,
                      recompute="full" if _flag(row, "recompute") else "none", recipe="pytorch")
     try:
@@ -107,6 +127,11 @@ def energy(target: Target, row: pd.Series) -> dict[str, float]:
         raise Skip(str(exc)) from None
     b, n = int(m.group(3)), int(m.group(5))
     phase = Phase("decode", b, ctx=n) if m.group(2) == "decode" else Phase("prefill", b, seq=n)
+    from experiments.measured_work import _layer_guard
+
+    _layer_guard(target, model, phase)
+    _train_guard(target, model, phase.tokens, phase.kv_len, f"{model.name} {phase.kind}",
+                 head=False)
     run = run_phase(model, target.chip, phase, AS_MEASURED)
     return {"joules_per_unit": run.energy_j / phase.tokens}
 
