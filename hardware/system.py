@@ -75,15 +75,3 @@ class SystemConfig:
     collective: str = "ring"
     scale_out: ScaleOut | None = None  # a cluster topology's NICs and fabric
     host: HostConfig = field(default_factory=HostConfig)
-
-    def link_of(self, u: int, v: int) -> tuple[float, float]:
-        """(bandwidth B/s, latency s) of directed link (u, v)."""
-        tier = self.topology.tier(u, v)
-        if tier == "scale_up" or self.scale_out is None:
-            return self.link.bandwidth, self.link.latency
-        nic = self.scale_out.link
-        if tier == "scale_out":
-            return nic.bandwidth, nic.latency
-        nodes, per, per_leaf = self.topology.dims
-        return (nic.bandwidth * per * per_leaf / self.scale_out.oversubscription,
-                nic.latency)

@@ -122,11 +122,11 @@ def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trac
         state = FunctionalState(memory_limit=memory_limit)
     chips, network = [run_chip], None
     if system is not None:
-        from simulator.network.links import LinkNetwork
+        from simulator.network.links import LinkNetwork, link_of
 
         chips = [run_chip if c == chip else c for c in system.chips]
         network = LinkNetwork(system.topology, system.link, system.collective, groups,
-                              system.link_of)
+                              link_of(system))
     machine = Machine(chips, programs, network=network, trace=trace, functional=state,
                       limits=limits, weights=weights, l2_hits=hits)
     time_ns = machine.run()

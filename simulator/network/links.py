@@ -40,6 +40,24 @@ class _Instance:
     results: dict[int, bytes] = field(default_factory=dict)
 
 
+def link_of(system):  # noqa: ANN001, ANN201
+    """(u, v) -> (bandwidth B/s, latency s) of a directed link of ``system``: the scale-up
+    link, or in a cluster a chip's NIC (``scale_out.link``) or a leaf's uplink to the spine
+    (the NICs of its nodes over ``scale_out.oversubscription``)."""
+    topo, up, out = system.topology, system.link, system.scale_out
+
+    def of(u: int, v: int) -> tuple[float, float]:
+        tier = topo.tier(u, v)
+        if tier == "scale_up" or out is None:
+            return up.bandwidth, up.latency
+        nic = out.link
+        if tier == "scale_out":
+            return nic.bandwidth, nic.latency
+        _, per, per_leaf = topo.dims
+        return nic.bandwidth * per * per_leaf / out.oversubscription, nic.latency
+    return of
+
+
 class LinkNetwork(Network):
     def __init__(self, topology: Topology, link: LinkConfig, algorithm: str = "ring",
                  groups: dict[int, list[int]] | None = None, link_of=None) -> None:  # noqa: ANN001
