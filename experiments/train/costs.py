@@ -36,11 +36,13 @@ class Cost:
     energy_j: float = 0.0
     flops: float = 0.0
     hbm_bytes: float = 0.0
+    link_bytes: float = 0.0  # bytes on the wire x links crossed (protocol overhead included)
 
     @classmethod
     def of(cls, r: SimResult, chips: int = 1) -> Cost:
         return cls(r.time_s, r.energy_total_j / chips, r.flops / chips,
-                   (r.bytes.get("hbm_read", 0.0) + r.bytes.get("hbm_write", 0.0)) / chips)
+                   (r.bytes.get("hbm_read", 0.0) + r.bytes.get("hbm_write", 0.0)) / chips,
+                   r.bytes.get("link_bytes", 0.0) / chips)
 
     def __add__(self, o: Cost) -> Cost:
         return Cost(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(o))))

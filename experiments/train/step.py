@@ -92,6 +92,7 @@ class TrainReport:
     timeline: object = field(default=None, repr=False)
     layer: object = field(default=None, repr=False)
     wall_s: float = 0.0
+    sync_link_bytes: float = 0.0  # per chip per step: gradient sync and ZeRO-3 gathers
 
     def as_dict(self) -> dict:
         out = {"model": self.model, "target": self.target, "step_s": self.step_s,
@@ -99,6 +100,7 @@ class TrainReport:
                "energy_per_token_j": self.energy_j / self.tokens if self.tokens else 0.0,
                "tokens": self.tokens, "stage_fwd_s": self.stage_fwd_s,
                "stage_bwd_s": self.stage_bwd_s, "grad_sync_s": self.comm_s,
+               "sync_link_bytes_per_chip": self.sync_link_bytes,
                "peak_memory_bytes": self.memory.total}
         out.update({f"{k}_s": v for k, v in self.breakdown.items()})
         out.update(self.memory.as_dict())
@@ -175,13 +177,13 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
     tl = simulate_pipeline(spec.schedule if spec.pp > 1 else "gpipe", spec.pp, m,
                            [c.time_s for c in f_stage], [c.time_s for c in b_stage], p2p, v)
     params = _params_per_chip(model, spec)
-    comm, last_bucket = _grad_sync(model, spec, system, params)
+    comm, last_bucket, sync_bytes = _grad_sync(model, spec, system, params)
     overlap = b_stage[0].time_s * v - last_bucket
     exposed = max(comm - max(overlap, 0.0), min(comm, last_bucket))
     opt_params = params / (spec.dp if spec.zero >= 1 else 1)
     opt = _offloaded(spec, system, opt_params, memory) if spec.offload_optimizer else \
         optimizer_cost(chip, int(opt_params), recipe.weight_copy == 0)
-    gathers = _zero3_gathers(model, spec, system, params, layer)
+    gathers, gather_bytes = _zero3_gathers(model, spec, system, params, layer)
     step = tl.step_s + exposed + opt.time_s + gathers
     busy = max(tl.busy_s)
     tokens = spec.micro_batch * m * spec.dp * spec.seq
@@ -198,7 +200,7 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
     return TrainReport(model.name, target or chip.name, spec, step, tokens / step, mfu,
                        breakdown, memory, energy, tokens, sum(c.time_s for c in f_stage) / len(
                            f_stage), sum(c.time_s for c in b_stage) / len(b_stage), comm, tl,
-                       layer, time.perf_counter() - t0)
+                       layer, time.perf_counter() - t0, sync_bytes + gather_bytes)
 
 
 def _peak(chip: ChipConfig) -> float:
@@ -280,33 +282,40 @@ def _dp_group(spec: TrainSpec) -> list[int]:
     return [d * spec.pp * spec.tp for d in range(spec.dp)]
 
 
-def _grad_sync(model, spec: TrainSpec, system, params: float) -> tuple[float, float]:  # noqa: ANN001
-    """(the step's gradient sync time, its last bucket's), simulated on the system."""
+def _grad_sync(model, spec: TrainSpec, system, params: float  # noqa: ANN001
+               ) -> tuple[float, float, float]:
+    """(the step's gradient sync time, its last bucket's, link bytes per chip), simulated on
+    the system."""
     if spec.dp == 1 or system is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     nbytes = params * 4  # fp32 gradients
     buckets = max(1, int(-(-nbytes // BUCKET_BYTES)))
     size = nbytes / buckets
     group = _dp_group(spec)
     if spec.zero >= 1:  # reduce-scatter the gradients, all-gather the updated bf16 weights
-        one = collective_cost(system, "reducescatter", group, size, DType.FP32).time_s
-        gather = collective_cost(system, "allgather", group, params * 2, DType.BF16).time_s
-        return buckets * one + gather, one + gather
-    one = collective_cost(system, "allreduce", group, size, DType.FP32).time_s
-    return buckets * one, one
+        one = collective_cost(system, "reducescatter", group, size, DType.FP32)
+        gather = collective_cost(system, "allgather", group, params * 2, DType.BF16)
+        return (buckets * one.time_s + gather.time_s, one.time_s + gather.time_s,
+                buckets * one.link_bytes + gather.link_bytes)
+    one = collective_cost(system, "allreduce", group, size, DType.FP32)
+    return buckets * one.time_s, one.time_s, buckets * one.link_bytes
 
 
-def _zero3_gathers(model, spec: TrainSpec, system, params: float, layer) -> float:  # noqa: ANN001
+def _zero3_gathers(model, spec: TrainSpec, system, params: float,  # noqa: ANN001
+                   layer) -> tuple[float, float]:  # noqa: ANN001
     """ZeRO-3: each layer's weights all-gathered before its forward and again before its
-    backward, prefetched one layer ahead: only what a layer's compute does not hide."""
+    backward, prefetched one layer ahead: only what a layer's compute does not hide.
+    (exposed time, link bytes per chip)."""
     if spec.zero < 3 or spec.dp == 1 or system is None:
-        return 0.0
+        return 0.0, 0.0
     per_layer = model.params_per_layer / spec.tp * 2
-    t = collective_cost(system, "allgather", _dp_group(spec), per_layer, DType.BF16).time_s
+    g = collective_cost(system, "allgather", _dp_group(spec), per_layer, DType.BF16)
+    t = g.time_s
     layers = model.layers // spec.pp
     hidden_f = max(0.0, t - layer.fwd.time_s)
     hidden_b = max(0.0, t - layer.bwd.time_s)
-    return spec.micro_batches * layers * (hidden_f + hidden_b) + t
+    count = 2 * spec.micro_batches * layers + 1
+    return spec.micro_batches * layers * (hidden_f + hidden_b) + t, count * g.link_bytes
 
 
 HOST_FLOPS_PER_PARAM = 20  # AdamW's fp32 operations per parameter on the host (as the kernel)

@@ -172,3 +172,28 @@ def test_activation_memory_follows_the_schedules_micro_batches_in_flight():
     inter = acts(schedule="interleaved", virtual_stages=2)
     # Megatron's interleaved warm-up keeps 2(p-1) + (v-1)p + 1 = 11 chunks of half a stage
     assert inter == pytest.approx(one_f_one_b * 11 / 2 / 4)
+
+
+@pytest.mark.parametrize("zero", [0, 1, 3])
+def test_zero_communication_volumes_match_their_closed_forms(zero):
+    """Per chip and step, on an ideal 4-chip switch (every transfer two links, no protocol
+    overhead): DP all-reduce 2(p-1)/p x 4P; ZeRO-1/2 reduce-scatter (p-1)/p x 4P + all-gather
+    (p-1)/p x 2P; ZeRO-3 adds (2 m L + 1) gathers of a layer's bf16 weights."""
+    from hardware.systems import system_from_dict
+
+    system = system_from_dict({"name": "ideal4", "chip": "h100",
+                               "topology": {"kind": "switch", "dims": [4]},
+                               "link": {"bandwidth": "450 GB/s"}}, "ideal4.yaml")
+    m = load_model("tiny-llama")
+    spec = TrainSpec(1, 64, 8, dp=4, zero=zero)
+    r = train_step(m, spec, system.chips[0], system)
+    p = 4
+    params = r.memory.gradients / 4 * (p if zero >= 2 else 1)  # fp32: 4 bytes a parameter
+    hops = 2
+    if zero == 0:
+        want = 2 * (p - 1) / p * 4 * params
+    else:
+        want = (p - 1) / p * 4 * params + (p - 1) / p * 2 * params
+    if zero == 3:
+        want += (2 * spec.micro_batches * m.layers + 1) * (p - 1) / p * 2 * m.params_per_layer
+    assert r.sync_link_bytes == pytest.approx(hops * want, rel=1e-3)
