@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", choices=("megatron", "pytorch"), default="megatron",
                    help="mixed precision: megatron (bf16 weights, fp32 main grads and "
                         "optimizer) or pytorch (autocast: fp32 weights, fp32 loss)")
+    p.add_argument("--trace", type=Path,
+                   help="Chrome trace of one layer's forward and backward kernels on one chip "
+                        "(one micro-batch), written here")
     p.add_argument("--out", type=Path, default=Path("results/train"), help="results folder")
     p.add_argument("--json", action="store_true", help="print the figures as JSON last")
     p.set_defaults(handler=train)
@@ -82,6 +85,14 @@ def train(args: argparse.Namespace) -> int:
     (args.out / "train.json").write_text(json.dumps({**doc, "timeline": timeline_rows(report)},
                                                     indent=2, default=str))
     print(f"results: {args.out}/train.json (figures: tessera report {args.out})")
+    if args.trace:
+        from experiments.train.costs import layer_trace
+        from mapper.layers import Phase
+
+        traced = layer_trace(model, chip, Phase("prefill", args.micro_batch, seq=args.seq))
+        args.trace.parent.mkdir(parents=True, exist_ok=True)
+        args.trace.write_text(json.dumps(traced.chrome_trace()))
+        print(f"trace: {args.trace} (one layer, forward and backward, on one {chip.name})")
     if args.json:
         print(json.dumps(doc, default=str))
     return 0

@@ -204,3 +204,17 @@ def first_chips(system: SystemConfig, n: int) -> SystemConfig:
 
 __all__ = ["Cost", "LayerCosts", "collective_cost", "first_chips", "head_costs",
            "layer_costs", "optimizer_cost"]
+
+
+def layer_trace(model, chip: ChipConfig, phase: Phase, grads: GradMode = DEFAULT_GRADS,  # noqa: ANN001
+                limit: int = 5_000_000) -> SimResult:
+    """One layer's forward and backward kernels on one chip, traced (engines and links per
+    core, for ``tessera train --trace``); refused up front when the trace would exceed
+    ``limit`` events."""
+    from simulator.result import sequence
+    from simulator.tracesize import check_trace, trace_size
+
+    low = lower(training_graph(model, phase, 1, grads=grads), chip, layout="row")
+    check_trace(sum(trace_size({(0, c): p for c, p in k.items()}) for k in
+                    low.kernel_programs), limit)
+    return sequence([simulate(k, chip, trace=True) for k in low.kernel_programs])

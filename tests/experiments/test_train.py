@@ -197,3 +197,12 @@ def test_zero_communication_volumes_match_their_closed_forms(zero):
     if zero == 3:
         want += (2 * spec.micro_batches * m.layers + 1) * (p - 1) / p * 2 * m.params_per_layer
     assert r.sync_link_bytes == pytest.approx(hops * want, rel=1e-3)
+
+
+def test_train_trace_writes_one_layers_kernels(tmp_path, capsys):
+    trace = tmp_path / "t.json"
+    assert tessera(["train", "--model", "tiny-llama", "--chip", "edge", "--seq", "32",
+                    "--trace", str(trace), "--out", str(tmp_path / "r")]) == 0
+    events = json.loads(trace.read_text())["traceEvents"]
+    names = {e.get("name", "") for e in events}
+    assert any(n.startswith("mm") for n in names) and any("storeadd" in n for n in names)
