@@ -137,44 +137,45 @@ def _silu_mul_bwd(ctx: Ctx, node: Node) -> Programs:
     return concat_programs([_rowwise(k1, ctx.chip), _rowwise(k2, ctx.chip)])
 
 
+def _x_dy_kernel(ctx: Ctx, node: Node, op) -> Programs:  # noqa: ANN001
+    """A row kernel over whole rows of x and dy (inputs 0 and 1) with one per-kernel fp32
+    parameter block (input 2), writing output 0."""
+    g, addr = ctx.graph, ctx.addr
+    x, dy, prm = (g.tensors[n] for n in node.inputs)
+    out = g.tensors[node.outputs[0]]
+    cols = x.shape[1]
+    k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),
+                               View(addr[dy.name], cols, dy.dtype)),
+                  View(addr[out.name], cols, out.dtype), op(cols, x.dtype, dy.dtype, out.dtype),
+                  (Param(addr[prm.name], prm.shape[0]),), MAX_ROWS_PER_TILE, node.name)
+    return _rowwise(k, ctx.chip)
+
+
 @lowers(Op.NORM_BWD)
 def _norm_bwd(ctx: Ctx, node: Node) -> Programs:
     """dL/dx of a norm over whole rows: inputs x, dy and the parameters followed by eps."""
-    g, addr = ctx.graph, ctx.addr
-    x, dy, params = (g.tensors[n] for n in node.inputs)
-    dx = g.tensors[node.outputs[0]]
-    cols = x.shape[1]
     mn = "v.rmsgrad" if node.attrs.kind == "rmsnorm" else "v.lngrad"
 
-    def op(out, ins, prm, rows):  # noqa: ANN001
-        return [build(mn, out, ins[0], ins[1], prm[0], rows, cols, dx.dtype, x.dtype)]
-    k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype), View(addr[dy.name], cols,
-                                                                        dy.dtype)),
-                  View(addr[dx.name], cols, dx.dtype), op,
-                  (Param(addr[params.name], params.shape[0]),), MAX_ROWS_PER_TILE, node.name)
-    return _rowwise(k, ctx.chip)
+    def op_of(cols: int, xdt: DType, dydt: DType, odt: DType):  # noqa: ANN202
+        def op(out, ins, prm, rows):  # noqa: ANN001
+            return [build(mn, out, ins[0], ins[1], prm[0], rows, cols, odt, xdt)]
+        return op
+    return _x_dy_kernel(ctx, node, op_of)
 
 
 @lowers(Op.NORM_XDY)
 def _norm_xdy(ctx: Ctx, node: Node) -> Programs:
     """dy * (x normalized, before its scale and shift): the norm with unit parameters
     (inputs[2]: ones, then zeros for a layernorm's shift), times dy."""
-    g, addr = ctx.graph, ctx.addr
-    x, dy, unit = (g.tensors[n] for n in node.inputs)
-    out = g.tensors[node.outputs[0]]
-    cols = x.shape[1]
     mn = "v.rmsnorm" if node.attrs.kind == "rmsnorm" else "v.layernorm"
     eps = node.attrs.eps
 
-    def op(o, ins, prm, rows):  # noqa: ANN001
-        return [build(mn, ins[0], ins[0], prm[0], rows, cols, x.dtype, x.dtype, eps),
-                build("v.mul", o, ins[0], ins[1], rows, cols, out.dtype, x.dtype, dy.dtype)]
-    k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype), View(addr[dy.name], cols,
-                                                                        dy.dtype)),
-                  View(addr[out.name], cols, out.dtype), op,
-                  (Param(addr[unit.name], unit.shape[0]),), MAX_ROWS_PER_TILE, node.name)
-    return _rowwise(k, ctx.chip)
-
+    def op_of(cols: int, xdt: DType, dydt: DType, odt: DType):  # noqa: ANN202
+        def op(o, ins, prm, rows):  # noqa: ANN001
+            return [build(mn, ins[0], ins[0], prm[0], rows, cols, xdt, xdt, eps),
+                    build("v.mul", o, ins[0], ins[1], rows, cols, odt, xdt, dydt)]
+        return op
+    return _x_dy_kernel(ctx, node, op_of)
 
 
 @lowers(Op.XENT)

@@ -13,3 +13,15 @@ class DefaultsHelp(_argparse.HelpFormatter):
                 or default == _argparse.SUPPRESS or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
+
+
+def chip_or_system(args):  # noqa: ANN001, ANN201
+    """(chip, system or None) of a command's --chip / --system options."""
+    from hardware.chips import load_chip
+
+    if getattr(args, "system", None):
+        from hardware.systems import load_system
+
+        system = load_system(args.system)
+        return system.chips[0], system
+    return load_chip(args.chip), None

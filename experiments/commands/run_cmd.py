@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.commands import DefaultsHelp
+from experiments.commands import DefaultsHelp, chip_or_system
 from isa.errors import TesseraError
 from mapper.pipeline import option
 
@@ -120,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
     from experiments import api
     from experiments.run import Budget
     from experiments.summary import run_summary
-    from hardware.chips import load_chip
     from hardware.systems import list_systems
     from mapper.model import load_model
     from mapper.passes import PassError
@@ -129,14 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
     _check(args)
     model = load_model(args.model)
-    system = None
-    if args.system:
-        from hardware.systems import load_system
-
-        system = load_system(args.system)
-        chip = system.chips[0]
-    else:
-        chip = load_chip(args.chip)  # a system name here is an error that says --system
+    chip, system = chip_or_system(args)  # a system name as --chip: an error saying --system
+    if system is None:
         if (args.tp, args.pp, args.dp) != (1, 1, 1):
             raise RunError("--tp/--pp/--dp need a multi-chip --system (presets: "
                            f"{', '.join(list_systems())})")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.commands import DefaultsHelp
+from experiments.commands import DefaultsHelp, chip_or_system
 from isa.errors import TesseraError
 
 
@@ -61,18 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def train(args: argparse.Namespace) -> int:
     from experiments.train.step import TrainSpec, train_step
     from experiments.train.summary import summary
-    from hardware.chips import load_chip
     from mapper.model import load_model
 
     model = load_model(args.model)
-    system = None
-    if args.system:
-        from hardware.systems import load_system
-
-        system = load_system(args.system)
-        chip = system.chips[0]
-    else:
-        chip = load_chip(args.chip)
+    chip, system = chip_or_system(args)
     spec = TrainSpec(args.micro_batch, args.seq, args.global_batch, args.tp, args.pp, args.dp,
                      args.zero, args.sp, args.recompute, args.schedule, args.virtual_stages,
                      args.offload_optimizer, args.recipe)
