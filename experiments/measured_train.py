@@ -19,18 +19,13 @@ MULTI = {
 }
 
 
-INSTRUCTIONS_PER_TILE_STEP = 4  # a GEMM's 128 x 128 x 64 step: two loads, an mm, a wait
-
-
 def _train_guard(target: Target, model, tokens: int, seq: int, what: str,  # noqa: ANN001
                  head: bool = False) -> None:
-    """Refuse, before anything is built, a row whose largest kernel (the widest GEMM, or the
-    attention backward) would need more simulated instructions than the row's budget."""
-    h = model.hidden
-    widest = max(2 * model.ffn, model.vocab if head else 0, 3 * h)
-    gemm = tokens * widest * h / (128 * 128 * 64)
-    attn = tokens * seq / 2 * model.heads * model.head_dim / (64 * 64 * 128) * 10  # causal
-    need = INSTRUCTIONS_PER_TILE_STEP * max(gemm, attn)
+    """Refuse, before anything is built, a row whose largest kernel would need more
+    simulated instructions than the row's budget."""
+    from experiments.train.step import largest_kernel_instructions
+
+    need = largest_kernel_instructions(model, tokens, seq, 1, head)
     if need > target.max_instructions:
         raise Skip(f"{what}: about {need:.3g} instructions in its largest kernel, over the "
                    f"limit of {target.max_instructions:,} (raise it with --max-instructions)")

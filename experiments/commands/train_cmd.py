@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", type=Path,
                    help="Chrome trace of one layer's forward and backward kernels on one chip "
                         "(one micro-batch), written here")
+    p.add_argument("--max-instructions", type=int, default=50_000_000,
+                   help="refuse a step whose largest kernel is estimated to simulate more "
+                        "instructions, before anything is lowered")
     p.add_argument("--out", type=Path, default=Path("results/train"), help="results folder")
     p.add_argument("--json", action="store_true", help="print the figures as JSON last")
     p.set_defaults(handler=train)
@@ -68,7 +71,8 @@ def train(args: argparse.Namespace) -> int:
     spec = TrainSpec(args.micro_batch, args.seq, args.global_batch, args.tp, args.pp, args.dp,
                      args.zero, args.sp, args.recompute, args.schedule, args.virtual_stages,
                      args.offload_optimizer, args.recipe)
-    report = train_step(model, spec, chip, system, args.system or args.chip)
+    report = train_step(model, spec, chip, system, args.system or args.chip,
+                        args.max_instructions)
     print(summary(report))
     args.out.mkdir(parents=True, exist_ok=True)
     from experiments.train.report import timeline_rows

@@ -145,12 +145,36 @@ def check_spec(model, spec: TrainSpec, chips: int) -> None:  # noqa: ANN001
                          f"{model.name}")
 
 
+INSTRUCTIONS_PER_TILE_STEP = 4  # a GEMM's 128 x 128 x 64 step: two loads, an mm, a wait
+MAX_INSTRUCTIONS = 50_000_000  # as tessera run's budget
+
+
+def largest_kernel_instructions(model, tokens: int, seq: int, tp: int = 1,  # noqa: ANN001
+                                head: bool = True) -> float:
+    """An estimate of the simulated instructions of a step's largest kernel: the widest
+    GEMM (gate/up, QKV, or the LM head) or the causal attention backward, on one rank."""
+    h = model.hidden
+    widest = max(2 * model.ffn, model.vocab if head else 0, 3 * h) / tp
+    gemm = tokens * widest * h / (128 * 128 * 64)
+    attn = tokens * seq / 2 * model.heads / tp * model.head_dim / (64 * 64 * 128) * 10
+    return INSTRUCTIONS_PER_TILE_STEP * max(gemm, attn)
+
+
 def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
-               system: SystemConfig | None = None, target: str = "") -> TrainReport:
-    """Price one training step of ``model`` split as ``spec`` over ``system`` (or one chip)."""
+               system: SystemConfig | None = None, target: str = "",
+               max_instructions: int = MAX_INSTRUCTIONS) -> TrainReport:
+    """Price one training step of ``model`` split as ``spec`` over ``system`` (or one chip);
+    a step whose largest kernel is estimated over ``max_instructions`` is refused before
+    anything is lowered."""
     t0 = time.perf_counter()
     chips = len(system.chips) if system is not None else 1
     check_spec(model, spec, chips)
+    need = largest_kernel_instructions(model, spec.micro_batch * spec.seq, spec.seq, spec.tp)
+    if need > max_instructions:
+        raise TrainError(f"--max-instructions: the largest kernel of a micro-batch of "
+                         f"{spec.micro_batch} x {spec.seq} tokens needs about {need:.3g} "
+                         f"simulated instructions, over {max_instructions:,} (raise it, or "
+                         f"use a smaller --micro-batch or more --tp)")
     recipe = RECIPES[spec.recipe]
     phase = Phase("prefill", spec.micro_batch, seq=spec.seq)
     # Megatron accumulates into fp32 main gradients in the wgrad GEMM; autocast writes each

@@ -206,3 +206,10 @@ def test_train_trace_writes_one_layers_kernels(tmp_path, capsys):
     events = json.loads(trace.read_text())["traceEvents"]
     names = {e.get("name", "") for e in events}
     assert any(n.startswith("mm") for n in names) and any("storeadd" in n for n in names)
+
+
+def test_an_oversized_step_is_refused_before_anything_is_lowered(capsys):
+    code = tessera(["train", "--model", "llama2-7b", "--chip", "h200", "--seq", "4096",
+                    "--micro-batch", "8", "--max-instructions", "1000000"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--max-instructions" in err and len(err.strip().splitlines()) == 1
