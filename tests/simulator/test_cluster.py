@@ -41,3 +41,13 @@ def test_a_cluster_needs_its_nic_link():
         system_from_dict({"name": "c", "chip": "h100", "topology": {"kind": "switch",
                           "dims": [2]}, "link": {"bandwidth": "450 GB/s"},
                           "scale_out": {"link": {"bandwidth": "50 GB/s"}}}, "c.yaml")
+
+
+@pytest.mark.parametrize("host,field", [("banana", "host"), ({"link": -1}, "host.link"),
+                                        ({"bogus": 1}, "host.bogus"),
+                                        ({"chips_per_host": 0}, "host.chips_per_host")])
+def test_a_bad_host_tier_is_one_line_naming_its_field(host, field):
+    with pytest.raises(ConfigError, match=f"c.yaml: {field}"):
+        system_from_dict({"name": "c", "chip": "h100", "topology": {"kind": "switch",
+                          "dims": [2]}, "link": {"bandwidth": "450 GB/s"}, "host": host},
+                         "c.yaml")
