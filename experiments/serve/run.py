@@ -1,0 +1,174 @@
+"""A serving run from a spec: the replicas' hardware priced from the kernel-cost layer, the
+workload generated or read, the engine run, the figures summarised; and the capacity
+search (the highest rate that meets the SLOs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from experiments.serve.cost import IterationModel, KVTransfer
+from experiments.serve.engine import Hardware, Outcome, simulate
+from experiments.serve.metrics import Prices, summarize
+from experiments.serve.scheduler import SchedulerConfig
+from experiments.serve.workload import TRACES, WorkloadError, read_trace, synthetic
+from hardware.system import HostConfig
+from mapper.pipeline import MapOptions
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    rate: float = 1.0  # requests per second
+    requests: int = 0
+    duration: float = 0.0
+    prompt_len: str = "chat"  # a length text, or a bundled trace's name
+    output_len: str = ""
+    trace: str = ""  # a CSV / JSONL file
+    cv: float = 1.0  # arrival gaps' coefficient of variation (1 = Poisson)
+    prefixes: int = 0
+    prefix_len: int = 0
+    sched: SchedulerConfig = field(default_factory=SchedulerConfig)
+    block: int = 16
+    prefix_cache: bool = False
+    disaggregate: tuple[int, int] | None = None
+    replicas: int = 1
+    router: str = "round-robin"
+    tp: int = 1
+    memory_util: float = 0.9  # share of HBM the engine may use (vLLM's default)
+    swap_gb: float = 4.0  # host swap space per chip (vLLM's default)
+    slo_ttft: float = math.inf
+    slo_tbt: float = math.inf
+    seed: int = 0
+    chip_usd: float = 0.0  # 0: the area / cost model's price
+    lifetime_years: float = 4.0
+    usd_per_kwh: float = 0.10
+
+    @property
+    def pools(self) -> int:
+        return sum(self.disaggregate) if self.disaggregate else self.replicas
+
+
+def workload(spec: ServeSpec) -> list:
+    if spec.trace:
+        return read_trace(Path(spec.trace), spec.rate, spec.seed, spec.cv)
+    prompt, output = spec.prompt_len, spec.output_len
+    if prompt in TRACES:
+        prompt, default_out = TRACES[prompt]
+        output = output or default_out
+    if not output:
+        raise WorkloadError(f"--prompt-len {prompt}: give --output-len too (or a bundled "
+                            f"trace: {', '.join(TRACES)})")
+    return synthetic(spec.rate, prompt, output, requests=spec.requests,
+                     duration=spec.duration, cv=spec.cv, prefixes=spec.prefixes,
+                     prefix_len=spec.prefix_len, seed=spec.seed)
+
+
+def hardware(model, chip, system, spec: ServeSpec,  # noqa: ANN001
+             opts: MapOptions | None = None, pricer: IterationModel | None = None) -> Hardware:
+    """A replica's pricer, KV cache size and links, checked against the hardware."""
+    if spec.tp > 1 or spec.disaggregate or system is not None:
+        if system is None:
+            raise WorkloadError("--tp and --disaggregate need --system (the replicas' chips "
+                                "and the links between them)")
+        need = spec.pools * spec.tp
+        if need > len(system.chips):
+            raise WorkloadError(f"{spec.pools} replica(s) x TP {spec.tp} = {need} chips; "
+                                f"{system.name} has {len(system.chips)}")
+        chip = system.chips[0]
+    if model.heads % spec.tp or model.ffn % spec.tp:
+        raise WorkloadError(f"--tp {spec.tp} does not divide {model.name}'s heads "
+                            f"({model.heads}) and FFN ({model.ffn})")
+    im = pricer or IterationModel(model, chip, opts or MapOptions(), system, spec.tp)
+    tokens = im.kv_capacity_tokens(max(spec.sched.token_budget, spec.sched.max_seqs),
+                                   spec.memory_util)
+    blocks = tokens // spec.block
+    if blocks < 1:
+        raise WorkloadError(
+            f"{model.name} on {chip.name} x TP {spec.tp}: weights {im.weight_bytes() / 1e9:.1f}"
+            f" GB leave no room for a KV cache in {spec.memory_util:.0%} of "
+            f"{chip.hbm.capacity / 1e9:.0f} GB (raise --tp or use a larger chip)")
+    block_bytes = im.kv_bytes_per_token() * spec.block
+    host = system.host if system is not None else HostConfig()
+    return Hardware(im, blocks, block_bytes, spec.tp, host.link,
+                    int(spec.swap_gb * 1e9 // block_bytes), chip.energy.static_w,
+                    KVTransfer(system, spec.tp) if spec.disaggregate else None)
+
+
+def run(requests: list, hw: Hardware, spec: ServeSpec) -> Outcome:
+    return simulate(requests, hw, spec.sched, replicas=spec.replicas, router=spec.router,
+                    block=spec.block, prefix_cache=spec.prefix_cache,
+                    disaggregate=spec.disaggregate)
+
+
+def prices(chip, spec: ServeSpec) -> Prices:  # noqa: ANN001
+    from experiments.area import cost_usd
+
+    return Prices(spec.chip_usd or cost_usd(chip), spec.lifetime_years, spec.usd_per_kwh)
+
+
+def serve(model, chip, system, spec: ServeSpec, opts: MapOptions | None = None  # noqa: ANN001
+          ) -> tuple[Outcome, dict]:
+    hw = hardware(model, chip, system, spec, opts)
+    out = run(workload(spec), hw, spec)
+    summary = summarize(out, prices(hw.pricer.chip, spec), spec.slo_ttft, spec.slo_tbt)
+    summary.update(kv_blocks=hw.kv_blocks, block_tokens=spec.block,
+                   grid_points=getattr(hw.pricer, "points", 0))
+    return out, summary
+
+
+def meets(summary: dict, spec: ServeSpec) -> bool:
+    """Both SLOs at the 99th percentile, and nothing rejected."""
+    return (summary["ttft_p99_s"] <= spec.slo_ttft and summary["tbt_p99_s"] <= spec.slo_tbt
+            and summary["rejected"] == 0)
+
+
+def find_capacity(model, chip, system, spec: ServeSpec, opts: MapOptions | None = None,  # noqa: ANN001
+                  tolerance: float = 0.05, progress=None) -> tuple[float, dict, list]:  # noqa: ANN001
+    """The highest rate (requests/s) whose run meets the SLOs: doubling from ``spec.rate``
+    until a run fails, then bisection to ``tolerance`` (relative). Each probe is a full run
+    of the same workload shape (same seed) at that rate; kernels are priced once for all."""
+    if math.isinf(spec.slo_ttft) and math.isinf(spec.slo_tbt):
+        raise WorkloadError("--find-capacity needs --slo-ttft and/or --slo-tbt")
+    hw = hardware(model, chip, system, spec, opts)
+    pr = prices(hw.pricer.chip, spec)
+    probes = []
+
+    def probe(rate: float) -> tuple[bool, dict]:
+        s = replace(spec, rate=rate)
+        out = run(workload(s), hw, s)
+        summ = summarize(out, pr, s.slo_ttft, s.slo_tbt)
+        ok = meets(summ, s)
+        probes.append({"rate": rate, "meets": ok, **summ})
+        if progress is not None:
+            progress(rate, ok, summ)
+        return ok, summ
+
+    lo, hi = 0.0, spec.rate
+    best: dict = {}
+    for _ in range(20):
+        ok, summ = probe(hi)
+        if not ok:
+            break
+        lo, best, hi = hi, summ, hi * 2
+    else:
+        return lo, best, probes
+    if lo == 0.0:  # the first rate fails: halve down
+        for _ in range(20):
+            hi = hi / 2
+            ok, summ = probe(hi)
+            if ok:
+                lo, best = hi, summ
+                hi = hi * 2
+                break
+        else:
+            return 0.0, {}, probes
+    while (hi - lo) / hi > tolerance:
+        mid = (lo + hi) / 2
+        ok, summ = probe(mid)
+        if ok:
+            lo, best = mid, summ
+        else:
+            hi = mid
+    return lo, best, probes
