@@ -13,6 +13,7 @@ from experiments.commands import (
     presets_cmd,
     report_cmd,
     run_cmd,
+    serve_cmd,
     sim_cmd,
     study_cmd,
     sweep_cmd,
@@ -21,7 +22,8 @@ from experiments.commands import (
 )
 from isa.errors import TesseraError
 
-COMMANDS = (asm_cmds, cache_cmd, presets_cmd, sim_cmd, run_cmd, train_cmd, sweep_cmd,
+COMMANDS = (asm_cmds, cache_cmd, presets_cmd, sim_cmd, run_cmd, train_cmd, serve_cmd,
+            sweep_cmd,
             report_cmd, study_cmd, validate_cmd)
 
 DESCRIPTION = """\
@@ -35,6 +37,7 @@ Typical uses:
   tessera sim kernel.s --chip h100    simulate it: latency, energy, utilization
   tessera run --model llama2-7b --chip h100 --phase decode --batch 8 --ctx 2048
   tessera train --model llama2-7b --chip h100 --seq 2048 --micro-batch 1
+  tessera serve --model llama3-8b --chip h200 --rate 4 --requests 500 --slo-ttft 1
   tessera sweep study.yaml            a design-space sweep (then: tessera report)
   tessera study quickstart            a bundled study: sweep + report in one command
   tessera cache info                  the kernel-cost cache (--no-cache on any command)

@@ -19,6 +19,7 @@ from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
 from isa import DType, MemRef, Program, Space, build
 from mapper.graph import Graph, Kind, Tensor
+from mapper.layers import Phase
 from mapper.lower import lower, sync
 from mapper.ops import Op
 from mapper.pipeline import MapOptions
@@ -79,13 +80,14 @@ class Target:
         return dataclasses.replace(self, chip=held(self.chip), system=system)
 
 
-def _int(row: pd.Series, col: str) -> int:
+def _int(row: pd.Series, col: str, least: int = 1) -> int:
     try:
         v = float(row[col])
     except (TypeError, ValueError):
         raise Skip(f"column {col}: '{row[col]}' is not a number") from None
-    if not (1 <= v < 2**62) or v != int(v):  # NaN and infinities fail the range too
-        raise Skip(f"column {col}: '{row[col]}' is not a positive integer (below 2^62)")
+    if not (least <= v < 2**62) or v != int(v):  # NaN and infinities fail the range too
+        what = "a positive" if least == 1 else f"an integer >= {least}, and"
+        raise Skip(f"column {col}: '{row[col]}' is not {what} integer (below 2^62)")
     return int(v)
 
 
@@ -271,6 +273,32 @@ def model_infer(target: Target, row: pd.Series) -> SimResult:
     return sequence([run.layer] * run.repeat + [run.head])
 
 
+def iterations(target: Target, row: pd.Series) -> SimResult:
+    """One serving iteration as the measured engine ran it (its README): the fresh prompts
+    of ``prefill_lens`` (each attending causally to itself) and ``decode_batch`` sequences at
+    ``decode_ctx`` share every linear layer; attention per prompt and once for the decode
+    group; the final norm and LM head on every sequence's last token. Priced from each
+    kernel simulated alone (``experiments.iteration``), as ``tessera serve`` prices them."""
+    from experiments.iteration import Iteration, price
+
+    model = _model(row)
+    text = str(row["prefill_lens"]).strip()
+    try:
+        lens = [] if text in ("-", "", "nan") else [int(x) for x in text.split("+")]
+        batch, ctx = _int(row, "decode_batch", 0), _int(row, "decode_ctx", 0)
+    except ValueError:
+        raise Skip(f"prefill_lens '{text}': expected lengths joined by '+' or '-'") from None
+    if any(n < 1 for n in lens) or (batch and ctx < 1) or not (lens or batch):
+        raise Skip("an iteration needs prompts of >= 1 token or decode sequences at ctx >= 1")
+    for n in lens:
+        _layer_guard(target, model, Phase("prefill", 1, seq=n))
+    if batch:
+        _layer_guard(target, model, Phase("decode", batch, ctx=ctx))
+    cost = price(model, target.chip, Iteration(tuple((n, 0) for n in lens), (ctx,) * batch),
+                 AS_MEASURED)
+    return sequence([cost.layer] * model.layers + [cost.head])
+
+
 def _first(system: SystemConfig, world: int) -> SystemConfig:
     """The first ``world`` chips of a system, joined as the system joins them."""
     if world > len(system.chips):
@@ -328,4 +356,5 @@ def power(target: Target, row: pd.Series) -> SimResult | float:
 
 PREDICT = {"gemm": gemm, "gemm_lowp": gemm, "memory": memory, "vector": vector,
            "attention": attention, "layers": layers, "tp_layers": tp_layers,
-           "collectives": collectives, "power": power, "model_infer": model_infer}
+           "collectives": collectives, "power": power, "model_infer": model_infer,
+           "iterations": iterations}

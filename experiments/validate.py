@@ -4,6 +4,7 @@ for any other chip, and report the error.
 
 File kinds are recognised by their columns (see the measured data's README): gemm,
 gemm_lowp, memory, vector, attention, layers, tp_layers, model_infer (whole models),
+iterations (serving iterations of a continuous batch),
 collectives, power. A row the
 model cannot express is reported as skipped with the reason, never dropped.
 
@@ -35,6 +36,7 @@ KINDS = {  # kind -> columns that identify it, most specific first
     "tp_layers": {"model", "phase", "world", "B", "S", "ctx", "ms_per_layer"},
     "layers": {"model", "phase", "B", "S", "ctx", "ms_per_layer"},
     "model_infer": {"model", "phase", "B", "S", "ctx", "ms"},
+    "iterations": {"model", "prefill_lens", "decode_batch", "decode_ctx", "ms"},
     "attention": {"phase", "B", "Hq", "Hkv", "Sq", "Skv", "D", "causal", "ms"},
     "collectives": {"op", "world", "bytes", "ms"},
     "gemm": {"dtype", "M", "K", "N", "ms"},
@@ -95,7 +97,7 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
     shown = ", ".join(str(c).encode("unicode_escape").decode() for c in df.columns)
     raise ValidateError(f"{source}: columns {shown or '(none)'} match no "
                         f"measured kind (gemm, gemm_lowp, memory, vector, attention, layers, "
-                        f"tp_layers, model_infer, collectives, power, train_layers, "
+                        f"tp_layers, model_infer, iterations, collectives, power, train_layers, "
                         f"train_step, optimizer, energy: see "
                         f"docs/validation.md)")
 

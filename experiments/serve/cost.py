@@ -9,7 +9,8 @@ simulated at grid points, each kernel once (the kernel-cost cache), and read bet
 by linear interpolation:
 
 * shared(T) and the all-reduces: T on a half-octave grid (1, 2, 3, 4, 6, 8, 11, 16, ...)
-  to 256, then every 128 tokens to 4096 (a GEMM's row tiles and waves step there);
+  to 128, then every 32, 64 and 128 tokens to 512, 1024 and 4096 (a GEMM's row tiles and
+  waves step there);
 * a prefill chunk of t tokens after p cached: t on that grid x p on 0 and powers of two;
 * the decode group of n sequences at mean context c: n on that grid x c on
   powers of two (attention's work grows linearly with c between them);
@@ -50,10 +51,11 @@ def half_octaves(top: int) -> list[int]:
 
 
 def token_grid(top: int) -> list[int]:
-    """Token counts priced: half-octaves to 256, every 128 to 4096 (a GEMM's row tiles and
-    waves make steps there that a coarser chord would cut), half-octaves above."""
-    out = [v for v in half_octaves(256)]
-    out += list(range(384, 4097, 128))
+    """Token counts priced: half-octaves to 128, then every 32 to 512, every 64 to 1024 and
+    every 128 to 4096 (a GEMM's row tiles and waves make steps there that a coarser chord
+    would cut), half-octaves above."""
+    out = [v for v in half_octaves(128)]
+    out += list(range(160, 513, 32)) + list(range(576, 1025, 64)) + list(range(1152, 4097, 128))
     out += [v for v in half_octaves(max(top, 8192)) if v > 4096]
     return out
 
