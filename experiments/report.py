@@ -42,6 +42,14 @@ def make_report(results: Path, out: Path) -> list[Path]:
         doc = json.loads((results / "train.json").read_text())
         figs, tables = train_figures(doc, out, _save)
         title = f"{doc['model']} training step on {doc['target']}"
+    elif (results / "serve.json").exists() or (results / "capacity.csv").exists():
+        from experiments.serve.figures import serve_figures
+
+        figs, tables = serve_figures(results, out, _save)
+        doc = json.loads((results / "serve.json").read_text()) if (
+            results / "serve.json").exists() else json.loads(
+            (results / "capacity.json").read_text())
+        title = f"Serving {doc['model']} on {doc['hardware']}"
     elif (results / "result.json").exists():
         doc = json.loads((results / "result.json").read_text())
         figs, tables = _run(doc, results, out)
@@ -53,7 +61,7 @@ def make_report(results: Path, out: Path) -> list[Path]:
         title = f"{doc['model']} on {doc['chip']}: {doc['mode']}"
     else:
         raise ReportError(f"{results}: neither a sweep folder (results.csv), a run folder "
-                          f"(result.json) nor a training folder (train.json)")
+                          f"(result.json), a training folder (train.json) nor a serving folder (serve.json)")
     _html(out / "index.html", title, figs, tables)
     return figs
 

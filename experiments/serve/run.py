@@ -50,6 +50,37 @@ class ServeSpec:
         return sum(self.disaggregate) if self.disaggregate else self.replicas
 
 
+SCHED_KNOBS = {"scheduler": "policy", "queue": "order", "chunk": "token_budget",
+               "max_seqs": "max_seqs", "preempt": "preempt"}
+SERVE_KNOBS = tuple(sorted({*(f for f in ServeSpec.__dataclass_fields__ if f != "sched"),
+                            *SCHED_KNOBS, "find_capacity"}))
+
+
+def spec_from_knobs(knobs: dict) -> ServeSpec:
+    """A spec from sweep knobs (``serve.rate``, ``serve.scheduler``, ``serve.disaggregate``
+    as "P:D", ...); a bad one is a ``WorkloadError`` naming it."""
+    sched, fields = {}, {}
+    for k, v in knobs.items():
+        if k in SCHED_KNOBS:
+            sched[SCHED_KNOBS[k]] = v
+        elif k == "disaggregate":
+            if not v:
+                fields[k] = None
+                continue
+            try:
+                p, d = (int(x) for x in str(v).split(":"))
+            except ValueError:
+                raise WorkloadError(f"serve.disaggregate {v!r}: expected P:D") from None
+            fields[k] = (p, d)
+        elif k in ServeSpec.__dataclass_fields__ and k != "sched":
+            fields[k] = v
+        else:
+            raise WorkloadError(f"serve.{k}: not a serving knob ({', '.join(SERVE_KNOBS)})")
+    cfg = SchedulerConfig(**sched)
+    cfg.check()
+    return ServeSpec(**fields, sched=cfg)
+
+
 def workload(spec: ServeSpec) -> list:
     if spec.trace:
         return read_trace(Path(spec.trace), spec.rate, spec.seed, spec.cv)

@@ -11,7 +11,7 @@ import dataclasses
 
 from isa.errors import TesseraError
 
-PHASES = ("prefill", "decode", "generate", "train")
+PHASES = ("prefill", "decode", "generate", "train", "serve")
 # training knobs (phase: train), with their closed sets of values (None: any integer >= 0)
 TRAIN = {"zero": (0, 1, 2, 3), "recompute": ("none", "selective", "full"),
          "schedule": ("gpipe", "1f1b", "interleaved"), "recipe": ("megatron", "pytorch"),
@@ -99,6 +99,13 @@ def _check(path: str, value: object, where: str, error: type[TesseraError]) -> N
         return
     if path.startswith("mapping."):
         _check_mapping(path[8:], value, where, error)
+        return
+    if path.startswith("serve."):
+        from experiments.serve.run import SERVE_KNOBS
+
+        if path[6:] not in SERVE_KNOBS:
+            raise error(f"{where}: unknown path '{path}' (expected serve. + one of: "
+                        f"{', '.join(SERVE_KNOBS)})")
         return
     if path == "phase" and value not in PHASES:
         raise error(f"{where}: phase {value!r}: expected one of {', '.join(PHASES)}")

@@ -57,6 +57,10 @@ def _run(base: dict, point: dict) -> dict:
                if k.startswith("mapping.")}
     if base.get("phase") == "train":
         return _train_row(model, chip, system, base, mapping)
+    if base.get("phase") == "serve":
+        knobs = {k.split(".", 1)[1]: v for k, v in {**base, **point}.items()
+                 if k.startswith("serve.")}
+        return _serve_row(model, chip, system, knobs)
     functional = bool(mapping.get("functional"))
     par = Parallel(**{k: int(mapping.pop(k)) for k in MAPPING_PARALLEL if k in mapping})
     opts = MapOptions(**mapping)
@@ -107,6 +111,28 @@ def _train_row(model, chip, system, base: dict, mapping: dict) -> dict:  # noqa:
     row.update(latency_s=r.step_s, area_mm2=area_mm2(chip) * chips,
                cost_usd=cost_usd(chip) * chips)
     row["tokens_per_s_per_usd"] = r.tokens_per_s / row["cost_usd"]
+    return row
+
+
+def _serve_row(model, chip, system, knobs: dict) -> dict:  # noqa: ANN001
+    """A serving run (``phase: serve``): the knobs are ``serve.*`` (``SERVE`` in
+    experiments/sweep/check.py); with ``serve.find_capacity: true`` the row is the run at
+    the highest rate within the SLOs, with ``capacity_req_s``."""
+    from experiments.serve.run import find_capacity, serve, spec_from_knobs
+
+    knobs = dict(knobs)
+    capacity = bool(knobs.pop("find_capacity", False))
+    spec = spec_from_knobs(knobs)
+    if capacity:
+        rate, row, _ = find_capacity(model, chip, system, spec)
+        if not row:
+            raise ValueError("no rate meets the SLOs")
+        row = {**row, "capacity_req_s": rate}
+    else:
+        _, row = serve(model, chip, system, spec)
+    row["latency_s"] = row["e2e_p50_s"]
+    row["tokens_per_s"] = row["throughput_tok_s"]
+    row["tokens_per_usd"] = 1e6 / row["usd_per_mtok"] if row["usd_per_mtok"] > 0 else 0.0
     return row
 
 

@@ -224,7 +224,8 @@ def _optuna(spec: SweepSpec, fh, workers: int, dask: str | None, done: list[dict
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dirs = ["maximize" if o.startswith("tokens") else "minimize" for o in spec.objectives]
+    dirs = ["maximize" if o.startswith("tokens") or o == "capacity_req_s" else "minimize"
+            for o in spec.objectives]
     study = optuna.create_study(directions=dirs,
                                 sampler=optuna.samplers.NSGAIISampler(seed=spec.seed))
     dists = {k: optuna.distributions.CategoricalDistribution(

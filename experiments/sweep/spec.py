@@ -36,7 +36,8 @@ BASE_FIELDS = ("model", "chip", "system", "phase", "batch", "seq", "ctx", "token
 MODES = ("grid", "random", "optuna")
 _SIZE_FIELD = {"grid": "parameters", "random": "samples", "optuna": "trials"}
 OBJECTIVES = ("latency_s", "energy_j", "area_mm2", "cost_usd", "tokens_per_s", "step_s",
-              "peak_memory_bytes", "mfu")
+              "peak_memory_bytes", "mfu", "capacity_req_s", "tokens_per_usd",
+              "ttft_p99_s", "tbt_p99_s", "usd_per_mtok")
 
 
 class SweepError(TesseraError):
@@ -113,9 +114,9 @@ def sweep_from_dict(data: object, source: str = "<sweep>") -> SweepSpec:
     if not isinstance(base, dict):
         raise SweepError(f"{source}: base: expected a mapping")
     for k in base:
-        if k not in BASE_FIELDS and not str(k).startswith("mapping."):
+        if k not in BASE_FIELDS and not str(k).startswith(("mapping.", "serve.")):
             raise SweepError(f"{source}: base.{k}: unknown field (expected one of: "
-                             f"{', '.join(BASE_FIELDS)}, mapping.*)")
+                             f"{', '.join(BASE_FIELDS)}, mapping.*, serve.*)")
     limit = data.get("max_points", MAX_POINTS)
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise SweepError(f"{source}: max_points: expected a positive integer, got {limit!r}")
@@ -162,9 +163,10 @@ def _parameters(params: object, source: str, limit: int) -> dict[str, list]:
         where = f"{source}: parameters.{path}"
         parts = str(path).split(",")
         for part in parts:
-            if part.split(".")[0] not in ("chip", "system", "mapping") and \
+            if part.split(".")[0] not in ("chip", "system", "mapping", "serve") and \
                     part not in BASE_FIELDS:
-                raise SweepError(f"{where}: a path starts with chip., system. or mapping. "
+                raise SweepError(f"{where}: a path starts with chip., system., mapping. "
+                                 f"or serve. "
                                  f"(or is one of {', '.join(BASE_FIELDS)})")
         values = _values(spec, where, limit)
         if len(parts) > 1 and not all(isinstance(v, list) and len(v) == len(parts)
