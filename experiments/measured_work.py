@@ -45,6 +45,10 @@ MEMORY_COLS = 4096  # a copy of n bytes is run as rows of this many bf16 element
 # The measured layers ran as PyTorch runs them: norms, residual adds and SwiGLU's product
 # as kernels of their own (nothing folded into a GEMM) -- Tessera's mapping without fusion.
 AS_MEASURED = MapOptions(fusion=False)
+# Whole models ran as a plain PyTorch LLaMA (the README): RMSNorm, the rotary embedding
+# computed in each layer and SwiGLU's product as the chains of kernels eager PyTorch
+# launches (mapper/eager.py)
+AS_EAGER = MapOptions(fusion=False, kernels="eager")
 # The measured GEMMs multiplied PyTorch tensors: W row-major [K, N], as it sits in memory,
 # not re-blocked (so a W whose rows are not 16-byte aligned is read as such)
 GEMM_LAYOUT = "row"
@@ -269,7 +273,7 @@ def model_infer(target: Target, row: pd.Series) -> SimResult:
 
     model, phase = _model(row), _phase(row)
     _layer_guard(target, model, phase)
-    run = run_phase(model, target.chip, phase, AS_MEASURED)
+    run = run_phase(model, target.chip, phase, AS_EAGER)
     return sequence([run.layer] * run.repeat + [run.head])
 
 
@@ -295,7 +299,7 @@ def iterations(target: Target, row: pd.Series) -> SimResult:
     if batch:
         _layer_guard(target, model, Phase("decode", batch, ctx=ctx))
     cost = price(model, target.chip, Iteration(tuple((n, 0) for n in lens), (ctx,) * batch),
-                 AS_MEASURED)
+                 AS_EAGER)
     return sequence([cost.layer] * model.layers + [cost.head])
 
 

@@ -230,6 +230,8 @@ TABLE: tuple[OpSpec, ...] = (
     _unary("v.cast", 0x36, "identity", "simple"),
     _unary("v.dsilu", 0x37, "silu'", "transcendental"),
     _unary("v.dgelu", 0x38, "gelu_tanh'", "transcendental"),
+    _unary("v.cos", 0x39, "cos", "transcendental"),
+    _unary("v.sin", 0x3A, "sin", "transcendental"),
     # vector engine: elementwise binary
     _binary("v.add", 0x40, "a + b"),
     _binary("v.sub", 0x41, "a - b"),

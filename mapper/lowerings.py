@@ -276,6 +276,53 @@ def _elementwise(ctx: Ctx, node: Node) -> Programs:
     return _rowwise(k, ctx.chip)
 
 
+UNARY = ("v.cast", "v.cos", "v.sin", "v.rsqrt", "v.silu", "v.exp")
+
+
+@lowers(Op.EWISE)
+def _ewise(ctx: Ctx, node: Node) -> Programs:
+    """One kernel of an eager composite (``mapper.eager``): a row-wise pass over the first
+    input's columns (a range of a wider tensor when ``col0``/``width`` say so), the second
+    input as a tensor or a broadcast parameter, the output (or a range of it)."""
+    g, addr, a = ctx.graph, ctx.addr, node.attrs
+    ins = list(node.inputs)
+    params = []
+    if a.per_row:  # a per-token table (rotary cos / sin): a parameter of each row
+        params.append(Param(addr[ins.pop()], a.per_row, per_row=True))
+    if a.bcast != "none":
+        b = g.tensors[ins.pop()]
+        floats = b.shape[-1] if a.bcast == "row" else 1
+        params.append(Param(addr[b.name], floats, per_row=a.bcast == "col"))
+    x, out = g.tensors[ins[0]], g.tensors[node.outputs[0]]
+    width = a.width or x.shape[1]
+    views = [View(addr[x.name] + x.dtype.nbytes(a.col0), width, x.dtype, x.shape[1])]
+    if len(ins) > 1:
+        y = g.tensors[ins[1]]
+        views.append(View(addr[y.name] + y.dtype.nbytes(a.b_col0), width, y.dtype, y.shape[1]))
+    reduce = a.fn == "v.rsum"
+    ov = View(addr[out.name] + out.dtype.nbytes(a.out_col0), 1 if reduce else width, out.dtype,
+              out.shape[1])
+    f32, odt, idt = DType.FP32, out.dtype, x.dtype
+
+    def op_for(c: int):  # noqa: ANN202
+        def op(o, i, p, rows):  # noqa: ANN001, ANN202
+            if reduce:
+                return [build("v.rsum", o, i[0], rows, c, f32, idt),
+                        build("v.scale", o, o, rows, 1, f32, f32, a.scale)]
+            if a.fn in UNARY:
+                return [build(a.fn, o, i[0], rows, c, odt, idt)]
+            if a.fn == "v.scale":
+                return [build("v.scale", o, i[0], rows, c, odt, idt, a.scale)]
+            if a.bcast != "none":
+                return [build(a.fn, o, i[0], p[-1], rows, c, odt, idt, f32, a.bcast)]
+            b = i[1] if len(i) > 1 else i[0]  # a per-row table: the tile by itself (timing)
+            return [build(a.fn, o, i[0], b, rows, c, odt, idt, idt)]
+        return op
+    k = RowKernel(x.shape[0], tuple(views), ov, op_for(width), tuple(params),
+                  MAX_ROWS_PER_TILE, node.name, None if reduce or params else op_for)
+    return _rowwise(k, ctx.chip)
+
+
 MIN_BLOCK_ROWS = 8  # rows per tile a column block aims to keep (so DMA and math overlap)
 
 

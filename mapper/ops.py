@@ -38,6 +38,7 @@ class Op(StrEnum):
     NORM_XDY = "norm_xdy"  # dy * normalized x, per element (summed over rows: d gamma)
     XENT = "xent"  # softmax cross-entropy's gradient w.r.t. the logits
     ACT_BWD = "act_bwd"  # dy * act'(x) of an activation
+    EWISE = "ewise"  # one kernel of a composite op as eager PyTorch launches it (mapper.eager)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,23 @@ class ActAttrs:
 
 
 @dataclass(frozen=True)
+class EwiseAttrs:
+    """One element-wise or row-reduce kernel (``mapper.eager``): ``fn`` is its vector
+    instruction; the first input and the output may be a column range of a wider tensor
+    (``col0``, ``width``; ``out_col0``); ``per_row`` floats per row read as a parameter
+    (a rotary table); ``bcast`` how the second input is broadcast (ISA ``bcast``)."""
+
+    fn: str
+    col0: int = 0
+    width: int = 0  # 0: the whole row
+    out_col0: int = 0
+    per_row: int = 0
+    bcast: str = "none"
+    scale: float = 1.0  # v.scale's factor (a mean's 1 / cols)
+    b_col0: int = 0  # the second input's first column
+
+
+@dataclass(frozen=True)
 class RowsAttrs:
     first: int  # the first row of the slice / placement
 
@@ -151,6 +169,7 @@ ATTRS: dict[Op, type] = {
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
     Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,
     Op.NORM_XDY: NormBwdAttrs, Op.XENT: XentAttrs, Op.ACT_BWD: ActAttrs,
+    Op.EWISE: EwiseAttrs,
 }
 VIEWS = frozenset({Op.RENAME, Op.SLICE_ROWS, Op.PLACE_ROWS})  # no data moves
 # attributes of a LINEAR that name tensors (checked to exist by the verifier)

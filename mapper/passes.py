@@ -51,6 +51,15 @@ def _quant(g: Graph, w: dict | None, o, notes: dict):  # noqa: ANN001, ANN202
 
 # The passes, in order: (name, whether the options ask for it, the pass). Each maps
 # (graph, weights, options, notes) to (graph, weights); the graph is verified after each.
+def _eager(g: Graph, w: dict | None, o, notes: dict) -> tuple[Graph, dict | None]:  # noqa: ANN001
+    from mapper.eager import eager_composites
+
+    if o.functional:
+        raise TesseraError("kernels: eager is a timing profile (its rotary kernels use timing "
+                           "stand-ins); run functional mode with kernels: fused")
+    return eager_composites(g), w
+
+
 PASSES = (
     ("low_rank", lambda o: o.low_rank,  # SVD-factorised MLP projections
      lambda g, w, o, n: low_rank(g, w, o.low_rank, o.low_rank_targets, n)),
@@ -59,6 +68,7 @@ PASSES = (
     ("quantize_activations", lambda o: o.act_quant,  # per-token activation scales (W8A8)
      lambda g, w, o, n: quantize_activations(g, w, o.act_quant, n)),
     ("unfuse", lambda o: not o.fusion, lambda g, w, o, n: (unfuse(g), w)),  # epilogues apart
+    ("eager", lambda o: o.kernels == "eager", _eager),  # composites as PyTorch's kernels
     ("fuse_norm_projection", lambda o: o.fusion,  # RMSNorm folded into the next GEMM
      lambda g, w, o, n: fuse_norm_projection(g, w, n)),
 )

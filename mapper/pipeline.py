@@ -55,6 +55,9 @@ class MapOptions:
     layers_mapped: int | None = _opt(1, "layers mapped and simulated (None: every layer)")
     confirm_top: int = _opt(3, "GEMM tilings confirmed by simulation (0 or 1: estimate only)")
     layout: str = _opt("auto", "weights in HBM", ("auto", "blocked", "row"))
+    kernels: str = _opt("fused", "composite ops (RMSNorm, RoPE, SwiGLU's product): one fused "
+                                 "kernel each, or the chain eager PyTorch launches (timing "
+                                 "only; mapper/eager.py)", ("fused", "eager"))
 
 
 def option(name: str) -> dataclasses.Field:

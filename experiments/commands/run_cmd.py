@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=option("quant_layers").metadata["help"] + ", e.g. 0-3,30,31")
     _mapping_flag(p, "--sparsity", "sparsity")
     _mapping_flag(p, "--low-rank", "low_rank", metavar="R")
+    _mapping_flag(p, "--kernels", "kernels")
     p.add_argument("--no-fusion", action="store_true",
                    help="do not " + option("fusion").metadata["help"].split(";")[0])
     p.add_argument("--functional", action="store_true",
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunError("--ep needs a multi-chip --system")
     opts = MapOptions(quant=args.quant, quant_group=args.quant_group, act_quant=args.act_quant,
                       quant_layers=parse_layers(args.quant_layers), sparsity=args.sparsity,
-                      low_rank=args.low_rank,
+                      low_rank=args.low_rank, kernels=args.kernels,
                       fusion=not args.no_fusion, functional=args.functional, seed=args.seed,
                       layers_mapped=None if args.functional else 1)
     from dataclasses import replace as copy

@@ -189,6 +189,7 @@ SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "v.exp": _unary(kx.exp), "v.gelu": _unary(kx.gelu), "v.silu": _unary(kx.silu),
     "v.relu": _unary(kx.relu), "v.rsqrt": _unary(kx.rsqrt), "v.recip": _unary(kx.reciprocal),
     "v.cast": _unary(lambda x: x),
+    "v.cos": _unary(np.cos), "v.sin": _unary(np.sin),
     "v.add": _binary(np.add), "v.sub": _binary(np.subtract), "v.mul": _binary(np.multiply),
     "v.max": _binary(np.maximum),
     "v.rsum": _rows(lambda x: kx.row_sum(x).reshape(-1, 1)),

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from isa import DType
+from isa.errors import TesseraError
 from mapper.graph import Graph, Kind, Node, Tensor
 from mapper.layers import Phase, build_layers
 from mapper.lowerings import LOWERINGS
@@ -74,13 +75,36 @@ def test_a_pass_that_breaks_the_graph_is_caught_by_name(monkeypatch):
 
 def test_passes_read_as_a_list_and_every_model_verifies_after_each():
     assert [name for name, _, _ in PASSES] == [
-        "low_rank", "sparsity", "quantize", "quantize_activations", "unfuse",
+        "low_rank", "sparsity", "quantize", "quantize_activations", "unfuse", "eager",
         "fuse_norm_projection"]
     for model in ("tiny-llama", "tiny-gpt2", "tiny-mixtral"):
         g = build_layers(load_model(model), Phase("decode", 2, ctx=8), 2)
         for opts in (MapOptions(), MapOptions(fusion=False), MapOptions(quant="int8",
-                                                                         act_quant="int8")):
+                                                                         act_quant="int8"),
+                     MapOptions(fusion=False, kernels="eager")):
             if model == "tiny-mixtral" and opts.act_quant:
                 continue
             out, _, _ = apply_passes(g, None, opts)  # verified after every pass
             assert all(dataclasses.is_dataclass(n.attrs) for n in out.nodes)
+
+
+def test_eager_profile_launches_pytorchs_kernel_chains():
+    """kernels: eager runs RMSNorm as 8 kernels, RoPE as 15 and SwiGLU's product as 2
+    (mapper/eager.py); it is a timing profile, so functional mode refuses it."""
+    g = build_layers(load_model("tiny-llama"), Phase("decode", 2, ctx=8), 1)
+    out, _, _ = apply_passes(g, None, MapOptions(fusion=False, kernels="eager"))
+    names = [n.name for n in out.nodes if n.op == Op.EWISE]
+    assert sum(n.startswith("l0.norm1.") for n in names) == 8
+    assert sum(n.startswith("l0.rope.") for n in names) == 15
+    assert sum(n.startswith("l0.silu_mul.") for n in names) == 2
+    assert not any(n.op in (Op.NORM, Op.ROPE, Op.SILU_MUL) for n in out.nodes)
+    with pytest.raises(TesseraError, match="timing profile"):
+        apply_passes(g, None, MapOptions(kernels="eager", functional=True))
+
+
+def test_eager_kernels_cost_more_than_fused_ones():
+    from experiments.api import run
+
+    fused = run("tiny-llama", "edge", phase="prefill", seq=32, fusion=False)
+    eager = run("tiny-llama", "edge", phase="prefill", seq=32, fusion=False, kernels="eager")
+    assert eager.headline()["latency_s"] > 1.5 * fused.headline()["latency_s"]
