@@ -61,7 +61,8 @@ def make_report(results: Path, out: Path) -> list[Path]:
         title = f"{doc['model']} on {doc['chip']}: {doc['mode']}"
     else:
         raise ReportError(f"{results}: neither a sweep folder (results.csv), a run folder "
-                          f"(result.json), a training folder (train.json) nor a serving folder (serve.json)")
+                          f"(result.json), a training folder (train.json) nor a serving folder "
+                          f"(serve.json)")
     _html(out / "index.html", title, figs, tables)
     return figs
 

@@ -24,9 +24,9 @@ is for timing only; functional mode refuses it.
 
 from __future__ import annotations
 
+from isa.dtypes import DType
 from mapper.graph import Graph, Kind, Node, Tensor
 from mapper.ops import EwiseAttrs, Op
-from isa.dtypes import DType
 
 F32 = DType.FP32
 
