@@ -255,6 +255,11 @@ body {{ font-family: sans-serif; margin: 2em; }} img {{ max-width: 100%; }}
 table {{ border-collapse: collapse; font-size: 12px; }} td, th {{ border: 1px solid #ccc;
 padding: 2px 6px; }} figure {{ display: inline-block; margin: 1em; }}</style></head>
 <body><h1>{html.escape(title)}</h1>
+<script>/* how many figures the browser decoded: a check a headless browser can read */
+window.addEventListener("load", () => {{ const ok = [...document.images].filter(
+  i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute("data-rendered", ok + "/" + document.images.length); }});
+</script>
 {imgs}
 {body}
 </body></html>
