@@ -154,6 +154,32 @@ def price_iteration(model: str | Path | ModelConfig, chip: str | Path | ChipConf
                                                        tuple(decode)), opts)
 
 
+def serve(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = None, *,
+          system: str | Path | SystemConfig | None = None, find_capacity: bool = False,
+          **spec: object) -> tuple[dict, pd.DataFrame]:
+    """A serving simulation (``tessera serve``): the summary (or, with ``find_capacity``,
+    the run at the highest rate within the SLOs, with ``capacity_req_s``) and one row per
+    request. ``spec``: the fields of ``experiments.serve.run.ServeSpec`` (``rate``,
+    ``requests``, ``prompt_len``, ``tp``, ``disaggregate=(P, D)``, ``slo_ttft``, ...) and
+    the scheduler's (``scheduler``, ``queue``, ``chunk``, ``max_seqs``, ``preempt``)."""
+    from experiments.serve.metrics import requests_frame
+    from experiments.serve.run import find_capacity as capacity
+    from experiments.serve.run import serve as run_serve
+    from experiments.serve.run import spec_from_knobs
+
+    s = _system(system) if system is not None else None
+    c = s.chips[0] if s is not None else _chip(chip if chip is not None else "h200")
+    if isinstance(spec.get("disaggregate"), tuple):
+        spec["disaggregate"] = ":".join(map(str, spec["disaggregate"]))
+    sp = spec_from_knobs(spec)
+    m = _model(model)
+    if find_capacity:
+        rate, best, probes = capacity(m, c, s, sp)
+        return {**best, "capacity_req_s": rate}, pd.DataFrame(probes)
+    out, summary = run_serve(m, c, s, sp)
+    return summary, requests_frame(out)
+
+
 def run_program(program: str | Path, chip: str | Path | ChipConfig = "edge", *,
                 functional: bool = False, trace: bool = False) -> SimResult:
     """Simulate one program (``.s`` assembly or ``.bin``) on a chip: ``tessera sim``."""
@@ -202,4 +228,5 @@ def presets() -> dict[str, list[str]]:
 
 
 __all__ = ["ApiError", "chip", "model", "presets", "price_iteration", "run", "run_program",
+           "serve",
            "sweep", "system", "validate"]
