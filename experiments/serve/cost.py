@@ -81,12 +81,15 @@ def _bracket(grid: list[int], x: float) -> tuple[int, int, float]:
     return lo, hi, (x - lo) / (hi - lo)
 
 
-@dataclass(frozen=True)
 class Price:
-    """Time and energy of some kernels (per replica: energy of all its chips)."""
+    """Time and energy of some kernels (per replica: energy of all its chips). A plain
+    class with slots: an iteration's price adds a dozen of them, thousands of times a
+    second."""
 
-    time_s: float = 0.0
-    energy_j: float = 0.0
+    __slots__ = ("time_s", "energy_j")
+
+    def __init__(self, time_s: float = 0.0, energy_j: float = 0.0) -> None:
+        self.time_s, self.energy_j = time_s, energy_j
 
     def __add__(self, o: Price) -> Price:
         return Price(self.time_s + o.time_s, self.energy_j + o.energy_j)
@@ -96,9 +99,17 @@ class Price:
 
     __rmul__ = __mul__
 
+    def __eq__(self, o: object) -> bool:
+        return isinstance(o, Price) and (self.time_s, self.energy_j) == (o.time_s, o.energy_j)
+
+    def __repr__(self) -> str:
+        return f"Price(time_s={self.time_s!r}, energy_j={self.energy_j!r})"
+
 
 def _lerp(a: Price, b: Price, w: float) -> Price:
-    return a * (1 - w) + b * w if w else a
+    if not w:
+        return a
+    return Price(a.time_s + (b.time_s - a.time_s) * w, a.energy_j + (b.energy_j - a.energy_j) * w)
 
 
 @dataclass
@@ -122,10 +133,35 @@ class IterationModel:
 
     # -- the parts, each at a grid point ------------------------------------------------
     def _get(self, key: tuple, make) -> Price:  # noqa: ANN001
+        """A grid point's price: this process's memory, the kernel-cost cache on disk
+        (keyed by the model, chip, options, split and code, as a kernel is), or priced."""
         if key not in self._memo:
-            self._memo[key] = make()
+            import json
+
+            from simulator import cache
+
+            store = cache.current()
+            k = "serve:" + self._digest(key)
+            text = store.get_text(k) if store is not None else None
+            if text is not None:
+                self._memo[key] = Price(*json.loads(text))
+            else:
+                self._memo[key] = make()
+                if store is not None:
+                    store.put_text(k, json.dumps([self._memo[key].time_s,
+                                                  self._memo[key].energy_j]))
             self.points += 1
         return self._memo[key]
+
+    def _digest(self, key: tuple) -> str:
+        import hashlib
+
+        from simulator import cache
+
+        if not hasattr(self, "_base"):
+            code = cache.code_digest((*cache.CODE, "mapper", "experiments"))
+            self._base = repr((self.model, self.chip, self.opts, self.system, self.tp, code))
+        return hashlib.blake2b((self._base + repr(key)).encode(), digest_size=20).hexdigest()
 
     def _graph(self, seg: Phase):  # noqa: ANN202
         g = build_iteration(self.model, [seg], 1, shard=Shard(self.tp, 0, 1))
@@ -143,19 +179,34 @@ class IterationModel:
             total = total + Price(r.time_s, r.energy_total_j * self.tp)
         return total
 
+    def _at(self, key: tuple) -> Price:
+        """A grid point by key (the hot path: a dictionary look-up once priced)."""
+        p = self._memo.get(key)
+        return p if p is not None else self._get(key, lambda: self._make(key))
+
+    def _make(self, key: tuple) -> Price:
+        kind = key[0]
+        if kind == "shared":
+            return self._nodes(Phase("prefill", 1, seq=key[1]), False)
+        if kind == "allreduce":
+            return self._allreduce(key[1])
+        if kind == "chunk":
+            t, p = key[1], key[2]
+            return self._nodes(Phase("chunk" if p else "prefill", 1, seq=t, ctx=p), True)
+        if kind == "decode":
+            return self._nodes(Phase("decode", key[1], ctx=key[2]), True)
+        return self._head(key[1])
+
     def shared(self, tokens: int) -> Price:
         lo, hi, w = _bracket(self._grid, tokens)
-        part = (lambda t: self._get(("shared", t), lambda: self._nodes(
-            Phase("prefill", 1, seq=t), False)))
-        return _lerp(part(lo), part(hi), w)
+        return _lerp(self._at(("shared", lo)), self._at(("shared", hi)), w)
 
     def allreduce(self, tokens: int) -> Price:
         """The layer's all-reduces of ``tokens`` rows (two per layer: o and down)."""
         if self.tp == 1:
             return Price()
         lo, hi, w = _bracket(self._grid, tokens)
-        part = (lambda t: self._get(("allreduce", t), lambda: self._allreduce(t)))
-        return _lerp(part(lo), part(hi), w)
+        return _lerp(self._at(("allreduce", lo)), self._at(("allreduce", hi)), w)
 
     def _allreduce(self, tokens: int) -> Price:
         from experiments.train.costs import collective_cost, first_chips
@@ -169,40 +220,32 @@ class IterationModel:
         """One prefill chunk's own kernels (KV append, attention)."""
         t0, t1, wt = _bracket(self._grid, tokens)
         p0, p1, wp = _bracket(self._past, past)
-
-        def part(t: int, p: int) -> Price:
-            kind = "chunk" if p else "prefill"
-            return self._get(("chunk", t, p), lambda: self._nodes(
-                Phase(kind, 1, seq=t, ctx=p), True))
-        return _lerp(_lerp(part(t0, p0), part(t0, p1), wp),
-                     _lerp(part(t1, p0), part(t1, p1), wp), wt)
+        at = self._at
+        return _lerp(_lerp(at(("chunk", t0, p0)), at(("chunk", t0, p1)), wp),
+                     _lerp(at(("chunk", t1, p0)), at(("chunk", t1, p1)), wp), wt)
 
     def decode(self, batch: int, ctx: float) -> Price:
         """The decode group's own kernels: ``batch`` sequences at mean context ``ctx``."""
         n0, n1, wn = _bracket(self._grid, batch)
         c0, c1, wc = _bracket(self._ctx, max(1.0, ctx))
-
-        def part(n: int, c: int) -> Price:
-            return self._get(("decode", n, c), lambda: self._nodes(
-                Phase("decode", n, ctx=c), True))
-        return _lerp(_lerp(part(n0, c0), part(n0, c1), wc),
-                     _lerp(part(n1, c0), part(n1, c1), wc), wn)
+        at = self._at
+        return _lerp(_lerp(at(("decode", n0, c0)), at(("decode", n0, c1)), wc),
+                     _lerp(at(("decode", n1, c0)), at(("decode", n1, c1)), wc), wn)
 
     def head(self, sequences: int) -> Price:
+        lo, hi, w = _bracket(self._grid, sequences)
+        return _lerp(self._at(("head", lo)), self._at(("head", hi)), w)
+
+    def _head(self, n: int) -> Price:
         from experiments.iteration import node_cost
 
-        lo, hi, w = _bracket(self._grid, sequences)
-
-        def make(n: int) -> Price:
-            g = build_head(self.model, Phase("decode", n))
-            total = Price()
-            for node in g.nodes:
-                if node.op not in VIEWS:
-                    r = node_cost(g, node, self.chip, confirm=False)
-                    total = total + Price(r.time_s, r.energy_total_j * self.tp)
-            return total
-        return _lerp(self._get(("head", lo), lambda: make(lo)),
-                     self._get(("head", hi), lambda: make(hi)), w)
+        g = build_head(self.model, Phase("decode", n))
+        total = Price()
+        for node in g.nodes:
+            if node.op not in VIEWS:
+                r = node_cost(g, node, self.chip, confirm=False)
+                total = total + Price(r.time_s, r.energy_total_j * self.tp)
+        return total
 
     # -- an iteration --------------------------------------------------------------------
     def price(self, prefill: list[tuple[int, int]], decode: list[int]) -> Price:

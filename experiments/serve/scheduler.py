@@ -92,9 +92,14 @@ class Step:
     """One iteration's plan: (sequence, tokens) entries and blocks moved to / from host."""
 
     entries: list[tuple[Seq, int]] = field(default_factory=list)
+    planned: set[int] = field(default_factory=set)  # id() of the sequences in entries
     swap_out: int = 0  # blocks
     swap_in: int = 0
     preempted: list[Seq] = field(default_factory=list)
+
+    def add(self, s: Seq, n: int) -> None:
+        self.entries.append((s, n))
+        self.planned.add(id(s))
 
     def shapes(self) -> tuple[list[tuple[int, int]], list[int]]:
         """(prefill chunks as (tokens, past), decode contexts): what the pricer takes."""
@@ -149,7 +154,7 @@ class Scheduler:
             if not chunked and n > 1:  # prefill-first: prompts run in prompt iterations
                 continue
             if self._grow(r, s, s.computed + n, step):
-                step.entries.append((s, n))
+                step.add(s, n)
                 budget -= n
         if not step.preempted:
             budget = self._resume(r, step, budget)
@@ -161,9 +166,8 @@ class Scheduler:
     def _grow(self, r: Replica, s: Seq, tokens: int, step: Step) -> bool:
         """Blocks for ``s`` to hold ``tokens``, preempting others (latest first) if needed;
         False when ``s`` itself had to go."""
-        scheduled = {id(x) for x, _ in step.entries}
         while not r.kv.grow(s.held, tokens):
-            victims = [x for x in r.running if x is not s and id(x) not in scheduled]
+            victims = [x for x in r.running if x is not s and id(x) not in step.planned]
             victim = victims[-1] if victims else s
             self.preempt(r, victim, step)
             if victim is s:
@@ -203,7 +207,7 @@ class Scheduler:
             if r.role != "decode" or s.swaps:
                 step.swap_in += host
             r.running.append(s)
-            step.entries.append((s, n))
+            step.add(s, n)
             budget -= n
         return budget
 
@@ -231,7 +235,7 @@ class Scheduler:
                 r.kv.hit_tokens += s.computed
                 r.kv.asked_tokens += s.req.prompt
             r.running.append(s)
-            step.entries.append((s, n))
+            step.add(s, n)
             budget -= n
 
     @staticmethod
