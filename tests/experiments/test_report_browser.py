@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
 from tests.experiments.helpers import run
