@@ -54,7 +54,8 @@ def train_layers(target: Target, row: pd.Series) -> dict[str, float]:
     _guard(target, 40 * phase.tokens * (model.hidden + model.ffn), 0,
            f"{model.name} training layer")
     _train_guard(target, model, phase.tokens, phase.seq, f"{model.name} training layer")
-    lc = layer_costs(model, target.chip, phase, grads=GradMode(DType.BF16, False))
+    lc = layer_costs(model, target.chip, phase, grads=GradMode(DType.BF16, False),
+                     kernels="eager")  # a plain PyTorch model (README)
     fwd, bwd = lc.fwd.time_s, lc.bwd.time_s + (lc.fwd.time_s if recompute else 0.0)
     g = training_graph(model, phase, 1)
     saved = saved_bytes(g) + autograd_extra_bytes(model, phase.tokens)

@@ -94,6 +94,8 @@ def _sweep(df: pd.DataFrame, out: Path) -> tuple[list[Path], list[tuple[str, str
     ok = df[df["status"] == "ok"] if "status" in df else df
     if ok.empty:
         raise ReportError("the sweep has no successful point to plot")
+    if "capacity_req_s" in ok or "throughput_tok_s" in ok:
+        return _serve_sweep(ok, df, params, out)
     by = scenarios(ok)
     design = [c for c in params if c not in by]
     figs = []
@@ -121,6 +123,28 @@ def _sweep(df: pd.DataFrame, out: Path) -> tuple[list[Path], list[tuple[str, str
               ("All points", df[[c for c in (*cols, "status", "error") if c in df]]
                .to_html(index=False))]
     return figs, tables
+
+
+def _serve_sweep(ok: pd.DataFrame, df: pd.DataFrame, params: list[str], out: Path
+                 ) -> tuple[list[Path], list[tuple[str, str]]]:
+    """A sweep of serving runs (``phase: serve``): what each design serves, per dollar, and
+    its tail latencies."""
+    params = [p for p in params if p != "phase" and ok[p].nunique() > 1] or params
+    figs = []
+    if "capacity_req_s" in ok:
+        figs.append(_bars(ok, params, ["capacity_req_s"], "requests/s within the SLOs",
+                          "Capacity at the SLOs", out / "capacity", stacked=False))
+    figs.append(_bars(ok, params, ["tokens_per_usd"], "output tokens per USD",
+                      "Tokens per dollar", out / "tokens_per_usd", stacked=False))
+    figs.append(_bars(ok, params, ["ttft_p99_s", "tbt_p99_s"], "seconds",
+                      "p99 TTFT and TBT", out / "tail_latency", stacked=False))
+    cols = [c for c in (*params, "capacity_req_s", "throughput_tok_s", "tokens_per_usd",
+                        "usd_per_mtok", "ttft_p99_s", "tbt_p99_s", "kv_peak",
+                        "energy_per_token_j") if c in df]
+    best = ok.sort_values("tokens_per_usd", ascending=False)[cols]
+    return figs, [("Points by tokens per dollar", best.to_html(index=False)),
+                  ("All points", df[[c for c in (*cols, "status", "error") if c in df]]
+                   .to_html(index=False))]
 
 
 def _label(row: pd.Series, params: list[str]) -> str:

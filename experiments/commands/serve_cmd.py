@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="time-between-tokens target, seconds (a request's mean gap)")
     s.add_argument("--find-capacity", action="store_true",
                    help="search the highest rate whose p99 TTFT and TBT meet the SLOs")
+    s.add_argument("--probe-seconds", type=float, default=30.0,
+                   help="--find-capacity: each probe's arrivals span at least this long "
+                        "(--requests or rate x this, whichever is more)")
     s.add_argument("--chip-usd", type=float, default=0.0,
                    help="price of one chip (0: the area / cost model's, experiments/area.py)")
     s.add_argument("--lifetime-years", type=float, default=4.0,
@@ -117,6 +120,7 @@ def spec_of(args: argparse.Namespace):  # noqa: ANN201
         replicas=args.replicas, router=args.router, tp=args.tp,
         memory_util=args.memory_util, swap_gb=args.swap_gb, slo_ttft=args.slo_ttft,
         slo_tbt=args.slo_tbt, seed=args.seed, chip_usd=args.chip_usd,
+        probe_seconds=args.probe_seconds,
         lifetime_years=args.lifetime_years, usd_per_kwh=args.usd_per_kwh)
 
 

@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="optimizer states and step on the host (ZeRO-Offload)")
     p.add_argument("--recipe", choices=("megatron", "pytorch"), default="megatron",
                    help="mixed precision: megatron (bf16 weights, fp32 main grads and "
-                        "optimizer) or pytorch (autocast: fp32 weights, fp32 loss)")
+                        "optimizer, fused kernels) or pytorch (autocast: fp32 weights, fp32 "
+                        "loss, eager composite kernels: mapper/eager.py)")
     p.add_argument("--trace", type=Path,
                    help="Chrome trace of one layer's forward and backward kernels on one chip "
                         "(one micro-batch), written here")

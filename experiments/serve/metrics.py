@@ -81,6 +81,7 @@ def summarize(out: Outcome, prices: Prices, slo_ttft: float = float("inf"),
         "duration_s": span, "iterations": len(its),
         "throughput_tok_s": produced / span, "prompt_tok_s": prompt / span,
         "throughput_req_s": len(out.seqs) / span,
+        "arrival_rate_req_s": _arrival_rate(out),
         "ttft_p50_s": _pct(ttft, 50), "ttft_p90_s": _pct(ttft, 90), "ttft_p99_s": _pct(ttft, 99),
         "tbt_p50_s": _pct(gaps, 50), "tbt_p90_s": _pct(gaps, 90), "tbt_p99_s": _pct(gaps, 99),
         "e2e_p50_s": _pct(e2e, 50), "e2e_p90_s": _pct(e2e, 90), "e2e_p99_s": _pct(e2e, 99),
@@ -98,6 +99,12 @@ def summarize(out: Outcome, prices: Prices, slo_ttft: float = float("inf"),
         "usd_per_mtok": (capex + energy_usd) / produced * 1e6 if produced else float("nan"),
         "chips": chips,
     }
+
+
+def _arrival_rate(out: Outcome) -> float:
+    """Requests per second as they arrived: (n - 1) over the first to the last arrival."""
+    t = sorted(s.req.arrival for s in out.seqs)
+    return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else float("inf")
 
 
 def mean_in_system(out: Outcome) -> float:

@@ -16,7 +16,7 @@ from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
 from hardware.topology import Topology
 from isa import DType, MemRef, Program, Space, build
-from mapper.backward import GradMode, training_graph, training_head
+from mapper.backward import NO_SHARD, GradMode, training_graph, training_head
 from mapper.emit import resolve
 from mapper.kernels.adamw import AdamW, adamw_programs, sram_bytes
 from mapper.layers import Phase, Shard
@@ -106,24 +106,36 @@ def _remembered(kind: str, parts: tuple, compute) -> LayerCosts:  # noqa: ANN001
 
 
 def layer_costs(model, chip: ChipConfig, phase: Phase, tp: int = 1,  # noqa: ANN001
-                system: SystemConfig | None = None, grads: GradMode = DEFAULT_GRADS
-                ) -> LayerCosts:
+                system: SystemConfig | None = None, grads: GradMode = DEFAULT_GRADS,
+                kernels: str = "fused") -> LayerCosts:
     """One layer of one micro-batch, forward and backward, on a chip (``tp`` 1) or on the
-    first ``tp`` chips of ``system`` as a tensor-parallel group (collectives simulated)."""
+    first ``tp`` chips of ``system`` as a tensor-parallel group (collectives simulated).
+    ``kernels`` "eager": RMSNorm, RoPE (forward and its inverse in the backward) and
+    SwiGLU's product as the kernel chains eager PyTorch launches (``mapper.eager``)."""
     group = first_chips(system, tp) if tp > 1 and system is not None else None
-    return _remembered("layer", (model, chip, phase, tp, group, grads),
-                       lambda: _layer_costs(model, chip, phase, tp, system, grads))
+    parts = (model, chip, phase, tp, group, grads) + ((kernels,) if kernels != "fused" else ())
+    return _remembered("layer", parts,
+                       lambda: _layer_costs(model, chip, phase, tp, system, grads, kernels))
+
+
+def _graph(model, phase: Phase, shard: Shard, grads: GradMode, kernels: str):  # noqa: ANN001, ANN202
+    g = training_graph(model, phase, 1, shard=shard, grads=grads)
+    if kernels == "eager":
+        from mapper.eager import eager_composites
+
+        g = eager_composites(g)
+    return g
 
 
 def _layer_costs(model, chip: ChipConfig, phase: Phase, tp: int,  # noqa: ANN001
-                 system: SystemConfig | None, grads: GradMode) -> LayerCosts:
+                 system: SystemConfig | None, grads: GradMode, kernels: str) -> LayerCosts:
     if tp == 1:
-        low = lower(training_graph(model, phase, 1, grads=grads), chip, confirm=None, top=1,
+        low = lower(_graph(model, phase, NO_SHARD, grads, kernels), chip, confirm=None, top=1,
                     layout="row")
         return _split(low.kernels, [simulate(k, chip) for k in low.kernel_programs], 1)
     assert system is not None
     group = list(range(tp))
-    lows = [lower(training_graph(model, phase, 1, shard=Shard(tp, r, 1), grads=grads), chip,
+    lows = [lower(_graph(model, phase, Shard(tp, r, 1), grads, kernels), chip,
                   confirm=None, top=1, layout="row", barrier_group=1)
             for r in range(min(tp, 2))]
     sub = first_chips(system, tp)

@@ -185,7 +185,8 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
         raise TrainError(f"{model.name} does not fit {chip.name}: {memory.total / 1e9:.1f} GB "
                          f"per chip > {chip.hbm.capacity / 1e9:.1f} GB of HBM "
                          f"({memory.breakdown()})")
-    layer = layer_costs(model, chip, phase, spec.tp, system, grads)
+    layer = layer_costs(model, chip, phase, spec.tp, system, grads,
+                        "eager" if spec.recipe == "pytorch" else "fused")
     head = head_costs(model, chip, replace(phase, batch=spec.micro_batch), spec.recipe ==
                       "pytorch", grads) if spec.tp == 1 else _head_tp(model, chip, phase, spec,
                                                                        grads)

@@ -43,7 +43,8 @@ def test_tensor_parallel_and_disaggregated_replicas(capsys, tmp_path) -> None:  
 
 def test_find_capacity(capsys, tmp_path) -> None:  # noqa: ANN001
     code, out, err = run(capsys, "serve", *TINY, "--requests", "80", "--rate", "50",
-                         "--slo-ttft", "0.002", "--find-capacity", "--out", str(tmp_path),
+                         "--slo-ttft", "0.002", "--find-capacity", "--probe-seconds", "0.05",
+                         "--out", str(tmp_path),
                          "--json")
     assert code == 0, err
     doc = json.loads(out.strip().splitlines()[-1])
