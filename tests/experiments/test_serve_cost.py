@@ -51,3 +51,25 @@ def test_kv_transfer_is_latency_plus_bytes_over_bandwidth() -> None:
     bw = ((1 << 30) - (1 << 20)) / (big.time_s - small.time_s)
     assert bw == pytest.approx(s.link.bandwidth, rel=0.05)
     assert big.energy_j > small.energy_j > 0
+
+
+def test_validate_kind_iterations(tmp_path) -> None:  # noqa: ANN001
+    """Rows of a continuous batch (the measured README's columns) are priced; a row the
+    model cannot read is skipped with its line and reason."""
+    from experiments.api import validate
+
+    f = tmp_path / "iterations.csv"
+    f.write_text("model,prefill_lens,decode_batch,decode_ctx,tokens,ms\n"
+                 "tiny-llama,16+8,4,32,28,0.1\n"
+                 "tiny-llama,-,8,40,8,0.05\n"
+                 "tiny-llama,1x2,0,0,3,0.1\n")
+    df, summary = validate("edge", f)
+    assert summary["kind"] == "iterations" and summary["skipped"] == 1
+    assert df["predicted"].iloc[:2].gt(0).all()
+    assert df["skipped"].iloc[2].startswith("row 4: prefill_lens '1x2'")
+    m, c = model("tiny-llama"), chip("edge")
+    from experiments.measured_work import AS_EAGER
+
+    exact = price(m, c, Iteration(((16, 0), (8, 0)), (32,) * 4), AS_EAGER)
+    want = (exact.layer.time_s * m.layers + exact.head.time_s) * 1e3
+    assert df["predicted"].iloc[0] == pytest.approx(want, rel=1e-9)
