@@ -140,11 +140,19 @@ def serve(args: argparse.Namespace) -> int:
     chip, system = chip_or_system(args)
     args.out.mkdir(parents=True, exist_ok=True)
     where = args.system or args.chip
+
+    def notify() -> None:
+        import sys
+
+        print(f"tessera serve: simulating {model.name}'s kernels on {where} at the pricing grid "
+              f"points (the first run on a chip takes minutes; later runs read the "
+              f"kernel-cost cache)", file=sys.stderr, flush=True)
     if args.find_capacity:
         def say(rate: float, ok: bool, s: dict) -> None:
             print(f"  rate {rate:8.3f} req/s: TTFT p99 {s['ttft_p99_s']:.3f} s, TBT p99 "
                   f"{s['tbt_p99_s'] * 1e3:.1f} ms -> {'meets' if ok else 'misses'} the SLOs")
-        rate, best, probes = find_capacity(model, chip, system, spec, progress=say)
+        rate, best, probes = find_capacity(model, chip, system, spec, progress=say,
+                                           notify=notify)
         import pandas as pd
 
         pd.DataFrame(probes).to_csv(args.out / "capacity.csv", index=False)
@@ -156,7 +164,7 @@ def serve(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(doc))
         return 0
-    out, summary = run_serve(model, chip, system, spec)
+    out, summary = run_serve(model, chip, system, spec, notify=notify)
     summary.update(model=model.name, hardware=where, scheduler=spec.sched.policy)
     print(summary_text(summary, spec))
     requests_frame(out).to_csv(args.out / "requests.csv", index=False)

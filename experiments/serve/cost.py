@@ -123,6 +123,8 @@ class IterationModel:
     tp: int = 1
     _memo: dict = field(default_factory=dict, repr=False)
     points: int = 0  # grid points priced (each simulated once, or read from the cache)
+    simulated: int = 0  # of which simulated in this process (not in the cache)
+    notify: object = None  # called once, before the first grid point is simulated
 
     def __post_init__(self) -> None:
         if self.tp > 1 and self.system is None:
@@ -146,6 +148,9 @@ class IterationModel:
             if text is not None:
                 self._memo[key] = Price(*json.loads(text))
             else:
+                if not self.simulated and callable(self.notify):
+                    self.notify()
+                self.simulated += 1
                 self._memo[key] = make()
                 if store is not None:
                     store.put_text(k, json.dumps([self._memo[key].time_s,

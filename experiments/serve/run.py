@@ -98,7 +98,8 @@ def workload(spec: ServeSpec) -> list:
 
 
 def hardware(model, chip, system, spec: ServeSpec,  # noqa: ANN001
-             opts: MapOptions | None = None, pricer: IterationModel | None = None) -> Hardware:
+             opts: MapOptions | None = None, pricer: IterationModel | None = None,
+             notify=None) -> Hardware:  # noqa: ANN001
     """A replica's pricer, KV cache size and links, checked against the hardware."""
     if spec.tp > 1 or spec.disaggregate or system is not None:
         if system is None:
@@ -112,7 +113,8 @@ def hardware(model, chip, system, spec: ServeSpec,  # noqa: ANN001
     if model.heads % spec.tp or model.ffn % spec.tp:
         raise WorkloadError(f"--tp {spec.tp} does not divide {model.name}'s heads "
                             f"({model.heads}) and FFN ({model.ffn})")
-    im = pricer or IterationModel(model, chip, opts or MapOptions(), system, spec.tp)
+    im = pricer or IterationModel(model, chip, opts or MapOptions(), system, spec.tp,
+                                  notify=notify)
     tokens = im.kv_capacity_tokens(max(spec.sched.token_budget, spec.sched.max_seqs),
                                    spec.memory_util)
     blocks = tokens // spec.block
@@ -140,9 +142,9 @@ def prices(chip, spec: ServeSpec) -> Prices:  # noqa: ANN001
     return Prices(spec.chip_usd or cost_usd(chip), spec.lifetime_years, spec.usd_per_kwh)
 
 
-def serve(model, chip, system, spec: ServeSpec, opts: MapOptions | None = None  # noqa: ANN001
-          ) -> tuple[Outcome, dict]:
-    hw = hardware(model, chip, system, spec, opts)
+def serve(model, chip, system, spec: ServeSpec, opts: MapOptions | None = None,  # noqa: ANN001
+          notify=None) -> tuple[Outcome, dict]:  # noqa: ANN001
+    hw = hardware(model, chip, system, spec, opts, notify=notify)
     out = run(workload(spec), hw, spec)
     summary = summarize(out, prices(hw.pricer.chip, spec), spec.slo_ttft, spec.slo_tbt)
     summary.update(kv_blocks=hw.kv_blocks, block_tokens=spec.block,
@@ -164,7 +166,8 @@ def meets(summary: dict, spec: ServeSpec) -> bool:
 
 
 def find_capacity(model, chip, system, spec: ServeSpec, opts: MapOptions | None = None,  # noqa: ANN001
-                  tolerance: float = 0.05, progress=None) -> tuple[float, dict, list]:  # noqa: ANN001
+                  tolerance: float = 0.05, progress=None, notify=None  # noqa: ANN001
+                  ) -> tuple[float, dict, list]:
     """The highest rate (requests/s) whose run meets the SLOs: doubling from ``spec.rate``
     until a run fails, then bisection to ``tolerance`` (relative). Each probe is a full run
     of the same workload shape (same seed) at that rate, with at least ``probe_seconds`` of
@@ -172,7 +175,7 @@ def find_capacity(model, chip, system, spec: ServeSpec, opts: MapOptions | None 
     once for all."""
     if math.isinf(spec.slo_ttft) and math.isinf(spec.slo_tbt):
         raise WorkloadError("--find-capacity needs --slo-ttft and/or --slo-tbt")
-    hw = hardware(model, chip, system, spec, opts)
+    hw = hardware(model, chip, system, spec, opts, notify=notify)
     pr = prices(hw.pricer.chip, spec)
     probes = []
 
