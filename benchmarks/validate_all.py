@@ -18,8 +18,7 @@ With ``--intervals`` the held rows' measured / predicted ratios give each kind's
 (``experiments/uncertainty.py``), written to experiments/data/intervals.json with their
 coverage under a two-group cross-validation (quantiles from one group of rows, checked on
 the other: GEMM rows aligned or not, row-wise ops by width, whole models by phase).
-Files of kinds ``tessera validate`` does not predict yet (serving iterations)
-are listed as such.
+Files of a kind ``tessera validate`` does not predict are listed as such.
 """
 
 from __future__ import annotations
