@@ -42,8 +42,8 @@ def test_tensor_parallel_and_disaggregated_replicas(capsys, tmp_path) -> None:  
 
 
 def test_find_capacity(capsys, tmp_path) -> None:  # noqa: ANN001
-    code, out, err = run(capsys, "serve", *TINY, "--requests", "80", "--rate", "50",
-                         "--slo-ttft", "0.002", "--find-capacity", "--probe-seconds", "0.05",
+    code, out, err = run(capsys, "serve", *TINY, "--requests", "80", "--rate", "20000",
+                         "--slo-ttft", "0.002", "--find-capacity", "--probe-seconds", "0.02",
                          "--out", str(tmp_path),
                          "--json")
     assert code == 0, err
