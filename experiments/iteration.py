@@ -39,11 +39,17 @@ class Iteration:
 
     prefill: tuple[tuple[int, int], ...] = ()
     decode: tuple[int, ...] = ()
+    per_prompt: bool = False  # each prompt its own attention call (not alike ones batched)
 
     def segments(self) -> list[Phase]:
-        """Alike sequences grouped: one Phase per (chunk length, past) or context."""
+        """Alike sequences grouped: one Phase per (chunk length, past) or context; with
+        ``per_prompt``, one Phase per prompt (as an engine that calls attention per prompt)."""
         out = []
-        for (tokens, past), n in sorted(Counter(self.prefill).items()):
+        if self.per_prompt:
+            for tokens, past in sorted(self.prefill):
+                out.append(Phase("chunk" if past else "prefill", 1, seq=tokens, ctx=past))
+        for (tokens, past), n in sorted(Counter(self.prefill).items()) if not \
+                self.per_prompt else ():
             out.append(Phase("chunk" if past else "prefill", n, seq=tokens, ctx=past))
         for ctx, n in sorted(Counter(self.decode).items()):
             out.append(Phase("decode", n, ctx=ctx))
@@ -88,7 +94,7 @@ def price(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
     if not it.sequences:
         raise ValueError("an iteration needs at least one sequence")
     segs = tuple(it.segments())
-    key = (model, _chip_key(chip), segs, opts)
+    key = (model, _chip_key(chip), segs, opts, it.per_prompt)
     if key not in _ITERATIONS:
         _ITERATIONS[key] = _compose(model, chip, it, segs, opts) or \
             _price(model, chip, it, opts)
@@ -110,8 +116,8 @@ _HEADS: dict[tuple, SimResult] = {}  # (model, chip, sequences) -> the head's co
 def _compose(model, chip: ChipConfig, it: Iteration, segs: tuple,  # noqa: ANN001
              opts: MapOptions) -> IterationCost | None:
     ck = _chip_key(chip)
-    shared = _SHARED.get((model, ck, opts, it.tokens))
-    parts = [_SEGMENT.get((model, ck, opts, seg)) for seg in segs]
+    shared = _SHARED.get((model, ck, opts, it.tokens, it.per_prompt))
+    parts = [_SEGMENT.get((model, ck, opts, seg, it.per_prompt)) for seg in segs]
     head = _HEADS.get((model, ck, it.sequences))
     if shared is None or head is None or any(p is None for p in parts):
         return None
@@ -125,7 +131,8 @@ def _compose(model, chip: ChipConfig, it: Iteration, segs: tuple,  # noqa: ANN00
 
 def _price(model, chip: ChipConfig, it: Iteration, opts: MapOptions) -> IterationCost:  # noqa: ANN001
     segs = it.segments()
-    graph = apply_passes(build_iteration(model, segs, 1), None, opts)[0]
+    graph = apply_passes(build_iteration(model, segs, 1, rope_each=it.per_prompt), None,
+                         opts)[0]
     parts = {n.name: node_cost(graph, n, chip) for n in graph.nodes if n.op not in VIEWS}
     layer = sequence(list(parts.values()))
     head_g = build_head(model, Phase("decode", it.sequences))  # as tessera run maps it
@@ -141,9 +148,9 @@ def _price(model, chip: ChipConfig, it: Iteration, opts: MapOptions) -> Iteratio
         else:
             mine.setdefault(seg, []).append((name.split(".", 2)[2], r))
     if set(mine) == set(range(len(segs))):
-        _SHARED[(model, ck, opts, it.tokens)] = shared
+        _SHARED[(model, ck, opts, it.tokens, it.per_prompt)] = shared
         for k, seg in enumerate(segs):
-            _SEGMENT[(model, ck, opts, seg)] = mine[k]
+            _SEGMENT[(model, ck, opts, seg, it.per_prompt)] = mine[k]
         _HEADS[(model, ck, it.sequences)] = head
     return IterationCost(model.layers * layer.time_s + head.time_s,
                          model.layers * layer.energy_total_j + head.energy_total_j,
@@ -164,7 +171,8 @@ def full(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
     from experiments.run import confirmer
 
     opts = opts or MapOptions()
-    graph = apply_passes(build_iteration(model, it.segments(), 1), None, opts)[0]
+    graph = apply_passes(build_iteration(model, it.segments(), 1, rope_each=it.per_prompt),
+                         None, opts)[0]
     low = lower(graph, chip, confirm=confirmer(chip))
     return sequence([simulate(k, chip) for k in low.kernel_programs])
 

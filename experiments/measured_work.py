@@ -298,8 +298,8 @@ def iterations(target: Target, row: pd.Series) -> SimResult:
         _layer_guard(target, model, Phase("prefill", 1, seq=n))
     if batch:
         _layer_guard(target, model, Phase("decode", batch, ctx=ctx))
-    cost = price(model, target.chip, Iteration(tuple((n, 0) for n in lens), (ctx,) * batch),
-                 AS_EAGER)
+    cost = price(model, target.chip, Iteration(tuple((n, 0) for n in lens), (ctx,) * batch,
+                                               per_prompt=True), AS_EAGER)
     return sequence([cost.layer] * model.layers + [cost.head])
 
 

@@ -94,23 +94,25 @@ def _a(g: Graph, name: str, shape: tuple[int, ...], dt: DType) -> str:
 
 
 def build_iteration(model, segments: list[Phase], layers: int = 1,  # noqa: ANN001
-                    dt: DType = DType.BF16, shard: Shard = Shard()) -> Graph:
+                    dt: DType = DType.BF16, shard: Shard = Shard(),
+                    rope_each: bool = False) -> Graph:
     """Layers of one serving iteration: a continuous batch of ``segments`` (each a group of
     sequences alike: prefill chunks of ``seq`` tokens, or decode steps at context ``ctx``)
     whose tokens share every projection, norm and MLP, while each segment attends over its
-    own KV cache. Performance mode only (one rotary table for all rows)."""
+    own KV cache. Performance mode only (one rotary table for all rows). ``rope_each``: the
+    rotary embedding applied per segment, as an engine that loops over its prompts does."""
     if not segments:
         raise ValueError("an iteration needs at least one segment")
     g = Graph()
     T = sum(s.tokens for s in segments)
     g.add(Tensor("x0", (T, model.hidden), dt, Kind.INPUT))
     for li in range(layers):
-        _layer(g, model, segments[0], li, dt, shard, segments)
+        _layer(g, model, segments[0], li, dt, shard, segments, rope_each)
     return g
 
 
 def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa: ANN001
-           segments: list[Phase] | None = None) -> None:
+           segments: list[Phase] | None = None, rope_each: bool = False) -> None:
     H, T = m.hidden, sum(s.tokens for s in segments) if segments else phase.tokens
     tp = shard.tp
     heads, kv_heads, ffn = m.heads // tp, local_kv_heads(m, tp), m.ffn // tp
@@ -150,7 +152,9 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
 
     h = norm_node("norm1", x) if pre else x
     qkv = linear("qkv", h, H, qd + 2 * kvd)
-    if _enum(m.position) == "rope":
+    rope = _enum(m.position) == "rope"
+    rope_each = rope_each and rope and segments is not None and len(segments) > 1
+    if rope and not rope_each:
         table = _w(g, p + "rope.table", (T, m.head_dim), f32)  # per token: cos | sin
         g.op(Op.ROPE, p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
              theta=float(m.rope_theta), pos0=phase.past, seq=phase.q_len)
@@ -164,7 +168,8 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
         g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
         g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=causal)
     else:
-        _segments(g, p, qkv, att, segments, kv_heads, m.head_dim, qd, kvd, dt, causal)
+        _segments(g, p, qkv, att, segments, kv_heads, m.head_dim, qd, kvd, dt, causal,
+                  float(m.rope_theta) if rope_each else None)
     x1 = linear("o", att, qd, H, row_parallel=True, residual=x)
     if not pre:
         x1 = norm_node("norm1", x1)
@@ -186,14 +191,20 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
 
 
 def _segments(g: Graph, p: str, qkv: str, att: str, segments: list[Phase], kv_heads: int,
-              hd: int, qd: int, kvd: int, dt: DType, causal: bool) -> None:
+              hd: int, qd: int, kvd: int, dt: DType, causal: bool,
+              theta: float | None = None) -> None:
     """Each segment's rows of the QKV projection append to and attend over its own KV
-    cache; its attention output is placed at its rows of the layer's."""
+    cache; its attention output is placed at its rows of the layer's. With ``theta``, each
+    segment's rows are rotated on their own (its positions, its table)."""
     r0, cols = 0, g.tensors[qkv].shape[1]
     for i, s in enumerate(segments):
         q = p + f"seg{i}."
         rows = g.add(Tensor(q + "qkv", (s.tokens, cols), dt))
         g.op(Op.SLICE_ROWS, q + "take", [qkv], [rows], first=r0)
+        if theta is not None:
+            table = _w(g, q + "rope.table", (s.tokens, hd), DType.FP32)
+            g.op(Op.ROPE, q + "rope", [rows, table], [rows], cols=qd + kvd, hd=hd,
+                 theta=theta, pos0=s.past, seq=s.q_len)
         kc = g.add(Tensor(q + "k_cache", (s.batch, kv_heads, s.kv_len, hd), dt, Kind.KV_CACHE))
         vc = g.add(Tensor(q + "v_cache", (s.batch, kv_heads, s.kv_len, hd), dt, Kind.KV_CACHE))
         g.op(Op.KV_APPEND, q + "kv_append", [rows], [kc, vc], q_dim=qd, kv_dim=kvd)

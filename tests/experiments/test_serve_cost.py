@@ -70,6 +70,21 @@ def test_validate_kind_iterations(tmp_path) -> None:  # noqa: ANN001
     m, c = model("tiny-llama"), chip("edge")
     from experiments.measured_work import AS_EAGER
 
-    exact = price(m, c, Iteration(((16, 0), (8, 0)), (32,) * 4), AS_EAGER)
+    exact = price(m, c, Iteration(((16, 0), (8, 0)), (32,) * 4, per_prompt=True), AS_EAGER)
     want = (exact.layer.time_s * m.layers + exact.head.time_s) * 1e3
     assert df["predicted"].iloc[0] == pytest.approx(want, rel=1e-9)
+
+
+def test_per_prompt_iterations_rotate_and_attend_each_prompt_alone() -> None:
+    """An engine that loops over its prompts (the measured one) runs RoPE, the KV append and
+    attention once per prompt: alike prompts are not batched, and it costs more."""
+    from mapper.layers import build_iteration
+
+    it = Iteration(((16, 0), (16, 0)), (32,), per_prompt=True)
+    assert [s.batch for s in it.segments()] == [1, 1, 1]
+    g = build_iteration(model("tiny-llama"), it.segments(), 1, rope_each=True)
+    ropes = [n.name for n in g.nodes if n.op.value == "rope"]
+    assert ropes == ["l0.seg0.rope", "l0.seg1.rope", "l0.seg2.rope"]
+    m, c = model("tiny-llama"), chip("edge")
+    grouped = price(m, c, Iteration(((16, 0), (16, 0)), (32,)))
+    assert price(m, c, it).time_s > grouped.time_s
