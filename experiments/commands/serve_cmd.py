@@ -175,6 +175,8 @@ def serve(args: argparse.Namespace) -> int:
         pd.DataFrame([{"id": r.id, "prompt_tokens": r.prompt, "output_tokens": r.output,
                        "reason": why} for r, why in out.rejected]).to_csv(
             args.out / "rejected.csv", index=False)
+        print(f"  {len(out.rejected)} request(s) refused, listed in {args.out}/rejected.csv; "
+              f"the first: {out.rejected[0][1]}")
     (args.out / "serve.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"results: {args.out}/requests.csv, iterations.csv, serve.json "
           f"(figures: tessera report {args.out})")

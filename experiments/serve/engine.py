@@ -41,6 +41,7 @@ class Hardware:
     host_blocks: int = 0  # blocks a replica may swap out to host memory
     static_w: float = 0.0  # one chip's static power (idle energy)
     transfer: object = None  # (src replica, dst replica, bytes) -> Price, for disaggregation
+    max_tokens: int = 0  # the model's positions: prompt + output beyond them is refused
 
 
 @dataclass
@@ -118,6 +119,11 @@ def simulate(requests: list[Request], hw: Hardware, sched: SchedulerConfig, *,
             if req.arrival > env.now:
                 yield env.timeout(req.arrival - env.now)
             need = reps[0].kv.blocks_for(req.prompt + req.output)
+            if hw.max_tokens and req.prompt + req.output > hw.max_tokens:
+                out.rejected.append((req, f"prompt + output = {req.prompt + req.output} "
+                                          f"tokens, beyond the model's {hw.max_tokens} "
+                                          f"positions"))
+                continue
             if need > hw.kv_blocks:
                 out.rejected.append((req, f"needs {need} KV blocks of {block} tokens, a "
                                           f"replica's cache holds {hw.kv_blocks}"))

@@ -127,7 +127,8 @@ def hardware(model, chip, system, spec: ServeSpec,  # noqa: ANN001
     host = system.host if system is not None else HostConfig()
     return Hardware(im, blocks, block_bytes, spec.tp, host.link,
                     int(spec.swap_gb * 1e9 // block_bytes), chip.energy.static_w,
-                    KVTransfer(system, spec.tp) if spec.disaggregate else None)
+                    KVTransfer(system, spec.tp) if spec.disaggregate else None,
+                    int(model.max_seq))
 
 
 def run(requests: list, hw: Hardware, spec: ServeSpec) -> Outcome:

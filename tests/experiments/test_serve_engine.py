@@ -196,6 +196,8 @@ def test_a_request_that_can_never_fit_is_rejected_with_its_reason() -> None:
     assert [r.id for r, _ in out.rejected] == [0]
     assert "KV blocks" in out.rejected[0][1]
     _complete(out)
+    out = simulate(reqs, _hw(max_tokens=1024), SchedulerConfig(), block=16)
+    assert [r.id for r, _ in out.rejected] == [0] and "positions" in out.rejected[0][1]
 
 
 def test_energy_and_cost_per_token_follow_the_iterations() -> None:
