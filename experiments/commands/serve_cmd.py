@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--chunk", type=int, default=2048, help="token budget per iteration")
     e.add_argument("--max-seqs", type=int, default=256, help="sequences per iteration")
     e.add_argument("--block", type=int, default=16, help="KV block size in tokens")
+    e.add_argument("--kernels", default="fused", choices=("fused", "eager"),
+                   help="the engine's kernels: fused (as serving engines run them) or eager "
+                        "PyTorch composites (docs/mapper.md)")
     e.add_argument("--memory-util", type=float, default=0.9,
                    help="share of HBM the engine uses (weights, activations, KV cache)")
     e.add_argument("--preempt", default="recompute", choices=("recompute", "swap"),
@@ -135,7 +138,10 @@ def serve(args: argparse.Namespace) -> int:
     from experiments.serve.run import serve as run_serve
     from mapper.model import load_model
 
+    from mapper.pipeline import MapOptions
+
     spec = spec_of(args)
+    opts = MapOptions(kernels=args.kernels)
     model = load_model(args.model)
     chip, system = chip_or_system(args)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +157,7 @@ def serve(args: argparse.Namespace) -> int:
         def say(rate: float, ok: bool, s: dict) -> None:
             print(f"  rate {rate:8.3f} req/s: TTFT p99 {s['ttft_p99_s']:.3f} s, TBT p99 "
                   f"{s['tbt_p99_s'] * 1e3:.1f} ms -> {'meets' if ok else 'misses'} the SLOs")
-        rate, best, probes = find_capacity(model, chip, system, spec, progress=say,
+        rate, best, probes = find_capacity(model, chip, system, spec, opts, progress=say,
                                            notify=notify)
         import pandas as pd
 
@@ -164,7 +170,7 @@ def serve(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(doc))
         return 0
-    out, summary = run_serve(model, chip, system, spec, notify=notify)
+    out, summary = run_serve(model, chip, system, spec, opts, notify=notify)
     summary.update(model=model.name, hardware=where, scheduler=spec.sched.policy)
     print(summary_text(summary, spec))
     requests_frame(out).to_csv(args.out / "requests.csv", index=False)
