@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chip", default="h200", help="chip preset or YAML (one chip per replica)")
     p.add_argument("--system", help="a multi-chip system (for --tp, --disaggregate)")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel chips per replica")
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages per replica (1 only)")
+    p.add_argument("--pp", type=int, default=1,
+                   help="pipeline stages per replica (up to that many batches in flight)")
     w = p.add_argument_group("workload")
     w.add_argument("--rate", type=float, default=2.0, help="requests per second")
     w.add_argument("--requests", type=int, default=0, help="requests to serve")
@@ -93,9 +94,6 @@ def spec_of(args: argparse.Namespace):  # noqa: ANN201
     from experiments.serve.run import ServeSpec
     from experiments.serve.scheduler import SchedulerConfig
 
-    if args.pp != 1:
-        raise WorkloadError("--pp: pipeline-parallel replicas are not modelled in serving "
-                            "yet; use --tp")
     dis = None
     if args.disaggregate:
         try:
@@ -106,7 +104,8 @@ def spec_of(args: argparse.Namespace):  # noqa: ANN201
             raise WorkloadError(f"--disaggregate {args.disaggregate}: expected P:D, two "
                                 f"counts >= 1 (prefill and decode replicas)") from None
     for flag, v, lo in (("--replicas", args.replicas, 1), ("--tp", args.tp, 1),
-                        ("--block", args.block, 1), ("--requests", args.requests, 0)):
+                        ("--pp", args.pp, 1), ("--block", args.block, 1),
+                        ("--requests", args.requests, 0)):
         if v < lo:
             raise WorkloadError(f"{flag} {v}: must be >= {lo}")
     if not 0 < args.memory_util <= 1:
@@ -120,7 +119,7 @@ def spec_of(args: argparse.Namespace):  # noqa: ANN201
         sched=SchedulerConfig(args.scheduler, args.queue, args.chunk, args.max_seqs,
                               args.preempt),
         block=args.block, prefix_cache=args.prefix_cache, disaggregate=dis,
-        replicas=args.replicas, router=args.router, tp=args.tp,
+        replicas=args.replicas, router=args.router, tp=args.tp, pp=args.pp,
         memory_util=args.memory_util, swap_gb=args.swap_gb, slo_ttft=args.slo_ttft,
         slo_tbt=args.slo_tbt, seed=args.seed, chip_usd=args.chip_usd,
         probe_seconds=args.probe_seconds,

@@ -121,14 +121,15 @@ class IterationModel:
     opts: MapOptions = field(default_factory=MapOptions)
     system: SystemConfig | None = None
     tp: int = 1
+    pp: int = 1  # pipeline stages: each holds layers / pp; activations hop between them
     _memo: dict = field(default_factory=dict, repr=False)
     points: int = 0  # grid points priced (each simulated once, or read from the cache)
     simulated: int = 0  # of which simulated in this process (not in the cache)
     notify: object = None  # called once, before the first grid point is simulated
 
     def __post_init__(self) -> None:
-        if self.tp > 1 and self.system is None:
-            raise ValueError("a tensor-parallel replica needs a system")
+        if (self.tp > 1 or self.pp > 1) and self.system is None:
+            raise ValueError("a tensor- or pipeline-parallel replica needs a system")
         self._grid = token_grid(1 << 17)
         self._ctx = octaves(1 << 20)
         self._past = octaves(1 << 20, zero=True)
@@ -165,7 +166,8 @@ class IterationModel:
 
         if not hasattr(self, "_base"):
             code = cache.code_digest((*cache.CODE, "mapper", "experiments"))
-            self._base = repr((self.model, self.chip, self.opts, self.system, self.tp, code))
+            self._base = repr((self.model, self.chip, self.opts, self.system, self.tp,
+                               self.pp, code))
         return hashlib.blake2b((self._base + repr(key)).encode(), digest_size=20).hexdigest()
 
     def _graph(self, seg: Phase):  # noqa: ANN202
@@ -200,7 +202,16 @@ class IterationModel:
             return self._nodes(Phase("chunk" if p else "prefill", 1, seq=t, ctx=p), True)
         if kind == "decode":
             return self._nodes(Phase("decode", key[1], ctx=key[2]), True)
+        if kind == "hop":
+            return KVTransfer(self.system, self.tp)(0, 1, key[1])
         return self._head(key[1])
+
+    def hop(self, tokens: int) -> Price:
+        """Activations of ``tokens`` rows from one pipeline stage to the next (bf16, each
+        rank its share), simulated on the system's links."""
+        lo, hi, w = _bracket(self._grid, tokens)
+        size = 2 * self.model.hidden
+        return _lerp(self._at(("hop", lo * size)), self._at(("hop", hi * size)), w)
 
     def shared(self, tokens: int) -> Price:
         lo, hi, w = _bracket(self._grid, tokens)
@@ -264,27 +275,33 @@ class IterationModel:
             layer = layer + self.chunk(t, p)
         if decode:
             layer = layer + self.decode(len(decode), sum(decode) / len(decode))
-        return layer * self.model.layers + self.head(len(prefill) + len(decode))
+        total = layer * self.model.layers + self.head(len(prefill) + len(decode))
+        if self.pp > 1:
+            total = total + self.hop(tokens) * (self.pp - 1)
+        return total
 
     # -- memory --------------------------------------------------------------------------
     def kv_bytes_per_token(self) -> int:
-        """KV cache bytes one token holds on each chip of the replica (bf16, all layers)."""
+        """KV cache bytes one token holds on each chip of the replica (bf16, the layers of
+        its pipeline stage)."""
         m = self.model
-        return 2 * m.layers * local_kv_heads(m, self.tp) * m.head_dim * 2
+        return 2 * math.ceil(m.layers / self.pp) * local_kv_heads(m, self.tp) * m.head_dim * 2
 
     def kv_capacity_tokens(self, token_budget: int, utilization: float = 0.9) -> int:
         """Tokens of KV cache a chip holds: HBM x ``utilization`` less the weights, the
         activations of the largest iteration and the workspace (``mapper.footprint``)."""
         from mapper.footprint import footprint
 
-        fp = footprint(self.model, Phase("prefill", 1, seq=token_budget), self.opts, tp=self.tp)
+        fp = footprint(self.model, Phase("prefill", 1, seq=token_budget), self.opts, tp=self.tp,
+                       pp=self.pp)
         free = self.chip.hbm.capacity * utilization - fp.weights - fp.activations - fp.workspace
         return max(0, math.floor(free / self.kv_bytes_per_token()))
 
     def weight_bytes(self) -> int:
         from mapper.footprint import footprint
 
-        return footprint(self.model, Phase("decode", 1, ctx=1), self.opts, tp=self.tp).weights
+        return footprint(self.model, Phase("decode", 1, ctx=1), self.opts, tp=self.tp,
+                         pp=self.pp).weights
 
 
 @dataclass

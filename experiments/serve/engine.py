@@ -42,6 +42,7 @@ class Hardware:
     static_w: float = 0.0  # one chip's static power (idle energy)
     transfer: object = None  # (src replica, dst replica, bytes) -> Price, for disaggregation
     max_tokens: int = 0  # the model's positions: prompt + output beyond them is refused
+    stages: int = 1  # pipeline stages per replica: up to this many iterations in flight
 
 
 @dataclass
@@ -195,17 +196,38 @@ def simulate(requests: list[Request], hw: Hardware, sched: SchedulerConfig, *,
             price = hw.pricer.price(prefill, decode)
             swap = (step.swap_in + step.swap_out) * hw.block_bytes / hw.host_link
             start = env.now
-            yield env.timeout(price.time_s + swap)
-            busy[r.index] += price.time_s + swap
-            out.energy_j += price.energy_j
-            apply(r, step)
-            out.iterations.append(IterationLog(
-                r.index, start, price.time_s + swap, price.energy_j,
-                sum(t for t, _ in prefill), len(decode), len(step.entries),
-                r.kv.used() / r.kv.total, len(step.preempted),
-                step.swap_in + step.swap_out))
-            if len(out.iterations) >= max_iterations:
-                raise RuntimeError(f"more than {max_iterations} iterations")
+            if hw.stages == 1:
+                yield env.timeout(price.time_s + swap)
+                finish_step(r, step, start, price, swap, prefill, decode)
+                continue
+            # a pipeline: the batch enters the first stage, the next batch (of sequences
+            # not in flight) one stage time later; its tokens come out at the last stage
+            for s, _ in step.entries:
+                r.busy.add(id(s))
+            interval = price.time_s / hw.stages + swap
+            env.process(drain(r, step, start, price, swap, prefill, decode, interval))
+            yield env.timeout(interval)
+
+    def drain(r: Replica, step: Step, start: float, price, swap: float,  # noqa: ANN001, ANN202
+              prefill: list, decode: list, interval: float):
+        yield env.timeout(price.time_s + swap - interval)
+        for s, _ in step.entries:
+            r.busy.discard(id(s))
+        finish_step(r, step, start, price, swap, prefill, decode, interval)
+        poke(r.index)
+
+    def finish_step(r: Replica, step: Step, start: float, price, swap: float,  # noqa: ANN001
+                    prefill: list, decode: list, interval: float | None = None) -> None:
+        busy[r.index] += interval if interval is not None else price.time_s + swap
+        out.energy_j += price.energy_j
+        apply(r, step)
+        out.iterations.append(IterationLog(
+            r.index, start, price.time_s + swap, price.energy_j,
+            sum(t for t, _ in prefill), len(decode), len(step.entries),
+            r.kv.used() / r.kv.total, len(step.preempted),
+            step.swap_in + step.swap_out))
+        if len(out.iterations) >= max_iterations:
+            raise RuntimeError(f"more than {max_iterations} iterations")
 
     def _can_start(r: Replica) -> bool:
         return bool(r.waiting or r.swapped)

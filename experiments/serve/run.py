@@ -36,6 +36,7 @@ class ServeSpec:
     replicas: int = 1
     router: str = "round-robin"
     tp: int = 1
+    pp: int = 1
     memory_util: float = 0.9  # share of HBM the engine may use (vLLM's default)
     swap_gb: float = 4.0  # host swap space per chip (vLLM's default)
     slo_ttft: float = math.inf
@@ -101,34 +102,38 @@ def hardware(model, chip, system, spec: ServeSpec,  # noqa: ANN001
              opts: MapOptions | None = None, pricer: IterationModel | None = None,
              notify=None) -> Hardware:  # noqa: ANN001
     """A replica's pricer, KV cache size and links, checked against the hardware."""
-    if spec.tp > 1 or spec.disaggregate or system is not None:
+    per = spec.tp * spec.pp
+    if per > 1 or spec.disaggregate or system is not None:
         if system is None:
-            raise WorkloadError("--tp and --disaggregate need --system (the replicas' chips "
-                                "and the links between them)")
-        need = spec.pools * spec.tp
+            raise WorkloadError("--tp, --pp and --disaggregate need --system (the replicas' "
+                                "chips and the links between them)")
+        need = spec.pools * per
         if need > len(system.chips):
-            raise WorkloadError(f"{spec.pools} replica(s) x TP {spec.tp} = {need} chips; "
-                                f"{system.name} has {len(system.chips)}")
+            raise WorkloadError(f"{spec.pools} replica(s) x TP {spec.tp} x PP {spec.pp} = "
+                                f"{need} chips; {system.name} has {len(system.chips)}")
+    if spec.pp < 1 or spec.pp > model.layers:
+        raise WorkloadError(f"--pp {spec.pp}: between 1 and the model's {model.layers} layers")
         chip = system.chips[0]
     if model.heads % spec.tp or model.ffn % spec.tp:
         raise WorkloadError(f"--tp {spec.tp} does not divide {model.name}'s heads "
                             f"({model.heads}) and FFN ({model.ffn})")
     im = pricer or IterationModel(model, chip, opts or MapOptions(), system, spec.tp,
-                                  notify=notify)
+                                  spec.pp, notify=notify)
     tokens = im.kv_capacity_tokens(max(spec.sched.token_budget, spec.sched.max_seqs),
                                    spec.memory_util)
     blocks = tokens // spec.block
     if blocks < 1:
         raise WorkloadError(
-            f"{model.name} on {chip.name} x TP {spec.tp}: weights {im.weight_bytes() / 1e9:.1f}"
+            f"{model.name} on {chip.name} x TP {spec.tp} x PP {spec.pp}: weights "
+            f"{im.weight_bytes() / 1e9:.1f}"
             f" GB leave no room for a KV cache in {spec.memory_util:.0%} of "
-            f"{chip.hbm.capacity / 1e9:.0f} GB (raise --tp or use a larger chip)")
+            f"{chip.hbm.capacity / 1e9:.0f} GB (raise --tp or --pp, or use a larger chip)")
     block_bytes = im.kv_bytes_per_token() * spec.block
     host = system.host if system is not None else HostConfig()
-    return Hardware(im, blocks, block_bytes, spec.tp, host.link,
+    return Hardware(im, blocks, block_bytes, per, host.link,
                     int(spec.swap_gb * 1e9 // block_bytes), chip.energy.static_w,
                     KVTransfer(system, spec.tp) if spec.disaggregate else None,
-                    int(model.max_seq))
+                    int(model.max_seq), spec.pp)
 
 
 def run(requests: list, hw: Hardware, spec: ServeSpec) -> Outcome:

@@ -123,6 +123,7 @@ class Replica:
     running: list[Seq] = field(default_factory=list)
     swapped: list[Seq] = field(default_factory=list)  # swapped out, or arrived with KV
     host_blocks: int = 0  # blocks this replica may keep in host memory
+    busy: set[int] = field(default_factory=set)  # id() of sequences in a pipeline's flight
     outstanding: int = 0  # tokens assigned and not yet produced (for routing)
 
     def idle(self) -> bool:
@@ -141,11 +142,11 @@ class Scheduler:
             self._admit(r, step, budget, whole=True)
             if step.entries:
                 return step
+        free = [s for s in r.running if id(s) not in r.busy] if r.busy else r.running
         if self.cfg.policy == "decode-first":
-            order = [s for s in r.running if s.decoding] + \
-                [s for s in r.running if not s.decoding]
+            order = [s for s in free if s.decoding] + [s for s in free if not s.decoding]
         else:
-            order = list(r.running)
+            order = list(free)
         chunked = self.cfg.policy != "prefill-first"
         for s in order:
             if s not in r.running or budget <= 0:
@@ -167,7 +168,8 @@ class Scheduler:
         """Blocks for ``s`` to hold ``tokens``, preempting others (latest first) if needed;
         False when ``s`` itself had to go."""
         while not r.kv.grow(s.held, tokens):
-            victims = [x for x in r.running if x is not s and id(x) not in step.planned]
+            victims = [x for x in r.running if x is not s and id(x) not in step.planned
+                       and id(x) not in r.busy]
             victim = victims[-1] if victims else s
             self.preempt(r, victim, step)
             if victim is s:
@@ -194,7 +196,7 @@ class Scheduler:
     def _resume(self, r: Replica, step: Step, budget: int) -> int:
         """Swapped-out sequences (and, on a decode replica, arrived ones) come back in
         order while blocks, the sequence limit and the budget allow."""
-        while r.swapped and budget > 0 and len(r.running) < self.cfg.max_seqs:
+        while r.swapped and budget > 0 and len(r.running) - len(r.busy) < self.cfg.max_seqs:
             s = r.swapped[0]
             host = s.held.private
             n = min(s.pending, budget)
@@ -214,7 +216,7 @@ class Scheduler:
     def _admit(self, r: Replica, step: Step, budget: int, whole: bool) -> None:
         if self.cfg.order == "spf":
             r.waiting.sort(key=lambda s: (s.preemptions == 0, s.pending))
-        while r.waiting and budget > 0 and len(r.running) < self.cfg.max_seqs:
+        while r.waiting and budget > 0 and len(r.running) - len(r.busy) < self.cfg.max_seqs:
             s = r.waiting[0]
             hit = 0
             if s.computed == 0 and s.req.prefix:

@@ -82,3 +82,16 @@ def test_user_errors_are_one_line(capsys, tmp_path) -> None:  # noqa: ANN001
                    "bad.csv", "line 3")
     one_line_error(*run(capsys, "serve", "--model", "llama3-70b", "--chip", "h100", *o)[::2],
                    "KV cache")
+
+
+def test_pipeline_parallel_replicas(capsys, tmp_path) -> None:  # noqa: ANN001
+    code, out, err = run(capsys, "serve", "--model", "tiny-llama", "--system", "edge-ring16",
+                         "--tp", "2", "--pp", "2", "--replicas", "2", "--prompt-len", "32",
+                         "--output-len", "8", "--rate", "100", "--requests", "30",
+                         "--out", str(tmp_path), "--json")
+    assert code == 0, err
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["chips"] == 8 and doc["requests"] == 30
+    one_line_error(*run(capsys, "serve", "--model", "tiny-llama", "--system", "edge-ring16",
+                        "--tp", "4", "--pp", "2", "--replicas", "3", "--out",
+                        str(tmp_path))[::2], "24 chips")
