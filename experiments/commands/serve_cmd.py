@@ -136,7 +136,6 @@ def serve(args: argparse.Namespace) -> int:
     from experiments.serve.run import find_capacity
     from experiments.serve.run import serve as run_serve
     from mapper.model import load_model
-
     from mapper.pipeline import MapOptions
 
     spec = spec_of(args)
