@@ -108,7 +108,7 @@ def energy(target: Target, row: pd.Series) -> dict[str, float]:
     decode step's (or prefill's) simulated energy, static power included, over its tokens."""
     import re
 
-    from experiments.measured_work import AS_MEASURED
+    from experiments.measured_work import AS_EAGER
     from experiments.run import run_phase
     from mapper.layers import Phase
     from mapper.model import ModelError, load_model
@@ -128,7 +128,7 @@ def energy(target: Target, row: pd.Series) -> dict[str, float]:
     _layer_guard(target, model, phase)
     _train_guard(target, model, phase.tokens, phase.kv_len, f"{model.name} {phase.kind}",
                  head=False)
-    run = run_phase(model, target.chip, phase, AS_MEASURED)
+    run = run_phase(model, target.chip, phase, AS_EAGER)
     return {"joules_per_unit": run.energy_j / phase.tokens}
 
 
