@@ -104,10 +104,12 @@ def arrivals(rate: float, n: int, rng: np.random.Generator, cv: float = 1.0) -> 
 
 def synthetic(rate: float, prompt: str | int, output: str | int, *, requests: int = 0,
               duration: float = 0.0, cv: float = 1.0, prefixes: int = 0, prefix_len: int = 0,
-              seed: int = 0) -> list[Request]:
+              seed: int = 0, max_tokens: int = 0) -> list[Request]:
     """Requests from distributions: ``requests`` of them, or as many as arrive in
     ``duration`` seconds. With ``prefixes`` > 0 each prompt starts with one of that many
-    shared prefixes of ``prefix_len`` tokens (a system prompt), chosen uniformly."""
+    shared prefixes of ``prefix_len`` tokens (a system prompt), chosen uniformly. With
+    ``max_tokens`` (the model's positions), a draw whose prompt + output exceed them is
+    cut to fit: the output to at most half of them, the prompt to the rest."""
     if prompt in TRACES:
         prompt, output = TRACES[str(prompt)]
     p, o = Lengths.parse(prompt, "--prompt-len"), Lengths.parse(output, "--output-len")
@@ -120,6 +122,9 @@ def synthetic(rate: float, prompt: str | int, output: str | int, *, requests: in
         t = t[t < duration]
         n = len(t)
     plen, olen = p.sample(rng, n), o.sample(rng, n)
+    if max_tokens > 1:
+        olen = np.minimum(olen, max(1, max_tokens // 2))
+        plen = np.minimum(plen, max_tokens - olen)
     which = rng.integers(0, prefixes, n) if prefixes > 0 else np.zeros(n, int)
     out = []
     for i in range(n):

@@ -224,3 +224,10 @@ def test_a_pipeline_keeps_stages_busy_with_batches_of_other_sequences() -> None:
         assert min(np.diff(s.times)) >= 4e-3 - 1e-12  # never two iterations at once
     tput = [summarize(o, Prices(1.0))["throughput_tok_s"] for o in (one, two)]
     assert tput[1] == pytest.approx(2 * tput[0], rel=0.1)
+
+
+def test_drawn_lengths_fit_the_models_positions() -> None:
+    reqs = synthetic(5, "lognormal:6000:1.0:20000", "lognormal:3000:1.0:9000", requests=300,
+                     seed=9, max_tokens=8192)
+    assert max(r.prompt + r.output for r in reqs) <= 8192
+    assert max(r.output for r in reqs) <= 4096 and min(r.prompt for r in reqs) >= 1
