@@ -32,6 +32,9 @@ class Topology:
             raise ValueError("fattree dims are (chips, radix)")
         if self.kind == "cluster" and len(self.dims) != 3:
             raise ValueError("cluster dims are (nodes, chips per node, nodes per leaf switch)")
+        if self.kind == "cluster" and self.dims[2] > self.dims[0]:
+            raise ValueError(f"cluster dims: {self.dims[2]} nodes per leaf switch, more than "
+                             f"the {self.dims[0]} nodes")
 
     @property
     def chips(self) -> int:
