@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shared prompt prefixes (system prompts), one per request at random")
     w.add_argument("--prefix-len", type=int, default=0, help="tokens of each shared prefix")
     w.add_argument("--seed", type=int, default=0, help="random seed of the workload")
+    w.add_argument("--max-requests", type=int, default=1_000_000,
+                   help="refuse a workload of more requests before generating it (a capacity "
+                        "probe is cut to this many)")
     e = p.add_argument_group("engine")
     e.add_argument("--scheduler", default="vllm",
                    choices=("vllm", "decode-first", "prefill-first"),
@@ -103,16 +106,9 @@ def spec_of(args: argparse.Namespace):  # noqa: ANN201
         except ValueError:
             raise WorkloadError(f"--disaggregate {args.disaggregate}: expected P:D, two "
                                 f"counts >= 1 (prefill and decode replicas)") from None
-    for flag, v, lo in (("--replicas", args.replicas, 1), ("--tp", args.tp, 1),
-                        ("--pp", args.pp, 1), ("--block", args.block, 1),
-                        ("--requests", args.requests, 0)):
-        if v < lo:
-            raise WorkloadError(f"{flag} {v}: must be >= {lo}")
-    if not 0 < args.memory_util <= 1:
-        raise WorkloadError(f"--memory-util {args.memory_util}: must be in (0, 1]")
     if not args.requests and not args.duration and not args.trace:
         args.requests = 200
-    return ServeSpec(
+    spec = ServeSpec(
         rate=args.rate, requests=args.requests, duration=args.duration,
         prompt_len=args.prompt_len, output_len=args.output_len, trace=args.trace or "",
         cv=args.burstiness, prefixes=args.prefixes, prefix_len=args.prefix_len,
@@ -122,8 +118,10 @@ def spec_of(args: argparse.Namespace):  # noqa: ANN201
         replicas=args.replicas, router=args.router, tp=args.tp, pp=args.pp,
         memory_util=args.memory_util, swap_gb=args.swap_gb, slo_ttft=args.slo_ttft,
         slo_tbt=args.slo_tbt, seed=args.seed, chip_usd=args.chip_usd,
-        probe_seconds=args.probe_seconds,
+        probe_seconds=args.probe_seconds, max_requests=args.max_requests,
         lifetime_years=args.lifetime_years, usd_per_kwh=args.usd_per_kwh)
+    spec.check()  # before the model and chip are loaded
+    return spec
 
 
 KEYS = ("throughput_tok_s", "ttft_p50_s", "ttft_p99_s", "tbt_p50_s", "tbt_p99_s",

@@ -63,13 +63,7 @@ class BlockManager:
     def take_prefix(self, held: Held, prefix: str, n: int) -> None:
         """Hold the first ``n`` cached blocks of ``prefix``."""
         for i in range(n):
-            key = (prefix, i)
-            if key in self.idle:
-                del self.idle[key]
-                self.refs[key] = 1
-            else:
-                self.refs[key] += 1
-            held.shared.append(key)
+            self.take_prefix_one(held, (prefix, i))
 
     def publish(self, held: Held, prefix: str, prefix_len: int, computed: int) -> None:
         """Name the full prefix blocks a sequence has now computed, so others can share
@@ -89,6 +83,7 @@ class BlockManager:
                 held.private -= 1
 
     def take_prefix_one(self, held: Held, key: tuple[str, int]) -> None:
+        """Hold one cached block (an unheld one leaves the eviction order)."""
         if key in self.idle:
             del self.idle[key]
             self.refs[key] = 1
@@ -122,7 +117,3 @@ class BlockManager:
                 del self.refs[key]
                 self.idle[key] = None
         held.private, held.shared = 0, []
-
-    def check(self) -> None:
-        """Invariant: every block is free, held privately, shared, or cached unheld."""
-        assert self.free >= 0 and self.used() >= len(self.refs)

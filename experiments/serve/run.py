@@ -46,10 +46,44 @@ class ServeSpec:
     lifetime_years: float = 4.0
     usd_per_kwh: float = 0.10
     probe_seconds: float = 30.0  # a capacity probe's arrivals span at least this long
+    max_requests: int = 1_000_000  # refused above this, before any work
 
     @property
     def pools(self) -> int:
         return sum(self.disaggregate) if self.disaggregate else self.replicas
+
+    def check(self) -> None:
+        """A one-line ``WorkloadError`` naming the first value no run could use (its flag,
+        and its sweep knob), before anything is generated or priced."""
+        nonneg = {"requests": "--requests", "duration": "--duration", "prefixes": "--prefixes",
+                  "prefix_len": "--prefix-len", "swap_gb": "--swap-gb",
+                  "chip_usd": "--chip-usd", "usd_per_kwh": "--usd-per-kwh"}
+        positive = {"rate": "--rate", "cv": "--burstiness", "lifetime_years":
+                    "--lifetime-years", "probe_seconds": "--probe-seconds",
+                    "max_requests": "--max-requests"}
+        at_least_one = {"block": "--block", "replicas": "--replicas", "tp": "--tp",
+                        "pp": "--pp"}
+        for names, ok, what in ((nonneg, lambda v: v >= 0, ">= 0"),
+                                (positive, lambda v: v > 0, "> 0"),
+                                (at_least_one, lambda v: v >= 1, ">= 1")):
+            for name, flag in names.items():
+                v = getattr(self, name)
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                        not math.isfinite(v) or not ok(v):
+                    raise WorkloadError(f"{flag} {v!r} (serve.{name}): must be a number {what}")
+        if not 0 < self.memory_util <= 1:
+            raise WorkloadError(f"--memory-util {self.memory_util} (serve.memory_util): must "
+                                f"be in (0, 1]")
+        if self.disaggregate is not None and (len(self.disaggregate) != 2 or
+                                              min(self.disaggregate) < 1):
+            raise WorkloadError(f"--disaggregate {self.disaggregate}: expected P:D, two "
+                                f"counts >= 1")
+        n = self.requests or self.rate * self.duration
+        if n > self.max_requests:
+            raise WorkloadError(f"{n:,.0f} requests, over --max-requests "
+                                f"{self.max_requests:,} (lower --requests, --rate or "
+                                f"--duration, or raise --max-requests)")
+        self.sched.check()
 
 
 SCHED_KNOBS = {"scheduler": "policy", "queue": "order", "chunk": "token_budget",
@@ -78,14 +112,19 @@ def spec_from_knobs(knobs: dict) -> ServeSpec:
             fields[k] = v
         else:
             raise WorkloadError(f"serve.{k}: not a serving knob ({', '.join(SERVE_KNOBS)})")
-    cfg = SchedulerConfig(**sched)
-    cfg.check()
-    return ServeSpec(**fields, sched=cfg)
+    spec = ServeSpec(**fields, sched=SchedulerConfig(**sched))
+    spec.check()
+    return spec
 
 
 def workload(spec: ServeSpec, max_tokens: int = 0) -> list:
+    spec.check()
     if spec.trace:
-        return read_trace(Path(spec.trace), spec.rate, spec.seed, spec.cv)
+        reqs = read_trace(Path(spec.trace), spec.rate, spec.seed, spec.cv)
+        if len(reqs) > spec.max_requests:
+            raise WorkloadError(f"{spec.trace}: {len(reqs):,} requests, over --max-requests "
+                                f"{spec.max_requests:,}")
+        return reqs
     prompt, output = spec.prompt_len, spec.output_len
     if prompt in TRACES:
         prompt, default_out = TRACES[prompt]
@@ -150,6 +189,7 @@ def prices(chip, spec: ServeSpec) -> Prices:  # noqa: ANN001
 
 def serve(model, chip, system, spec: ServeSpec, opts: MapOptions | None = None,  # noqa: ANN001
           notify=None) -> tuple[Outcome, dict]:  # noqa: ANN001
+    spec.check()
     hw = hardware(model, chip, system, spec, opts, notify=notify)
     out = run(workload(spec, hw.max_tokens), hw, spec)
     summary = summarize(out, prices(hw.pricer.chip, spec), spec.slo_ttft, spec.slo_tbt)
@@ -181,13 +221,15 @@ def find_capacity(model, chip, system, spec: ServeSpec, opts: MapOptions | None 
     once for all."""
     if math.isinf(spec.slo_ttft) and math.isinf(spec.slo_tbt):
         raise WorkloadError("--find-capacity needs --slo-ttft and/or --slo-tbt")
+    spec.check()
     hw = hardware(model, chip, system, spec, opts, notify=notify)
     pr = prices(hw.pricer.chip, spec)
     probes = []
 
     def probe(rate: float) -> tuple[bool, dict]:
-        # long enough that a load beyond capacity builds a queue the SLOs see
-        n = max(spec.requests, math.ceil(rate * spec.probe_seconds))
+        # long enough that a load beyond capacity builds a queue the SLOs see (at most
+        # --max-requests: a shorter window then)
+        n = min(max(spec.requests, math.ceil(rate * spec.probe_seconds)), spec.max_requests)
         s = replace(spec, rate=rate, requests=n, duration=0.0)
         out = run(workload(s, hw.max_tokens), hw, s)
         summ = summarize(out, pr, s.slo_ttft, s.slo_tbt)

@@ -121,6 +121,9 @@ def synthetic(rate: float, prompt: str | int, output: str | int, *, requests: in
     if requests <= 0:
         t = t[t < duration]
         n = len(t)
+        if n == 0:
+            raise WorkloadError(f"--duration {duration}: no request arrives in it at --rate "
+                                f"{rate} (lengthen it)")
     plen, olen = p.sample(rng, n), o.sample(rng, n)
     if max_tokens > 1:
         olen = np.minimum(olen, max(1, max_tokens // 2))
@@ -167,8 +170,12 @@ def read_trace(path: Path, rate: float = 0.0, seed: int = 0, cv: float = 1.0) ->
         raise WorkloadError(f"{path}: no arrival column ({', '.join(COLUMNS['arrival'])}); "
                             f"give --rate to draw arrivals")
     n = len(df)
-    times = (df[col["arrival"]].to_numpy(float) if col["arrival"] is not None
-             else arrivals(rate, n, np.random.default_rng(seed), cv))
+    if n == 0:
+        raise WorkloadError(f"{path}: no requests in the trace")
+    if col["arrival"] is not None:
+        times = pd.to_numeric(df[col["arrival"]], errors="coerce").to_numpy(float)
+    else:
+        times = arrivals(rate, n, np.random.default_rng(seed), cv)
     out = []
     for i in range(n):
         line = i + 2 if path.suffix.lower() == ".csv" else i + 1
@@ -178,11 +185,11 @@ def read_trace(path: Path, rate: float = 0.0, seed: int = 0, cv: float = 1.0) ->
             pre = str(df[col["prefix"]].iloc[i]) if col["prefix"] else ""
             pre = "" if pre in ("", "nan", "None") else pre
             pl = int(df[col["prefix_len"]].iloc[i]) if col["prefix_len"] and pre else 0
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise WorkloadError(f"{path}: line {line}: lengths must be whole numbers") from None
-        if p < 1 or o < 1 or not t >= 0 or pl < 0 or pl > p:
-            raise WorkloadError(f"{path}: line {line}: need prompt >= 1, output >= 1, "
-                                f"arrival >= 0 and 0 <= prefix tokens <= prompt")
+        if p < 1 or o < 1 or not 0 <= t < math.inf or pl < 0 or pl > p:
+            raise WorkloadError(f"{path}: line {line}: need prompt >= 1, output >= 1, a "
+                                f"finite arrival >= 0 and 0 <= prefix tokens <= prompt")
         out.append(Request(i, t, p, o, pre, min(pl, p - 1)))
     out.sort(key=lambda r: (r.arrival, r.id))
     t0 = out[0].arrival if out else 0.0

@@ -76,6 +76,12 @@ def test_user_errors_are_one_line(capsys, tmp_path) -> None:  # noqa: ANN001
                    "--disaggregate")
     one_line_error(*run(capsys, "serve", *TINY, "--pp", "2", *o)[::2], "--pp")
     one_line_error(*run(capsys, "serve", *TINY, "--rate", "0", *o)[::2], "--rate")
+    for flag, value in (("--burstiness", "0"), ("--lifetime-years", "0"), ("--swap-gb", "-1"),
+                        ("--prefixes", "-2"), ("--usd-per-kwh", "-1"), ("--memory-util", "2"),
+                        ("--probe-seconds", "0")):
+        one_line_error(*run(capsys, "serve", *TINY, flag, value, *o)[::2], flag)
+    one_line_error(*run(capsys, "serve", *TINY, "--requests", "2000000000", *o)[::2],
+                   "--max-requests")
     bad = tmp_path / "bad.csv"
     bad.write_text("arrival_s,prompt_tokens,output_tokens\n0,10,2\n1,ten,2\n")
     one_line_error(*run(capsys, "serve", *TINY[:4], "--trace", str(bad), *o)[::2],

@@ -678,3 +678,39 @@ MEASURED = Fuzzer("measured-csv", st.one_of(
 
 FUZZERS = {f.name: f for f in (ASM, INCLUDES, BINARY, CHIP, SYSTEM, MODEL, HF, SWEEP,
                                MEASURED)}
+
+
+# ---- serving trace files --------------------------------------------------------------------
+
+TRACE_SEEDS = [
+    "arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n0.0,40,4,a,32\n"
+    "0.5,40,4,a,32\n1.0,20,3,,0\n",
+    "prompt_tokens,output_tokens\n100,10\n200,20\n",
+    '{"arrival_s": 0.0, "prompt_tokens": 12, "output_tokens": 3}\n'
+    '{"arrival_s": 0.25, "prompt_tokens": 30, "output_tokens": 5, "prefix_id": "s", '
+    '"prefix_tokens": 16}\n',
+]
+
+
+def _sane_trace(reqs: object) -> None:
+    for r in reqs:  # type: ignore[attr-defined]
+        if not (r.prompt >= 1 and r.output >= 1 and 0 <= r.arrival < math.inf
+                and 0 <= r.prefix_len < r.prompt):
+            raise Bug(f"accepted request {r!r}")
+
+
+def run_trace(case: Case) -> str | None:
+    from experiments.serve.workload import WorkloadError, read_trace
+
+    text = str(case.data)
+    suffix = ".jsonl" if text.lstrip().startswith("{") else ".csv"
+    path = _write("fuzz-trace" + suffix, text)
+    return _attempt(case, lambda: read_trace(path, rate=2.0), WorkloadError, str(path),
+                    _sane_trace)
+
+
+TRACE = Fuzzer("trace", st.one_of(
+    mutated_text(TRACE_SEEDS, CSV_TOKENS + ['"', "{", "}", ":", "null", "1e400"]),
+    _random_text(),
+), run_trace)
+FUZZERS["trace"] = TRACE
