@@ -44,13 +44,10 @@ class Iteration:
     def segments(self) -> list[Phase]:
         """Alike sequences grouped: one Phase per (chunk length, past) or context; with
         ``per_prompt``, one Phase per prompt (as an engine that calls attention per prompt)."""
-        out = []
-        if self.per_prompt:
-            for tokens, past in sorted(self.prefill):
-                out.append(Phase("chunk" if past else "prefill", 1, seq=tokens, ctx=past))
-        for (tokens, past), n in sorted(Counter(self.prefill).items()) if not \
-                self.per_prompt else ():
-            out.append(Phase("chunk" if past else "prefill", n, seq=tokens, ctx=past))
+        groups = ([(chunk, 1) for chunk in sorted(self.prefill)] if self.per_prompt
+                  else sorted(Counter(self.prefill).items()))
+        out = [Phase("chunk" if past else "prefill", n, seq=tokens, ctx=past)
+               for (tokens, past), n in groups]
         for ctx, n in sorted(Counter(self.decode).items()):
             out.append(Phase("decode", n, ctx=ctx))
         return out

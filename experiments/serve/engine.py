@@ -181,7 +181,7 @@ def simulate(requests: list[Request], hw: Hardware, sched: SchedulerConfig, *,
 
     def replica(r: Replica):  # noqa: ANN202
         while True:
-            if r.idle() or (not r.running and not _can_start(r)):
+            if r.idle():
                 wake[r.index] = env.event()
                 yield wake[r.index]
                 continue
@@ -228,9 +228,6 @@ def simulate(requests: list[Request], hw: Hardware, sched: SchedulerConfig, *,
             step.swap_in + step.swap_out))
         if len(out.iterations) >= max_iterations:
             raise RuntimeError(f"more than {max_iterations} iterations")
-
-    def _can_start(r: Replica) -> bool:
-        return bool(r.waiting or r.swapped)
 
     env.process(arrivals())
     for r in reps:
