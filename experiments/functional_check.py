@@ -29,9 +29,13 @@ def check(model, run) -> dict:  # noqa: ANN001
     phase = run.mapped.phase
     x = ref.bf16(np.asarray(run.mapped.inputs["x0"], dtype=np.float64))
     zeros = np.zeros((phase.batch, model.kv_heads, phase.past, model.head_dim))
+    zeros_v = zeros
+    if getattr(model, "kv_lora_rank", 0):  # MLA: the latent and rotary-key caches
+        zeros = np.zeros((phase.batch, phase.past, model.kv_lora_rank))
+        zeros_v = np.zeros((phase.batch, phase.past, model.rope_dim))
     for li in range(model.layers):  # the caches of a run start empty (zeros)
         x = ref.layer(model, run.mapped.weights, li, x, phase.batch, phase.past, zeros,
-                      zeros)[0]
+                      zeros_v)[0]
     got = _read(run, f"x{model.layers}")
     scale = float(np.abs(x).max())
     ulp = 2.0 ** (np.floor(np.log2(max(scale, 1e-30))) - 7)

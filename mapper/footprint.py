@@ -77,6 +77,17 @@ def _layer_graph(model, phase: Phase, opts, tp: int, ep: int, quantized: bool) -
     return apply_passes(g, None, o)[0]
 
 
+def _dense_correction(model, phase: Phase, opts, tp: int, ep: int) -> float:  # noqa: ANN001
+    """Weight bytes the leading dense layers of a MoE model (DeepSeek's first 3) hold beyond
+    the MoE layers the representative graph counts them as."""
+    if not (model.experts and model.dense_layers) or 2 * model.dense_layers >= model.layers:
+        return 0.0
+    dense = replace(model, experts=0, experts_per_token=0, shared_experts=0, dense_layers=0)
+    one = _bytes(_layer_graph(dense, phase, opts, tp, ep, bool(opts.quant)), Kind.WEIGHT)
+    moe = _bytes(_layer_graph(model, phase, opts, tp, ep, bool(opts.quant)), Kind.WEIGHT)
+    return (one - moe) * model.dense_layers
+
+
 def footprint(model, phase: Phase, opts, tp: int = 1, pp: int = 1, dp: int = 1,  # noqa: ANN001
               ep: int = 1) -> Footprint:
     """The busiest chip's bytes for ``phase`` (whole batch; each replica takes batch / dp)."""
@@ -92,6 +103,8 @@ def footprint(model, phase: Phase, opts, tp: int = 1, pp: int = 1, dp: int = 1, 
         graphs.append((_layer_graph(model, replica, opts, tp, ep, False),
                        model.layers - quant_n))
     weights = sum(_bytes(g, Kind.WEIGHT) * n for g, n in graphs) * per_chip / model.layers
+    weights += _dense_correction(model, replica, opts, tp, ep) * per_chip / model.layers
+    weights += model.mtp_layers * _bytes(graphs[-1][0], Kind.WEIGHT)  # MTP drafts: a layer
     kv = sum(_bytes(g, Kind.KV_CACHE) * n for g, n in graphs) * per_chip / model.layers
     acts = max(_bytes(g, Kind.ACTIVATION, Kind.INPUT) for g, _ in graphs)
     emb = 2 * model.vocab * model.hidden

@@ -7,6 +7,7 @@ norm -> QKV projection -> RoPE -> KV-cache append -> attention -> output project
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from isa.dtypes import DType
@@ -64,9 +65,17 @@ def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # no
     g = Graph()
     T = phase.tokens
     g.add(Tensor(f"x{first}", (T, model.hidden), dt, Kind.INPUT))
+    kinds = _kinds(model, layers, first)
     for li in range(first, first + layers):
-        _layer(g, model, phase, li, dt, shard)
+        _layer(g, model, phase, li, dt, shard, moe=kinds[li - first])
     return g
+
+
+def _kinds(model, layers: int, first: int = 0) -> list[bool]:  # noqa: ANN001
+    """Which built layers are MoE (``ModelConfig.priced_moe``; plain configs: all alike)."""
+    if hasattr(model, "priced_moe"):
+        return model.priced_moe(layers, first)
+    return [bool(getattr(model, "experts", 0))] * layers
 
 
 def check_shard(model, tp: int) -> None:  # noqa: ANN001
@@ -106,13 +115,15 @@ def build_iteration(model, segments: list[Phase], layers: int = 1,  # noqa: ANN0
     g = Graph()
     T = sum(s.tokens for s in segments)
     g.add(Tensor("x0", (T, model.hidden), dt, Kind.INPUT))
+    kinds = _kinds(model, layers)
     for li in range(layers):
-        _layer(g, model, segments[0], li, dt, shard, segments, rope_each)
+        _layer(g, model, segments[0], li, dt, shard, segments, rope_each, moe=kinds[li])
     return g
 
 
 def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa: ANN001
-           segments: list[Phase] | None = None, rope_each: bool = False) -> None:
+           segments: list[Phase] | None = None, rope_each: bool = False,
+           moe: bool = False) -> None:
     H, T = m.hidden, sum(s.tokens for s in segments) if segments else phase.tokens
     tp = shard.tp
     heads, kv_heads, ffn = m.heads // tp, local_kv_heads(m, tp), m.ffn // tp
@@ -124,9 +135,9 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
     f32 = DType.FP32
     bias = bool(m.bias)
 
-    def norm_node(name: str, src: str) -> str:
-        gamma = _w(g, p + name + ".w", (2 * H if norm == "layernorm" else H,), f32)
-        out = _a(g, p + name + ".out", (T, H), dt)
+    def norm_node(name: str, src: str, width: int = H) -> str:
+        gamma = _w(g, p + name + ".w", (2 * width if norm == "layernorm" else width,), f32)
+        out = _a(g, p + name + ".out", (T, width), dt)
         g.op(Op.NORM, p + name, [src, gamma], [out], kind=norm, eps=float(m.norm_eps))
         return out
 
@@ -134,7 +145,8 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
                **epi) -> str:
         """Row-parallel projections of a shard: partial sums, all-reduced; the residual and
         the bias are added by rank 0 only, so the sum holds them once."""
-        w = _w(g, p + name + ".w", (k, n))
+        groups = epi.get("groups", 0)
+        w = _w(g, p + name + ".w", (k, n // groups if groups else n))
         ins = [src, w]
         has_bias = bias and not (row_parallel and tp > 1 and shard.rank)
         if has_bias:
@@ -151,32 +163,17 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
         return out
 
     h = norm_node("norm1", x) if pre else x
-    qkv = linear("qkv", h, H, qd + 2 * kvd)
-    rope = _enum(m.position) == "rope"
-    rope_each = rope_each and rope and segments is not None and len(segments) > 1
-    if rope and not rope_each:
-        table = _w(g, p + "rope.table", (T, m.head_dim), f32)  # per token: cos | sin
-        g.op(Op.ROPE, p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
-             theta=float(m.rope_theta), pos0=phase.past, seq=phase.q_len)
-    causal = _enum(m.arch) != "encoder"
-    att = _a(g, p + "attn", (T, qd), dt)
-    if segments is None or len(segments) == 1:
-        kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
-                          Kind.KV_CACHE))
-        vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
-                          Kind.KV_CACHE))
-        g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
-        g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=causal)
+    if m.mla:
+        att, qd = _mla(g, m, phase, p, h, T, dt, tp, linear, norm_node, segments)
     else:
-        _segments(g, p, qkv, att, segments, kv_heads, m.head_dim, qd, kvd, dt, causal,
-                  float(m.rope_theta) if rope_each else None)
+        att = _mha(g, m, phase, p, h, T, dt, qd, kvd, kv_heads, linear, segments, rope_each)
     x1 = linear("o", att, qd, H, row_parallel=True, residual=x)
     if not pre:
         x1 = norm_node("norm1", x1)
     h2 = norm_node("norm2", x1) if pre else x1
     out_name = f"x{li + 1}"
-    if getattr(m, "experts", 0):
-        y = _moe(g, m, p, h2, x1, T, dt, shard)
+    if moe:
+        y = _moe(g, m, p, h2, x1, T, dt, shard, linear)
     elif _enum(m.mlp) == "swiglu":
         gu = linear("gate_up", h2, H, 2 * ffn)
         act = _a(g, p + "act", (T, ffn), dt)
@@ -190,9 +187,41 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
     g.op(Op.RENAME, p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])
 
 
+def _mha(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, qd: int,  # noqa: ANN001
+         kvd: int, kv_heads: int, linear, segments: list[Phase] | None,  # noqa: ANN001
+         rope_each: bool) -> str:
+    """Multi-/grouped-query attention: QKV projection, (qk-norm,) RoPE, cache, attention."""
+    qkv = linear("qkv", h, m.hidden, qd + 2 * kvd)
+    if m.qk_norm:  # RMSNorm over each q and k head (Qwen3), in place
+        for name, col0, cols in (("q_norm", 0, qd), ("k_norm", qd, kvd)):
+            gamma = _w(g, p + name + ".w", (m.head_dim,), DType.FP32)
+            g.op(Op.NORM, p + name, [qkv, gamma], [qkv], kind="rmsnorm",
+                 eps=float(m.norm_eps), segment=m.head_dim, col0=col0, cols=cols)
+    window = m.sliding_window
+    rope = _enum(m.position) == "rope"
+    rope_each = rope_each and rope and segments is not None and len(segments) > 1
+    if rope and not rope_each:
+        table = _w(g, p + "rope.table", (T, m.head_dim), DType.FP32)  # per token: cos | sin
+        g.op(Op.ROPE, p + "rope", [qkv, table], [qkv], cols=qd + kvd, hd=m.head_dim,
+             theta=float(m.rope_theta), pos0=phase.past, seq=phase.q_len)
+    causal = _enum(m.arch) != "encoder"
+    att = _a(g, p + "attn", (T, qd), dt)
+    if segments is None or len(segments) == 1:
+        kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
+                          Kind.KV_CACHE))
+        vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
+                          Kind.KV_CACHE))
+        g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
+        g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=causal, window=window)
+    else:
+        _segments(g, p, qkv, att, segments, kv_heads, m.head_dim, qd, kvd, dt, causal,
+                  float(m.rope_theta) if rope_each else None, window)
+    return att
+
+
 def _segments(g: Graph, p: str, qkv: str, att: str, segments: list[Phase], kv_heads: int,
               hd: int, qd: int, kvd: int, dt: DType, causal: bool,
-              theta: float | None = None) -> None:
+              theta: float | None = None, window: int = 0) -> None:
     """Each segment's rows of the QKV projection append to and attend over its own KV
     cache; its attention output is placed at its rows of the layer's. With ``theta``, each
     segment's rows are rotated on their own (its positions, its table)."""
@@ -209,9 +238,65 @@ def _segments(g: Graph, p: str, qkv: str, att: str, segments: list[Phase], kv_he
         vc = g.add(Tensor(q + "v_cache", (s.batch, kv_heads, s.kv_len, hd), dt, Kind.KV_CACHE))
         g.op(Op.KV_APPEND, q + "kv_append", [rows], [kc, vc], q_dim=qd, kv_dim=kvd)
         out = g.add(Tensor(q + "attn", (s.tokens, qd), dt))
-        g.op(Op.ATTENTION, q + "attention", [rows, kc, vc], [out], causal=causal)
+        g.op(Op.ATTENTION, q + "attention", [rows, kc, vc], [out], causal=causal,
+             window=window)
         g.op(Op.PLACE_ROWS, q + "put", [out], [att], first=r0)
         r0 += s.tokens
+
+
+def _mla(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, tp: int,  # noqa: ANN001
+         linear, norm_node, segments: list[Phase] | None) -> tuple[str, int]:  # noqa: ANN001
+    """Multi-head latent attention (DeepSeek-V2/V3) in its absorbed form, as FlashMLA runs
+    it: the cache holds one latent (kv_lora_rank) and one rotary key (rope_dim) per token,
+    shared by every head. Queries: h -> q_a -> norm -> the no-rotary part (head_dim per
+    head) and the rotary part (rope_dim per head, RoPE); the no-rotary part is absorbed into
+    the latent space by each head's W_UK (a batched GEMM over heads). Attention is then MQA
+    over the latent cache, scores = q_lat . c + q_rope . k_rope, values = the latent; each
+    head's output leaves latent space by its W_UV (batched) before the output projection.
+    The down projections (q_a, kv_a, k_rope) are replicated on tensor-parallel ranks, the
+    per-head ones split. Returns (attention output, its columns)."""
+    H, nh = m.hidden, m.heads // tp
+    dn, dr, dv, r = m.head_dim, m.rope_dim, m.v_head_dim, m.kv_lora_rank
+    src, width = h, H
+    if m.q_lora_rank:
+        src = norm_node("q_norm", linear("q_a", h, H, m.q_lora_rank), m.q_lora_rank)
+        width = m.q_lora_rank
+    q_nope = linear("q_nope", src, width, nh * dn)
+    q_rope = linear("q_rope", src, width, nh * dr)
+    q_lat = linear("q_absorb", q_nope, nh * dn, nh * r, groups=nh)  # W_UK per head
+    lat = norm_node("kv_norm", linear("kv_a", h, H, r), r)
+    k_pe = linear("k_rope", h, H, dr)
+    theta, causal = float(m.rope_theta), True
+    o_lat = _a(g, p + "attn_latent", (T, nh * r), dt)
+    segs = segments if segments and len(segments) > 1 else [phase]
+    r0 = 0
+    for i, s in enumerate(segs):
+        q = p if len(segs) == 1 else p + f"seg{i}."
+        parts = [q_lat, q_rope, k_pe, lat]
+        if len(segs) > 1:  # this segment's rows of each
+            parts = []
+            for name in (q_lat, q_rope, k_pe, lat):
+                part = g.add(Tensor(q + name[len(p):], (s.tokens, g.tensors[name].shape[1]),
+                                    dt))
+                g.op(Op.SLICE_ROWS, q + "take." + name[len(p):], [name], [part], first=r0)
+                parts.append(part)
+        ql, qr, kp, lt = parts
+        table = _w(g, q + "rope.table", (s.tokens, dr), DType.FP32)
+        for name, t, cols in (("rope_q", qr, nh * dr), ("rope_k", kp, dr)):
+            g.op(Op.ROPE, q + name, [t, table], [t], cols=cols, hd=dr, theta=theta,
+                 pos0=s.past, seq=s.q_len)
+        cache = g.add(Tensor(q + "kv_cache", (s.batch, 1, s.kv_len, r + dr), dt,
+                             Kind.KV_CACHE))
+        g.op(Op.KV_APPEND, q + "kv_append", [lt, kp], [cache], q_dim=0, kv_dim=r + dr,
+             latent=True)
+        out = o_lat if len(segs) == 1 else g.add(Tensor(q + "attn_latent", (s.tokens, nh * r),
+                                                        dt))
+        g.op(Op.ATTENTION, q + "attention", [ql, qr, cache], [out], causal=causal,
+             rope_dim=dr, scale=1.0 / math.sqrt(dn + dr))
+        if len(segs) > 1:
+            g.op(Op.PLACE_ROWS, q + "put", [out], [o_lat], first=r0)
+        r0 += s.tokens
+    return linear("v_absorb", o_lat, nh * r, nh * dv, groups=nh), nh * dv  # W_UV per head
 
 
 def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: ANN001
@@ -230,46 +315,62 @@ def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: A
 
 
 def _moe(g: Graph, m, p: str, h: str, residual: str, T: int, dt: DType,  # noqa: ANN001
-         shard: Shard) -> str:
-    """A mixture-of-experts FFN under uniform routing (each expert gets T*k/E token slots):
-    router, dispatch of each token's k copies to the chips holding their experts (all-to-all
-    over the expert-parallel group), this chip's experts (SwiGLU) on the slots they receive,
-    combine (all-to-all back), and the sum of each token's k expert outputs + residual."""
+         shard: Shard, linear) -> str:  # noqa: ANN001
+    """A mixture-of-experts FFN on the busiest chip of its expert-parallel group: router;
+    dispatch of each token's k copies to the chips holding their experts (all-to-all over
+    the group); this chip's experts (SwiGLU) on the slots they receive under the routing of
+    ``mapper.routing`` (skew, capacity); combine (all-to-all back); the sum of each token's
+    expert outputs + the shared experts' output + residual. Every local expert's weights
+    are in the graph (memory), whether or not a slot reaches it."""
+    from mapper.routing import route
+
     H, E, k, ep = m.hidden, m.experts, m.experts_per_token, shard.ep
-    local = E // ep
-    slots = T * k  # this chip's token copies, all sent out and all received back
-    per_expert = -(-slots // local)  # slots each local expert processes (uniform)
+    F = m.moe_ffn or m.ffn
+    r = route(T, k, E, ep, m.expert_skew, m.expert_load,
+              m.capacity_factor)
+    chip = r.busiest
+    mine = [r.loads[e] for e in r.chip_experts(chip)]
+    slots = T * k  # this chip's token copies, sent out and received back
+    received = sum(mine)
+    rows_x = max(slots, received)  # an exchange lasts as long as its larger side
     router_w = _w(g, p + "router.w", (H, E))
     logits = _a(g, p + "router.out", (T, E), dt)
     g.op(Op.LINEAR, p + "router", [h, router_w], [logits], bias=False)
-    out_buf = _a(g, p + "moe.dispatch", (slots, H), dt)
+    out_buf = _a(g, p + "moe.dispatch", (rows_x, H), dt)
     g.op(Op.REPLICATE_ROWS, p + "moe.copies", [h], [out_buf], copies=k)
-    recv = _a(g, p + "moe.received", (slots, H), dt)
+    recv = _a(g, p + "moe.received", (rows_x, H), dt)
     if ep > 1:
         g.op(Op.ALLTOALL, p + "moe.dispatch", [out_buf], [recv], group=shard.ep_group, ep=ep)
     else:
         g.op(Op.RENAME, p + "moe.local", [out_buf], [recv])
-    expert_out = _a(g, p + "moe.expert_out", (slots, H), dt)
-    for e in range(local):
-        rows = min(per_expert, slots - e * per_expert)
+    expert_out = _a(g, p + "moe.expert_out", (rows_x, H), dt)
+    r0 = 0
+    for e, rows in enumerate(mine):
+        gu_w = _w(g, f"{p}e{e}.gate_up.w", (H, 2 * F))
+        dn_w = _w(g, f"{p}e{e}.down.w", (F, H))
         if rows <= 0:
-            break
+            continue
         xin = _a(g, f"{p}e{e}.in", (rows, H), dt)
-        g.op(Op.SLICE_ROWS, f"{p}e{e}.take", [recv], [xin], first=e * per_expert)
-        gu_w = _w(g, f"{p}e{e}.gate_up.w", (H, 2 * m.ffn))
-        gu = _a(g, f"{p}e{e}.gate_up.out", (rows, 2 * m.ffn), dt)
+        g.op(Op.SLICE_ROWS, f"{p}e{e}.take", [recv], [xin], first=r0)
+        gu = _a(g, f"{p}e{e}.gate_up.out", (rows, 2 * F), dt)
         g.op(Op.LINEAR, f"{p}e{e}.gate_up", [xin, gu_w], [gu], bias=False)
-        act = _a(g, f"{p}e{e}.act", (rows, m.ffn), dt)
-        g.op(Op.SILU_MUL, f"{p}e{e}.silu_mul", [gu], [act], ffn=m.ffn)
-        dn_w = _w(g, f"{p}e{e}.down.w", (m.ffn, H))
+        act = _a(g, f"{p}e{e}.act", (rows, F), dt)
+        g.op(Op.SILU_MUL, f"{p}e{e}.silu_mul", [gu], [act], ffn=F)
         dn = _a(g, f"{p}e{e}.down.out", (rows, H), dt)
         g.op(Op.LINEAR, f"{p}e{e}.down", [act, dn_w], [dn], bias=False)
-        g.op(Op.PLACE_ROWS, f"{p}e{e}.put", [dn], [expert_out], first=e * per_expert)
-    back = _a(g, p + "moe.returned", (slots, H), dt)
+        g.op(Op.PLACE_ROWS, f"{p}e{e}.put", [dn], [expert_out], first=r0)
+        r0 += rows
+    back = _a(g, p + "moe.returned", (rows_x, H), dt)
     if ep > 1:
         g.op(Op.ALLTOALL, p + "moe.combine", [expert_out], [back], group=shard.ep_group, ep=ep)
     else:
         g.op(Op.RENAME, p + "moe.back", [expert_out], [back])
+    shared = m.shared_experts
+    if shared:  # always-on experts: one dense SwiGLU of shared x F on every token
+        gu = linear("shared.gate_up", h, H, 2 * shared * F)
+        act = _a(g, p + "shared.act", (T, shared * F), dt)
+        g.op(Op.SILU_MUL, p + "shared.silu_mul", [gu], [act], ffn=shared * F)
+        residual = linear("shared.down", act, shared * F, H, residual=residual)
     y = _a(g, p + "moe.out", (T, H), dt)
     g.op(Op.SUM_COPIES, p + "moe.sum", [back, residual], [y], copies=k)
     return y

@@ -135,6 +135,8 @@ def _choose_layouts(graph: Graph, chip: ChipConfig, tilings: dict[str, Tiling],
             node = node.with_attrs(w_layout="col")  # W as the forward pass stored it
         elif node.op == Op.LINEAR and graph.tensors[node.inputs[1]].kind is not Kind.WEIGHT:
             node = node.with_attrs(w_layout="row")  # an activation (a weight gradient's dY)
+        elif node.op == Op.LINEAR and node.attrs.groups > 1:
+            node = node.with_attrs(w_layout="row")  # the groups' matrices stacked [G*K, N]
         elif node.op == Op.LINEAR:
             g = gemm_of(graph, node, {}, tilings[node.name])
             node = node.with_attrs(w_layout=choose_layout(g, tilings[node.name],
@@ -162,7 +164,7 @@ def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> tuple[dict[str, int],
         if node.op == Op.LINEAR:
             w = node.inputs[1]
             sizes[w] = blocked_size(gemm_of(graph, node, {}, tilings[node.name]),
-                                    tilings[node.name])
+                                    tilings[node.name]) * max(1, node.attrs.groups)
     # views: a renamed tensor, a row slice of one, rows placed into one (name -> base, rows)
     views: dict[str, tuple[str, int]] = {}
     for n in graph.nodes:

@@ -95,6 +95,14 @@ def gemm_of(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
     def ref(name: str | None) -> int | None:
         return at(name, 0) if name else None
     m, k = (a.shape[1], a.shape[0]) if x.a_trans else a.shape
+    if x.groups > 1:  # batched: group q's K columns of A, K rows of W, N columns of C
+        k //= x.groups
+        n = w.shape[1]
+        return Gemm(m=m, k=k, n=n, a=at(a.name, 0), w=at(w.name, 0), c=at(out.name, 0),
+                    adt=a.dtype, wdt=w.dtype, cdt=out.dtype, lda=k * x.groups,
+                    ldc=n * x.groups, w_layout="row", name=node.name, groups=x.groups,
+                    a_stride=a.dtype.nbytes(k), w_stride=w.dtype.nbytes(k * n),
+                    c_stride=out.dtype.nbytes(n))
     return Gemm(
         m=m, k=k, n=w.shape[0] if x.w_trans else w.shape[1], a=at(a.name, 0), w=at(w.name, 0),
         c=at(out.name, 0), adt=a.dtype, wdt=w.dtype, cdt=out.dtype, act=x.act,
@@ -193,6 +201,15 @@ def _sum_copies(ctx: Ctx, node: Node) -> Programs:
 def _norm(ctx: Ctx, node: Node) -> Programs:
     g, addr = ctx.graph, ctx.addr
     x, out = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    a = node.attrs
+    if a.segment:  # per-head norms over a column range, in place: a tile's rows x cols
+        cols, seg, e = a.cols, a.segment, x.dtype.nbytes(1)  # are rows x heads of seg
+        view = View(addr[x.name] + a.col0 * e, cols, x.dtype, x.shape[1])
+        base = norm_op(a.kind, seg, x.dtype, x.dtype, a.eps)
+        k = RowKernel(x.shape[0], (view,), view,
+                      lambda o, i, p, rows: base(o, i, p, rows * (cols // seg)),
+                      (Param(addr[node.inputs[1]], seg),), MAX_ROWS_PER_TILE, node.name)
+        return _rowwise(k, ctx.chip)
     cols = x.shape[1]
     k = RowKernel(x.shape[0], (View(addr[x.name], cols, x.dtype),),
                   View(addr[out.name], cols, out.dtype),
@@ -384,6 +401,8 @@ def _replicate(ctx: Ctx, node: Node) -> list[list[Item]]:
 def _kv_append(ctx: Ctx, node: Node) -> list[list[Item]]:
     """Copy the new tokens' K and V rows into the caches (DMA only: load, then store)."""
     g, addr = ctx.graph, ctx.addr
+    if node.attrs.latent:
+        return _latent_append(ctx, node)
     qkv = g.tensors[node.inputs[0]]
     kc = g.tensors[node.outputs[0]]
     batch, kvh, max_ctx, hd = kc.shape
@@ -412,25 +431,64 @@ def _kv_append(ctx: Ctx, node: Node) -> list[list[Item]]:
     return progs
 
 
+def _latent_append(ctx: Ctx, node: Node) -> list[list[Item]]:
+    """MLA: each new token's latent and rotary key into its cache row (one row per token,
+    shared by every head): per sequence and source, load the rows, store them strided."""
+    g, addr = ctx.graph, ctx.addr
+    cache = g.tensors[node.outputs[0]]
+    batch, _, max_ctx, width = cache.shape
+    jobs, col = [], 0
+    for src in (g.tensors[n] for n in node.inputs):
+        q_len, cols = src.shape[0] // batch, src.shape[1]
+        for b in range(batch):
+            jobs.append((addr[src.name] + src.dtype.nbytes(b * q_len * cols), cols, q_len,
+                         addr[cache.name] + cache.dtype.nbytes((b * max_ctx + max_ctx - q_len)
+                                                               * width + col), src.dtype))
+        col += cols
+    progs: list[list[Item]] = [[] for _ in range(min(ctx.chip.cores, len(jobs)))]
+    for i, (src, cols, q_len, dst, dt) in enumerate(jobs):
+        cap = max(1, ctx.chip.core.sram.capacity // dt.nbytes(cols))
+        for r0 in range(0, q_len, cap):
+            rows = min(cap, q_len - r0)
+            progs[i % len(progs)] += [
+                build("dma.load", sram(0), hbm(src + dt.nbytes(r0 * cols)), dt, rows, cols),
+                build("dma.store", hbm(dst + dt.nbytes(r0 * width)), sram(0), dt, rows, cols,
+                      stride=width)]
+    return progs
+
+
 @lowers(Op.ATTENTION)
 def _attention(ctx: Ctx, node: Node) -> list[list[Item]]:
     g, addr, chip = ctx.graph, ctx.addr, ctx.chip
-    qkv, kc = g.tensors[node.inputs[0]], g.tensors[node.inputs[1]]
+    x = node.attrs
+    qkv = g.tensors[node.inputs[0]]
+    kc = g.tensors[node.inputs[-1] if x.rope_dim else node.inputs[1]]
     out = g.tensors[node.outputs[0]]
-    batch, kvh, max_ctx, hd = kc.shape
+    batch, kvh, max_ctx, width = kc.shape
+    hd = width - x.rope_dim  # MLA: the latent's width (a cache row ends with the rotary key)
     heads = out.shape[1] // hd
     q_len = qkv.shape[0] // batch
+    mla = {}
+    if x.rope_dim:
+        qr = g.tensors[node.inputs[1]]
+        mla = dict(rope_dim=x.rope_dim, q_rope=addr[qr.name], ldq_rope=qr.shape[1])
+    blocks = (0, 64, 32, 16) if q_len == 1 else (0,)
     best = None
-    for tq in (128, 64, 32, 16):
-        for tkv in (128, 64, 32, 16):
-            a = Attention(batch, heads, kvh, hd, q_len, max_ctx, max_ctx - q_len,
-                          node.attrs.causal, addr[qkv.name], qkv.shape[1], addr[kc.name],
-                          addr[node.inputs[2]], max_ctx, addr[out.name], qkv.dtype,
-                          min(tq, max(q_len, 1)), tkv,
-                          stats=addr[node.outputs[1]] if len(node.outputs) > 1 else None)
-            r = regions(a)
-            if r.sram_bytes <= chip.core.sram.capacity and r.acc_bytes <= chip.core.acc.capacity:
-                best = a
+    for hb in blocks:
+        for tq in (128, 64, 32, 16):
+            for tkv in (128, 64, 32, 16):
+                a = Attention(batch, heads, kvh, hd, q_len, max_ctx, max_ctx - q_len,
+                              x.causal, addr[qkv.name], qkv.shape[1], addr[kc.name],
+                              addr[node.inputs[-1] if x.rope_dim else node.inputs[2]], max_ctx,
+                              addr[out.name], qkv.dtype, min(tq, max(q_len, 1)), tkv,
+                              stats=addr[node.outputs[1]] if len(node.outputs) > 1 else None,
+                              scale=x.scale, head_block=hb, window=x.window, **mla)
+                r = regions(a)
+                if r.sram_bytes <= chip.core.sram.capacity and \
+                        r.acc_bytes <= chip.core.acc.capacity:
+                    best = a
+                    break
+            if best:
                 break
         if best:
             break

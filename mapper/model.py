@@ -70,12 +70,60 @@ class ModelConfig:
     experts: int = field(default=0, metadata=_count("routed experts (0: dense MLP)"))
     experts_per_token: int = field(default=0, metadata=_count("experts each token visits"))
     dtype: str = "bf16"
+    # DeepSeek / Qwen3 MoE: per-expert width, always-on shared experts, leading dense layers
+    moe_ffn: int = field(default=0, metadata=_count("hidden size of each expert (0: ffn)"))
+    shared_experts: int = field(default=0, metadata=_count("experts every token visits"))
+    dense_layers: int = field(default=0, metadata=_count(
+        "leading layers with a dense MLP of ffn (DeepSeek's first_k_dense_replace)"))
+    # multi-head latent attention (DeepSeek-V2/V3): kv_lora_rank > 0 turns it on
+    q_lora_rank: int = field(default=0, metadata=_count("MLA query compression (0: none)"))
+    kv_lora_rank: int = field(default=0, metadata=_count("MLA latent width (0: not MLA)"))
+    rope_dim: int = field(default=0, metadata=_count("MLA rotary part of q and k per head"))
+    v_head_dim: int = field(default=0, metadata=_count("value head size (0: head_dim)"))
+    qk_norm: bool = False  # Qwen3: RMSNorm over each query and key head before RoPE
+    sliding_window: int = field(default=0, metadata=_count(
+        "keys each query sees (Mistral / Gemma local attention; 0: all)"))
+    mtp_layers: int = field(default=0, metadata=_count(
+        "multi-token prediction modules (counted in params_total, not run)"))
+    # routing (mapper.routing): a workload fact more than a model one, so run, serve and
+    # train take --expert-skew / --capacity-factor too
+    expert_skew: float = field(default=0.0, metadata=spec(
+        bounds="non_negative", help="Zipf exponent of expert popularity (0: uniform)"))
+    expert_load: tuple[float, ...] = ()  # measured share of each expert (overrides skew)
+    capacity_factor: float = field(default=0.0, metadata=spec(
+        bounds="non_negative", help="slots an expert keeps, x the even share (0: no cap)"))
 
     def __post_init__(self) -> None:
         if not self.kv_heads:
             object.__setattr__(self, "kv_heads", self.heads)
         if not self.head_dim and self.heads:  # heads = 0 is reported by validation
             object.__setattr__(self, "head_dim", self.hidden // self.heads)
+        if not self.v_head_dim:
+            object.__setattr__(self, "v_head_dim", self.head_dim)
+        if not self.moe_ffn:
+            object.__setattr__(self, "moe_ffn", self.ffn)
+
+    @property
+    def mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def qk_dim(self) -> int:
+        """Size of one head's query / key (MLA: the no-rotary part plus the rotary part)."""
+        return self.head_dim + (self.rope_dim if self.mla else 0)
+
+    def is_moe(self, layer: int) -> bool:
+        return bool(self.experts) and layer >= self.dense_layers
+
+    def priced_moe(self, layers: int, first: int = 0) -> list[bool]:
+        """Which of ``layers`` built layers are MoE. A partial stack (the representative
+        layers performance mode maps) takes the kind most of the model's layers have, so
+        ``layers x`` its cost prices the model's majority; memory counts each kind apart
+        (``layer_params``)."""
+        if layers + first >= self.layers or not self.dense_layers:
+            return [self.is_moe(li) for li in range(first, first + layers)]
+        majority = bool(self.experts) and 2 * self.dense_layers < self.layers
+        return [majority] * layers
 
     @property
     def q_dim(self) -> int:
@@ -85,27 +133,71 @@ class ModelConfig:
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
 
+    def attn_params(self) -> int:
+        h, nh = self.hidden, self.heads
+        if self.mla:
+            qk = self.qk_dim
+            q = (h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * nh * qk
+                 if self.q_lora_rank else h * nh * qk)
+            kv = h * (self.kv_lora_rank + self.rope_dim) + self.kv_lora_rank + \
+                self.kv_lora_rank * nh * (self.head_dim + self.v_head_dim)
+            return q + kv + nh * self.v_head_dim * h
+        attn = h * (self.q_dim + 2 * self.kv_dim) + self.q_dim * h
+        if self.qk_norm:
+            attn += 2 * self.head_dim
+        if self.bias:
+            attn += self.q_dim + 2 * self.kv_dim + h
+        return attn
+
+    def mlp_params(self, moe: bool) -> int:
+        h = self.hidden
+        mats = 3 if self.mlp is Mlp.SWIGLU else 2
+        if not moe:
+            return mats * h * self.ffn + ((self.ffn + h) if self.bias else 0)
+        experts = self.experts + self.shared_experts
+        return mats * h * self.moe_ffn * experts + h * self.experts
+
+    def layer_params(self, layer: int) -> int:
+        norms = 2 * self.hidden * (2 if self.norm is Norm.LAYERNORM else 1)
+        return self.attn_params() + self.mlp_params(self.is_moe(layer)) + norms
+
     @property
     def params_per_layer(self) -> int:
-        h = self.hidden
-        attn = h * (self.q_dim + 2 * self.kv_dim) + self.q_dim * h
-        mats = 3 if self.mlp is Mlp.SWIGLU else 2
-        mlp = mats * h * self.ffn * max(1, self.experts) + (h * self.experts if self.experts
-                                                            else 0)
-        norms = 2 * h * (2 if self.norm is Norm.LAYERNORM else 1)
-        bias = (self.q_dim + 2 * self.kv_dim + h + self.ffn * (mats - 1) + h) if self.bias else 0
-        return attn + mlp + norms + bias
+        """Parameters of an average layer (layers differ when some are dense, some MoE)."""
+        return round(sum(self.layer_params(i) for i in range(self.layers)) / self.layers)
 
     @property
     def params(self) -> int:
+        """Parameters of the model as run (embedding, layers, head; MTP modules left out)."""
         emb = self.vocab * self.hidden
         pos = self.max_seq * self.hidden if self.position is Position.LEARNED else 0
         head = 0 if self.tied_embeddings else self.vocab * self.hidden
         final = self.hidden * (2 if self.norm is Norm.LAYERNORM else 1)
-        return self.layers * self.params_per_layer + emb + pos + head + final
+        return sum(self.layer_params(i) for i in range(self.layers)) + emb + pos + head + final
+
+    @property
+    def params_total(self) -> int:
+        """``params`` plus the multi-token prediction modules (DeepSeek-V3's published
+        685 B counts one: a MoE layer, its 2H x H projection, two norms, its own copies of
+        the embedding and head)."""
+        mtp = self.layer_params(self.layers - 1) + 2 * self.hidden * self.hidden + \
+            3 * self.hidden + 2 * self.vocab * self.hidden
+        return self.params + self.mtp_layers * mtp
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token's forward pass reads (routed experts: the k it visits)."""
+        if not self.experts:
+            return self.params
+        mats = 3 if self.mlp is Mlp.SWIGLU else 2
+        idle = mats * self.hidden * self.moe_ffn * (self.experts - self.experts_per_token)
+        return self.params - idle * sum(self.is_moe(i) for i in range(self.layers))
 
     def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
-        return 2 * self.layers * self.kv_dim * dtype_bytes
+        """KV cache bytes of one token over all layers: K and V of every KV head, or MLA's
+        one compressed latent and shared rotary key per layer."""
+        per_layer = self.kv_lora_rank + self.rope_dim if self.mla else 2 * self.kv_dim
+        return self.layers * per_layer * dtype_bytes
 
 
 def list_models() -> list[str]:
@@ -159,6 +251,26 @@ def _validate(m: ModelConfig, source: str) -> None:
     if m.experts_per_token > m.experts:
         raise ModelError(f"{source}: experts_per_token: {m.experts_per_token} exceeds experts "
                          f"({m.experts})")
+    if m.dense_layers > m.layers:
+        raise ModelError(f"{source}: dense_layers: {m.dense_layers} exceeds layers ({m.layers})")
+    if m.expert_load and len(m.expert_load) != m.experts:
+        raise ModelError(f"{source}: expert_load: {len(m.expert_load)} fractions for "
+                         f"{m.experts} experts")
+    if m.shared_experts and not m.experts:
+        raise ModelError(f"{source}: shared_experts: needs routed experts (experts > 0)")
+    if m.mla:
+        if m.rope_dim <= 0 or m.rope_dim % 2:
+            raise ModelError(f"{source}: rope_dim: MLA needs an even rotary part > 0, got "
+                             f"{m.rope_dim}")
+        if m.kv_heads != m.heads:
+            raise ModelError(f"{source}: kv_heads: MLA expands its latent to every head "
+                             f"(kv_heads = heads)")
+        if m.qk_norm or m.sliding_window:
+            raise ModelError(f"{source}: MLA with qk_norm or sliding_window is not modelled")
+    elif m.q_lora_rank or m.rope_dim:
+        raise ModelError(f"{source}: q_lora_rank / rope_dim: need kv_lora_rank > 0 (MLA)")
+    if m.v_head_dim != m.head_dim and not m.mla:
+        raise ModelError(f"{source}: v_head_dim: differs from head_dim only in MLA")
     try:
         DType.parse(m.dtype)
     except ValueError as exc:
@@ -175,7 +287,8 @@ def _show(value: object) -> str:
 # ---- Hugging Face config.json --------------------------------------------------------------
 
 def model_from_hf(cfg: object, source: str = "config.json") -> ModelConfig:
-    """Map a Hugging Face config (GPT-2, LLaMA, Mistral, Mixtral, BERT) to a ModelConfig."""
+    """Map a Hugging Face config (GPT-2, LLaMA, Mistral, Mixtral, BERT, Qwen2/3, Qwen3-MoE,
+    DeepSeek-V2/V3) to a ModelConfig."""
     if not isinstance(cfg, dict):
         raise ModelError(f"{source}: expected a JSON object")
     kind = cfg.get("model_type")
@@ -187,6 +300,8 @@ def model_from_hf(cfg: object, source: str = "config.json") -> ModelConfig:
         fields = mapper(cfg)
     except KeyError as exc:
         raise ModelError(f"{source}: {exc.args[0]}: missing key") from None
+    except ModelError as exc:
+        raise ModelError(f"{source}: {exc}") from None
     except _BadKey as exc:
         raise ModelError(f"{source}: {exc.args[0]}: expected a positive integer, got "
                          f"{_show(cfg[exc.args[0]])}") from None
@@ -237,4 +352,47 @@ def _bert(c: dict) -> dict:
                 bias=True, tied_embeddings=True)
 
 
-_HF = {"gpt2": _gpt2, "llama": _llama, "mistral": _llama, "mixtral": _llama, "bert": _bert}
+def _window(c: dict) -> int:
+    """Mistral's sliding_window (Qwen's too, but only with use_sliding_window)."""
+    w = c.get("sliding_window")
+    return w if isinstance(w, int) and c.get("use_sliding_window", True) else 0
+
+
+def _mistral(c: dict) -> dict:
+    out = _llama(c)
+    if _window(c) and _window(c) < _int(c, "max_position_embeddings"):
+        out["sliding_window"] = _window(c)
+    return out
+
+
+def _qwen3(c: dict) -> dict:
+    out = _llama(c)
+    out["qk_norm"] = True
+    if c.get("num_experts"):  # qwen3_moe
+        out.update(experts=c["num_experts"], experts_per_token=c["num_experts_per_tok"],
+                   moe_ffn=c["moe_intermediate_size"])
+        if c.get("mlp_only_layers"):
+            raise ModelError("mlp_only_layers: dense layers between MoE layers are not "
+                             "modelled (only leading ones)")
+    return out
+
+
+def _deepseek(c: dict) -> dict:
+    """DeepSeek-V2/V3: MLA (q_lora_rank, kv_lora_rank, qk_nope/rope/v head sizes), shared
+    and routed experts, the first_k_dense_replace dense layers, MTP modules."""
+    out = _llama(c)
+    out.update(kv_heads=c["num_attention_heads"], head_dim=c["qk_nope_head_dim"],
+               rope_dim=c["qk_rope_head_dim"], v_head_dim=c["v_head_dim"],
+               kv_lora_rank=c["kv_lora_rank"], q_lora_rank=c.get("q_lora_rank") or 0,
+               experts=c.get("n_routed_experts") or 0,
+               experts_per_token=c.get("num_experts_per_tok") or 0,
+               shared_experts=c.get("n_shared_experts") or 0,
+               moe_ffn=c.get("moe_intermediate_size") or 0,
+               dense_layers=c.get("first_k_dense_replace") or 0,
+               mtp_layers=c.get("num_nextn_predict_layers") or 0)
+    return out
+
+
+_HF = {"gpt2": _gpt2, "llama": _llama, "mistral": _mistral, "mixtral": _mistral,
+       "bert": _bert, "qwen2": _mistral, "qwen3": _qwen3, "qwen3_moe": _qwen3,
+       "deepseek_v3": _deepseek, "deepseek_v2": _deepseek}

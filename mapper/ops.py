@@ -62,12 +62,20 @@ class LinearAttrs:
     a_trans: bool = False  # inputs[0] holds X [K, M]: y = X^T @ W (a weight gradient)
     w_trans: bool = False  # y = x @ W^T, W [N, K] as stored (a data gradient)
     fold_gamma: str | None = None  # the norm weights folded into W (functional data)
+    # batched per-group products (MLA's per-head absorbed projections): x [M, G*K] @ W
+    # [G*K, N] -> y [M, G*N], group q's columns of x times rows q*K.. of W, one launch
+    groups: int = 0
 
 
 @dataclass(frozen=True)
 class NormAttrs:
     kind: str  # layernorm | rmsnorm
     eps: float
+    # per-head norms (Qwen3's qk-norm): columns col0 .. col0+cols of each row, in place,
+    # normalized in segments of this many columns (0: the whole row is one)
+    segment: int = 0
+    col0: int = 0
+    cols: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,11 +91,17 @@ class RopeAttrs:
 class KvAppendAttrs:
     q_dim: int
     kv_dim: int
+    latent: bool = False  # MLA: inputs (latent, rotary key) fill one cache's rows
 
 
 @dataclass(frozen=True)
 class AttentionAttrs:
     causal: bool = True
+    # multi-head latent attention: inputs are (absorbed q, rotary q, latent cache); a cache
+    # row is the latent then rope_dim rotary-key columns (mapper.kernels.attention)
+    rope_dim: int = 0
+    scale: float = 0.0  # softmax scale (0: 1 / sqrt(head size))
+    window: int = 0  # sliding window: keys each query sees (0: all)
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,10 @@ def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noq
     if batch % par.dp:
         raise ValueError(f"--dp {par.dp} does not divide the batch ({batch})")
     experts = getattr(model, "experts", 0)
-    if par.ep > 1 and (not experts or par.ep != par.dp or experts % par.ep):
+    if par.ep > 1 and (not experts or par.ep != par.dp or par.ep > experts):
         raise ValueError(f"--ep {par.ep}: expert parallelism spreads the experts of a MoE model "
                          f"over the data-parallel replicas: it needs a MoE model, --ep equal "
-                         f"to --dp, and dividing the {experts} experts")
+                         f"to --dp, and at most its {experts} experts")
     if (batch // par.dp) % par.micro:
         raise ValueError(f"--micro-batches {par.micro} does not divide the batch per replica "
                          f"({batch // par.dp})")

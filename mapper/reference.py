@@ -74,11 +74,17 @@ def layer(m, w: dict, li: int, x: np.ndarray, batch: int, past: int,
         return y
 
     h = bf16(norm(x, "norm1"))
+    pos = past + np.tile(np.arange(S), batch)
+    if getattr(m, "kv_lora_rank", 0):
+        att, kcs, vcs = mla(m, w, p, h, batch, past, pos, k_cache, v_cache)
+        return _mlp(m, w, p, x, att, lin, norm, swiglu), kcs, vcs
     qkv = bf16(lin(h, "qkv"))
     q = qkv[:, :nh * hd].reshape(T, nh, hd)
     k = qkv[:, nh * hd:(nh + nkv) * hd].reshape(T, nkv, hd)
     v = qkv[:, (nh + nkv) * hd:].reshape(T, nkv, hd)
-    pos = past + np.tile(np.arange(S), batch)
+    if getattr(m, "qk_norm", False):  # Qwen3: RMSNorm over each head
+        q = bf16(rmsnorm(q, w[p + "q_norm.w"], m.norm_eps))
+        k = bf16(rmsnorm(k, w[p + "k_norm.w"], m.norm_eps))
     if getattr(m.position, "value", m.position) == "rope":
         q, k = bf16(rope(q, pos, m.rope_theta)), bf16(rope(k, pos, m.rope_theta))
     outs, kcs, vcs = [], [], []
@@ -95,6 +101,11 @@ def layer(m, w: dict, li: int, x: np.ndarray, batch: int, past: int,
                       past + np.arange(S), np.arange(past + S))
         outs.append(o.reshape(S, nh * hd))
     att = bf16(np.concatenate(outs))
+    return _mlp(m, w, p, x, att, lin, norm, swiglu), np.stack(kcs), np.stack(vcs)
+
+
+def _mlp(m, w, p, x, att, lin, norm, swiglu):
+    """Output projection + residual, norm, MLP + residual (pre-norm)."""
     x1 = bf16(lin(att, "o") + x)
     h2 = bf16(norm(x1, "norm2"))
     if swiglu:
@@ -106,4 +117,38 @@ def layer(m, w: dict, li: int, x: np.ndarray, batch: int, past: int,
     else:
         up = bf16(gelu(lin(h2, "up")))
         y = bf16(lin(up, "down") + x1)
-    return y, np.stack(kcs), np.stack(vcs)
+    return y
+
+
+def mla(m, w, p, h, batch, past, pos, lat_cache, kpe_cache):
+    """Multi-head latent attention as DeepSeek-V2 defines it (the naive form: keys and
+    values decompressed from the latent per head, W_UK and W_UV being the per-head blocks
+    of kv_b_proj), on h [B*S, H]; returns (attention output [B*S, heads*v_head_dim], the
+    latent caches [B, past+S, r], the rotary-key caches [B, past+S, rope_dim])."""
+    T = h.shape[0]
+    S = T // batch
+    nh, dn, dr, dv, r = m.heads, m.head_dim, m.rope_dim, m.v_head_dim, m.kv_lora_rank
+    eps = m.norm_eps
+    cq = h
+    if m.q_lora_rank:
+        cq = bf16(rmsnorm(bf16(h @ w[p + "q_a.w"]), w[p + "q_norm.w"], eps))
+    q_nope = bf16(cq @ w[p + "q_nope.w"]).reshape(T, nh, dn)
+    q_rope = bf16(rope(bf16(cq @ w[p + "q_rope.w"]).reshape(T, nh, dr), pos, m.rope_theta))
+    lat = bf16(rmsnorm(bf16(h @ w[p + "kv_a.w"]), w[p + "kv_norm.w"], eps))
+    k_pe = bf16(rope(bf16(h @ w[p + "k_rope.w"])[:, None, :], pos, m.rope_theta))[:, 0]
+    w_uk = w[p + "q_absorb.w"].reshape(nh, dn, r)  # head j: k_nope = latent @ W_UK[j]^T
+    w_uv = w[p + "v_absorb.w"].reshape(nh, r, dv)  # head j: v = latent @ W_UV[j]
+    outs, lats, kpes = [], [], []
+    for b in range(batch):
+        sl = slice(b * S, (b + 1) * S)
+        la = np.concatenate([lat_cache[b], lat[sl]]) if past else lat[sl]
+        kp = np.concatenate([kpe_cache[b], k_pe[sl]]) if past else k_pe[sl]
+        lats.append(la)
+        kpes.append(kp)
+        k_nope = np.einsum("kr,hdr->khd", la, w_uk)
+        k = np.concatenate([k_nope, np.repeat(kp[:, None, :], nh, axis=1)], -1)
+        v = np.einsum("kr,hrd->khd", la, w_uv)
+        q = np.concatenate([q_nope[sl], q_rope[sl]], -1)
+        o = attention(q, k, v, True, past + np.arange(S), np.arange(past + S))
+        outs.append(o.reshape(S, nh * dv))
+    return bf16(np.concatenate(outs)), np.stack(lats), np.stack(kpes)

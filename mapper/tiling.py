@@ -29,7 +29,7 @@ class Scored:
 def estimate(g: Gemm, t: Tiling, chip: ChipConfig) -> float:
     """Seconds for the GEMM with tiling ``t`` (analytical); split-K (``k_splits``) as
     tiles x parts work items of K / parts steps, plus the parts' sum."""
-    tiles = ceil_div(g.m, t.tm) * ceil_div(g.n, t.tn)
+    tiles = ceil_div(g.m, t.tm) * ceil_div(g.n, t.tn) * g.groups
     parts = k_splits(g, t, chip.cores)
     active = min(chip.cores, tiles * parts)
     waves = ceil_div(tiles * parts, chip.cores)
@@ -60,12 +60,12 @@ def _load_bandwidth(g: Gemm, t: Tiling, loaded: float, chip: ChipConfig) -> floa
     hbm = chip.hbm_effective_bw
     if chip.l2.capacity <= 0 or chip.l2.bandwidth <= 0 or loaded <= 0:
         return hbm
-    rows, cols = ceil_div(g.m, t.tm), ceil_div(g.n, t.tn)
+    rows, cols = ceil_div(g.m, t.tm) * g.groups, ceil_div(g.n, t.tn)
     per_wave = min(chip.cores, rows * cols)
     a_row, w_col = g.adt.nbytes(t.tm * g.k), g.wdt.nbytes(g.k * t.tn)
     wave = min(rows, per_wave) * a_row + min(cols, ceil_div(per_wave, rows)) * w_col
     waves = ceil_div(rows * cols, chip.cores)
-    unique = g.adt.nbytes(g.m * g.k) + g.wdt.nbytes(g.k * g.n)
+    unique = (g.adt.nbytes(g.m * g.k) + g.wdt.nbytes(g.k * g.n)) * g.groups
     missed = unique if wave * 2 <= chip.l2.capacity else max(unique, waves * wave)
     hit = max(0.0, 1.0 - missed / loaded)
     return 1.0 / max((1.0 - hit) / hbm, hit / chip.l2.bandwidth)

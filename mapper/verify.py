@@ -46,6 +46,8 @@ def _linear(g: Graph, node, where: str) -> None:  # noqa: ANN001
         raise GraphError(f"{where}: x {a.shape} @ W {w.shape} are not matrices")
     (m, k) = a.shape[::-1] if node.attrs.a_trans else a.shape
     (kw, n) = w.shape[::-1] if node.attrs.w_trans else w.shape
+    if node.attrs.groups > 1:
+        n *= node.attrs.groups  # x [M, G*K] @ W [G*K, N] per group -> [M, G*N]
     if k != kw:
         raise GraphError(f"{where}: x {a.shape} @ W {w.shape} do not chain")
     if out.shape != (m, n):

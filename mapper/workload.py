@@ -36,8 +36,9 @@ def node_instructions(g: Graph, node: Node) -> int:
         tiles = _ceil(m, GEMM_EDGE) * _ceil(n, GEMM_EDGE) * _ceil(k, GEMM_EDGE)
         return GEMM_TILE_INSTRUCTIONS * tiles
     if node.op == Op.ATTENTION:
-        qkv, kc = t[node.inputs[0]], t[node.inputs[1]]
+        qkv, kc = t[node.inputs[0]], t[node.inputs[-1 if node.attrs.rope_dim else 1]]
         batch, _, kv_len, hd = kc.shape
+        hd -= node.attrs.rope_dim  # MLA: the latent's width
         heads = t[node.outputs[0]].shape[1] // hd
         q_len = qkv.shape[0] // batch
         pairs = _ceil(q_len, ATTN_EDGE) * _ceil(kv_len, ATTN_EDGE)

@@ -285,6 +285,8 @@ class IterationModel:
         """KV cache bytes one token holds on each chip of the replica (bf16, the layers of
         its pipeline stage)."""
         m = self.model
+        if m.mla:  # one latent + rotary key per token, whole on every tensor rank
+            return math.ceil(m.layers / self.pp) * (m.kv_lora_rank + m.rope_dim) * 2
         return 2 * math.ceil(m.layers / self.pp) * local_kv_heads(m, self.tp) * m.head_dim * 2
 
     def kv_capacity_tokens(self, token_budget: int, utilization: float = 0.9) -> int:

@@ -48,16 +48,37 @@ class Attention:
     # training: also store each query row's softmax max m and 1 / sum l (fp32), for the
     # backward pass; planes [2, heads, batch*sq] at this HBM address (None: not kept)
     stats: int | None = None
+    # multi-head latent attention (absorbed, as FlashMLA runs it): a cache row is the latent
+    # (hd) then a rotary key (rope_dim) shared by every head; a query head is its absorbed
+    # latent part (at q) and its rotary part (at q_rope); scores add the two products, and
+    # the values are the latent tile already in SRAM (no V load)
+    rope_dim: int = 0
+    q_rope: int = 0
+    ldq_rope: int = 0
+    scale: float = 0.0  # softmax scale (0: 1 / sqrt(hd))
+    # decode: query heads of a group per work item (0: all; MLA's 128 heads share one
+    # latent but do not fit one core's accumulator at once, so FlashMLA takes 64 at a time)
+    head_block: int = 0
+    window: int = 0  # sliding window: each query sees its last ``window`` keys (0: all)
 
     @property
     def rep(self) -> int:
         return self.heads // self.kv_heads
 
+    @property
+    def rows_decode(self) -> int:
+        return min(self.rep, self.head_block or self.rep)
+
+    @property
+    def kp(self) -> int:
+        """Elements of one K cache row."""
+        return self.hd + self.rope_dim
+
 
 @dataclass(frozen=True)
 class Item_:
     q_addr: int
-    q_stride: int  # elements between Q rows
+    q_stride: int  # elements between Q rows (MLA: the rotary part at q_rope_addr)
     rows: int
     o_addr: int
     o_stride: int
@@ -69,6 +90,8 @@ class Item_:
     # output rows, then each row's max and sum (fp32), to ``o_addr`` instead of the output
     partial: bool = False
     stats: int | None = None  # HBM address of row 0's m (1/l one plane further on)
+    q_rope_addr: int = 0
+    q_rope_stride: int = 0  # elements between the rotary parts' rows
 
 
 def stats_plane(a: Attention) -> int:
@@ -82,23 +105,34 @@ def items(a: Attention) -> list[Item_]:
     out: list[Item_] = []
     for b in range(a.batch):
         for g in range(a.kv_heads):
-            kv = ((b * a.kv_heads + g) * a.max_ctx) * a.hd * e
+            kv = ((b * a.kv_heads + g) * a.max_ctx) * a.kp * e
             if a.sq == 1:  # decode: the group's query heads are the rows
-                h0 = g * a.rep
-                out.append(Item_(a.q + (b * a.ldq + h0 * a.hd) * e, a.hd, a.rep,
-                                 a.out + (b * ldo + h0 * a.hd) * e, a.hd, kv, a.skv,
-                                 a.q_pos0, False))
+                lo = max(0, a.skv - a.window) if a.window else 0
+                for h0 in range(g * a.rep, (g + 1) * a.rep, a.rows_decode):
+                    rows = min(a.rows_decode, (g + 1) * a.rep - h0)
+                    out.append(Item_(a.q + (b * a.ldq + h0 * a.hd) * e, a.hd, rows,
+                                     a.out + (b * ldo + h0 * a.hd) * e, a.hd,
+                                     kv + lo * a.kp * e, a.skv - lo, a.q_pos0, False,
+                                     q_rope_addr=a.q_rope + (b * a.ldq_rope + h0 * a.rope_dim)
+                                     * e, q_rope_stride=a.rope_dim))
                 continue
             for h in range(g * a.rep, (g + 1) * a.rep):
                 for q0 in range(0, a.sq, a.tq):
                     rows = min(a.tq, a.sq - q0)
                     first = a.q_pos0 + q0
                     n_kv = min(a.skv, first + rows) if a.causal else a.skv
+                    # a sliding window starts at the tile of the first row's oldest key
+                    lo = max(0, first - a.window + 1) // a.tkv * a.tkv \
+                        if a.window and a.causal else 0
                     st = None if a.stats is None else \
                         a.stats + 4 * (h * a.batch * a.sq + b * a.sq + q0)
                     out.append(Item_(a.q + ((b * a.sq + q0) * a.ldq + h * a.hd) * e, a.ldq,
                                      rows, a.out + ((b * a.sq + q0) * ldo + h * a.hd) * e, ldo,
-                                     kv, n_kv, first, a.causal, stats=st))
+                                     kv + lo * a.kp * e, n_kv - lo, first - lo, a.causal,
+                                     stats=st, q_rope_addr=a.q_rope + ((b * a.sq + q0)
+                                                                       * a.ldq_rope
+                                                                       + h * a.rope_dim) * e,
+                                     q_rope_stride=a.ldq_rope))
     return out
 
 
@@ -125,11 +159,13 @@ def regions(a: Attention, partial: bool = False) -> Regions:
     arena = Arena(ALIGN)
     take = arena.take
 
-    rows = max(a.tq, a.rep)
-    kv = a.dt.nbytes(a.tkv * a.hd)
+    rows = max(a.tq, a.rows_decode)
+    kv = a.dt.nbytes(a.tkv * a.kp)  # MLA: the rotary key right after the latent
     out = 4 * rows * (a.hd + 2) if partial else a.dt.nbytes(rows * a.hd) + \
         (8 * rows if a.stats is not None else 0)
-    r = dict(q=take(a.dt.nbytes(rows * a.hd)), k=(take(kv), take(kv)), v=(take(kv), take(kv)),
+    k = (take(kv), take(kv))
+    v = k if a.rope_dim else (take(kv), take(kv))  # MLA: the values are the latent tile
+    r = dict(q=take(a.dt.nbytes(rows * a.kp)), k=k, v=v,
              p=take(a.dt.nbytes(rows * a.tkv)), o_out=take(out),
              m=take(4 * rows), mt=take(4 * rows), mnew=take(4 * rows), corr=take(4 * rows),
              l=take(4 * rows), lt=take(4 * rows))
@@ -194,7 +230,8 @@ def _split(a: Attention, work: list[Item_], parts: int, scratch: int
         for i, it in enumerate(work):
             slot = scratch + 4 * (p * len(work) + i) * rows * (a.hd + 2)
             out.append(Item_(it.q_addr, it.q_stride, rows, slot, a.hd,
-                             it.kv_base + k0 * a.hd * e, k1 - k0, it.first_pos, False, True))
+                             it.kv_base + k0 * a.kp * e, k1 - k0, it.first_pos, False, True,
+                             q_rope_addr=it.q_rope_addr, q_rope_stride=it.q_rope_stride))
     return out, rows
 
 
@@ -279,25 +316,38 @@ def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     for it in work:
         seq += [build("sem.wait", "dma", Q_FREE),
                 build("dma.load", sram(r.q), hbm(it.q_addr), a.dt, it.rows, a.hd,
-                      stride=it.q_stride),
-                build("sem.signal", "dma", Q_READY)]
+                      stride=it.q_stride)]
+        if a.rope_dim:
+            seq.append(build("dma.load", sram(r.q + a.dt.nbytes(it.rows * a.hd)),
+                             hbm(it.q_rope_addr), a.dt, it.rows, a.rope_dim,
+                             stride=it.q_rope_stride))
+        seq.append(build("sem.signal", "dma", Q_READY))
         tiles = _kv_tiles(a, it)
 
         def step(n: int, in_loop: bool, it=it, tiles=tiles, g0=g) -> list[Item]:
             t0, keys = tiles[n]
             b = (g0 + n) % 2
-            off = it.kv_base + t0 * a.hd * e
+            off = it.kv_base + t0 * a.kp * e
             reg = 0 if in_loop else None
-            return [build("sem.wait", "dma", KV_FREE + b),
-                    build("dma.load", sram(r.k[b]), hbm(a.k_cache + off, reg), a.dt, keys, a.hd),
-                    build("dma.load", sram(r.v[b]), hbm(a.v_cache + off, reg), a.dt, keys, a.hd),
+            if a.rope_dim:  # the latent, then the rotary keys, from one cache row each
+                loads = [build("dma.load", sram(r.k[b]), hbm(a.k_cache + off, reg), a.dt, keys,
+                               a.hd, stride=a.kp),
+                         build("dma.load", sram(r.k[b] + a.dt.nbytes(keys * a.hd)),
+                               hbm(a.k_cache + off + a.hd * e, reg), a.dt, keys, a.rope_dim,
+                               stride=a.kp)]
+            else:
+                loads = [build("dma.load", sram(r.k[b]), hbm(a.k_cache + off, reg), a.dt, keys,
+                               a.hd),
+                         build("dma.load", sram(r.v[b]), hbm(a.v_cache + off, reg), a.dt, keys,
+                               a.hd)]
+            return [build("sem.wait", "dma", KV_FREE + b), *loads,
                     build("sem.signal", "dma", KV_FULL + b)]
 
         seq += step(0, False)
         if prev is not None:
             seq += _store(a, r, prev)
         full = len(tiles) - 1 - (1 if len(tiles) > 1 and tiles[-1][1] < a.tkv else 0)
-        seq += steps(full, step, (("a0", 2 * a.tkv * a.hd * e),), 1)
+        seq += steps(full, step, (("a0", 2 * a.tkv * a.kp * e),), 1)
         seq += [i for n in range(1 + full, len(tiles)) for i in step(n, False)]
         g += len(tiles)
         prev = it
@@ -344,6 +394,10 @@ def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
             out = [build("sem.wait", "mx", KV_FULL + b),
                    build("mm", acc(r.s), sram(r.q), sram(r.k[b]), it.rows, a.hd, keys, a.dt,
                          a.dt, "tw")]
+            if a.rope_dim:  # + the rotary parts' scores
+                out.append(build("mm", acc(r.s), sram(r.q + a.dt.nbytes(it.rows * a.hd)),
+                                 sram(r.k[b] + a.dt.nbytes(keys * a.hd)), it.rows, a.rope_dim,
+                                 keys, a.dt, a.dt, "tw|accum"))
             if n == len(tiles) - 1:
                 out.append(build("sem.signal", "mx", Q_FREE))
             return out + [build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
@@ -362,7 +416,7 @@ def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
 
 def _vec(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     seq: list[Item] = []
-    scale = 1.0 / math.sqrt(a.hd)
+    scale = a.scale or 1.0 / math.sqrt(a.hd)
     for it in work:
         rows = it.rows
         tiles = _kv_tiles(a, it)

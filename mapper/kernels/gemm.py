@@ -74,6 +74,13 @@ class Gemm:
     # (0: all of them) and writes its fp32 partial sums to C
     k_first: int = 0
     k_count: int = 0
+    # batched (strided) GEMM, one launch for ``groups`` independent m x k x n products (a
+    # per-head projection, as cuBLAS's strided batched GEMM): group q reads A at
+    # a + q * a_stride, W at w + q * w_stride, writes C at c + q * c_stride (bytes)
+    groups: int = 1
+    a_stride: int = 0
+    w_stride: int = 0
+    c_stride: int = 0
     extras: tuple[str, ...] = field(init=False, default=())
 
     @property
@@ -168,8 +175,10 @@ def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
 
 
 def gemm_programs(g: Gemm, t: Tiling, cores: int) -> list[list[Item]]:
-    """Per-core instruction lists: prologue tokens, then the DMA, MX and VEC sequences."""
-    tiles = [(i, j) for j in range(ceil_div(g.n, t.tn)) for i in range(ceil_div(g.m, t.tm))]
+    """Per-core instruction lists: prologue tokens, then the DMA, MX and VEC sequences.
+    A batched GEMM's row tiles run group after group (``i`` counts over all groups)."""
+    rows = ceil_div(g.m, t.tm) * g.groups
+    tiles = [(i, j) for j in range(ceil_div(g.n, t.tn)) for i in range(rows)]
     plan = plan_sram(g, t)
     offs = weight_block_offsets(g, t)
     out: list[list[Item]] = []
@@ -200,8 +209,14 @@ def _prologue(g: Gemm, t: Tiling) -> list[Item]:
 
 def _shape(g: Gemm, t: Tiling, i: int, j: int) -> tuple[int, int, int]:
     """(tm, tn, number of k steps) of output tile (i, j)."""
-    return (min(t.tm, g.m - i * t.tm), min(t.tn, g.n - j * t.tn),
+    sub = i % ceil_div(g.m, t.tm)
+    return (min(t.tm, g.m - sub * t.tm), min(t.tn, g.n - j * t.tn),
             g.k_count or ceil_div(g.k, t.tk))
+
+
+def _group(g: Gemm, t: Tiling, i: int) -> tuple[int, int]:
+    """(group, row tile within it) of row tile ``i``."""
+    return divmod(i, ceil_div(g.m, t.tm)) if g.groups > 1 else (0, i)
 
 
 def _ends_ragged(g: Gemm, t: Tiling) -> bool:
@@ -223,9 +238,12 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
     prev: tuple | None = None
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
-        a_row = g.a + g.adt.nbytes(i * t.tm * (1 if g.a_trans else lda))
+        grp, sub = _group(g, t, i)
+        a_row = g.a + grp * g.a_stride + g.adt.nbytes(sub * t.tm * (1 if g.a_trans else lda))
+        w_base = g.w + grp * g.w_stride
 
-        def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, g0=gstep) -> list:
+        def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, w_base=w_base,
+                 g0=gstep) -> list:
             kk = k - g0 + g.k_first  # the K step of the whole GEMM
             tk = min(t.tk, g.k - kk * t.tk)
             b = k % n
@@ -234,7 +252,7 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
             return [build("sem.wait", "dma", FREE),
                     *([build("sem.wait", "dma", WQ_FREE + b)] if dec else []),
                     _a_load(g, p, b, a_row, kk * t.tk, a_reg, tm, tk, lda),
-                    *_w_load(g, p, b, g.w + offs[(kk, j)], w_reg, tk, tn),
+                    *_w_load(g, p, b, w_base + offs[(kk, j)], w_reg, tk, tn),
                     build("sem.signal", "dma", FULL),
                     *([build("sem.signal", "dma", WQ_FULL + b)] if dec else [])]
 
@@ -315,7 +333,8 @@ def _extras_load(g: Gemm, t: Tiling, p: SramPlan, i: int, j: int, tm: int,
 def _store(g: Gemm, t: Tiling, p: SramPlan, par: int, i: int, j: int, tm: int,
            tn: int) -> list[Item]:
     ldc = g.ldc or g.n
-    addr = g.c + g.cdt.nbytes(i * t.tm * ldc + j * t.tn)
+    grp, sub = _group(g, t, i)
+    addr = g.c + grp * g.c_stride + g.cdt.nbytes(sub * t.tm * ldc + j * t.tn)
     return [build("sem.wait", "dma", C_READY + par),
             build("dma.store", hbm(addr), sram(p.c[par]), g.cdt, tm, tn, stride=ldc),
             build("sem.signal", "dma", C_FREE + par)]
@@ -430,7 +449,7 @@ def k_splits(g: Gemm, t: Tiling, cores: int) -> int:
     half the cores idle, each tile's K range is cut so that tiles x parts fill the cores,
     keeping ``SPLIT_MIN_STEPS`` K steps a part; as GPU libraries do for few output tiles and
     a long K. Plain GEMMs only (an epilogue, a decode stage or 2:4 weights keep one part)."""
-    if g.decode or g.sparse or g.extras or g.act or g.k_count:
+    if g.decode or g.sparse or g.extras or g.act or g.k_count or g.groups > 1:
         return 1
     tiles = ceil_div(g.m, t.tm) * ceil_div(g.n, t.tn)
     if 2 * tiles > cores:
