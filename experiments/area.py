@@ -16,7 +16,8 @@ from isa.dtypes import DType
 NODE = "7 nm"
 MM2_PER_MAC = {  # one MAC unit incl. pipeline registers
     DType.FP32: 0.0040, DType.BF16: 0.0012, DType.FP16: 0.0012, DType.FP8E4M3: 0.0006,
-    DType.FP8E5M2: 0.0006, DType.INT8: 0.0004, DType.INT4: 0.0002}
+    DType.FP8E5M2: 0.0006, DType.INT8: 0.0004, DType.INT4: 0.0002,
+    DType.FP4E2M1: 0.0003}
 MM2_PER_MIB_SRAM = 0.9  # high-density 6T SRAM with periphery
 MM2_PER_VECTOR_LANE = 0.01
 MM2_PER_HBM_PHY = 11.0  # one HBM2e/3 stack interface

@@ -16,6 +16,7 @@ class DType(IntEnum):
     FP16 = 5
     FP32 = 6
     INT32 = 7
+    FP4E2M1 = 8  # OCP MX fp4: 1 sign, 2 exponent, 1 mantissa bits; max 6; block-scaled
 
     @property
     def bits(self) -> int:
@@ -36,7 +37,7 @@ class DType(IntEnum):
         return DType.FP32 if self.is_float else DType.INT32
 
     def nbytes(self, count: int) -> int:
-        """Bytes occupied by ``count`` packed elements (int4 packs two per byte)."""
+        """Bytes occupied by ``count`` packed elements (4-bit types pack two per byte)."""
         return (count * self.bits + 7) // 8
 
     @classmethod
@@ -58,5 +59,6 @@ _BITS = {
     DType.FP16: 16,
     DType.FP32: 32,
     DType.INT32: 32,
+    DType.FP4E2M1: 4,
 }
 _BY_NAME = {d.asm_name: d for d in DType}

@@ -2,7 +2,7 @@
 
 Floats round to nearest even and saturate to the type's largest finite value (accelerators
 saturate rather than overflow to inf; NaN stays NaN). Integers round half to even and
-saturate. int4 packs two per byte, element 0 in the low nibble. The bit-exact casts come
+saturate. int4 and fp4 (e2m1) pack two per byte, element 0 in the low nibble. The bit-exact casts come
 from ``ml_dtypes`` (the JAX project's numpy types); the clipping before them is ours.
 """
 
@@ -16,7 +16,7 @@ from isa.dtypes import DType
 _NP = {
     DType.BF16: ml_dtypes.bfloat16, DType.FP16: np.float16, DType.FP32: np.float32,
     DType.FP8E4M3: ml_dtypes.float8_e4m3fn, DType.FP8E5M2: ml_dtypes.float8_e5m2,
-    DType.INT8: np.int8, DType.INT32: np.int32,
+    DType.INT8: np.int8, DType.INT32: np.int32, DType.FP4E2M1: ml_dtypes.float4_e2m1fn,
 }
 _INT_RANGE = {DType.INT4: (-8, 7), DType.INT8: (-128, 127), DType.INT32: (-(2 ** 31), 2 ** 31 - 1)}
 
@@ -50,6 +50,12 @@ def to_bytes(values: np.ndarray, dtype: DType) -> np.ndarray:
         if len(q) % 2:
             q = np.concatenate([q, np.zeros(1, np.int8)])
         return (q[0::2] | (q[1::2] << 4)).astype(np.uint8)
+    if dtype == DType.FP4E2M1:
+        top = max_finite(dtype)
+        q = np.clip(x.astype(np.float32), -top, top).astype(_NP[dtype]).view(np.uint8) & 0x0F
+        if len(q) % 2:
+            q = np.concatenate([q, np.zeros(1, np.uint8)])
+        return (q[0::2] | (q[1::2] << 4)).astype(np.uint8)
     if dtype in _INT_RANGE:
         q = round_to(x, dtype).astype(_NP[dtype])
     elif dtype == DType.FP32:
@@ -71,6 +77,10 @@ def from_bytes(buf: np.ndarray, dtype: DType, count: int) -> np.ndarray:
         vals[0::2], vals[1::2] = lo, hi
         vals = np.where(vals > 7, vals - 16, vals)
         return vals[:count]
+    if dtype == DType.FP4E2M1:
+        codes = np.empty(2 * len(b), np.uint8)
+        codes[0::2], codes[1::2] = b & 0x0F, b >> 4
+        return codes[:count].view(_NP[dtype]).astype(np.float32)
     raw = np.frombuffer(b[:dtype.nbytes(count)].tobytes(), dtype=np.dtype(_NP[dtype]))
     if dtype in _INT_RANGE:
         return raw.astype(np.int64)

@@ -28,7 +28,8 @@ from mapper.graph import Graph, Kind, Node, Tensor
 from mapper.ops import ActAttrs, EpsAttrs, LinearAttrs, Op, QmaxAttrs
 from mapper.verify import verify
 
-QUANT = {"int8": (DType.INT8, 127.0), "int4": (DType.INT4, 7.0), "fp8": (DType.FP8E4M3, 448.0)}
+QUANT = {"int8": (DType.INT8, 127.0), "int4": (DType.INT4, 7.0), "fp8": (DType.FP8E4M3, 448.0),
+         "fp4": (DType.FP4E2M1, 6.0)}
 SCHEMES = (*QUANT, "log4", "cluster16")
 
 
@@ -104,7 +105,8 @@ def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group
     w_out = dict(weights) if weights is not None else None
     before = after = 0
     for i, node in enumerate(g.nodes):
-        if node.op != Op.LINEAR or (layers is not None and _layer_of(node) not in layers):
+        if node.op != Op.LINEAR or (layers is not None and _layer_of(node) not in layers) \
+                or node.attrs.groups > 1:  # MLA's per-head absorbed products stay bf16
             continue
         wname = node.inputs[1]
         t = g.tensors[wname]
@@ -152,6 +154,8 @@ def _quantize_values(w_out: dict, wname: str, scheme: str, group: int, dt: DType
         if group:
             s = np.abs(w).reshape(-1, group, w.shape[1]).max(axis=1) / qmax  # [K/g, N]
             s = np.maximum(s, 1e-12)
+            if dt == DType.FP4E2M1:  # MX block scale: a power of two (E8M0), rounded up
+                s = 2.0 ** np.ceil(np.log2(s))
             w_out[wname] = round_to(w / np.repeat(s, group, axis=0), dt)
             w_out[wname + ".gscale"] = s
         else:
@@ -315,7 +319,7 @@ def fuse_norm_projection(graph: Graph, weights: dict | None, notes: dict
     return g, weights
 
 
-ACT = {"int8": (DType.INT8, 127.0), "fp8": (DType.FP8E4M3, 448.0)}
+ACT = {"int8": (DType.INT8, 127.0), "fp8": (DType.FP8E4M3, 448.0), "fp4": (DType.FP4E2M1, 6.0)}
 
 
 def quantize_activations(graph: Graph, weights: dict | None, scheme: str, notes: dict

@@ -34,12 +34,12 @@ class MapOptions:
     quant: str | None = _opt(None, "weight quantization: linear int8/int4/fp8 (per output "
                              "channel, or per group with --quant-group), logarithmic log4, "
                              "clustered cluster16",
-                             ("int8", "int4", "fp8", "log4", "cluster16"))
+                             ("int8", "int4", "fp8", "fp4", "log4", "cluster16"))
     quant_group: int = _opt(0, "linear quantization with one scale per G weights along K "
                                "(0: per output channel)")
     act_quant: str | None = _opt(None, "quantize the activations of quantized projections "
                                        "too (W8A8, per-token scales); needs --quant of the "
-                                       "same type", ("int8", "fp8"))
+                                       "same type", ("int8", "fp8", "fp4"))
     quant_layers: tuple[int, ...] | None = _opt(None, "quantize only these layers (mixed "
                                                       "precision; default: all)")
     sparsity: str | None = _opt(None, "prune weights to 2:4 sparsity", ("2:4",))

@@ -25,7 +25,7 @@ def weight_bytes(mapped) -> int:
 
 @pytest.mark.parametrize("scheme, group, factor", [
     ("int8", 0, 2), ("fp8", 0, 2), ("int4", 0, 4), ("log4", 0, 4), ("cluster16", 0, 4),
-    ("int4", 16, 4)])
+    ("int4", 16, 4), ("fp4", 16, 4)])
 def test_quantization_shrinks_weight_bytes_and_hbm_traffic(scheme, group, factor):
     model = load_model("tiny-llama")
     chip = make_chip(cores=4)
@@ -40,7 +40,7 @@ def test_quantization_shrinks_weight_bytes_and_hbm_traffic(scheme, group, factor
 
 @pytest.mark.parametrize("scheme, group, bound", [
     ("int8", 0, 0.02), ("fp8", 0, 0.08), ("int4", 0, 0.25), ("int8", 16, 0.02),
-    ("int4", 16, 0.2), ("log4", 0, 0.5), ("cluster16", 0, 0.3)])
+    ("int4", 16, 0.2), ("fp4", 16, 0.3), ("log4", 0, 0.5), ("cluster16", 0, 0.3)])
 def test_quantized_model_error_is_bounded(scheme, group, bound):
     """Output error against the bf16 model, relative to the output's scale; and the run
     computes exactly what numpy computes with the decoded weights."""
@@ -233,7 +233,7 @@ def test_rmsnorm_is_fused_into_the_projection_and_saves_a_round_trip():
     assert f.bytes["hbm_write"] < u.bytes["hbm_write"]
 
 
-@pytest.mark.parametrize("scheme, bound", [("int8", 0.03), ("fp8", 0.1)])
+@pytest.mark.parametrize("scheme, bound", [("int8", 0.03), ("fp8", 0.1), ("fp4", 0.6)])
 def test_w8a8_activations_quantized_per_token(scheme, bound):
     model = load_model("tiny-llama")
     base, rb, _ = run_functional(model, PREFILL)
@@ -257,3 +257,16 @@ def test_w8a8_runs_the_array_at_the_int8_rate():
         return sum(simulate(p, chip).engines["mx"].busy_s for (_, k), p in
                    zip(m.lowered.kernels, m.lowered.kernel_programs) if k == "linear")
     assert mx_busy(w8a8) < 0.75 * mx_busy(w8)  # bf16 x int8 runs at the bf16 rate
+
+
+def test_w4a4_fp4_runs_the_array_at_four_times_the_bf16_rate():
+    """fp4 (e2m1) weights and activations: a Blackwell-class array's fp4 rate."""
+    model = load_model("tiny-llama")
+    chip = make_chip(cores=4)
+    bf = map_model(model, chip, PREFILL, MapOptions())
+    w4a4 = map_model(model, chip, PREFILL, MapOptions(quant="fp4", act_quant="fp4"))
+
+    def macs_s(m):
+        return sum(simulate(p, chip).engines["mx"].busy_s for (_, k), p in
+                   zip(m.lowered.kernels, m.lowered.kernel_programs) if k == "linear")
+    assert macs_s(w4a4) < 0.5 * macs_s(bf)

@@ -23,13 +23,15 @@ from isa.dtypes import DType
 
 def make_chip(dataflow: Dataflow = Dataflow.WS, cores: int = 1, **overrides) -> ChipConfig:
     core = CoreConfig(
-        array=ArrayConfig(16, 16, dataflow, {DType.BF16: 1, DType.INT8: 2, DType.FP8E4M3: 2}),
+        array=ArrayConfig(16, 16, dataflow, {DType.BF16: 1, DType.INT8: 2, DType.FP8E4M3: 2,
+                                             DType.FP4E2M1: 4}),
         vector=VectorConfig(lanes=16),
         sram=MemoryConfig(capacity=1 << 20, bytes_per_cycle=64),
         acc=MemoryConfig(capacity=1 << 18, bytes_per_cycle=64),
         dma=DmaConfig(latency=100e-9, max_bandwidth=0.0, burst_bytes=64),
     )
-    energy = EnergyConfig(mac_pj={DType.BF16: 0.5, DType.INT8: 0.1, DType.FP8E4M3: 0.2},
+    energy = EnergyConfig(mac_pj={DType.BF16: 0.5, DType.INT8: 0.1, DType.FP8E4M3: 0.2,
+                                  DType.FP4E2M1: 0.1},
                           vector_pj=0.2, sram_pj_per_byte=0.1, acc_pj_per_byte=0.1,
                           l2_pj_per_byte=0.5, hbm_pj_per_byte=5.0,
                           static_w=1.0)

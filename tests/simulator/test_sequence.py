@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 
 from mapper.layers import Phase
+from mapper.model import model_from_dict
 from mapper.pipeline import MapOptions, map_model
 from simulator.result import sequence
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 
-TINY = types.SimpleNamespace(name="t", arch="decoder", hidden=64, layers=2, heads=4, kv_heads=2,
-                             head_dim=16, ffn=128, mlp="swiglu", norm="rmsnorm", position="rope",
-                             vocab=128, max_seq=64, rope_theta=1e4, norm_eps=1e-5, bias=False)
+TINY = model_from_dict(dict(name="t", arch="decoder", hidden=64, layers=2, heads=4, kv_heads=2,
+                            head_dim=16, ffn=128, mlp="swiglu", norm="rmsnorm", position="rope",
+                            vocab=128, max_seq=64, rope_theta=1e4, norm_eps=1e-5, bias=False))
 
 
 @pytest.mark.parametrize("phase", [Phase("prefill", 2, seq=24), Phase("decode", 4, ctx=40)],
