@@ -36,6 +36,21 @@ def admit(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  #
     return work, warning
 
 
+def memory(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  # noqa: ANN001
+           tokens: int, opts: MapOptions, system=None, par=None) -> dict:  # noqa: ANN001
+    """The busiest chip's bytes at the run's largest phase, by part, and its HBM."""
+    from mapper.footprint import footprint
+
+    tp, pp, dp, ep = (par.tp, par.pp, par.dp, par.ep) if par is not None else (1, 1, 1, 1)
+    fps = [footprint(model, ph, opts, tp, pp, dp, ep)
+           for ph in _phases(mode, batch, seq, ctx, tokens)]
+    fp = max(fps, key=lambda f: f.total)
+    cap = min(c.hbm.capacity for c in system.chips) if system is not None else chip.hbm.capacity
+    return {"weights_bytes": fp.weights, "kv_cache_bytes": fp.kv_cache,
+            "activations_bytes": fp.activations, "workspace_bytes": fp.workspace,
+            "total_bytes": fp.total, "hbm_bytes": cap}
+
+
 def decode_points(ctx0: int, tokens: int, samples: int) -> list[int]:
     """Context lengths to simulate: all of them, or ``samples`` evenly spaced incl. both ends."""
     if samples <= 0 or samples >= tokens:

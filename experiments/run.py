@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from experiments import decode_steps
-from experiments.admit import admit, decode_points
+from experiments.admit import admit, decode_points, memory
 from hardware.chip import ChipConfig
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
@@ -287,6 +287,8 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
             return run_system_phase(model, system, phase, par, opts, trace, budget)
         return run_phase(model, chip, phase, opts, trace, emit_asm, budget)
     rep = RunReport(model.name, chip.name if system is None else system.name, mode)
+    rep.notes["memory_per_chip"] = memory(model, chip, mode, batch, seq, ctx, tokens, opts,
+                                          system, par)
     if warning:
         rep.notes["warnings"] = [warning]
     if mode in ("prefill", "generate"):

@@ -65,6 +65,14 @@ def run_summary(report) -> str:  # noqa: ANN001
         unit = {"latency_s": "s", "energy_j": "J", "ttft_s": "s", "tpot_s": "s",
                 "tokens_per_s": "tok/s", "energy_per_token_j": "J"}.get(k, "")
         lines.append(f"  {k:20} {si(v, unit)}")
+    mem = report.notes.get("memory_per_chip")
+    if mem:
+        gb = 1e9
+        lines.append(f"  memory per chip      {mem['total_bytes'] / gb:.1f} GB of "
+                     f"{mem['hbm_bytes'] / gb:.0f} GB: weights {mem['weights_bytes'] / gb:.1f} "
+                     f"+ KV cache {mem['kv_cache_bytes'] / gb:.1f} + activations "
+                     f"{mem['activations_bytes'] / gb:.2f} + workspace "
+                     f"{mem['workspace_bytes'] / gb:.2f}")
     comp = report.notes.get("compression")
     if comp:
         runs0 = ([report.prefill] if report.prefill else []) + report.decode

@@ -2,8 +2,8 @@
 
 Chip ``c`` of a TP x PP x DP system is ``dp_rank * pp * tp + stage * tp + tp_rank``. Each
 tensor-parallel group all-reduces after its row-parallel projections (chip group
-``1 + dp_rank * pp + stage``); each chip ends its kernels with a barrier of its own group
-(``CHIP_GROUP + c``), so chips are coupled only by their collectives and transfers. Pipeline
+``1 + dp_rank * pp + stage``); each chip ends its kernels with a barrier of its group, so
+chips are coupled only by their collectives and transfers. Pipeline
 stages hold contiguous layers and pass activations on with ``net.send`` / ``net.recv``;
 data-parallel replicas share nothing.
 """
@@ -16,14 +16,16 @@ import numpy as np
 
 from hardware.chip import ChipConfig
 from isa import MemRef, Program, Space, build
+from isa.program import Instruction
+from isa.table import BY_MNEMONIC
 from mapper.layers import Phase, Shard, build_layers, check_shard, local_kv_heads
-from mapper.lower import Confirm, lower
+from mapper.lower import Confirm, Lowered, lower
 from mapper.passes import apply_passes
 from mapper.pipeline import MapOptions
 from mapper.weights import add_rope_tables, init_weights
 
-CHIP_GROUP = 128  # chip c's own barrier group is CHIP_GROUP + c (ISA groups are 8-bit)
-EP_GROUP = 64  # the all-to-all group of (stage s, tensor rank r) is EP_GROUP + s * tp + r
+CHIP_GROUP = 128  # a lone collective's chips (experiments.train.costs): 128 + c each
+GROUPS = 255  # ISA group numbers are 8-bit; 0 is the chip itself
 
 
 @dataclass(frozen=True)
@@ -57,27 +59,40 @@ def chip_of(par: Parallel, dp: int, stage: int, rank: int) -> int:
     return dp * par.pp * par.tp + stage * par.tp + rank
 
 
+def ep_base(par: Parallel) -> int:
+    """Group numbers: tensor-parallel groups 1 .. dp x pp, then the all-to-all groups of
+    (stage, tensor rank), then each chip's own."""
+    return 1 + par.dp * par.pp
+
+
+def chip_base(par: Parallel) -> int:
+    return ep_base(par) + (par.pp * par.tp if par.ep > 1 else 0)
+
+
 def groups_of(par: Parallel) -> dict[int, list[int]]:
     groups = {1 + d * par.pp + s: [chip_of(par, d, s, r) for r in range(par.tp)]
               for d in range(par.dp) for s in range(par.pp)}
-    groups.update({CHIP_GROUP + c: [c] for c in range(par.chips)})
+    groups.update({chip_base(par) + c: [c] for c in range(par.chips)})
     if par.ep > 1:
-        groups.update({EP_GROUP + s * par.tp + r: [chip_of(par, d, s, r) for d in range(par.dp)]
+        groups.update({ep_base(par) + s * par.tp + r: [chip_of(par, d, s, r)
+                                                      for d in range(par.dp)]
                        for s in range(par.pp) for r in range(par.tp)})
     return groups
 
 
 def shard_of(par: Parallel, d: int, s: int, r: int) -> Shard:
     """Tensor rank ``r`` of stage ``s`` of replica ``d``: its shard and groups."""
-    return Shard(par.tp, r, 1 + d * par.pp + s, par.ep, EP_GROUP + s * par.tp + r)
+    return Shard(par.tp, r, 1 + d * par.pp + s, par.ep, ep_base(par) + s * par.tp + r)
 
 
 def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noqa: ANN001
     if par.chips != chips:
         raise ValueError(f"--tp {par.tp} x --pp {par.pp} x --dp {par.dp} = {par.chips} chips, "
                          f"but the system has {chips}")
-    if chips > 255 - CHIP_GROUP:
-        raise ValueError(f"at most {255 - CHIP_GROUP} chips can be mapped, not {chips}")
+    if chip_base(par) + chips - 1 > GROUPS:
+        raise ValueError(f"{chips} chips as --tp {par.tp} --pp {par.pp} --dp {par.dp} need "
+                         f"{chip_base(par) + chips - 1} synchronisation groups; the ISA has "
+                         f"{GROUPS}: map a smaller system")
     check_shard(model, par.tp)
     if model.layers < par.pp:
         raise ValueError(f"--pp {par.pp} exceeds the model's {model.layers} layers")
@@ -136,10 +151,11 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                 shard = shard_of(par, d, s, r)
                 # ranks after the first of a group build the same graph (only rank 0 adds a
                 # row-parallel bias); their chips are alike too: lower it once
-                same = (s, shard.group, shard.ep_group if par.ep > 1 else 0, min(r, 1),
-                        repr(chips[c]))
+                # and replicas differ only in their group numbers: relabelled, not lowered
+                same = (s, min(r, 1), repr(chips[c]))
                 if full_w is None and same in done:
-                    g, low = done[same]
+                    g, low, was = done[same]
+                    low = _relabel(low, {was.group: shard.group, was.ep_group: shard.ep_group})
                     _place(low, g, par, c, s, layers, shard, programs, addresses, kernels)
                     graphs[c], done_kernels[c] = g, low.kernels
                     continue
@@ -155,7 +171,7 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                             confirm if opts.confirm_top > 1 else None, opts.confirm_top,
                             opts.layout, barrier_group=shard.group)
                 if full_w is None:
-                    done[same] = (g, low)
+                    done[same] = (g, low, shard)
                 _place(low, g, par, c, s, layers, shard, programs, addresses, kernels)
                 graphs[c], done_kernels[c] = g, low.kernels
     per_stage = len(stage_layers(model, par, 0, None))
@@ -164,6 +180,32 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
     return SystemMapping(programs, groups_of(par), addresses, factor, full_w,
                          dict(inputs or {}), kernels, graphs,
                          [n for n, _ in done_kernels.get(first, [])])
+
+
+_GROUP_ARG = {spec.opcode: spec.slices["group"].start for spec in BY_MNEMONIC.values()
+              if spec.mnemonic.startswith("net.") and "group" in spec.slices}
+
+
+def _relabel(low: Lowered, groups: dict[int, int]) -> Lowered:
+    """``low`` with the group numbers of its network instructions renamed (a replica's
+    programs are another's but for the groups they synchronise with)."""
+    groups = {a: b for a, b in groups.items() if a != b}
+    if not groups:
+        return low
+
+    def fix(prog: Program) -> Program:
+        out = []
+        for ins in prog.instructions:
+            at = _GROUP_ARG.get(ins.opcode)
+            if at is not None and ins.args[at] in groups:
+                args = list(ins.args)
+                args[at] = groups[ins.args[at]]
+                ins = Instruction(ins.opcode, tuple(args))
+            out.append(ins)
+        return Program(tuple(out), prog.data)
+    return replace(low, programs={c: fix(p) for c, p in low.programs.items()},
+                   kernel_programs=[{c: fix(p) for c, p in k.items()}
+                                    for k in low.kernel_programs])
 
 
 def _place(low, g, par: Parallel, c: int, s: int, layers: range, shard: Shard,  # noqa: ANN001

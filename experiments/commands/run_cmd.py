@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from experiments.commands import DefaultsHelp, chip_or_system
+from experiments.commands import DefaultsHelp, add_routing_args, chip_or_system, routed
 from isa.errors import TesseraError
 from mapper.pipeline import option
 
@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "cache of --ctx tokens; generate: prefill then --tokens decode steps.")
     p.add_argument("--model", default="llama2-7b",
                    help="preset name, model YAML or Hugging Face config.json")
+    add_routing_args(p)
     p.add_argument("--chip", default="h100", help="chip preset name or YAML (default h100)")
     p.add_argument("--system", help="a multi-chip system preset or YAML (instead of --chip): "
                                     "h100x4, h100x8, h200x2, h200x4, tpuv4-4x4x4, edge-ring16")
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from simulator.engine.machine import RunLimits
 
     _check(args)
-    model = load_model(args.model)
+    model = routed(load_model(args.model), args)
     chip, system = chip_or_system(args)  # a system name as --chip: an error saying --system
     if system is None:
         if (args.tp, args.pp, args.dp) != (1, 1, 1):

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from experiments.commands import DefaultsHelp, chip_or_system
+from experiments.commands import DefaultsHelp, add_routing_args, chip_or_system, routed
 from experiments.serve.workload import TRACES, WorkloadError
 
 
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "token; writes per-request and per-iteration tables.")
     p.add_argument("--model", default="llama3-8b",
                    help="preset name, model YAML or Hugging Face config.json")
+    add_routing_args(p)
     p.add_argument("--chip", default="h200", help="chip preset or YAML (one chip per replica)")
     p.add_argument("--system", help="a multi-chip system (for --tp, --disaggregate)")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel chips per replica")
@@ -138,7 +139,7 @@ def serve(args: argparse.Namespace) -> int:
 
     spec = spec_of(args)
     opts = MapOptions(kernels=args.kernels)
-    model = load_model(args.model)
+    model = routed(load_model(args.model), args)
     chip, system = chip_or_system(args)
     args.out.mkdir(parents=True, exist_ok=True)
     where = args.system or args.chip

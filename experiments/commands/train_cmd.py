@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.commands import DefaultsHelp, chip_or_system
+from experiments.commands import DefaultsHelp, add_routing_args, chip_or_system, routed
 from isa.errors import TesseraError
 
 
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "breakdowns and energy (docs/training.md).")
     p.add_argument("--model", default="llama2-7b",
                    help="preset name, model YAML or Hugging Face config.json")
+    add_routing_args(p)
     p.add_argument("--chip", default="h100", help="chip preset or YAML (one chip)")
     p.add_argument("--system", help="a multi-chip system preset or YAML (instead of --chip)")
     for name, what in (("tp", "tensor-parallel degree"), ("pp", "pipeline stages"),
@@ -67,7 +68,7 @@ def train(args: argparse.Namespace) -> int:
     from experiments.train.summary import summary
     from mapper.model import load_model
 
-    model = load_model(args.model)
+    model = routed(load_model(args.model), args)
     chip, system = chip_or_system(args)
     spec = TrainSpec(args.micro_batch, args.seq, args.global_batch, args.tp, args.pp, args.dp,
                      args.zero, args.sp, args.recompute, args.schedule, args.virtual_stages,
