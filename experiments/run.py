@@ -371,13 +371,14 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
                     budget.max_trace_events)
     parts = []
     if kernels:
-        parts = [simulate_system(system, k, groups=m.groups, trace=trace, limits=budget.limits)
+        parts = [simulate_system(system, k, groups=m.groups, trace=trace, limits=budget.limits,
+                                 aliases=m.aliases)
                  for k in _bar(m.kernel_programs, budget.progress, "kernels")]
         layer = sequence(parts)
     else:
         layer = simulate_system(system, m.programs, groups=m.groups,
                                 functional=opts.functional, trace=trace, limits=budget.limits,
-                                memory_limit=budget.memory_limit)
+                                memory_limit=budget.memory_limit, aliases=m.aliases)
     head_r = simulate(head.programs, chip)
     t2 = time.perf_counter()
     return PhaseRun(phase, layer, head_r, int(round(m.layer_factor)), t1 - t0, t2 - t1,

@@ -2,7 +2,8 @@
 
 Floats round to nearest even and saturate to the type's largest finite value (accelerators
 saturate rather than overflow to inf; NaN stays NaN). Integers round half to even and
-saturate. int4 and fp4 (e2m1) pack two per byte, element 0 in the low nibble. The bit-exact casts come
+saturate. int4 and fp4 (e2m1) pack two per byte, element 0 in the low nibble. The bit-exact
+casts come
 from ``ml_dtypes`` (the JAX project's numpy types); the clipping before them is ours.
 """
 

@@ -16,10 +16,8 @@ import numpy as np
 
 from hardware.chip import ChipConfig
 from isa import MemRef, Program, Space, build
-from isa.program import Instruction
-from isa.table import BY_MNEMONIC
 from mapper.layers import Phase, Shard, build_layers, check_shard, local_kv_heads
-from mapper.lower import Confirm, Lowered, lower
+from mapper.lower import Confirm, lower
 from mapper.passes import apply_passes
 from mapper.pipeline import MapOptions
 from mapper.weights import add_rope_tables, init_weights
@@ -53,6 +51,8 @@ class SystemMapping:
     kernel_programs: list[dict[tuple[int, int], Program]] = field(default_factory=list)
     graphs: dict[int, object] = field(default_factory=dict)  # per chip, after the passes
     kernel_nodes: list[str] = field(default_factory=list)  # the node of each kernel
+    # chip -> {group its programs name: the group it means}: replicas share one lowering
+    aliases: dict[int, dict[int, int]] = field(default_factory=dict)
 
 
 def chip_of(par: Parallel, dp: int, stage: int, rank: int) -> int:
@@ -140,6 +140,7 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
     addresses: dict[int, dict[str, int]] = {}
     kernels: list[dict[tuple[int, int], Program]] = []
     limit = None if opts.functional else opts.layers_mapped
+    aliases: dict[int, dict[int, int]] = {}  # chip -> the groups its shared programs mean
     done: dict[tuple, tuple] = {}  # performance mode: (graph, its lowering) by what decides it
     graphs: dict[int, object] = {}
     done_kernels: dict[int, list] = {}
@@ -155,7 +156,10 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                 same = (s, min(r, 1), repr(chips[c]))
                 if full_w is None and same in done:
                     g, low, was = done[same]
-                    low = _relabel(low, {was.group: shard.group, was.ep_group: shard.ep_group})
+                    alias = {a: b for a, b in ((was.group, shard.group),
+                                               (was.ep_group, shard.ep_group)) if a != b}
+                    if alias:
+                        aliases[c] = alias
                     _place(low, g, par, c, s, layers, shard, programs, addresses, kernels)
                     graphs[c], done_kernels[c] = g, low.kernels
                     continue
@@ -179,33 +183,7 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
     first = min(graphs) if graphs else None
     return SystemMapping(programs, groups_of(par), addresses, factor, full_w,
                          dict(inputs or {}), kernels, graphs,
-                         [n for n, _ in done_kernels.get(first, [])])
-
-
-_GROUP_ARG = {spec.opcode: spec.slices["group"].start for spec in BY_MNEMONIC.values()
-              if spec.mnemonic.startswith("net.") and "group" in spec.slices}
-
-
-def _relabel(low: Lowered, groups: dict[int, int]) -> Lowered:
-    """``low`` with the group numbers of its network instructions renamed (a replica's
-    programs are another's but for the groups they synchronise with)."""
-    groups = {a: b for a, b in groups.items() if a != b}
-    if not groups:
-        return low
-
-    def fix(prog: Program) -> Program:
-        out = []
-        for ins in prog.instructions:
-            at = _GROUP_ARG.get(ins.opcode)
-            if at is not None and ins.args[at] in groups:
-                args = list(ins.args)
-                args[at] = groups[ins.args[at]]
-                ins = Instruction(ins.opcode, tuple(args))
-            out.append(ins)
-        return Program(tuple(out), prog.data)
-    return replace(low, programs={c: fix(p) for c, p in low.programs.items()},
-                   kernel_programs=[{c: fix(p) for c, p in k.items()}
-                                    for k in low.kernel_programs])
+                         [n for n, _ in done_kernels.get(first, [])], aliases)
 
 
 def _place(low, g, par: Parallel, c: int, s: int, layers: range, shard: Shard,  # noqa: ANN001

@@ -113,7 +113,7 @@ def burst_clock(nominal: float, capped: float, sustained_s: float, response_s: f
 def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trace: bool,
           limits: RunLimits, memory_limit: int | None, weights: dict | None,
           system: SystemConfig | None = None, groups: dict | None = None,
-          hits: list[float] | None = None) -> SimResult:
+          hits: list[float] | None = None, aliases: dict | None = None) -> SimResult:
     run_chip = chip if clock == chip.clock_hz else dataclasses.replace(chip, clock_hz=clock)
     state = None
     if functional:
@@ -126,7 +126,7 @@ def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trac
 
         chips = [run_chip if c == chip else c for c in system.chips]
         network = LinkNetwork(system.topology, system.link, system.collective, groups,
-                              link_of(system))
+                              link_of(system), aliases)
     machine = Machine(chips, programs, network=network, trace=trace, functional=state,
                       limits=limits, weights=weights, l2_hits=hits)
     time_ns = machine.run()
@@ -137,25 +137,29 @@ def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Pro
                     groups: dict[int, list[int]] | None = None, functional: bool = False,
                     trace: bool = False, limits: RunLimits = DEFAULT_LIMITS,
                     memory_limit: int | None = None, dedupe: bool = True,
-                    _store: bool = True) -> SimResult:
+                    _store: bool = True, aliases: dict[int, dict[int, int]] | None = None
+                    ) -> SimResult:
     """Simulate {(chip, core): program} on a system of chips joined by its topology.
-    ``groups`` defines chip groups 1, 2, ... for collectives (group 0 is every chip). The
-    power cap applies per chip, to the clock of every chip alike (homogeneous systems)."""
+    ``groups`` defines chip groups 1, 2, ... for collectives (group 0 is every chip);
+    ``aliases`` renames them per chip (replicas sharing programs). The power cap applies
+    per chip, to the clock of every chip alike (homogeneous systems)."""
     keyed = dict(programs)
     hits = _system_hits(system, keyed)
     store = None if functional or trace or not _store else cache.current()
     if store is not None:
         k = cache.key("system", system, keyed,
-                      (limits, dedupe, sorted((groups or {}).items()), hits))
+                      (limits, dedupe, sorted((groups or {}).items()), hits,
+                       sorted((c, sorted(a.items())) for c, a in (aliases or {}).items())))
         if (hit := store.get(k)) is not None:
             for (c, _), p in keyed.items():  # a program out of bounds stays an error
                 checked_bounds(p, system.chips[c])
             return hit
-        result = _system_run(system, keyed, groups, False, False, limits, None, dedupe, hits)
+        result = _system_run(system, keyed, groups, False, False, limits, None, dedupe, hits,
+                             aliases)
         store.put(k, result)
         return result
     return _system_run(system, keyed, groups, functional, trace, limits, memory_limit, dedupe,
-                       hits)
+                       hits, aliases)
 
 
 def _system_hits(system: SystemConfig, keyed: dict) -> list[float]:
@@ -174,7 +178,7 @@ def _system_hits(system: SystemConfig, keyed: dict) -> list[float]:
 
 def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, functional: bool,
                 trace: bool, limits: RunLimits, memory_limit: int | None, dedupe: bool,
-                hits: list[float]) -> SimResult:
+                hits: list[float], aliases: dict | None = None) -> SimResult:
     classes = _chip_classes(system, keyed, hits) if dedupe and not (functional or trace) \
         else None
     if classes is not None:
@@ -184,7 +188,8 @@ def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, function
         keyed, weights = group_identical(keyed)
     chip = system.chips[0]
     return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
-                                             memory_limit, weights, system, groups, hits),
+                                             memory_limit, weights, system, groups, hits,
+                                             aliases),
                          chip, len(system.chips))
 
 

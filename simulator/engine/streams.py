@@ -60,7 +60,7 @@ def checked_bounds(program: Program, chip: ChipConfig) -> None:
     if seen is not None and seen[0] is program and seen[1] == sizes:
         return
     check_bounds(program.instructions, 0, len(program.instructions), {}, chip)
-    if len(_CHECKED) > 512:  # bounded: entries keep their programs alive
+    if len(_CHECKED) > 16384:  # bounded: entries keep their programs alive
         _CHECKED.clear()
     _CHECKED[id(program)] = (program, sizes)
 

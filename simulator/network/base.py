@@ -23,13 +23,22 @@ if TYPE_CHECKING:
 class Network:
     """Base: chip-wide barriers; subclasses add transfers between chips."""
 
+    # chip -> {group a program names: the group it means on that chip}: data-parallel
+    # replicas run one set of programs, each with its own groups
+    aliases: dict[int, dict[int, int]] = {}
+
     def attach(self, machine: Machine) -> None:
         self.machine = machine
         self.barriers: dict[int, Barrier] = {}
 
+    def group(self, core: CoreSim, named: int) -> int:
+        """The group ``named`` stands for on ``core``'s chip."""
+        mine = self.aliases.get(core.chip_id)
+        return mine.get(named, named) if mine else named
+
     def execute(self, core: CoreSim, pc: int, ins: Instruction, regs: list[int]):
         if ins.mnemonic == "net.barrier":
-            yield from self._barrier(core, ins["group"])
+            yield from self._barrier(core, self.group(core, ins["group"]))
         else:
             yield from self.transfer(core, pc, ins, regs)
 

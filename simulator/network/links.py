@@ -60,13 +60,15 @@ def link_of(system):  # noqa: ANN001, ANN201
 
 class LinkNetwork(Network):
     def __init__(self, topology: Topology, link: LinkConfig, algorithm: str = "ring",
-                 groups: dict[int, list[int]] | None = None, link_of=None) -> None:  # noqa: ANN001
+                 groups: dict[int, list[int]] | None = None, link_of=None,  # noqa: ANN001
+                 aliases: dict[int, dict[int, int]] | None = None) -> None:
         self.topology = topology
         self.link = link
         # (u, v) -> (bandwidth, latency): a cluster's scale-out links differ from its nodes'
         self.link_of = link_of or (lambda u, v: (link.bandwidth, link.latency))
         self.algorithm = algorithm
         self.groups = dict(groups or {})
+        self.aliases = dict(aliases or {})
         self.bytes_hops = 0.0
 
     def attach(self, machine) -> None:  # noqa: ANN001
@@ -144,7 +146,7 @@ class LinkNetwork(Network):
 
     def _collective(self, core: CoreSim, pc: int, ins: Instruction, regs: list[int]):
         env = self.machine.env
-        group = ins["group"]
+        group = self.group(core, ins["group"])
         members = self.members(group)
         if core.chip_id not in members:
             raise SimError(f"{core.where(pc)}: chip {core.chip_id} is not in group {group}")

@@ -132,8 +132,8 @@ def test_sliding_window_limits_the_keys_each_query_reads():
     full = model_from_dict(base)
     local = model_from_dict({**base, "sliding_window": 256})
     chip = api.chip("h100")
-    from simulator.run import simulate
     from mapper.pipeline import map_model
+    from simulator.run import simulate
 
     def attn_bytes(model):
         mapped = map_model(model, chip, Phase("decode", 4, ctx=2047), MapOptions())
