@@ -255,6 +255,76 @@ def _rope(w: _Walk, node: Node) -> None:
            pos0=a.pos0, seq=a.seq)
 
 
+# ---- mixture of experts: the token routing is data movement, so is its gradient ----------
+
+@rule(Op.SUM_COPIES)
+def _sum_copies(w: _Walk, node: Node) -> None:
+    """y = sum of each token's k expert outputs + residual: every copy's gradient is dy
+    (written k times, as the forward's dispatch copied x), the residual's is dy."""
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    back, residual = node.inputs
+    dback = w.new(f"d:{back}", back)
+    w.g.op(Op.REPLICATE_ROWS, f"bwd.{node.name}", [d], [dback], copies=node.attrs.copies)
+    w.contribute(back, dback)
+    w.contribute(residual, d)
+
+
+@rule(Op.ALLTOALL)
+def _alltoall(w: _Walk, node: Node) -> None:
+    """An exchange's gradient goes back the way it came: the same all-to-all, reversed."""
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    src = node.inputs[0]
+    dsrc = w.new(f"d:{src}", src)
+    w.g.op(Op.ALLTOALL, f"bwd.{node.name}", [d], [dsrc], group=node.attrs.group,
+           ep=node.attrs.ep)
+    w.contribute(src, dsrc)
+
+
+@rule(Op.PLACE_ROWS)
+def _place_rows(w: _Walk, node: Node) -> None:
+    """An expert's output rows placed into the layer's: their gradient is those rows."""
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    part = node.inputs[0]
+    dpart = w.new(f"d:{part}", part)
+    w.g.op(Op.SLICE_ROWS, f"bwd.{node.name}", [d], [dpart], first=node.attrs.first)
+    w.contribute(part, dpart)
+
+
+@rule(Op.SLICE_ROWS)
+def _slice_rows(w: _Walk, node: Node) -> None:
+    """An expert's input rows: their gradient is placed at those rows of the whole's (the
+    experts' slices tile the received rows, so the parts fill one buffer; no sum)."""
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    whole = node.inputs[0]
+    buf = w.grads.get(whole)
+    if buf is None:
+        buf = w.grads[whole] = w.new(f"d:{whole}", whole)
+    w.g.op(Op.PLACE_ROWS, f"bwd.{node.name}", [d], [buf], first=node.attrs.first)
+
+
+@rule(Op.REPLICATE_ROWS)
+def _replicate_rows(w: _Walk, node: Node) -> None:
+    """x copied once per routed expert: its gradient is the sum of the copies' gradients
+    (a row kernel over the k copies; the residual slot reads a zero tensor)."""
+    d = w.grad_of(node.outputs[0])
+    if d is None:
+        return
+    x = node.inputs[0]
+    zero = w.g.add(Tensor(f"zeros.{x}", w.g.tensors[x].shape, w.g.tensors[x].dtype,
+                          Kind.WEIGHT))
+    dx = w.new(f"d:{x}@{node.name}", x)
+    w.g.op(Op.SUM_COPIES, f"bwd.{node.name}", [d, zero], [dx], copies=node.attrs.copies)
+    w.contribute(x, dx)
+
+
 @rule(Op.ACT)
 def _act(w: _Walk, node: Node) -> None:
     d = w.grad_of(node.outputs[0])
