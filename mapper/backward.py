@@ -212,6 +212,9 @@ def _linear(w: _Walk, node: Node) -> None:
     if a.residual or a.tp_residual:  # every rank's sum carries it once: dr = dy everywhere
         w.contribute(a.residual or a.tp_residual, dy)
     x, weight = node.inputs[0], node.inputs[1]
+    if a.group_rows:
+        _grouped_linear(w, node, dy)
+        return
     gw, acc = w.weight_grad(weight, w.g.tensors[weight].shape)
     w.g.op(Op.LINEAR, f"bwd.{node.name}.wgrad", [x, dy], [gw], a_trans=True, residual=acc)
     if a.bias:  # the bias gradient: column sums of dy, a GEMM of a ones column with it
@@ -223,6 +226,36 @@ def _linear(w: _Walk, node: Node) -> None:
     w.g.op(Op.LINEAR, f"bwd.{node.name}.dgrad", [dy, weight], [dx], w_trans=True,
            residual=prev)
     w.grads[x] = dx
+
+
+def _grouped_linear(w: _Walk, node: Node, dy: str) -> None:
+    """A grouped (MoE experts) projection's backward, one GEMM pair per group over row
+    views: dW_q += x_q^T dy_q into rows q*K.. of W's gradient, dx_q = dy_q W_q^T into x's
+    rows of group q (backward grouped kernels are not modelled: a launch each)."""
+    x, weight = node.inputs[0], node.inputs[1]
+    k = w.g.tensors[x].shape[1]
+    gw, _ = w.weight_grad(weight, w.g.tensors[weight].shape)
+    dx = w.new(f"d:{x}", x)
+    r0 = 0
+    for q, rows in enumerate(node.attrs.group_rows):
+        if not rows:
+            continue
+        base = f"bwd.{node.name}.g{q}"
+        views = {}
+        for name, src, first, shape in (("x", x, r0, (rows, k)),
+                                        ("dy", dy, r0, (rows, w.g.tensors[dy].shape[1])),
+                                        ("w", weight, q * k, (k, w.g.tensors[weight].shape[1])),
+                                        ("gw", gw, q * k, (k, w.g.tensors[weight].shape[1]))):
+            t = w.g.tensors[src]
+            views[name] = w.g.add(Tensor(f"{base}.{name}", shape, t.dtype))
+            w.g.op(Op.SLICE_ROWS, f"{base}.{name}.view", [src], [views[name]], first=first)
+        w.g.op(Op.LINEAR, f"{base}.wgrad", [views["x"], views["dy"]], [views["gw"]],
+               a_trans=True, residual=views["gw"] if w.accumulate else None)
+        dxq = w.g.add(Tensor(f"{base}.dx", (rows, k), w.g.tensors[x].dtype))
+        w.g.op(Op.LINEAR, f"{base}.dgrad", [views["dy"], views["w"]], [dxq], w_trans=True)
+        w.g.op(Op.PLACE_ROWS, f"{base}.put", [dxq], [dx], first=r0)
+        r0 += rows
+    w.contribute(x, dx)
 
 
 @rule(Op.ATTENTION)

@@ -344,22 +344,21 @@ def _moe(g: Graph, m, p: str, h: str, residual: str, T: int, dt: DType,  # noqa:
     else:
         g.op(Op.RENAME, p + "moe.local", [out_buf], [recv])
     expert_out = _a(g, p + "moe.expert_out", (rows_x, H), dt)
-    r0 = 0
-    for e, rows in enumerate(mine):
-        gu_w = _w(g, f"{p}e{e}.gate_up.w", (H, 2 * F))
-        dn_w = _w(g, f"{p}e{e}.down.w", (F, H))
-        if rows <= 0:
-            continue
-        xin = _a(g, f"{p}e{e}.in", (rows, H), dt)
-        g.op(Op.SLICE_ROWS, f"{p}e{e}.take", [recv], [xin], first=r0)
-        gu = _a(g, f"{p}e{e}.gate_up.out", (rows, 2 * F), dt)
-        g.op(Op.LINEAR, f"{p}e{e}.gate_up", [xin, gu_w], [gu], bias=False)
-        act = _a(g, f"{p}e{e}.act", (rows, F), dt)
-        g.op(Op.SILU_MUL, f"{p}e{e}.silu_mul", [gu], [act], ffn=F)
-        dn = _a(g, f"{p}e{e}.down.out", (rows, H), dt)
-        g.op(Op.LINEAR, f"{p}e{e}.down", [act, dn_w], [dn], bias=False)
-        g.op(Op.PLACE_ROWS, f"{p}e{e}.put", [dn], [expert_out], first=r0)
-        r0 += rows
+    # this chip's experts as grouped GEMMs (one launch each, as MoE kernels run them): the
+    # received slots sorted by expert, each expert's rows times its own weights
+    gu_w = _w(g, p + "experts.gate_up.w", (len(mine) * H, 2 * F))
+    dn_w = _w(g, p + "experts.down.w", (len(mine) * F, H))
+    if received:
+        rows = tuple(mine)
+        xin = _a(g, p + "experts.in", (received, H), dt)
+        g.op(Op.SLICE_ROWS, p + "experts.take", [recv], [xin], first=0)
+        gu = _a(g, p + "experts.gate_up.out", (received, 2 * F), dt)
+        g.op(Op.LINEAR, p + "experts.gate_up", [xin, gu_w], [gu], bias=False, group_rows=rows)
+        act = _a(g, p + "experts.act", (received, F), dt)
+        g.op(Op.SILU_MUL, p + "experts.silu_mul", [gu], [act], ffn=F)
+        dn = _a(g, p + "experts.down.out", (received, H), dt)
+        g.op(Op.LINEAR, p + "experts.down", [act, dn_w], [dn], bias=False, group_rows=rows)
+        g.op(Op.PLACE_ROWS, p + "experts.put", [dn], [expert_out], first=0)
     back = _a(g, p + "moe.returned", (rows_x, H), dt)
     if ep > 1:
         g.op(Op.ALLTOALL, p + "moe.combine", [expert_out], [back], group=shard.ep_group, ep=ep)

@@ -135,7 +135,7 @@ def _choose_layouts(graph: Graph, chip: ChipConfig, tilings: dict[str, Tiling],
             node = node.with_attrs(w_layout="col")  # W as the forward pass stored it
         elif node.op == Op.LINEAR and graph.tensors[node.inputs[1]].kind is not Kind.WEIGHT:
             node = node.with_attrs(w_layout="row")  # an activation (a weight gradient's dY)
-        elif node.op == Op.LINEAR and node.attrs.groups > 1:
+        elif node.op == Op.LINEAR and (node.attrs.groups > 1 or node.attrs.group_rows):
             node = node.with_attrs(w_layout="row")  # the groups' matrices stacked [G*K, N]
         elif node.op == Op.LINEAR:
             g = gemm_of(graph, node, {}, tilings[node.name])
@@ -164,7 +164,8 @@ def _allocate(graph: Graph, tilings: dict[str, Tiling]) -> tuple[dict[str, int],
         if node.op == Op.LINEAR:
             w = node.inputs[1]
             sizes[w] = blocked_size(gemm_of(graph, node, {}, tilings[node.name]),
-                                    tilings[node.name]) * max(1, node.attrs.groups)
+                                    tilings[node.name]) * max(1, node.attrs.groups,
+                                                              len(node.attrs.group_rows))
     # views: a renamed tensor, a row slice of one, rows placed into one (name -> base, rows)
     views: dict[str, tuple[str, int]] = {}
     for n in graph.nodes:

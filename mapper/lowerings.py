@@ -95,6 +95,13 @@ def gemm_of(graph: Graph, node: Node, addr: dict[str, int], t: Tiling) -> Gemm:
     def ref(name: str | None) -> int | None:
         return at(name, 0) if name else None
     m, k = (a.shape[1], a.shape[0]) if x.a_trans else a.shape
+    if x.group_rows:  # MoE experts: consecutive row groups, each with its own W
+        n = w.shape[1]
+        return Gemm(m=m, k=k, n=n, a=at(a.name, 0), w=at(w.name, 0), c=at(out.name, 0),
+                    adt=a.dtype, wdt=w.dtype, cdt=out.dtype, w_layout="row", name=node.name,
+                    groups=len(x.group_rows), w_stride=w.dtype.nbytes(k * n),
+                    group_rows=tuple(x.group_rows), scale=ref(x.scale),
+                    row_scale=ref(x.row_scale))
     if x.groups > 1:  # batched: group q's K columns of A, K rows of W, N columns of C
         k //= x.groups
         n = w.shape[1]

@@ -65,6 +65,9 @@ class LinearAttrs:
     # batched per-group products (MLA's per-head absorbed projections): x [M, G*K] @ W
     # [G*K, N] -> y [M, G*N], group q's columns of x times rows q*K.. of W, one launch
     groups: int = 0
+    # grouped rows (MoE experts, one launch): x's rows in consecutive groups of these sizes,
+    # group q times W's rows q*K .. (q+1)*K - 1 (W [groups*K, N] stacked)
+    group_rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -106,10 +106,13 @@ def quantize(graph: Graph, weights: dict | None, scheme: str, notes: dict, group
     before = after = 0
     for i, node in enumerate(g.nodes):
         if node.op != Op.LINEAR or (layers is not None and _layer_of(node) not in layers) \
-                or node.attrs.groups > 1:  # MLA's per-head absorbed products stay bf16
-            continue
+                or (node.attrs.groups > 1 and not node.attrs.group_rows):  # MLA's per-head
+            continue  # absorbed products stay bf16
         wname = node.inputs[1]
         t = g.tensors[wname]
+        if group and node.attrs.group_rows:
+            raise PassError(f"--quant-group: {node.name} is a grouped (MoE) GEMM; its weights "
+                            f"take per-channel scales (no --quant-group)")
         if group and t.shape[0] % group:
             raise PassError(f"--quant-group {group} does not divide K={t.shape[0]} of "
                             f"{node.name}")
@@ -133,7 +136,7 @@ def _layer_of(node: Node) -> int:
 
 def _quantized_node(g: Graph, node: Node, scheme: str, group: int) -> Node:
     wname = node.inputs[1]
-    n = g.tensors[wname].shape[1]
+    n = g.tensors[wname].shape[1] * max(1, len(node.attrs.group_rows))  # each group's N
     if scheme in QUANT and group:
         return node.with_attrs(decode="group", group=group)
     attrs: dict[str, object] = {}  # LinearAttrs fields

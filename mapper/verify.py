@@ -48,6 +48,11 @@ def _linear(g: Graph, node, where: str) -> None:  # noqa: ANN001
     (kw, n) = w.shape[::-1] if node.attrs.w_trans else w.shape
     if node.attrs.groups > 1:
         n *= node.attrs.groups  # x [M, G*K] @ W [G*K, N] per group -> [M, G*N]
+    if node.attrs.group_rows:  # x [sum rows, K] @ W [G*K, N] per row group -> [sum rows, N]
+        if sum(node.attrs.group_rows) != m:
+            raise GraphError(f"{where}: row groups {node.attrs.group_rows} do not add up to "
+                             f"the {m} rows of x")
+        kw //= len(node.attrs.group_rows)
     if k != kw:
         raise GraphError(f"{where}: x {a.shape} @ W {w.shape} do not chain")
     if out.shape != (m, n):

@@ -81,6 +81,9 @@ class Gemm:
     a_stride: int = 0
     w_stride: int = 0
     c_stride: int = 0
+    # grouped GEMM (MoE experts, one launch): group q is the next group_rows[q] rows of A
+    # and C (m is their sum) times its own W; a group of no rows has no tiles
+    group_rows: tuple[int, ...] = ()
     extras: tuple[str, ...] = field(init=False, default=())
 
     @property
@@ -177,7 +180,8 @@ def plan_sram(g: Gemm, t: Tiling) -> SramPlan:
 def gemm_programs(g: Gemm, t: Tiling, cores: int) -> list[list[Item]]:
     """Per-core instruction lists: prologue tokens, then the DMA, MX and VEC sequences.
     A batched GEMM's row tiles run group after group (``i`` counts over all groups)."""
-    rows = ceil_div(g.m, t.tm) * g.groups
+    rows = len(_row_tiles(g.group_rows, t.tm)) if g.group_rows else \
+        ceil_div(g.m, t.tm) * g.groups
     tiles = [(i, j) for j in range(ceil_div(g.n, t.tn)) for i in range(rows)]
     plan = plan_sram(g, t)
     offs = weight_block_offsets(g, t)
@@ -209,14 +213,33 @@ def _prologue(g: Gemm, t: Tiling) -> list[Item]:
 
 def _shape(g: Gemm, t: Tiling, i: int, j: int) -> tuple[int, int, int]:
     """(tm, tn, number of k steps) of output tile (i, j)."""
-    sub = i % ceil_div(g.m, t.tm)
-    return (min(t.tm, g.m - sub * t.tm), min(t.tn, g.n - j * t.tn),
+    q, sub = _group(g, t, i)
+    rows = g.group_rows[q] if g.group_rows else g.m
+    return (min(t.tm, rows - sub * t.tm), min(t.tn, g.n - j * t.tn),
             g.k_count or ceil_div(g.k, t.tk))
+
+
+@functools.lru_cache(maxsize=256)
+def _row_tiles(group_rows: tuple[int, ...], tm: int) -> tuple[tuple[int, int, int], ...]:
+    """(group, row tile in it, first row of the group) of each row tile of a grouped GEMM."""
+    out, first = [], 0
+    for q, rows in enumerate(group_rows):
+        out += [(q, sub, first) for sub in range(ceil_div(rows, tm))]
+        first += rows
+    return tuple(out)
 
 
 def _group(g: Gemm, t: Tiling, i: int) -> tuple[int, int]:
     """(group, row tile within it) of row tile ``i``."""
+    if g.group_rows:
+        q, sub, _ = _row_tiles(g.group_rows, t.tm)[i]
+        return q, sub
     return divmod(i, ceil_div(g.m, t.tm)) if g.groups > 1 else (0, i)
+
+
+def _group_rows_before(g: Gemm, t: Tiling, i: int) -> int:
+    """Rows of A and C before row tile ``i``'s group (grouped GEMMs; else 0)."""
+    return _row_tiles(g.group_rows, t.tm)[i][2] if g.group_rows else 0
 
 
 def _ends_ragged(g: Gemm, t: Tiling) -> bool:
@@ -239,7 +262,8 @@ def _dma(g: Gemm, t: Tiling, p: SramPlan, offs: dict, tiles: list) -> list[Item]
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
         grp, sub = _group(g, t, i)
-        a_row = g.a + grp * g.a_stride + g.adt.nbytes(sub * t.tm * (1 if g.a_trans else lda))
+        a_row = g.a + grp * g.a_stride + g.adt.nbytes(
+            (_group_rows_before(g, t, i) + sub * t.tm) * (1 if g.a_trans else lda))
         w_base = g.w + grp * g.w_stride
 
         def step(k: int, in_loop: bool, tm=tm, tn=tn, j=j, a_row=a_row, w_base=w_base,
@@ -316,13 +340,17 @@ def _extras_load(g: Gemm, t: Tiling, p: SramPlan, i: int, j: int, tm: int,
     ldc = g.ldc or g.n
     seq: list[Item] = [build("sem.wait", "dma", EX_FREE)]
     if g.row_scale is not None:
-        seq.append(build("dma.load", sram(p.ex["row_scale"]), hbm(g.row_scale + 4 * i * t.tm),
+        row0 = _group_rows_before(g, t, i) + _group(g, t, i)[1] * t.tm if g.group_rows \
+            else i * t.tm
+        seq.append(build("dma.load", sram(p.ex["row_scale"]), hbm(g.row_scale + 4 * row0),
                          DType.FP32, tm, 1))
+    grp = _group(g, t, i)[0]  # a grouped GEMM's groups each have their N channels' scales
     for name in ("scale", "bias"):
         base = getattr(g, name)
         if base is not None:
-            seq.append(build("dma.load", sram(p.ex[name]), hbm(base + 4 * j * t.tn), DType.FP32,
-                             1, tn))
+            seq.append(build("dma.load", sram(p.ex[name]),
+                             hbm(base + 4 * (grp * g.n * (g.groups > 1) + j * t.tn)),
+                             DType.FP32, 1, tn))
     if g.residual is not None:
         addr = g.residual + g.cdt.nbytes(i * t.tm * ldc + j * t.tn)
         dst = p.c[par] if g.in_place else p.ex["residual"]  # C's buffer is free: stored
@@ -334,7 +362,8 @@ def _store(g: Gemm, t: Tiling, p: SramPlan, par: int, i: int, j: int, tm: int,
            tn: int) -> list[Item]:
     ldc = g.ldc or g.n
     grp, sub = _group(g, t, i)
-    addr = g.c + grp * g.c_stride + g.cdt.nbytes(sub * t.tm * ldc + j * t.tn)
+    addr = g.c + grp * g.c_stride + g.cdt.nbytes(
+        (_group_rows_before(g, t, i) + sub * t.tm) * ldc + j * t.tn)
     return [build("sem.wait", "dma", C_READY + par),
             build("dma.store", hbm(addr), sram(p.c[par]), g.cdt, tm, tn, stride=ldc),
             build("sem.signal", "dma", C_FREE + par)]

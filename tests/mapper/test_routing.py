@@ -76,15 +76,48 @@ def test_the_graph_runs_the_busiest_chips_experts_on_their_loads():
     m = dataclasses.replace(load_model("tiny-mixtral"), expert_skew=1.0)
     g = build_layers(m, Phase("decode", 16), 1, shard=Shard(ep=2, ep_group=9))
     r = route(16, m.experts_per_token, m.experts, 2, skew=1.0)
-    rows = [g.tensors[n.inputs[0]].shape[0] for n in g.nodes
-            if n.op == Op.LINEAR and n.name.endswith(".gate_up")]
-    assert rows == [r.loads[e] for e in r.chip_experts(r.busiest)]
+    gemms = [n for n in g.nodes if n.op == Op.LINEAR and n.name.startswith("l0.experts.")]
+    mine = tuple(r.loads[e] for e in r.chip_experts(r.busiest))
+    assert [n.attrs.group_rows for n in gemms] == [mine, mine]  # one grouped GEMM each
     a2a = [n for n in g.nodes if n.op == Op.ALLTOALL]
     received = g.tensors[a2a[0].outputs[0]].shape[0]
     assert received == max(16 * m.experts_per_token, r.chip_slots(r.busiest))
     # every local expert's weights are held, used or not
-    held = [t for t in g.tensors if t.endswith(".gate_up.w") and ".e" in t]
-    assert len(held) == r.per_chip[r.busiest]
+    held = g.tensors["l0.experts.gate_up.w"].shape[0] // m.hidden
+    assert held == r.per_chip[r.busiest]
+
+
+def test_grouped_expert_gemm_computes_each_experts_product():
+    """The grouped GEMM's programs, run functionally, give each row group its own W."""
+    import numpy as np
+
+    from hardware.chips import load_chip
+    from isa import Program, Space, build
+    from isa import numerics as nx
+    from mapper.emit import resolve
+    from mapper.kernels.gemm import Gemm, Tiling, gemm_programs
+    from simulator.run import simulate
+
+    chip = load_chip("h100")
+    rows, k, n = (5, 0, 19), 64, 48
+    m = sum(rows)
+    rng = np.random.default_rng(0)
+    a = nx.round_to(rng.standard_normal((m, k)), nx.DType.BF16)
+    w = nx.round_to(rng.standard_normal((len(rows) * k, n)), nx.DType.BF16)
+    A, W, C = 0, 1 << 16, 1 << 18
+    g = Gemm(m=m, k=k, n=n, a=A, w=W, c=C, w_layout="row", groups=len(rows),
+             w_stride=2 * k * n, group_rows=rows)
+    progs = gemm_programs(g, Tiling(16, 32, 32), chip.cores)
+    from isa.program import DataSegment
+    data = (DataSegment(Space.HBM, A, nx.to_bytes(a, nx.DType.BF16).tobytes()),
+            DataSegment(Space.HBM, W, nx.to_bytes(w, nx.DType.BF16).tobytes()))
+    programs = {c: Program(tuple(resolve(p)) + (build("halt"),), data if c == 0 else ())
+                for c, p in enumerate(progs)}
+    r = simulate(programs, chip, functional=True)
+    got = nx.from_bytes(np.frombuffer(r.read(Space.HBM, C, 2 * m * n), np.uint8),
+                        nx.DType.BF16, m * n).reshape(m, n)
+    want = np.concatenate([a[:5] @ w[:k], a[5:] @ w[2 * k:]])
+    assert np.abs(got - want).max() <= 0.02 * np.abs(want).max()
 
 
 def test_shared_experts_run_on_every_token():
