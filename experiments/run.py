@@ -354,15 +354,18 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
                      trace: bool = False, budget: Budget = DEFAULT_BUDGET) -> PhaseRun:
     """One phase of the whole model on a system: layers split TP x PP x DP. Without
     pipelining, kernel by kernel (each ends in a barrier of its tensor-parallel group);
-    with it, the stages' whole programs in one run. The head runs on one chip."""
-    from mapper.parallel import map_system
+    with it, the stages' whole programs in one run. The head is vocabulary-parallel over
+    the last stage's tensor-parallel group (its logits all-gathered)."""
+    from mapper.parallel import chip_of, map_system
     from simulator.run import simulate_system
 
     t0 = time.perf_counter()
     chip = system.chips[0]
     m = map_system(model, list(system.chips), phase, par, opts,
                    confirm=confirmer(chip))
-    head = lower(build_head(model, replace(phase, batch=phase.batch // par.dp)), chip)
+    head_chips = [chip_of(par, 0, par.pp - 1, r) for r in range(par.tp)]
+    head = lower(build_head(model, replace(phase, batch=phase.batch // par.dp), tp=par.tp,
+                            group=1), chip, barrier_group=1 if par.tp > 1 else 0)
     t1 = time.perf_counter()
     kernels = m.kernel_programs and not opts.functional
     if trace:
@@ -379,7 +382,9 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
         layer = simulate_system(system, m.programs, groups=m.groups,
                                 functional=opts.functional, trace=trace, limits=budget.limits,
                                 memory_limit=budget.memory_limit, aliases=m.aliases)
-    head_r = simulate(head.programs, chip)
+    head_r = simulate(head.programs, chip) if par.tp == 1 else simulate_system(
+        system, {(c, core): p for c in head_chips for core, p in head.programs.items()},
+        groups={1: head_chips})
     t2 = time.perf_counter()
     return PhaseRun(phase, layer, head_r, int(round(m.layer_factor)), t1 - t0, t2 - t1,
                     mapped=m, kernels=parts)

@@ -5,8 +5,8 @@ the quantization / sparsity / low-rank passes), so they use the tensors and data
 mapper lays out in HBM:
 
 * weights: every layer this chip holds (``ceil(layers / pp)``) + the token embedding
-  (and learned position table) + the LM head unless tied; embedding and head are not split
-  by tensor parallelism (Tessera has no vocabulary-parallel head), so each chip holds them;
+  (and learned position table) + the LM head unless tied; embedding and head are
+  vocabulary-parallel (Megatron): each tensor-parallel rank holds vocab / tp rows of them;
 * KV cache: the layer's cache tensors (batch / dp sequences x ``kv_len`` positions) x layers;
 * activations: the tensors one layer produces (layers run one after another in inference,
   so one layer's worth is live; the mapper gives each its own address);
@@ -107,10 +107,10 @@ def footprint(model, phase: Phase, opts, tp: int = 1, pp: int = 1, dp: int = 1, 
     weights += model.mtp_layers * _bytes(graphs[-1][0], Kind.WEIGHT)  # MTP drafts: a layer
     kv = sum(_bytes(g, Kind.KV_CACHE) * n for g, n in graphs) * per_chip / model.layers
     acts = max(_bytes(g, Kind.ACTIVATION, Kind.INPUT) for g, _ in graphs)
-    emb = 2 * model.vocab * model.hidden
+    emb = 2 * -(-model.vocab // tp) * model.hidden  # vocabulary-parallel over the ranks
     if getattr(model.position, "value", model.position) == "learned":
         emb += 2 * model.max_seq * model.hidden
-    head_g = build_head(model, replica)
+    head_g = build_head(model, replica, tp=tp)
     head_w = _bytes(head_g, Kind.WEIGHT)
     # the first stage holds the embedding, the last the head (a tied head needs its copy
     # there when the stages differ); with one stage one chip holds both

@@ -207,9 +207,12 @@ def _mha(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, qd: int, 
     causal = _enum(m.arch) != "encoder"
     att = _a(g, p + "attn", (T, qd), dt)
     if segments is None or len(segments) == 1:
-        kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
+        kv_len = phase.kv_len
+        if window and phase.kind == "decode" and kv_len > window:
+            kv_len = window  # a ring of the last W keys: the new one replaces the oldest
+        kc = g.add(Tensor(p + "k_cache", (phase.batch, kv_heads, kv_len, m.head_dim), dt,
                           Kind.KV_CACHE))
-        vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, phase.kv_len, m.head_dim), dt,
+        vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, kv_len, m.head_dim), dt,
                           Kind.KV_CACHE))
         g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
         g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=causal, window=window)
@@ -299,8 +302,11 @@ def _mla(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, tp: int, 
     return linear("v_absorb", o_lat, nh * r, nh * dv, groups=nh), nh * dv  # W_UV per head
 
 
-def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: ANN001
-    """Final norm and logits for the last token of each sequence (what sampling needs)."""
+def build_head(model, phase: Phase, dt: DType = DType.BF16, tp: int = 1,  # noqa: ANN001
+               group: int = 0) -> Graph:
+    """Final norm and logits for the last token of each sequence (what sampling needs).
+    With ``tp`` ranks the head is vocabulary-parallel (Megatron): each holds and computes
+    ``vocab / tp`` columns, and the logits are all-gathered over ``group``."""
     g = Graph()
     B, H = phase.batch, model.hidden
     g.add(Tensor("h", (B, H), dt, Kind.INPUT))
@@ -308,9 +314,15 @@ def build_head(model, phase: Phase, dt: DType = DType.BF16) -> Graph:  # noqa: A
     gamma = _w(g, "final_norm.w", (2 * H if norm == "layernorm" else H,), DType.FP32)
     g.add(Tensor("h_norm", (B, H), dt))
     g.op(Op.NORM, "final_norm", ["h", gamma], ["h_norm"], kind=norm, eps=float(model.norm_eps))
-    _w(g, "lm_head.w", (H, model.vocab))
-    g.add(Tensor("logits", (B, model.vocab), dt))
-    g.op(Op.LINEAR, "lm_head", ["h_norm", "lm_head.w"], ["logits"], bias=False)
+    part = -(-model.vocab // tp)
+    _w(g, "lm_head.w", (H, part))
+    g.add(Tensor("logits", (B, part * tp), dt))
+    if tp == 1:
+        g.op(Op.LINEAR, "lm_head", ["h_norm", "lm_head.w"], ["logits"], bias=False)
+        return g
+    g.add(Tensor("logits.part", (B, part), dt))
+    g.op(Op.LINEAR, "lm_head", ["h_norm", "lm_head.w"], ["logits.part"], bias=False)
+    g.op(Op.ALLGATHER, "lm_head.allgather", ["logits.part"], ["logits"], group=group)
     return g
 
 

@@ -28,6 +28,7 @@ class Op(StrEnum):
     ALLTOALL = "alltoall"  # expert-parallel dispatch / combine
     SUM_COPIES = "sum_copies"  # the copies of each token summed (+ residual)
     ALLREDUCE = "allreduce"  # tensor-parallel all-reduce, in place
+    ALLGATHER = "allgather"  # each rank's block of columns gathered (vocabulary-parallel head)
     RMS_SCALE = "rms_scale"  # 1 / rms per row (a norm folded into the next GEMM)
     ACT_SCALE = "act_scale"  # per-token quantization scale
     ACT_QUANT = "act_quant"  # per-token quantization
@@ -182,7 +183,8 @@ ATTRS: dict[Op, type] = {
     Op.ACT: ActAttrs, Op.ADD: NoAttrs, Op.MUL: NoAttrs, Op.RENAME: NoAttrs,
     Op.SLICE_ROWS: RowsAttrs,
     Op.PLACE_ROWS: RowsAttrs, Op.REPLICATE_ROWS: CopiesAttrs, Op.ALLTOALL: AlltoallAttrs,
-    Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.RMS_SCALE: EpsAttrs,
+    Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.ALLGATHER: GroupAttrs,
+    Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
     Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,
     Op.NORM_XDY: NormBwdAttrs, Op.XENT: XentAttrs, Op.ACT_BWD: ActAttrs,

@@ -255,10 +255,17 @@ class IterationModel:
     def _head(self, n: int) -> Price:
         from experiments.iteration import node_cost
 
-        g = build_head(self.model, Phase("decode", n))
+        g = build_head(self.model, Phase("decode", n), tp=self.tp)  # vocabulary-parallel
         total = Price()
         for node in g.nodes:
-            if node.op not in VIEWS:
+            if node.op == Op.ALLGATHER:  # the logits' parts, gathered over the group
+                from experiments.train.costs import collective_cost, first_chips
+
+                t = g.tensors[node.outputs[0]]
+                c = collective_cost(first_chips(self.system, self.tp), "allgather",
+                                    list(range(self.tp)), t.nbytes)
+                total = total + Price(c.time_s, c.energy_j * self.tp)
+            elif node.op not in VIEWS:
                 r = node_cost(g, node, self.chip, confirm=False)
                 total = total + Price(r.time_s, r.energy_total_j * self.tp)
         return total

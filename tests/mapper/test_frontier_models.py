@@ -142,3 +142,11 @@ def test_sliding_window_limits_the_keys_each_query_reads():
         return sum(simulate(p, chip).bytes["hbm_read"] + simulate(p, chip).bytes["l2_read"]
                    for p in k)
     assert attn_bytes(local) < 0.2 * attn_bytes(full)  # 256 of 2048 keys
+
+
+def test_a_sliding_window_caps_the_decode_cache_at_the_window():
+    m = load_model(DATA / "mistral-7b-v0.1.json")
+    long = footprint(m, Phase("decode", 8, ctx=16000), MapOptions())
+    short = footprint(m, Phase("decode", 8, ctx=1000), MapOptions())
+    assert long.kv_cache == 8 * 4096 * m.kv_bytes_per_token()  # the window, not 16,001
+    assert short.kv_cache == 8 * 1001 * m.kv_bytes_per_token()
