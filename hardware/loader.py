@@ -101,7 +101,7 @@ def _value(tp: object, value: object, source: str, where: str, meta: typing.Mapp
                 for k, v in value.items()}
     if origin is tuple:
         item_t = typing.get_args(tp)[0]
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):
             raise error(f"{source}: {where}: expected a list")
         return tuple(_value(item_t, v, source, f"{where}[{i}]", meta, error, moved)
                      for i, v in enumerate(value))

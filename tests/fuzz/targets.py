@@ -85,7 +85,14 @@ HF_READ = {
     "bert": ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
              "vocab_size", "max_position_embeddings", "layer_norm_eps"),
 }
-HF_READ["mistral"] = HF_READ["mixtral"] = HF_READ["llama"]
+HF_READ["mistral"] = HF_READ["mixtral"] = HF_READ["qwen2"] = HF_READ["llama"]
+HF_READ["mistral"] = HF_READ["llama"] + ("sliding_window",)
+HF_READ["qwen3"] = HF_READ["qwen3_moe"] = HF_READ["llama"] + ("num_experts",
+                                                             "moe_intermediate_size")
+HF_READ["deepseek_v3"] = HF_READ["deepseek_v2"] = HF_READ["llama"] + (
+    "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "kv_lora_rank", "q_lora_rank",
+    "n_routed_experts", "n_shared_experts", "moe_intermediate_size", "first_k_dense_replace",
+    "num_nextn_predict_layers")
 
 YAML_TOKENS = ["{", "}", "[", "]", ": ", "- ", "&a ", "*a", "!!python/object/apply:os.system ",
                "!!binary ", "? ", "|\n", ">\n", "'", '"', "\t", "#", "---\n", "...\n", "<<: ",
