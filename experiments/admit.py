@@ -27,7 +27,7 @@ def admit(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  #
     warning = check_context(model, mode, seq, ctx, tokens, allow_long_context)
     if check_memory:
         for phase in _phases(mode, batch, seq, ctx, tokens):
-            fits(model, chip, phase, opts, system, par)
+            fits(model, chip, per_chip(phase, par), opts, system, par)
     work = _work(model, mode, batch, seq, ctx, tokens, opts, par, samples)
     check_work(work, max_instructions,
                f"{model.name} {mode} (batch {batch}, seq {seq}, ctx {ctx})",
@@ -42,7 +42,7 @@ def memory(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int,  
     from mapper.footprint import footprint
 
     tp, pp, dp, ep = (par.tp, par.pp, par.dp, par.ep) if par is not None else (1, 1, 1, 1)
-    fps = [footprint(model, ph, opts, tp, pp, dp, ep)
+    fps = [footprint(model, per_chip(ph, par), opts, tp, pp, dp, ep)
            for ph in _phases(mode, batch, seq, ctx, tokens)]
     fp = max(fps, key=lambda f: f.total)
     cap = min(c.hbm.capacity for c in system.chips) if system is not None else chip.hbm.capacity
@@ -70,7 +70,7 @@ def _work(model, mode: str, batch: int, seq: int, ctx: int, tokens: int,  # noqa
     from experiments.decode_steps import supported
 
     total = 0
-    phases = _phases(mode, batch, seq, ctx, tokens)
+    phases = [per_chip(ph, par) for ph in _phases(mode, batch, seq, ctx, tokens)]
     if mode == "generate":  # every decode context simulated, not only the last
         phases[1:] = [Phase("decode", batch, ctx=c) for c in decode_points(seq, tokens, samples)]
     derived = mode == "generate" and supported(model, opts, par)
@@ -82,6 +82,16 @@ def _work(model, mode: str, batch: int, seq: int, ctx: int, tokens: int,  # noqa
             continue
         total += estimate_instructions(g) + estimate_instructions(build_head(model, replica))
     return total
+
+
+def per_chip(phase: Phase, par) -> Phase:  # noqa: ANN001
+    """What the busiest chip runs of ``phase``: with context parallelism, a prefill's last
+    chunk after the others (its cache the whole prompt)."""
+    cp = getattr(par, "cp", 1) if par is not None else 1
+    if cp == 1 or phase.kind != "prefill" or phase.seq % cp:
+        return phase
+    chunk = phase.seq // cp
+    return Phase("chunk", phase.batch, seq=chunk, ctx=phase.seq - chunk)
 
 
 def _phases(mode: str, batch: int, seq: int, ctx: int, tokens: int) -> list[Phase]:

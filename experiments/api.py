@@ -80,7 +80,7 @@ def model(name_or_config: str | Path | ModelConfig, **fields: object) -> ModelCo
 def run(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = None, *,
         system: str | Path | SystemConfig | None = None, phase: str = "decode",
         batch: int = 1, seq: int = 512, ctx: int = 2048, tokens: int = 32,
-        tp: int = 1, pp: int = 1, dp: int = 1, ep: int = 1, micro_batches: int = 1,
+        tp: int = 1, pp: int = 1, dp: int = 1, ep: int = 1, micro_batches: int = 1, cp: int = 1,
         options: MapOptions | None = None, decode_samples: int = 0,
         budget: Budget | None = None, allow_long_context: bool = False,
         trace: bool = False, emit_asm: Path | None = None, warn=None, note=None,  # noqa: ANN001
@@ -101,9 +101,9 @@ def run(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = 
     if system is not None:
         s = _system(system)
         c = s.chips[0]
-        par = Parallel(tp, pp, dp, micro_batches, ep)
+        par = Parallel(tp, pp, dp, micro_batches, ep, cp)
     else:
-        if (tp, pp, dp, ep) != (1, 1, 1, 1):
+        if (tp, pp, dp, ep, cp) != (1, 1, 1, 1, 1):
             raise ApiError("tp/pp/dp/ep need a multi-chip system (presets: "
                            f"{', '.join(list_systems())})")
         s, c = None, _chip(chip if chip is not None else "h100")

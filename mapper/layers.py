@@ -56,6 +56,9 @@ class Shard:
     group: int = 0
     ep: int = 1  # expert parallel: this chip holds experts / ep of every MoE layer
     ep_group: int = 0  # the chips exchanging tokens with all-to-all
+    cp: int = 1  # context parallel: this chip prefills chunk cp_rank of each prompt
+    cp_rank: int = 0
+    cp_group: int = 0  # the chips exchanging their chunks' keys and values
 
 
 def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
@@ -166,7 +169,8 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
     if m.mla:
         att, qd = _mla(g, m, phase, p, h, T, dt, tp, linear, norm_node, segments)
     else:
-        att = _mha(g, m, phase, p, h, T, dt, qd, kvd, kv_heads, linear, segments, rope_each)
+        att = _mha(g, m, phase, p, h, T, dt, qd, kvd, kv_heads, linear, segments, rope_each,
+                   shard)
     x1 = linear("o", att, qd, H, row_parallel=True, residual=x)
     if not pre:
         x1 = norm_node("norm1", x1)
@@ -189,8 +193,11 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
 
 def _mha(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, qd: int,  # noqa: ANN001
          kvd: int, kv_heads: int, linear, segments: list[Phase] | None,  # noqa: ANN001
-         rope_each: bool) -> str:
-    """Multi-/grouped-query attention: QKV projection, (qk-norm,) RoPE, cache, attention."""
+         rope_each: bool, shard: Shard = Shard()) -> str:
+    """Multi-/grouped-query attention: QKV projection, (qk-norm,) RoPE, cache, attention.
+    Context parallel (``shard.cp``): this chip's chunk of each prompt appends its keys and
+    values, the group all-gathers every chunk's (ring attention passes the same bytes),
+    and its queries attend over the prefix up to their chunk."""
     qkv = linear("qkv", h, m.hidden, qd + 2 * kvd)
     if m.qk_norm:  # RMSNorm over each q and k head (Qwen3), in place
         for name, col0, cols in (("q_norm", 0, qd), ("k_norm", qd, kvd)):
@@ -215,6 +222,10 @@ def _mha(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, qd: int, 
         vc = g.add(Tensor(p + "v_cache", (phase.batch, kv_heads, kv_len, m.head_dim), dt,
                           Kind.KV_CACHE))
         g.op(Op.KV_APPEND, p + "kv_append", [qkv], [kc, vc], q_dim=qd, kv_dim=kvd)
+        if shard.cp > 1:
+            every = _a(g, p + "kv_chunks", (shard.cp * T, 2 * kvd), dt)
+            g.op(Op.ALLGATHER, p + "kv_allgather", [qkv], [every], group=shard.cp_group,
+                 count=T * 2 * kvd)
         g.op(Op.ATTENTION, p + "attention", [qkv, kc, vc], [att], causal=causal, window=window)
     else:
         _segments(g, p, qkv, att, segments, kv_heads, m.head_dim, qd, kvd, dt, causal,

@@ -193,7 +193,7 @@ def _allgather(ctx: Ctx, node: Node) -> Programs:
     """One core gathers every rank's part (its own is ``inputs[0]``) into the output."""
     src, dst = (ctx.graph.tensors[n] for n in (node.inputs[0], node.outputs[0]))
     return [[build("net.allgather", hbm(ctx.addr[dst.name]), hbm(ctx.addr[src.name]),
-                   src.elements, src.dtype, node.attrs.group)]]
+                   node.attrs.count or src.elements, src.dtype, node.attrs.group)]]
 
 
 # ---- row-wise kernels -------------------------------------------------------------------------

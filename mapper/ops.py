@@ -168,6 +168,12 @@ class GroupAttrs:
 
 
 @dataclass(frozen=True)
+class GatherAttrs:
+    group: int
+    count: int = 0  # elements each rank contributes (0: its whole input)
+
+
+@dataclass(frozen=True)
 class EpsAttrs:
     eps: float
 
@@ -183,7 +189,7 @@ ATTRS: dict[Op, type] = {
     Op.ACT: ActAttrs, Op.ADD: NoAttrs, Op.MUL: NoAttrs, Op.RENAME: NoAttrs,
     Op.SLICE_ROWS: RowsAttrs,
     Op.PLACE_ROWS: RowsAttrs, Op.REPLICATE_ROWS: CopiesAttrs, Op.ALLTOALL: AlltoallAttrs,
-    Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.ALLGATHER: GroupAttrs,
+    Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.ALLGATHER: GatherAttrs,
     Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
     Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,

@@ -33,10 +33,16 @@ class Parallel:
     dp: int = 1
     micro: int = 1  # micro-batches flowing through the pipeline stages
     ep: int = 1  # expert parallel: experts spread over the data-parallel replicas (ep == dp)
+    cp: int = 1  # context parallel: a prefill's tokens split over this many chips
 
     @property
     def chips(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def rows(self) -> int:
+        """Replica x context rank: the index ``d`` of ``chip_of`` (replica-major)."""
+        return self.dp * self.cp
 
 
 @dataclass
@@ -60,18 +66,32 @@ def chip_of(par: Parallel, dp: int, stage: int, rank: int) -> int:
 
 
 def ep_base(par: Parallel) -> int:
-    """Group numbers: tensor-parallel groups 1 .. dp x pp, then the all-to-all groups of
-    (stage, tensor rank), then each chip's own."""
-    return 1 + par.dp * par.pp
+    """Group numbers: tensor-parallel groups 1 .. dp x cp x pp, then the all-to-all groups
+    of (stage, tensor rank), then the context-parallel groups of (replica, stage, tensor
+    rank), then each chip's own."""
+    return 1 + par.rows * par.pp
+
+
+def cp_base(par: Parallel) -> int:
+    return ep_base(par) + (par.pp * par.tp if par.ep > 1 else 0)
 
 
 def chip_base(par: Parallel) -> int:
-    return ep_base(par) + (par.pp * par.tp if par.ep > 1 else 0)
+    return cp_base(par) + (par.dp * par.pp * par.tp if par.cp > 1 else 0)
+
+
+def cp_group(par: Parallel, d: int, s: int, r: int) -> int:
+    return cp_base(par) + ((d // par.cp) * par.pp + s) * par.tp + r
 
 
 def groups_of(par: Parallel) -> dict[int, list[int]]:
     groups = {1 + d * par.pp + s: [chip_of(par, d, s, r) for r in range(par.tp)]
-              for d in range(par.dp) for s in range(par.pp)}
+              for d in range(par.rows) for s in range(par.pp)}
+    if par.cp > 1:
+        groups.update({cp_group(par, d, s, r): [chip_of(par, d + x, s, r)
+                                                 for x in range(par.cp)]
+                       for d in range(0, par.rows, par.cp) for s in range(par.pp)
+                       for r in range(par.tp)})
     groups.update({chip_base(par) + c: [c] for c in range(par.chips)})
     if par.ep > 1:
         groups.update({ep_base(par) + s * par.tp + r: [chip_of(par, d, s, r)
@@ -82,12 +102,21 @@ def groups_of(par: Parallel) -> dict[int, list[int]]:
 
 def shard_of(par: Parallel, d: int, s: int, r: int) -> Shard:
     """Tensor rank ``r`` of stage ``s`` of replica ``d``: its shard and groups."""
-    return Shard(par.tp, r, 1 + d * par.pp + s, par.ep, ep_base(par) + s * par.tp + r)
+    return Shard(par.tp, r, 1 + d * par.pp + s, par.ep, ep_base(par) + s * par.tp + r,
+                 par.cp, d % par.cp, cp_group(par, d, s, r) if par.cp > 1 else 0)
 
 
 def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noqa: ANN001
+    if par.cp > 1:
+        if par.ep > 1 or par.pp > 1:
+            raise ValueError("--cp: context parallelism runs with --tp and --dp (not --ep or "
+                             "--pp)")
+        if model.mla or model.sliding_window:
+            raise ValueError(f"--cp: context parallelism of {model.name}'s attention (MLA or "
+                             f"a sliding window) is not modelled")
     if par.chips != chips:
-        raise ValueError(f"--tp {par.tp} x --pp {par.pp} x --dp {par.dp} = {par.chips} chips, "
+        raise ValueError(f"--tp {par.tp} x --pp {par.pp} x --dp {par.dp} x --cp {par.cp} = "
+                         f"{par.chips} chips, "
                          f"but the system has {chips}")
     if chip_base(par) + chips - 1 > GROUPS:
         raise ValueError(f"{chips} chips as --tp {par.tp} --pp {par.pp} --dp {par.dp} need "
@@ -131,6 +160,12 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
         raise ValueError("functional mode runs one micro-batch (each would need its own KV "
                          "caches)")
     replica = replace(phase, batch=phase.batch // par.dp // par.micro)
+    if par.cp > 1:  # context rank x prefills chunk x of each prompt, after x chunks cached
+        if phase.kind != "prefill" or phase.seq % par.cp:
+            raise ValueError(f"--cp {par.cp}: context parallelism splits a prefill whose "
+                             f"--seq it divides (got {phase.kind}, seq {phase.seq})")
+        if opts.functional:
+            raise ValueError("--cp: context parallelism runs in performance mode only")
     full_w = None
     if opts.functional:
         full = build_layers(model, replica, model.layers)
@@ -144,7 +179,9 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
     done: dict[tuple, tuple] = {}  # performance mode: (graph, its lowering) by what decides it
     graphs: dict[int, object] = {}
     done_kernels: dict[int, list] = {}
-    for d in range(par.dp):
+    for d in range(par.rows):
+        mine = replica if par.cp == 1 else Phase(
+            "chunk", replica.batch, seq=phase.seq // par.cp, ctx=d % par.cp * phase.seq // par.cp)
         for s in range(par.pp):
             layers = stage_layers(model, par, s, limit)
             for r in range(par.tp):
@@ -153,17 +190,18 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                 # ranks after the first of a group build the same graph (only rank 0 adds a
                 # row-parallel bias); their chips are alike too: lower it once
                 # and replicas differ only in their group numbers: relabelled, not lowered
-                same = (s, min(r, 1), repr(chips[c]))
+                same = (s, min(r, 1), d % par.cp, repr(chips[c]))
                 if full_w is None and same in done:
                     g, low, was = done[same]
                     alias = {a: b for a, b in ((was.group, shard.group),
-                                               (was.ep_group, shard.ep_group)) if a != b}
+                                               (was.ep_group, shard.ep_group),
+                                               (was.cp_group, shard.cp_group)) if a != b}
                     if alias:
                         aliases[c] = alias
                     _place(low, g, par, c, s, layers, shard, programs, addresses, kernels)
                     graphs[c], done_kernels[c] = g, low.kernels
                     continue
-                g = build_layers(model, replica, len(layers), shard=shard, first=layers[0])
+                g = build_layers(model, mine, len(layers), shard=shard, first=layers[0])
                 w = shard_weights(full_w, g, model, par.tp, r) if full_w is not None else None
                 g, w, _ = apply_passes(g, w, opts)
                 x_in = f"x{layers[0]}"

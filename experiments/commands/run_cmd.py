@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages (with --system)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel replicas (with --system)")
     p.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE models)")
+    p.add_argument("--cp", type=int, default=1,
+                   help="context-parallel degree: a prefill's tokens split over chips, keys "
+                        "and values all-gathered (ring attention's bytes; with --system)")
     p.add_argument("--micro-batches", type=int, default=1, metavar="M",
                    help="split each replica's batch into M micro-batches through the "
                         "pipeline stages")
@@ -135,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
         if (args.tp, args.pp, args.dp) != (1, 1, 1):
             raise RunError("--tp/--pp/--dp need a multi-chip --system (presets: "
                            f"{', '.join(list_systems())})")
-    if args.ep != 1 and not args.system:
-        raise RunError("--ep needs a multi-chip --system")
+    if (args.ep != 1 or args.cp != 1) and not args.system:
+        raise RunError("--ep and --cp need a multi-chip --system")
     opts = MapOptions(quant=args.quant, quant_group=args.quant_group, act_quant=args.act_quant,
                       quant_layers=parse_layers(args.quant_layers), sparsity=args.sparsity,
                       low_rank=args.low_rank, kernels=args.kernels,
@@ -152,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         report = api.run(model, chip, system=system, phase=args.phase, batch=args.batch,
                          seq=args.seq, ctx=args.ctx, tokens=args.tokens, tp=args.tp,
                          pp=args.pp, dp=args.dp, ep=args.ep, micro_batches=args.micro_batches,
+                         cp=args.cp,
                          options=opts, decode_samples=args.decode_samples,
                          budget=Budget(RunLimits(args.max_time, args.max_instructions),
                                        args.memory_limit, args.max_trace_events),
