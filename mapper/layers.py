@@ -277,10 +277,12 @@ def _mla(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, tp: int, 
         width = m.q_lora_rank
     q_nope = linear("q_nope", src, width, nh * dn)
     q_rope = linear("q_rope", src, width, nh * dr)
-    q_lat = linear("q_absorb", q_nope, nh * dn, nh * r, groups=nh)  # W_UK per head
     lat = norm_node("kv_norm", linear("kv_a", h, H, r), r)
     k_pe = linear("k_rope", h, H, dr)
     theta, causal = float(m.rope_theta), True
+    if phase.kind == "prefill" and not (segments and len(segments) > 1) and dv == dn:
+        return _mla_prefill(g, m, phase, p, T, dt, nh, q_nope, q_rope, lat, k_pe, linear)
+    q_lat = linear("q_absorb", q_nope, nh * dn, nh * r, groups=nh)  # W_UK per head
     o_lat = _a(g, p + "attn_latent", (T, nh * r), dt)
     segs = segments if segments and len(segments) > 1 else [phase]
     r0 = 0
@@ -311,6 +313,29 @@ def _mla(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, tp: int, 
             g.op(Op.PLACE_ROWS, q + "put", [out], [o_lat], first=r0)
         r0 += s.tokens
     return linear("v_absorb", o_lat, nh * r, nh * dv, groups=nh), nh * dv  # W_UV per head
+
+
+def _mla_prefill(g: Graph, m, phase: Phase, p: str, T: int, dt: DType, nh: int,  # noqa: ANN001
+                 q_nope: str, q_rope: str, lat: str, k_pe: str, linear) -> tuple[str, int]:  # noqa: ANN001
+    """A prompt's MLA as DeepSeek's inference runs its prefill (the naive form): each
+    head's keys and values decompressed from the latent by kv_b (the same weights W_UK and
+    W_UV hold), MHA of head size head_dim + rope_dim over them with the rotary key shared,
+    ~3.4x fewer attention FLOPs per key than attending in latent space; the latent and
+    rotary key still fill the cache for the decode steps."""
+    dn, dr, r = m.head_dim, m.rope_dim, m.kv_lora_rank
+    table = _w(g, p + "rope.table", (T, dr), DType.FP32)
+    for name, t, cols in (("rope_q", q_rope, nh * dr), ("rope_k", k_pe, dr)):
+        g.op(Op.ROPE, p + name, [t, table], [t], cols=cols, hd=dr, theta=float(m.rope_theta),
+             pos0=0, seq=phase.q_len)
+    cache = g.add(Tensor(p + "kv_cache", (phase.batch, 1, phase.kv_len, r + dr), dt,
+                         Kind.KV_CACHE))
+    g.op(Op.KV_APPEND, p + "kv_append", [lat, k_pe], [cache], q_dim=0, kv_dim=r + dr,
+         latent=True)
+    kv = linear("kv_b", lat, r, nh * 2 * dn)  # per head: its no-rotary keys, its values
+    att = _a(g, p + "attn", (T, nh * dn), dt)
+    g.op(Op.ATTENTION, p + "attention", [q_nope, q_rope, kv, k_pe], [att], causal=True,
+         rope_dim=dr, scale=1.0 / math.sqrt(dn + dr), batch=phase.batch, heads=nh)
+    return att, nh * dn
 
 
 def build_head(model, phase: Phase, dt: DType = DType.BF16, tp: int = 1,  # noqa: ANN001

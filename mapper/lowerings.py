@@ -474,27 +474,48 @@ def _latent_append(ctx: Ctx, node: Node) -> list[list[Item]]:
 
 @lowers(Op.ATTENTION)
 def _attention(ctx: Ctx, node: Node) -> list[list[Item]]:
-    g, addr, chip = ctx.graph, ctx.addr, ctx.chip
+    g, addr = ctx.graph, ctx.addr
     x = node.attrs
     qkv = g.tensors[node.inputs[0]]
     kc = g.tensors[node.inputs[-1] if x.rope_dim else node.inputs[1]]
     out = g.tensors[node.outputs[0]]
+    mla = {}
+    if len(node.inputs) == 4:  # naive MLA prefill: per-head keys and values, shared k_rope
+        kv, kr = g.tensors[node.inputs[2]], g.tensors[node.inputs[3]]
+        qr = g.tensors[node.inputs[1]]
+        heads, batch = x.heads, x.batch
+        hd = qkv.shape[1] // heads
+        max_ctx = qkv.shape[0] // batch
+        mla = dict(rope_dim=x.rope_dim, q_rope=addr[qr.name], ldq_rope=qr.shape[1],
+                   k_rope=addr[kr.name], kv_pitch=kv.shape[1], kv_stride=kv.shape[1] // heads)
+        return _attention_tiles(ctx, node, Attention, heads, heads, hd, batch, max_ctx,
+                                addr[kv.name], addr[kv.name] + kv.dtype.nbytes(hd), mla)
     batch, kvh, max_ctx, width = kc.shape
     hd = width - x.rope_dim  # MLA: the latent's width (a cache row ends with the rotary key)
     heads = out.shape[1] // hd
-    q_len = qkv.shape[0] // batch
-    mla = {}
     if x.rope_dim:
         qr = g.tensors[node.inputs[1]]
         mla = dict(rope_dim=x.rope_dim, q_rope=addr[qr.name], ldq_rope=qr.shape[1])
+    return _attention_tiles(ctx, node, Attention, heads, kvh, hd, batch, max_ctx,
+                            addr[kc.name],
+                            addr[node.inputs[-1] if x.rope_dim else node.inputs[2]], mla)
+
+
+def _attention_tiles(ctx: Ctx, node: Node, attention, heads: int, kvh: int, hd: int,  # noqa: ANN001
+                     batch: int, max_ctx: int, k_at: int, v_at: int,
+                     mla: dict) -> list[list[Item]]:
+    """The largest query and key tiles (and, in decode, heads per item) whose buffers fit
+    the core, and the kernel's programs."""
+    g, addr, chip, x = ctx.graph, ctx.addr, ctx.chip, node.attrs
+    qkv, out = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    q_len = qkv.shape[0] // batch
     blocks = (0, 64, 32, 16) if q_len == 1 else (0,)
     best = None
     for hb in blocks:
         for tq in (128, 64, 32, 16):
             for tkv in (128, 64, 32, 16):
-                a = Attention(batch, heads, kvh, hd, q_len, max_ctx, max_ctx - q_len,
-                              x.causal, addr[qkv.name], qkv.shape[1], addr[kc.name],
-                              addr[node.inputs[-1] if x.rope_dim else node.inputs[2]], max_ctx,
+                a = attention(batch, heads, kvh, hd, q_len, max_ctx, max_ctx - q_len,
+                              x.causal, addr[qkv.name], qkv.shape[1], k_at, v_at, max_ctx,
                               addr[out.name], qkv.dtype, min(tq, max(q_len, 1)), tkv,
                               stats=addr[node.outputs[1]] if len(node.outputs) > 1 else None,
                               scale=x.scale, head_block=hb, window=x.window, **mla)

@@ -106,6 +106,10 @@ class AttentionAttrs:
     rope_dim: int = 0
     scale: float = 0.0  # softmax scale (0: 1 / sqrt(head size))
     window: int = 0  # sliding window: keys each query sees (0: all)
+    # MLA prefill, naive: inputs (q no-rotary, q rotary, per-head keys+values [T, heads *
+    # (hd + hd)], shared rotary keys [T, rope_dim]) of ``batch`` sequences
+    batch: int = 0
+    heads: int = 0
 
 
 @dataclass(frozen=True)

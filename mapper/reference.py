@@ -136,8 +136,12 @@ def mla(m, w, p, h, batch, past, pos, lat_cache, kpe_cache):
     q_rope = bf16(rope(bf16(cq @ w[p + "q_rope.w"]).reshape(T, nh, dr), pos, m.rope_theta))
     lat = bf16(rmsnorm(bf16(h @ w[p + "kv_a.w"]), w[p + "kv_norm.w"], eps))
     k_pe = bf16(rope(bf16(h @ w[p + "k_rope.w"])[:, None, :], pos, m.rope_theta))[:, 0]
-    w_uk = w[p + "q_absorb.w"].reshape(nh, dn, r)  # head j: k_nope = latent @ W_UK[j]^T
-    w_uv = w[p + "v_absorb.w"].reshape(nh, r, dv)  # head j: v = latent @ W_UV[j]
+    if p + "kv_b.w" in w:  # kv_b_proj as stored: per head, its keys' then values' columns
+        kvb = w[p + "kv_b.w"].reshape(r, nh, dn + dv)
+        w_uk, w_uv = kvb[:, :, :dn].transpose(1, 2, 0), kvb[:, :, dn:].transpose(1, 0, 2)
+    else:  # the absorbed layout (decode): W_UK [heads, dn, r], W_UV [heads, r, dv]
+        w_uk = w[p + "q_absorb.w"].reshape(nh, dn, r)  # head j: k_nope = latent @ W_UK[j]^T
+        w_uv = w[p + "v_absorb.w"].reshape(nh, r, dv)  # head j: v = latent @ W_UV[j]
     outs, lats, kpes = [], [], []
     for b in range(batch):
         sl = slice(b * S, (b + 1) * S)

@@ -37,10 +37,14 @@ def node_instructions(g: Graph, node: Node) -> int:
         return GEMM_TILE_INSTRUCTIONS * tiles
     if node.op == Op.ATTENTION:
         qkv, kc = t[node.inputs[0]], t[node.inputs[-1 if node.attrs.rope_dim else 1]]
-        batch, _, kv_len, hd = kc.shape
-        hd -= node.attrs.rope_dim  # MLA: the latent's width
-        heads = t[node.outputs[0]].shape[1] // hd
-        q_len = qkv.shape[0] // batch
+        if len(node.inputs) == 4:  # naive MLA prefill: heads of head_dim over the prompt
+            batch, heads = node.attrs.batch, node.attrs.heads
+            kv_len = q_len = qkv.shape[0] // batch
+        else:
+            batch, _, kv_len, hd = kc.shape
+            hd -= node.attrs.rope_dim  # MLA: the latent's width
+            heads = t[node.outputs[0]].shape[1] // hd
+            q_len = qkv.shape[0] // batch
         pairs = _ceil(q_len, ATTN_EDGE) * _ceil(kv_len, ATTN_EDGE)
         if node.attrs.causal and q_len > 1:
             pairs = (pairs + _ceil(q_len, ATTN_EDGE)) // 2

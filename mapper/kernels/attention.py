@@ -60,6 +60,13 @@ class Attention:
     # latent but do not fit one core's accumulator at once, so FlashMLA takes 64 at a time)
     head_block: int = 0
     window: int = 0  # sliding window: each query sees its last ``window`` keys (0: all)
+    # MLA prefill in DeepSeek's own (naive) form: keys and values decompressed per head in
+    # one token-major tensor (k_cache = v_cache - hd: a head's no-rotary key then its value,
+    # heads kv_stride elements apart, kv_pitch per token) and the rotary keys, shared by
+    # every head, at k_rope (rope_dim per token)
+    k_rope: int = -1
+    kv_pitch: int = 0
+    kv_stride: int = 0
 
     @property
     def rep(self) -> int:
@@ -70,9 +77,13 @@ class Attention:
         return min(self.rep, self.head_block or self.rep)
 
     @property
+    def naive(self) -> bool:
+        return self.k_rope >= 0
+
+    @property
     def kp(self) -> int:
-        """Elements of one K cache row."""
-        return self.hd + self.rope_dim
+        """Elements from one key to the next in K's memory."""
+        return self.kv_pitch if self.naive else self.hd + self.rope_dim
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,7 @@ class Item_:
     stats: int | None = None  # HBM address of row 0's m (1/l one plane further on)
     q_rope_addr: int = 0
     q_rope_stride: int = 0  # elements between the rotary parts' rows
+    rope_base: int = 0  # naive MLA: byte offset of this sequence's rotary keys
 
 
 def stats_plane(a: Attention) -> int:
@@ -106,6 +118,9 @@ def items(a: Attention) -> list[Item_]:
     for b in range(a.batch):
         for g in range(a.kv_heads):
             kv = ((b * a.kv_heads + g) * a.max_ctx) * a.kp * e
+            if a.naive:
+                kv = (b * a.max_ctx * a.kp + g * a.kv_stride) * e
+            rope0 = b * a.max_ctx * a.rope_dim * e
             if a.sq == 1:  # decode: the group's query heads are the rows
                 lo = max(0, a.skv - a.window) if a.window else 0
                 for h0 in range(g * a.rep, (g + 1) * a.rep, a.rows_decode):
@@ -132,7 +147,8 @@ def items(a: Attention) -> list[Item_]:
                                      stats=st, q_rope_addr=a.q_rope + ((b * a.sq + q0)
                                                                        * a.ldq_rope
                                                                        + h * a.rope_dim) * e,
-                                     q_rope_stride=a.ldq_rope))
+                                     q_rope_stride=a.ldq_rope,
+                                     rope_base=rope0 + lo * a.rope_dim * e))
     return out
 
 
@@ -160,12 +176,13 @@ def regions(a: Attention, partial: bool = False) -> Regions:
     take = arena.take
 
     rows = max(a.tq, a.rows_decode)
-    kv = a.dt.nbytes(a.tkv * a.kp)  # MLA: the rotary key right after the latent
+    kv = a.dt.nbytes(a.tkv * (a.hd + a.rope_dim))  # MLA: the rotary key after the latent
     out = 4 * rows * (a.hd + 2) if partial else a.dt.nbytes(rows * a.hd) + \
         (8 * rows if a.stats is not None else 0)
     k = (take(kv), take(kv))
-    v = k if a.rope_dim else (take(kv), take(kv))  # MLA: the values are the latent tile
-    r = dict(q=take(a.dt.nbytes(rows * a.kp)), k=k, v=v,
+    v = k if a.rope_dim and not a.naive else (take(kv), take(kv))  # absorbed MLA: the
+    # values are the latent tile
+    r = dict(q=take(a.dt.nbytes(rows * (a.hd + a.rope_dim))), k=k, v=v,
              p=take(a.dt.nbytes(rows * a.tkv)), o_out=take(out),
              m=take(4 * rows), mt=take(4 * rows), mnew=take(4 * rows), corr=take(4 * rows),
              l=take(4 * rows), lt=take(4 * rows))
@@ -231,7 +248,8 @@ def _split(a: Attention, work: list[Item_], parts: int, scratch: int
             slot = scratch + 4 * (p * len(work) + i) * rows * (a.hd + 2)
             out.append(Item_(it.q_addr, it.q_stride, rows, slot, a.hd,
                              it.kv_base + k0 * a.kp * e, k1 - k0, it.first_pos, False, True,
-                             q_rope_addr=it.q_rope_addr, q_rope_stride=it.q_rope_stride))
+                             q_rope_addr=it.q_rope_addr, q_rope_stride=it.q_rope_stride,
+                             rope_base=it.rope_base + k0 * a.rope_dim * e))
     return out, rows
 
 
@@ -329,7 +347,16 @@ def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
             b = (g0 + n) % 2
             off = it.kv_base + t0 * a.kp * e
             reg = 0 if in_loop else None
-            if a.rope_dim:  # the latent, then the rotary keys, from one cache row each
+            if a.naive:  # the head's no-rotary keys, its rotary keys (shared), its values
+                rr = 1 if in_loop else None
+                at = it.rope_base + t0 * a.rope_dim * e
+                loads = [build("dma.load", sram(r.k[b]), hbm(a.k_cache + off, reg), a.dt, keys,
+                               a.hd, stride=a.kp),
+                         build("dma.load", sram(r.k[b] + a.dt.nbytes(keys * a.hd)),
+                               hbm(a.k_rope + at, rr), a.dt, keys, a.rope_dim),
+                         build("dma.load", sram(r.v[b]), hbm(a.v_cache + off, reg), a.dt, keys,
+                               a.hd, stride=a.kp)]
+            elif a.rope_dim:  # the latent, then the rotary keys, from one cache row each
                 loads = [build("dma.load", sram(r.k[b]), hbm(a.k_cache + off, reg), a.dt, keys,
                                a.hd, stride=a.kp),
                          build("dma.load", sram(r.k[b] + a.dt.nbytes(keys * a.hd)),
@@ -347,7 +374,9 @@ def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
         if prev is not None:
             seq += _store(a, r, prev)
         full = len(tiles) - 1 - (1 if len(tiles) > 1 and tiles[-1][1] < a.tkv else 0)
-        seq += steps(full, step, (("a0", 2 * a.tkv * a.kp * e),), 1)
+        regs = (("a0", 2 * a.tkv * a.kp * e),) + (
+            (("a1", 2 * a.tkv * a.rope_dim * e),) if a.naive else ())
+        seq += steps(full, step, regs, 1)
         seq += [i for n in range(1 + full, len(tiles)) for i in step(n, False)]
         g += len(tiles)
         prev = it
