@@ -34,7 +34,8 @@ def test_reduced_models_run_prefill_decode_and_serve(name):
     m = reduced(name)
     pre = api.run(model=m, chip="h100", phase="prefill", batch=2, seq=64)
     dec = api.run(model=m, chip="h100", phase="decode", batch=4, ctx=128)
-    assert 0 < dec.decode[0].latency_s < pre.prefill.latency_s
+    # a prompt's 128 tokens go through at a far higher rate than 4 decode tokens
+    assert 128 / pre.prefill.latency_s > 10 * 4 / dec.decode[0].latency_s > 0
     summary, rows = api.serve(m, "h100", rate=50.0, requests=12, prompt_len="64",
                               output_len="8", seed=1)
     assert summary["requests"] == 12 and len(rows) == 12 and summary["ttft_p50_s"] > 0
