@@ -353,9 +353,13 @@ def _bert(c: dict) -> dict:
 
 
 def _window(c: dict) -> int:
-    """Mistral's sliding_window (Qwen's too, but only with use_sliding_window)."""
-    w = c.get("sliding_window")
-    return w if isinstance(w, int) and c.get("use_sliding_window", True) else 0
+    """Mistral's sliding_window (Qwen's too, but only with use_sliding_window); null is
+    none, anything else must be a positive integer."""
+    if c.get("sliding_window") is None or c.get("use_sliding_window", True) is False:
+        return 0
+    if _int(c, "sliding_window") <= 0:
+        raise _BadKey("sliding_window")
+    return c["sliding_window"]
 
 
 def _mistral(c: dict) -> dict:
