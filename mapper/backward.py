@@ -304,29 +304,27 @@ def _sum_copies(w: _Walk, node: Node) -> None:
     w.contribute(residual, d)
 
 
-@rule(Op.ALLTOALL)
-def _alltoall(w: _Walk, node: Node) -> None:
-    """An exchange's gradient goes back the way it came: the same all-to-all, reversed."""
+def _mirror(w: _Walk, node: Node, op: Op, **attrs: object) -> None:
+    """A one-input data movement's gradient: the output's gradient moved back by ``op``."""
     d = w.grad_of(node.outputs[0])
     if d is None:
         return
     src = node.inputs[0]
     dsrc = w.new(f"d:{src}", src)
-    w.g.op(Op.ALLTOALL, f"bwd.{node.name}", [d], [dsrc], group=node.attrs.group,
-           ep=node.attrs.ep)
+    w.g.op(op, f"bwd.{node.name}", [d], [dsrc], **attrs)
     w.contribute(src, dsrc)
+
+
+@rule(Op.ALLTOALL)
+def _alltoall(w: _Walk, node: Node) -> None:
+    """An exchange's gradient goes back the way it came: the same all-to-all, reversed."""
+    _mirror(w, node, Op.ALLTOALL, group=node.attrs.group, ep=node.attrs.ep)
 
 
 @rule(Op.PLACE_ROWS)
 def _place_rows(w: _Walk, node: Node) -> None:
     """An expert's output rows placed into the layer's: their gradient is those rows."""
-    d = w.grad_of(node.outputs[0])
-    if d is None:
-        return
-    part = node.inputs[0]
-    dpart = w.new(f"d:{part}", part)
-    w.g.op(Op.SLICE_ROWS, f"bwd.{node.name}", [d], [dpart], first=node.attrs.first)
-    w.contribute(part, dpart)
+    _mirror(w, node, Op.SLICE_ROWS, first=node.attrs.first)
 
 
 @rule(Op.SLICE_ROWS)

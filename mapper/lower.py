@@ -99,7 +99,10 @@ def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = No
         if node.op != Op.LINEAR:
             continue
         g = gemm_of(graph, node, {}, Tiling(1, 1, 1))
-        key = (g.m, g.k, g.n, g.adt, g.wdt, g.cdt, g.sparse, g.extras)
+        # everything the choice depends on: a grouped or transposed GEMM of the same
+        # shape is another GEMM (its tiles, its loads)
+        key = (g.m, g.k, g.n, g.adt, g.wdt, g.cdt, g.sparse, g.extras, g.decode, g.group,
+               g.a_trans, g.w_layout, g.groups, g.group_rows)
         if key not in seen:
             seen[key] = _remembered(memo, (key, top if confirm else 1)) or \
                 _decide(g, chip, confirm, top)
