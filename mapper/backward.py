@@ -164,9 +164,9 @@ def _with_stats(g: Graph) -> Graph:
             continue
         if node.op == Op.ATTENTION:
             att = g.tensors[node.outputs[0]]
-            hd = g.tensors[node.inputs[1]].shape[3]
-            stats = out.add(Tensor(node.name + ".stats", (2, att.shape[1] // hd, att.shape[0]),
-                                   F32))
+            heads = node.attrs.heads if len(node.inputs) == 4 else \
+                att.shape[1] // g.tensors[node.inputs[1]].shape[3]  # (MLA: its attribute)
+            stats = out.add(Tensor(node.name + ".stats", (2, heads, att.shape[0]), F32))
             node = replace(node, outputs=(node.outputs[0], stats))
         out.nodes.append(node)
     return out
@@ -203,6 +203,9 @@ def _kv_append(w: _Walk, node: Node) -> None:
 @rule(Op.LINEAR)
 def _linear(w: _Walk, node: Node) -> None:
     a = node.attrs
+    if a.groups > 1:
+        raise TrainingGraphError(f"{node.name}: the backward of a per-head batched GEMM "
+                                 f"(absorbed MLA) is not lowered")
     if a.act or a.scale or a.row_scale or a.decode or a.sparse:
         raise TrainingGraphError(f"{node.name}: the backward of a projection with a fused "
                                  f"activation or quantized weights is not lowered")
@@ -260,6 +263,9 @@ def _grouped_linear(w: _Walk, node: Node, dy: str) -> None:
 
 @rule(Op.ATTENTION)
 def _attention(w: _Walk, node: Node) -> None:
+    if len(node.inputs) == 4:
+        _mla_attention(w, node)
+        return
     qkv, kc, vc = node.inputs
     att, stats = node.outputs
     datt = w.grad_of(att)
@@ -273,6 +279,57 @@ def _attention(w: _Walk, node: Node) -> None:
     w.g.op(Op.ATTENTION_BWD, f"bwd.{node.name}", [qkv, kc, vc, att, datt, stats],
            [dqkv, delta, dq32], causal=node.attrs.causal)
     w.contribute(qkv, dqkv)
+
+
+def _mla_attention(w: _Walk, node: Node) -> None:
+    """MLA's attention backward as a training stack runs it (DeepSeek's Hugging Face code
+    with FlashAttention-2): queries as no-rotary | rotary parts concatenated per head, keys
+    as each head's no-rotary part | the shared rotary key, values padded to the same head
+    size (192), one flash-attention backward over them, and the gradients copied back to
+    their tensors. The copies are element-wise kernels; the backward's values are 64 columns
+    wider than the 128 they hold, as the padding makes them. Timing only: the padded
+    buffers hold no data (training runs in performance mode)."""
+    qn, qr, kv, kpe = node.inputs
+    att, stats = node.outputs
+    datt = w.grad_of(att)
+    if datt is None:
+        return
+    nh, batch, dr = node.attrs.heads, node.attrs.batch, node.attrs.rope_dim
+    T, qd = w.g.tensors[qn].shape
+    dn = qd // nh
+    hq, dt = dn + dr, w.g.tensors[qn].dtype
+    name = f"bwd.{node.name}"
+
+    def tensor(suffix: str, shape: tuple[int, ...], dtype: DType = dt) -> str:
+        return w.g.add(Tensor(f"{name}.{suffix}", shape, dtype))
+
+    def copy(src: str, dst: str, col0: int, width: int, out_col0: int, what: str) -> None:
+        w.g.op(Op.EWISE, f"{name}.{what}", [src], [dst], fn="v.cast", col0=col0, width=width,
+               out_col0=out_col0)
+
+    qkv = tensor("qkv", (T, 3 * nh * hq))  # [q | k | v], head size hq each
+    copy(qn, qkv, 0, nh * dn, 0, "cat_q_nope")
+    copy(qr, qkv, 0, nh * dr, nh * dn, "cat_q_rope")
+    copy(kv, qkv, 0, nh * 2 * dn, nh * hq, "cat_kv")
+    copy(kpe, qkv, 0, dr, nh * hq + nh * 2 * dn, "expand_k_rope")
+    shape = (batch, nh, T // batch, hq)
+    kc = w.g.add(Tensor(f"{name}.k", shape, dt, Kind.KV_CACHE))
+    vc = w.g.add(Tensor(f"{name}.v", shape, dt, Kind.KV_CACHE))
+    w.g.op(Op.KV_APPEND, f"{name}.kv_append", [qkv], [kc, vc], q_dim=nh * hq, kv_dim=nh * hq)
+    out, dout = tensor("o", (T, nh * hq)), tensor("do", (T, nh * hq))
+    copy(att, out, 0, nh * dn, 0, "pad_o")
+    copy(datt, dout, 0, nh * dn, 0, "pad_do")
+    dqkv = tensor("dqkv", (T, 3 * nh * hq))
+    delta = tensor("delta", (T, nh), F32)
+    dq32 = tensor("dq32", (T, nh * hq), F32)
+    w.g.op(Op.ATTENTION_BWD, name, [qkv, kc, vc, out, dout, stats], [dqkv, delta, dq32],
+           causal=node.attrs.causal)
+    for src, col0, width, what in ((qn, 0, nh * dn, "dq_nope"), (qr, nh * dn, nh * dr, "dq_rope"),
+                                   (kv, nh * hq, nh * 2 * dn, "dkv"),
+                                   (kpe, nh * hq + nh * 2 * dn, dr, "dk_rope")):
+        d = w.new(f"d:{src}@{node.name}", src)
+        copy(dqkv, d, col0, width, 0, what)
+        w.contribute(src, d)
 
 
 @rule(Op.ROPE)

@@ -112,10 +112,9 @@ def check_spec(model, spec: TrainSpec, chips: int) -> None:  # noqa: ANN001
     def bad(field_: str, why: str) -> TrainError:
         return TrainError(f"--{field_.replace('_', '-')}: {why}")
 
-    if model.mla:
-        raise TrainError(f"{model.name}: training multi-head latent attention is not modelled "
-                         f"yet (no backward for its batched per-head GEMMs and latent "
-                         f"attention); run and serve price it")
+    if model.mla and model.v_head_dim != model.head_dim:
+        raise TrainError(f"{model.name}: training multi-head latent attention is modelled in "
+                         f"DeepSeek's prefill form, which needs v_head_dim = head_dim")
     for name in ("micro_batch", "seq", "tp", "pp", "dp"):
         if getattr(spec, name) < 1:
             raise bad(name, f"must be at least 1, not {getattr(spec, name)}")
