@@ -83,6 +83,12 @@ def map_model(model, chip: ChipConfig, phase: Phase, opts: MapOptions = MapOptio
     if getattr(model, "experts", 0) and opts.functional:
         raise ValueError(f"{model.name}: mixture-of-experts layers run in performance mode "
                          f"only (uniform routing; functional routing is not modelled)")
+    if opts.functional and getattr(model, "sliding_window", 0) and \
+            phase.kv_len > model.sliding_window:
+        raise ValueError(f"{model.name}: functional mode past its sliding window "
+                         f"({model.sliding_window} keys) is not modelled (a prompt's kernel "
+                         f"does not mask the keys before the window, nor numpy's reference); "
+                         f"timing is")
     n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
     graph = build_layers(model, phase, n)
     weights = None

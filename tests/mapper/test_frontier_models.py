@@ -173,3 +173,11 @@ def test_mla_prefill_attends_per_head_not_in_latent_space():
     # (512 + 64 + 512) / (128 + 64 + 128) = 3.4 on whole tiles; the diagonal tiles of the
     # two forms' different tile sizes pad differently
     assert 2.8 < absorbed / naive < 3.6
+
+
+def test_functional_mode_refuses_a_context_past_the_sliding_window():
+    m = model_from_dict(dict(name="w", hidden=64, layers=1, heads=4, kv_heads=2, ffn=128,
+                             vocab=64, max_seq=4096, sliding_window=16))
+    with pytest.raises(api.ApiError, match="past its sliding window"):
+        api.run(model=m, chip="edge", phase="prefill", batch=1, seq=32, functional=True)
+    assert api.run(model=m, chip="edge", phase="prefill", batch=1, seq=12, functional=True)
