@@ -81,6 +81,7 @@ def run(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = 
         system: str | Path | SystemConfig | None = None, phase: str = "decode",
         batch: int = 1, seq: int = 512, ctx: int = 2048, tokens: int = 32,
         tp: int = 1, pp: int = 1, dp: int = 1, ep: int = 1, micro_batches: int = 1, cp: int = 1,
+        sp: bool = False,
         options: MapOptions | None = None, decode_samples: int = 0,
         budget: Budget | None = None, allow_long_context: bool = False,
         trace: bool = False, emit_asm: Path | None = None, warn=None, note=None,  # noqa: ANN001
@@ -101,7 +102,7 @@ def run(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = 
     if system is not None:
         s = _system(system)
         c = s.chips[0]
-        par = Parallel(tp, pp, dp, micro_batches, ep, cp)
+        par = Parallel(tp, pp, dp, micro_batches, ep, cp, sp)
     else:
         if (tp, pp, dp, ep, cp) != (1, 1, 1, 1, 1):
             raise ApiError("tp/pp/dp/ep need a multi-chip system (presets: "

@@ -59,6 +59,11 @@ class Shard:
     cp: int = 1  # context parallel: this chip prefills chunk cp_rank of each prompt
     cp_rank: int = 0
     cp_group: int = 0  # the chips exchanging their chunks' keys and values
+    sp: bool = False  # Megatron sequence parallelism: norms and residuals on T / tp rows
+
+    @property
+    def seq_split(self) -> bool:
+        return self.sp and self.tp > 1
 
 
 def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # noqa: ANN001
@@ -67,7 +72,11 @@ def build_layers(model, phase: Phase, layers: int, dt: DType = DType.BF16,  # no
     x{first+layers}), as this chip's tensor-parallel shard."""
     g = Graph()
     T = phase.tokens
-    g.add(Tensor(f"x{first}", (T, model.hidden), dt, Kind.INPUT))
+    if shard.seq_split and T % shard.tp:
+        raise ValueError(f"--sp: sequence parallelism splits the {T} tokens of a step over "
+                         f"--tp {shard.tp} ranks; they must divide")
+    rows = T // shard.tp if shard.seq_split else T
+    g.add(Tensor(f"x{first}", (rows, model.hidden), dt, Kind.INPUT))
     kinds = _kinds(model, layers, first)
     for li in range(first, first + layers):
         _layer(g, model, phase, li, dt, shard, moe=kinds[li - first])
@@ -138,9 +147,9 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
     f32 = DType.FP32
     bias = bool(m.bias)
 
-    def norm_node(name: str, src: str, width: int = H) -> str:
+    def norm_node(name: str, src: str, width: int = H, rows: int = 0) -> str:
         gamma = _w(g, p + name + ".w", (2 * width if norm == "layernorm" else width,), f32)
-        out = _a(g, p + name + ".out", (T, width), dt)
+        out = _a(g, p + name + ".out", (rows or T, width), dt)
         g.op(Op.NORM, p + name, [src, gamma], [out], kind=norm, eps=float(m.norm_eps))
         return out
 
@@ -154,6 +163,8 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
         has_bias = bias and not (row_parallel and tp > 1 and shard.rank)
         if has_bias:
             ins.append(_w(g, p + name + ".b", (n,), f32))
+        if row_parallel and shard.seq_split:  # partial sums, reduce-scattered to T / tp rows,
+            epi.pop("residual", None)          # then the residual added on those rows
         if row_parallel and tp > 1 and "residual" in epi:
             # unfused (passes.unfuse), every rank adds it after the all-reduce
             epi["tp_residual"] = epi["residual"]
@@ -161,20 +172,45 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
                 epi.pop("residual")
         out = _a(g, p + name + ".out", (T, n), dt)
         g.op(Op.LINEAR, p + name, ins, [out], bias=has_bias, **epi)
+        if row_parallel and shard.seq_split:
+            mine = _a(g, p + name + ".scattered", (T // tp, n), dt)
+            g.op(Op.REDUCESCATTER, p + name + ".reducescatter", [out], [mine],
+                 group=shard.group)
+            summed = _a(g, p + name + ".sum", (T // tp, n), dt)
+            g.op(Op.ADD, p + name + ".residual", [mine, residual_of[name]], [summed])
+            return summed
         if row_parallel and tp > 1:
             g.op(Op.ALLREDUCE, p + name + ".allreduce", [out], [out], group=shard.group)
         return out
 
-    h = norm_node("norm1", x) if pre else x
+    def gather(name: str, local: str) -> str:
+        """Sequence parallel: the T / tp rows of a norm's output gathered to all T."""
+        if not shard.seq_split:
+            return local
+        full = _a(g, p + name + ".gathered", (T, H), dt)
+        g.op(Op.ALLGATHER, p + name + ".allgather", [local], [full], group=shard.group)
+        return full
+
+    if shard.seq_split:  # what each row-parallel projection adds after its reduce-scatter
+        if segments is not None or m.mla or not pre or m.experts:
+            raise ValueError("--sp: sequence parallelism in inference covers dense pre-norm "
+                             "attention layers (not serving iterations, MLA or MoE)")
+        norm_rows = T // tp
+        T_norm = norm_rows
+    else:
+        T_norm = T
+    residual_of = {"o": x, "down": None}
+    h = gather("norm1", norm_node("norm1", x, rows=T_norm)) if pre else x
     if m.mla:
         att, qd = _mla(g, m, phase, p, h, T, dt, tp, linear, norm_node, segments)
     else:
         att = _mha(g, m, phase, p, h, T, dt, qd, kvd, kv_heads, linear, segments, rope_each,
                    shard)
     x1 = linear("o", att, qd, H, row_parallel=True, residual=x)
+    residual_of["down"] = x1
     if not pre:
         x1 = norm_node("norm1", x1)
-    h2 = norm_node("norm2", x1) if pre else x1
+    h2 = gather("norm2", norm_node("norm2", x1, rows=T_norm)) if pre else x1
     out_name = f"x{li + 1}"
     if moe:
         y = _moe(g, m, p, h2, x1, T, dt, shard, linear)
@@ -188,7 +224,7 @@ def _layer(g: Graph, m, phase: Phase, li: int, dt: DType, shard: Shard,  # noqa:
         y = linear("down", up, ffn, H, row_parallel=True, residual=x1)
     if not pre:
         y = norm_node("norm2", y)
-    g.op(Op.RENAME, p + "out", [y], [g.add(Tensor(out_name, (T, H), dt))])
+    g.op(Op.RENAME, p + "out", [y], [g.add(Tensor(out_name, (T_norm, H), dt))])
 
 
 def _mha(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, qd: int,  # noqa: ANN001

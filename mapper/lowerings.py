@@ -196,6 +196,14 @@ def _allgather(ctx: Ctx, node: Node) -> Programs:
                    node.attrs.count or src.elements, src.dtype, node.attrs.group)]]
 
 
+@lowers(Op.REDUCESCATTER)
+def _reducescatter(ctx: Ctx, node: Node) -> Programs:
+    """One core reduces the group's partial sums, keeping this rank's rows."""
+    src, dst = (ctx.graph.tensors[n] for n in (node.inputs[0], node.outputs[0]))
+    return [[build("net.reducescatter", hbm(ctx.addr[dst.name]), hbm(ctx.addr[src.name]),
+                   dst.elements, src.dtype, node.attrs.group)]]
+
+
 # ---- row-wise kernels -------------------------------------------------------------------------
 
 @lowers(Op.SUM_COPIES)

@@ -28,7 +28,9 @@ class Op(StrEnum):
     ALLTOALL = "alltoall"  # expert-parallel dispatch / combine
     SUM_COPIES = "sum_copies"  # the copies of each token summed (+ residual)
     ALLREDUCE = "allreduce"  # tensor-parallel all-reduce, in place
-    ALLGATHER = "allgather"  # each rank's block of columns gathered (vocabulary-parallel head)
+    ALLGATHER = "allgather"  # each rank's block gathered (vocabulary-parallel head, context
+    # parallel keys and values, sequence-parallel norms' rows)
+    REDUCESCATTER = "reducescatter"  # partial sums reduced, each rank keeping its rows
     RMS_SCALE = "rms_scale"  # 1 / rms per row (a norm folded into the next GEMM)
     ACT_SCALE = "act_scale"  # per-token quantization scale
     ACT_QUANT = "act_quant"  # per-token quantization
@@ -194,6 +196,7 @@ ATTRS: dict[Op, type] = {
     Op.SLICE_ROWS: RowsAttrs,
     Op.PLACE_ROWS: RowsAttrs, Op.REPLICATE_ROWS: CopiesAttrs, Op.ALLTOALL: AlltoallAttrs,
     Op.SUM_COPIES: CopiesAttrs, Op.ALLREDUCE: GroupAttrs, Op.ALLGATHER: GatherAttrs,
+    Op.REDUCESCATTER: GroupAttrs,
     Op.RMS_SCALE: EpsAttrs,
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
     Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,

@@ -34,6 +34,7 @@ class Parallel:
     micro: int = 1  # micro-batches flowing through the pipeline stages
     ep: int = 1  # expert parallel: experts spread over the data-parallel replicas (ep == dp)
     cp: int = 1  # context parallel: a prefill's tokens split over this many chips
+    sp: bool = False  # Megatron sequence parallelism inside each tensor-parallel group
 
     @property
     def chips(self) -> int:
@@ -103,7 +104,7 @@ def groups_of(par: Parallel) -> dict[int, list[int]]:
 def shard_of(par: Parallel, d: int, s: int, r: int) -> Shard:
     """Tensor rank ``r`` of stage ``s`` of replica ``d``: its shard and groups."""
     return Shard(par.tp, r, 1 + d * par.pp + s, par.ep, ep_base(par) + s * par.tp + r,
-                 par.cp, d % par.cp, cp_group(par, d, s, r) if par.cp > 1 else 0)
+                 par.cp, d % par.cp, cp_group(par, d, s, r) if par.cp > 1 else 0, par.sp)
 
 
 def check_parallel(model, par: Parallel, chips: int, batch: int) -> None:  # noqa: ANN001
@@ -166,6 +167,8 @@ def map_system(model, chips: list[ChipConfig], phase: Phase, par: Parallel,  # n
                              f"--seq it divides (got {phase.kind}, seq {phase.seq})")
         if opts.functional:
             raise ValueError("--cp: context parallelism runs in performance mode only")
+    if par.sp and opts.functional:
+        raise ValueError("--sp: sequence parallelism runs in performance mode only")
     full_w = None
     if opts.functional:
         full = build_layers(model, replica, model.layers)

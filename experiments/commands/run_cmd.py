@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline-parallel stages (with --system)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel replicas (with --system)")
     p.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE models)")
+    p.add_argument("--sp", action="store_true",
+                   help="Megatron sequence parallelism: norms and residuals on tokens / tp "
+                        "rows, reduce-scatter and all-gather instead of all-reduce (with --tp)")
     p.add_argument("--cp", type=int, default=1,
                    help="context-parallel degree: a prefill's tokens split over chips, keys "
                         "and values all-gathered (ring attention's bytes; with --system)")
@@ -155,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         report = api.run(model, chip, system=system, phase=args.phase, batch=args.batch,
                          seq=args.seq, ctx=args.ctx, tokens=args.tokens, tp=args.tp,
                          pp=args.pp, dp=args.dp, ep=args.ep, micro_batches=args.micro_batches,
-                         cp=args.cp,
+                         cp=args.cp, sp=args.sp,
                          options=opts, decode_samples=args.decode_samples,
                          budget=Budget(RunLimits(args.max_time, args.max_instructions),
                                        args.memory_limit, args.max_trace_events),

@@ -49,3 +49,22 @@ def test_a_long_prompt_on_four_chips_is_faster_but_not_four_times(system):
 def test_context_parallel_refusals(system, kw, message):
     with pytest.raises(api.ApiError, match=message):
         api.run(model=MODEL, system=system, batch=1, **kw)
+
+
+def test_sequence_parallel_norms_run_on_a_share_of_the_tokens(system):
+    """Megatron SP: each row-parallel all-reduce becomes a reduce-scatter to T / tp rows
+    (the residual and the next norm run there) and an all-gather before the next
+    column-parallel projection — the same bytes on the links as the all-reduce."""
+    par = Parallel(tp=4, sp=True)
+    m = map_system(MODEL, list(system.chips), Phase("prefill", 1, seq=256), par)
+    g = m.graphs[0]
+    ops = [n.op for n in g.nodes]
+    assert Op.ALLREDUCE not in ops
+    layers = sum(1 for n in g.nodes if n.op == Op.RENAME and n.name.endswith(".out"))
+    assert ops.count(Op.REDUCESCATTER) == ops.count(Op.ALLGATHER) == 2 * layers
+    assert g.tensors["l0.norm1.out"].shape == (64, MODEL.hidden)  # 256 tokens / 4
+    plain = api.run(model=MODEL, system=system, phase="prefill", batch=1, seq=256, tp=4)
+    sp = api.run(model=MODEL, system=system, phase="prefill", batch=1, seq=256, tp=4, sp=True)
+    assert sp.prefill.layer.bytes["link_bytes"] == pytest.approx(
+        plain.prefill.layer.bytes["link_bytes"],
+                                                          rel=0.01)
