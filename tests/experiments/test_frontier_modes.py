@@ -65,13 +65,13 @@ def test_mla_training_backward_is_a_flash_attention_backward_of_head_size_192():
 @pytest.mark.parametrize("chip", ["b200", "mi300x", "tpu-v5p"])
 def test_new_chips_run_prefill_decode_serve_and_train(chip):
     m = reduced("qwen3-235b-a22b")
-    pre = api.run(model=m, chip=chip, phase="prefill", batch=2, seq=64)
-    dec = api.run(model=m, chip=chip, phase="decode", batch=4, ctx=128)
+    pre = api.run(model=m, chip=chip, phase="prefill", batch=1, seq=32)
+    dec = api.run(model=m, chip=chip, phase="decode", batch=2, ctx=64)
     assert pre.prefill.latency_s > 0 and dec.decode[0].latency_s > 0
-    summary, _ = api.serve(m, chip, rate=50.0, requests=8, prompt_len="64", output_len="4",
+    summary, _ = api.serve(m, chip, rate=50.0, requests=8, prompt_len="32", output_len="4",
                            seed=2)
     assert summary["requests"] == 8
-    rep = train_step(m, TrainSpec(micro_batch=2, seq=64, global_batch=2), api.chip(chip))
+    rep = train_step(m, TrainSpec(micro_batch=1, seq=32, global_batch=1), api.chip(chip))
     assert rep.step_s > 0
 
 
