@@ -363,8 +363,9 @@ def _window(c: dict) -> int:
 
 
 def _mistral(c: dict) -> dict:
+    """LLaMA's fields and the sliding window (checked with the model: below 2^63)."""
     out = _llama(c)
-    if _window(c) and _window(c) < _int(c, "max_position_embeddings"):
+    if _window(c):
         out["sliding_window"] = _window(c)
     return out
 

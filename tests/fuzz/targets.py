@@ -89,7 +89,8 @@ HF_READ["mistral"] = HF_READ["mixtral"] = HF_READ["qwen2"] = HF_READ["llama"]
 HF_READ["mistral"] = HF_READ["llama"] + ("sliding_window",)
 HF_READ["qwen3"] = HF_READ["qwen3_moe"] = HF_READ["llama"] + ("num_experts",
                                                              "moe_intermediate_size")
-HF_READ["deepseek_v3"] = HF_READ["deepseek_v2"] = HF_READ["llama"] + (
+HF_READ["deepseek_v3"] = HF_READ["deepseek_v2"] = tuple(  # MLA: kv heads = heads
+    k for k in HF_READ["llama"] if k != "num_key_value_heads") + (
     "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "kv_lora_rank", "q_lora_rank",
     "n_routed_experts", "n_shared_experts", "moe_intermediate_size", "first_k_dense_replace",
     "num_nextn_predict_layers")
