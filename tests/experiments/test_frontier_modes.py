@@ -37,7 +37,7 @@ def test_reduced_models_run_prefill_decode_and_serve(name):
     # a prompt's 128 tokens go through at a far higher rate than 4 decode tokens
     assert 128 / pre.prefill.latency_s > 10 * 4 / dec.decode[0].latency_s > 0
     summary, rows = api.serve(m, "h100", rate=50.0, requests=12, prompt_len="64",
-                              output_len="8", seed=1)
+                              output_len="8", seed=1, chunk=256, max_seqs=16)
     assert summary["requests"] == 12 and len(rows) == 12 and summary["ttft_p50_s"] > 0
 
 
@@ -69,7 +69,7 @@ def test_new_chips_run_prefill_decode_serve_and_train(chip):
     dec = api.run(model=m, chip=chip, phase="decode", batch=2, ctx=64)
     assert pre.prefill.latency_s > 0 and dec.decode[0].latency_s > 0
     summary, _ = api.serve(m, chip, rate=50.0, requests=8, prompt_len="32", output_len="4",
-                           seed=2)
+                           seed=2, chunk=128, max_seqs=8)
     assert summary["requests"] == 8
     rep = train_step(m, TrainSpec(micro_batch=1, seq=32, global_batch=1), api.chip(chip))
     assert rep.step_s > 0

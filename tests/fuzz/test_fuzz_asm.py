@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.fuzz.targets import ASM, INCLUDES
 
-FAST = settings(max_examples=200, deadline=None,
+# (benchmarks/fuzz_long.py runs every fuzzer for thousands of inputs)
+FAST = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
