@@ -102,10 +102,13 @@ def run(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = 
     if system is not None:
         s = _system(system)
         c = s.chips[0]
-        par = Parallel(tp, pp, dp, micro_batches, ep, cp, sp)
+        try:
+            par = Parallel(tp, pp, dp, micro_batches, ep, cp, sp)
+        except ValueError as exc:
+            raise ApiError(str(exc)) from None
     else:
-        if (tp, pp, dp, ep, cp) != (1, 1, 1, 1, 1):
-            raise ApiError("tp/pp/dp/ep need a multi-chip system (presets: "
+        if (tp, pp, dp, ep, cp, sp) != (1, 1, 1, 1, 1, False):
+            raise ApiError("tp/pp/dp/ep/cp/sp need a multi-chip system (presets: "
                            f"{', '.join(list_systems())})")
         s, c = None, _chip(chip if chip is not None else "h100")
     try:

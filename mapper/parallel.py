@@ -36,6 +36,15 @@ class Parallel:
     cp: int = 1  # context parallel: a prefill's tokens split over this many chips
     sp: bool = False  # Megatron sequence parallelism inside each tensor-parallel group
 
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "dp", "micro", "ep", "cp"):
+            if getattr(self, name) < 1:
+                flag = "micro-batches" if name == "micro" else name
+                raise ValueError(f"--{flag} must be at least 1, got {getattr(self, name)}")
+        if self.sp and self.tp < 2:
+            raise ValueError("--sp: sequence parallelism splits a tensor-parallel group's "
+                             "tokens; it needs --tp 2 or more")
+
     @property
     def chips(self) -> int:
         return self.tp * self.pp * self.dp * self.cp

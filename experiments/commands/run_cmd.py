@@ -141,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if (args.tp, args.pp, args.dp) != (1, 1, 1):
             raise RunError("--tp/--pp/--dp need a multi-chip --system (presets: "
                            f"{', '.join(list_systems())})")
-    if (args.ep != 1 or args.cp != 1) and not args.system:
-        raise RunError("--ep and --cp need a multi-chip --system")
+    if (args.ep != 1 or args.cp != 1 or args.sp) and not args.system:
+        raise RunError("--ep, --cp and --sp need a multi-chip --system")
     opts = MapOptions(quant=args.quant, quant_group=args.quant_group, act_quant=args.act_quant,
                       quant_layers=parse_layers(args.quant_layers), sparsity=args.sparsity,
                       low_rank=args.low_rank, kernels=args.kernels,

@@ -28,7 +28,7 @@ def _choices() -> dict[str, tuple]:
 
     return {f.name: ((None,) if f.default is None else ()) + f.metadata["choices"]
             for f in dataclasses.fields(MapOptions) if f.metadata.get("choices")}
-PARALLEL = ("tp", "pp", "dp", "ep", "micro")
+PARALLEL = ("tp", "pp", "dp", "ep", "micro", "cp")  # the integer splits of mapping.*
 
 
 def check_spec(spec, error: type[TesseraError]) -> None:  # noqa: ANN001

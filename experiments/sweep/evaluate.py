@@ -8,8 +8,6 @@ import traceback
 
 from isa.errors import TesseraError
 
-MAPPING_PARALLEL = ("tp", "pp", "dp", "ep", "micro")
-
 
 def evaluate(base: dict, point: dict) -> dict:
     """Metrics of one point, or a row with its error: a failed point never stops a sweep."""
@@ -33,6 +31,7 @@ def _one_line(exc: BaseException) -> str:
 def _run(base: dict, point: dict) -> dict:
     from experiments.area import area_mm2, cost_usd
     from experiments.run import run_model
+    from experiments.sweep.check import PARALLEL
     from hardware.chips import load_chip, with_overrides
     from mapper.model import load_model
     from mapper.parallel import Parallel
@@ -62,7 +61,7 @@ def _run(base: dict, point: dict) -> dict:
                  if k.startswith("serve.")}
         return _serve_row(model, chip, system, knobs)
     functional = bool(mapping.get("functional"))
-    par = Parallel(**{k: int(mapping.pop(k)) for k in MAPPING_PARALLEL if k in mapping})
+    par = Parallel(**{k: int(mapping.pop(k)) for k in PARALLEL if k in mapping})
     opts = MapOptions(**mapping)
     mode = base.get("phase", "decode")
     rep = run_model(model, chip, mode, int(base.get("batch", 1)), int(base.get("seq", 512)),

@@ -68,3 +68,12 @@ def test_sequence_parallel_norms_run_on_a_share_of_the_tokens(system):
     assert sp.prefill.layer.bytes["link_bytes"] == pytest.approx(
         plain.prefill.layer.bytes["link_bytes"],
                                                           rel=0.01)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(cp=0), "--cp must be at least 1, got 0"),
+    (dict(tp=1, sp=True), "--sp: .* needs --tp 2 or more"),
+])
+def test_bad_split_degrees_are_one_line_errors(system, kw, message):
+    with pytest.raises(api.ApiError, match=message):
+        api.run(model=MODEL, system=system, phase="prefill", batch=1, seq=256, **kw)
