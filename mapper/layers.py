@@ -315,7 +315,7 @@ def _mla(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, tp: int, 
     q_rope = linear("q_rope", src, width, nh * dr)
     lat = norm_node("kv_norm", linear("kv_a", h, H, r), r)
     k_pe = linear("k_rope", h, H, dr)
-    theta, causal = float(m.rope_theta), True
+    causal = True
     if phase.kind == "prefill" and not (segments and len(segments) > 1) and dv == dn:
         return _mla_prefill(g, m, phase, p, T, dt, nh, q_nope, q_rope, lat, k_pe, linear)
     q_lat = linear("q_absorb", q_nope, nh * dn, nh * r, groups=nh)  # W_UK per head
@@ -333,14 +333,7 @@ def _mla(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, tp: int, 
                 g.op(Op.SLICE_ROWS, q + "take." + name[len(p):], [name], [part], first=r0)
                 parts.append(part)
         ql, qr, kp, lt = parts
-        table = _w(g, q + "rope.table", (s.tokens, dr), DType.FP32)
-        for name, t, cols in (("rope_q", qr, nh * dr), ("rope_k", kp, dr)):
-            g.op(Op.ROPE, q + name, [t, table], [t], cols=cols, hd=dr, theta=theta,
-                 pos0=s.past, seq=s.q_len)
-        cache = g.add(Tensor(q + "kv_cache", (s.batch, 1, s.kv_len, r + dr), dt,
-                             Kind.KV_CACHE))
-        g.op(Op.KV_APPEND, q + "kv_append", [lt, kp], [cache], q_dim=0, kv_dim=r + dr,
-             latent=True)
+        cache = _mla_rope_and_cache(g, m, s, q, qr, kp, lt, nh, dt)
         out = o_lat if len(segs) == 1 else g.add(Tensor(q + "attn_latent", (s.tokens, nh * r),
                                                         dt))
         g.op(Op.ATTENTION, q + "attention", [ql, qr, cache], [out], causal=causal,
@@ -351,6 +344,21 @@ def _mla(g: Graph, m, phase: Phase, p: str, h: str, T: int, dt: DType, tp: int, 
     return linear("v_absorb", o_lat, nh * r, nh * dv, groups=nh), nh * dv  # W_UV per head
 
 
+def _mla_rope_and_cache(g: Graph, m, s: Phase, p: str, q_rope: str, k_pe: str,  # noqa: ANN001
+                        lat: str, nh: int, dt: DType) -> str:
+    """RoPE on the rotary query parts and the shared rotary key (positions of ``s``), and
+    the latent and rotary key appended to the cache (returned), in both MLA forms."""
+    dr, r = m.rope_dim, m.kv_lora_rank
+    table = _w(g, p + "rope.table", (s.tokens, dr), DType.FP32)
+    for name, t, cols in (("rope_q", q_rope, nh * dr), ("rope_k", k_pe, dr)):
+        g.op(Op.ROPE, p + name, [t, table], [t], cols=cols, hd=dr, theta=float(m.rope_theta),
+             pos0=s.past, seq=s.q_len)
+    cache = g.add(Tensor(p + "kv_cache", (s.batch, 1, s.kv_len, r + dr), dt, Kind.KV_CACHE))
+    g.op(Op.KV_APPEND, p + "kv_append", [lat, k_pe], [cache], q_dim=0, kv_dim=r + dr,
+         latent=True)
+    return cache
+
+
 def _mla_prefill(g: Graph, m, phase: Phase, p: str, T: int, dt: DType, nh: int,  # noqa: ANN001
                  q_nope: str, q_rope: str, lat: str, k_pe: str, linear) -> tuple[str, int]:  # noqa: ANN001
     """A prompt's MLA as DeepSeek's inference runs its prefill (the naive form): each
@@ -359,14 +367,7 @@ def _mla_prefill(g: Graph, m, phase: Phase, p: str, T: int, dt: DType, nh: int, 
     ~3.4x fewer attention FLOPs per key than attending in latent space; the latent and
     rotary key still fill the cache for the decode steps."""
     dn, dr, r = m.head_dim, m.rope_dim, m.kv_lora_rank
-    table = _w(g, p + "rope.table", (T, dr), DType.FP32)
-    for name, t, cols in (("rope_q", q_rope, nh * dr), ("rope_k", k_pe, dr)):
-        g.op(Op.ROPE, p + name, [t, table], [t], cols=cols, hd=dr, theta=float(m.rope_theta),
-             pos0=0, seq=phase.q_len)
-    cache = g.add(Tensor(p + "kv_cache", (phase.batch, 1, phase.kv_len, r + dr), dt,
-                         Kind.KV_CACHE))
-    g.op(Op.KV_APPEND, p + "kv_append", [lat, k_pe], [cache], q_dim=0, kv_dim=r + dr,
-         latent=True)
+    _mla_rope_and_cache(g, m, phase, p, q_rope, k_pe, lat, nh, dt)
     kv = linear("kv_b", lat, r, nh * 2 * dn)  # per head: its no-rotary keys, its values
     att = _a(g, p + "attn", (T, nh * dn), dt)
     g.op(Op.ATTENTION, p + "attention", [q_nope, q_rope, kv, k_pe], [att], causal=True,
