@@ -151,7 +151,13 @@ def read_trace(path: Path, rate: float = 0.0, seed: int = 0, cv: float = 1.0) ->
 
     try:
         if path.suffix.lower() in (".jsonl", ".json"):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            rows = []
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if line.strip():
+                    rows.append(json.loads(line))
+                    if not isinstance(rows[-1], dict):
+                        raise WorkloadError(f"{path}:{n}: expected one JSON object per line, "
+                                            f"got {type(rows[-1]).__name__}")
             df = pd.DataFrame(rows)
         else:
             df = pd.read_csv(path)
