@@ -32,9 +32,10 @@ DTYPES = {"bf16": DType.BF16, "fp16": DType.FP16, "int8": DType.INT8, "fp8": DTy
 # what a low-precision GEMM writes: int8 products to int32 (torch._int_mm), fp8 to bf16
 GEMM_OUT = {DType.INT8: DType.INT32, DType.FP8E4M3: DType.BF16, DType.FP8E5M2: DType.BF16}
 # row-wise ops: graph op, attrs, inputs (elementwise ops on one input share one class)
-VECTOR_OPS = {"layernorm": ("norm", {"kind": "layernorm", "eps": 1e-5}, 1),
-              "rmsnorm": ("norm", {"kind": "rmsnorm", "eps": 1e-6}, 1),
-              "softmax": ("act", {"fn": "softmax"}, 1), "gelu": ("act", {"fn": "gelu"}, 1),
+VECTOR_OPS = {"layernorm": ("norm", {"kind": "layernorm", "eps": 1e-5, "stream": True}, 1),
+              "rmsnorm": ("norm", {"kind": "rmsnorm", "eps": 1e-6, "stream": True}, 1),
+              "softmax": ("act", {"fn": "softmax"}, 1),
+              "gelu": ("act", {"fn": "gelu"}, 1),
               # silu_mul is SiLU(x) * x (the measured README), which PyTorch runs as two
               # kernels: the SiLU (x in, t out), then the product (t and x in, y out)
               "silu_mul": ("act", {"fn": "silu"}, 1), "add": ("add", {}, 2),

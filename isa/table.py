@@ -241,6 +241,7 @@ TABLE: tuple[OpSpec, ...] = (
     _rowop("v.rsum", 0x48, "reduce", "dst[r,0] = sum_c src[r,c]"),
     _rowop("v.rmax", 0x49, "reduce", "dst[r,0] = max_c src[r,c]"),
     _rowop("v.scale", 0x4A, "simple", "dst = src * s", tail=(Operand("s", F32()),)),
+    _rowop("v.adds", 0x4D, "simple", "dst = src + s", tail=(Operand("s", F32()),)),
     _rowop("v.quant", 0x4B, "quant",
            "dst = saturate(round_half_even(src / scale)) in odt (symmetric linear)",
            _SCALES, (_GROUP,)),

@@ -20,6 +20,8 @@ from mapper.emit import Item, hbm, sram
 from mapper.graph import Graph, Node
 from mapper.kernels.attention import Attention, attention_programs, regions
 from mapper.kernels.gemm import Gemm, Tiling, gemm_programs, k_splits
+from mapper.kernels.rowstream import RowStream, chunk_of, stream_programs
+from mapper.kernels.rowstream import fit as fit_stream
 from mapper.kernels.rowwise import (
     Param,
     RowKernel,
@@ -239,7 +241,29 @@ def _norm(ctx: Ctx, node: Node) -> Programs:
                   norm_op(node.attrs.kind, cols, x.dtype, out.dtype, node.attrs.eps),
                   (Param(addr[node.inputs[1]], g.tensors[node.inputs[1]].shape[0]),),
                   MAX_ROWS_PER_TILE, node.name)
+    if _streams(k, a.stream, ctx.chip):
+        return _stream(ctx, RowStream(a.kind, k.rows, k.inputs[0], k.out,
+                                      addr[node.inputs[1]], a.eps))
     return _rowwise(k, ctx.chip)
+
+
+def _streams(k: RowKernel, asked: bool, chip: ChipConfig) -> bool:
+    """Stream a whole-row op chunk by chunk (``mapper.kernels.rowstream``) when the graph
+    asks for it as a GPU library runs it and the row is wider than the registers, or when
+    not even one row fits the SRAM to be staged."""
+    wide = k.inputs[0].cols > (chip.core.vector.row_elems or k.inputs[0].cols)
+    staged = sram_bytes(replace(k, rows_per_tile=1, buffers=1))
+    return (asked and wide) or staged > chip.core.sram.capacity
+
+
+def _stream(ctx: Ctx, k: RowStream) -> Programs:
+    chip = ctx.chip
+    k = replace(k, chunk=chunk_of(k.cols, chip.core.vector.row_elems))
+    try:
+        k = fit_stream(k, chip.core.sram.capacity, chip.cores)
+    except ValueError as exc:
+        raise MappingError(str(exc)) from None
+    return stream_programs(k, chip.cores)
 
 
 @lowers(Op.ROPE)
@@ -311,8 +335,11 @@ def _elementwise(ctx: Ctx, node: Node) -> Programs:
         if node.op in (Op.ADD, Op.MUL):
             return add_op(c, out.dtype, "v.mul" if node.op == Op.MUL else "v.add")
         return act_op(node.attrs.fn, c, out.dtype)
+    softmax = node.op == Op.ACT and node.attrs.fn == "softmax"  # a row op: whole rows
     k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op_for(cols),
-                  (), MAX_ROWS_PER_TILE, node.name, op_for)
+                  (), MAX_ROWS_PER_TILE, node.name, None if softmax else op_for)
+    if softmax and _streams(k, node.attrs.stream, ctx.chip):
+        return _stream(ctx, RowStream("softmax", k.rows, views[0], k.out))
     return _rowwise(k, ctx.chip)
 
 

@@ -82,6 +82,9 @@ class NormAttrs:
     segment: int = 0
     col0: int = 0
     cols: int = 0
+    # as a GPU library runs it: a row wider than the registers is re-read from HBM chunk by
+    # chunk on every pass (mapper.kernels.rowstream), not staged in SRAM once
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ class SiluMulAttrs:
 
 @dataclass(frozen=True)
 class ActAttrs:
-    fn: str  # gelu | silu | relu
+    fn: str  # gelu | silu | relu | softmax
+    stream: bool = False  # softmax: as NormAttrs.stream
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,7 @@ SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "v.rsum": _rows(lambda x: kx.row_sum(x).reshape(-1, 1)),
     "v.rmax": _rows(lambda x: kx.row_max(x).reshape(-1, 1)),
     "v.scale": _rows(lambda x, s: x * np.float32(s), param="s"),
+    "v.adds": _rows(lambda x, s: x + np.float32(s), param="s"),
     "v.softmax": _rows(kx.softmax),
     "v.layernorm": _rows(lambda x, p, eps: kx.layernorm(x, p[:x.shape[1]], p[x.shape[1]:], eps),
                          "params", "eps"),
