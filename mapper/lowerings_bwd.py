@@ -15,8 +15,18 @@ from mapper.kernels.attention import Attention
 from mapper.kernels.attention_bwd import AttentionBwd, backward_programs
 from mapper.kernels.attention_bwd import regions as bwd_regions
 from mapper.kernels.cross_entropy import CrossEntropy, cross_entropy_programs, fit
+from mapper.kernels.rowstream import RowStream
 from mapper.kernels.rowwise import Param, RowKernel, View, concat_programs
-from mapper.lowerings import MAX_ROWS_PER_TILE, Ctx, MappingError, Programs, _rowwise, lowers
+from mapper.lowerings import (
+    MAX_ROWS_PER_TILE,
+    Ctx,
+    MappingError,
+    Programs,
+    _rowwise,
+    _stream,
+    _streams,
+    lowers,
+)
 from mapper.ops import Op
 
 F32 = DType.FP32
@@ -137,9 +147,10 @@ def _silu_mul_bwd(ctx: Ctx, node: Node) -> Programs:
     return concat_programs([_rowwise(k1, ctx.chip), _rowwise(k2, ctx.chip)])
 
 
-def _x_dy_kernel(ctx: Ctx, node: Node, op) -> Programs:  # noqa: ANN001
+def _x_dy_kernel(ctx: Ctx, node: Node, op, stream: str) -> Programs:  # noqa: ANN001
     """A row kernel over whole rows of x and dy (inputs 0 and 1) with one per-kernel fp32
-    parameter block (input 2), writing output 0."""
+    parameter block (input 2), writing output 0; a row that cannot be staged in the SRAM
+    is streamed chunk by chunk as the ``stream`` kind (mapper.kernels.rowstream)."""
     g, addr = ctx.graph, ctx.addr
     x, dy, prm = (g.tensors[n] for n in node.inputs)
     out = g.tensors[node.outputs[0]]
@@ -148,6 +159,9 @@ def _x_dy_kernel(ctx: Ctx, node: Node, op) -> Programs:  # noqa: ANN001
                                View(addr[dy.name], cols, dy.dtype)),
                   View(addr[out.name], cols, out.dtype), op(cols, x.dtype, dy.dtype, out.dtype),
                   (Param(addr[prm.name], prm.shape[0]),), MAX_ROWS_PER_TILE, node.name)
+    if _streams(k, False, ctx.chip):
+        return _stream(ctx, RowStream(stream, k.rows, k.inputs[0], k.out, addr[prm.name],
+                                      node.attrs.eps, dy=k.inputs[1]))
     return _rowwise(k, ctx.chip)
 
 
@@ -160,7 +174,7 @@ def _norm_bwd(ctx: Ctx, node: Node) -> Programs:
         def op(out, ins, prm, rows):  # noqa: ANN001
             return [build(mn, out, ins[0], ins[1], prm[0], rows, cols, odt, xdt)]
         return op
-    return _x_dy_kernel(ctx, node, op_of)
+    return _x_dy_kernel(ctx, node, op_of, mn[2:])
 
 
 @lowers(Op.NORM_XDY)
@@ -175,7 +189,7 @@ def _norm_xdy(ctx: Ctx, node: Node) -> Programs:
             return [build(mn, ins[0], ins[0], prm[0], rows, cols, xdt, xdt, eps),
                     build("v.mul", o, ins[0], ins[1], rows, cols, odt, xdt, dydt)]
         return op
-    return _x_dy_kernel(ctx, node, op_of)
+    return _x_dy_kernel(ctx, node, op_of, "rmsxdy" if node.attrs.kind == "rmsnorm" else "lnxdy")
 
 
 @lowers(Op.XENT)

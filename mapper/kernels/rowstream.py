@@ -28,7 +28,15 @@ from mapper.emit import Arena, Item, hbm, sram, steps
 from mapper.kernels.rowwise import IN_FREE, IN_FULL, OUT_FREE, OUT_READY, View, _prologue
 
 F32 = DType.FP32
-PASSES = {"rmsnorm": 2, "layernorm": 2, "softmax": 3}
+PASSES = {"rmsnorm": 2, "layernorm": 2, "softmax": 3, "rmsgrad": 2, "lngrad": 2,
+          "rmsxdy": 2, "lnxdy": 2}
+# what each pass loads besides x: dy, gamma, beta (the backward kinds: dL/dx of a norm,
+# and dy times the normalised x for its parameters' gradient)
+LOADS = {"rmsnorm": ((), ("gamma",)), "layernorm": ((), ("gamma", "beta")),
+         "softmax": ((), (), ()), "rmsgrad": (("dy", "gamma"), ("dy", "gamma")),
+         "lngrad": (("dy", "gamma"), ("dy", "gamma")), "rmsxdy": ((), ("dy",)),
+         "lnxdy": ((), ("dy",))}
+LAYERNORMS = ("layernorm", "lngrad", "lnxdy")  # kinds that need the mean as well
 MAX_GROUP_ROWS = 16  # rows a core streams side by side (one instruction's rows)
 DEFAULT_CHUNK = 1024  # columns per chunk when the chip names no register width
 
@@ -44,6 +52,7 @@ class RowStream:
     out: View
     params: int = 0
     eps: float = 1e-5
+    dy: View | None = None  # the backward kinds' incoming gradient
     chunk: int = DEFAULT_CHUNK
     group: int = MAX_GROUP_ROWS
 
@@ -61,12 +70,15 @@ def _layout(k: RowStream) -> tuple[dict[str, list[int] | int], int]:
     arena = Arena(64)
     take = arena.take
     r, w = k.group, k.chunk
+    loads = {name for names in LOADS[k.kind] for name in names}
     at: dict[str, list[int] | int] = {
         "x": [take(k.x.dtype.nbytes(r * w)) for _ in range(2)],
         "out": [take(k.out.dtype.nbytes(r * w)) for _ in range(2)],
-        "gamma": [take(4 * w) for _ in range(2)] if k.kind != "softmax" else [],
-        "beta": [take(4 * w) for _ in range(2)] if k.kind == "layernorm" else [],
-        "tmp": take(4 * r * w), "s1": take(4 * r), "s2": take(4 * r), "part": take(4 * r)}
+        "dy": [take(k.dy.dtype.nbytes(r * w)) for _ in range(2)] if "dy" in loads else [],
+        "gamma": [take(4 * w) for _ in range(2)] if "gamma" in loads else [],
+        "beta": [take(4 * w) for _ in range(2)] if "beta" in loads else [],
+        "tmp": take(4 * r * w), "tmp2": take(4 * r * w) if k.kind.endswith("grad") else 0,
+        **{s: take(4 * r) for s in ("s1", "s2", "s3", "s4", "part")}}
     return at, arena.size
 
 
@@ -120,11 +132,15 @@ def _pass(k: RowStream, at: dict, r0: int, rows: int, p: int, first: int
     chunks = math.ceil(cols / w)
     last_pass = p == PASSES[k.kind] - 1
     ex, eo = k.x.dtype.nbytes(w), k.out.dtype.nbytes(w)
+    loads = LOADS[k.kind][p]
+    ed = k.dy.dtype.nbytes(w) if k.dy is not None else 0
     incs = {ex: 0}
+    if "dy" in loads:
+        incs.setdefault(ed, len(incs))
+    if "gamma" in loads:
+        incs.setdefault(4 * w, len(incs))
     if last_pass:
         incs.setdefault(eo, len(incs))
-        if k.kind != "softmax":
-            incs.setdefault(4 * w, len(incs))
     loopable = len(incs) <= 2
 
     def c0(n: int) -> int:
@@ -141,12 +157,17 @@ def _pass(k: RowStream, at: dict, r0: int, rows: int, p: int, first: int
                build("dma.load", sram(at["x"][b]), hbm(k.x.row(r0) + k.x.dtype.nbytes(c),
                                                        reg(ex)),
                      k.x.dtype, rows, width, stride=k.x.ld or cols)]
-        if last_pass and k.kind != "softmax":
+        if "dy" in loads:
+            d = k.dy
+            seq.append(build("dma.load", sram(at["dy"][b]), hbm(d.row(r0) + d.dtype.nbytes(c),
+                                                                reg(ed)),
+                             d.dtype, rows, width, stride=d.ld or cols))
+        if "gamma" in loads:
             seq.append(build("dma.load", sram(at["gamma"][b]), hbm(k.params + 4 * c,
                                                                    reg(4 * w)), F32, 1, width))
-            if k.kind == "layernorm":
-                seq.append(build("dma.load", sram(at["beta"][b]),
-                                 hbm(k.params + 4 * (cols + c), reg(4 * w)), F32, 1, width))
+        if "beta" in loads:
+            seq.append(build("dma.load", sram(at["beta"][b]),
+                             hbm(k.params + 4 * (cols + c), reg(4 * w)), F32, 1, width))
         seq.append(build("sem.signal", "dma", IN_FULL + b))
         if last_pass and n > first:
             seq += _store(k, at, r0, rows, n - 1, c0(n - 1), min(w, cols - c0(n - 1)),
@@ -204,11 +225,18 @@ def _store(k: RowStream, at: dict, r0: int, rows: int, n: int, c: int, width: in
 def _math(k: RowStream, at: dict, b: int, rows: int, w: int, p: int, first: bool
           ) -> list[Item]:
     """The vector work on one chunk of ``rows`` rows in pass ``p``."""
-    x, tmp, o = sram(at["x"][b]), sram(at["tmp"]), sram(at["out"][b])
-    s1, s2, part = sram(at["s1"]), sram(at["s2"]), sram(at["part"])
+    x, tmp, t2, o = sram(at["x"][b]), sram(at["tmp"]), sram(at["tmp2"]), sram(at["out"][b])
+    s1, s2, s3, s4, part = (sram(at[n]) for n in ("s1", "s2", "s3", "s4", "part"))
+    dy = sram(at["dy"][b]) if at["dy"] else None
+    gamma = sram(at["gamma"][b]) if at["gamma"] else None
     idt, odt = k.x.dtype, k.out.dtype
+    ddt = k.dy.dtype if k.dy is not None else idt
 
-    def fold(total, op: str, src, sdt: DType) -> list[Item]:  # noqa: ANN001
+    def v(mn: str, dst, a, bb, dt: DType = F32, adt: DType = F32, bdt: DType = F32,  # noqa: ANN001
+          bcast: str = "none") -> Item:
+        return build(mn, dst, a, bb, rows, w, dt, adt, bdt, bcast)
+
+    def fold(total, op: str, src, sdt: DType = F32) -> list[Item]:  # noqa: ANN001
         """total = reduce(src) on the first chunk, else total (+ or max) reduce(src)."""
         red = "v.rmax" if op == "v.max" else "v.rsum"
         if first:
@@ -216,44 +244,83 @@ def _math(k: RowStream, at: dict, b: int, rows: int, w: int, p: int, first: bool
         return [build(red, part, src, rows, w, F32, sdt),
                 build(op, total, total, part, rows, 1, F32, F32, F32)]
 
-    if k.kind == "softmax":
+    def stats(sums: bool) -> list[Item]:  # sum of x (a layernorm's), and of x^2
+        seq = fold(s1, "v.add", x, idt) if sums else []
+        return seq + [v("v.mul", tmp, x, x, F32, idt, idt)] + fold(s2, "v.add", tmp)
+
+    kind = k.kind
+    if kind == "softmax":
         if p == 0:
             return fold(s1, "v.max", x, idt)
-        seq = [build("v.sub", tmp, x, s1, rows, w, F32, idt, F32, "col"),
+        seq = [v("v.sub", tmp, x, s1, F32, idt, F32, "col"),
                build("v.exp", tmp, tmp, rows, w, F32, F32)]
         if p == 1:
-            return seq + fold(s2, "v.add", tmp, F32)
-        return seq + [build("v.mul", o, tmp, s2, rows, w, odt, F32, F32, "col")]
-    gamma = sram(at["gamma"][b]) if p == 1 else None
-    if k.kind == "rmsnorm":
-        if p == 0:
-            return [build("v.mul", tmp, x, x, rows, w, F32, idt, idt)] + \
-                fold(s2, "v.add", tmp, F32)
-        return [build("v.mul", tmp, x, s2, rows, w, F32, idt, F32, "col"),
-                build("v.mul", o, tmp, gamma, rows, w, odt, F32, F32, "row")]
-    if p == 0:  # layernorm: sum and sum of squares
-        return fold(s1, "v.add", x, idt) + \
-            [build("v.mul", tmp, x, x, rows, w, F32, idt, idt)] + fold(s2, "v.add", tmp, F32)
-    beta = sram(at["beta"][b])
-    return [build("v.sub", tmp, x, s1, rows, w, F32, idt, F32, "col"),
-            build("v.mul", tmp, tmp, s2, rows, w, F32, F32, F32, "col"),
-            build("v.mul", tmp, tmp, gamma, rows, w, F32, F32, F32, "row"),
-            build("v.add", o, tmp, beta, rows, w, odt, F32, F32, "row")]
+            return seq + fold(s2, "v.add", tmp)
+        return seq + [v("v.mul", o, tmp, s2, odt, F32, F32, "col")]
+    if p == 0:
+        seq = stats(kind in LAYERNORMS)
+        if kind.endswith("grad"):  # sums of gamma*dy (a layernorm's) and of gamma*dy*x
+            seq.append(v("v.mul", t2, dy, gamma, F32, ddt, F32, "row"))
+            if kind == "lngrad":
+                seq += fold(s3, "v.add", t2)
+            seq += [v("v.mul", t2, t2, x, F32, F32, idt)] + fold(s4, "v.add", t2)
+        return seq
+    if kind == "rmsnorm":
+        return [v("v.mul", tmp, x, s2, F32, idt, F32, "col"),
+                v("v.mul", o, tmp, gamma, odt, F32, F32, "row")]
+    if kind == "layernorm":
+        return [v("v.sub", tmp, x, s1, F32, idt, F32, "col"),
+                v("v.mul", tmp, tmp, s2, F32, F32, F32, "col"),
+                v("v.mul", tmp, tmp, gamma, F32, F32, F32, "row"),
+                v("v.add", o, tmp, sram(at["beta"][b]), odt, F32, F32, "row")]
+    if kind in ("rmsxdy", "lnxdy"):  # dy * normalised x
+        if kind == "lnxdy":
+            seq = [v("v.sub", tmp, x, s1, F32, idt, F32, "col"),
+                   v("v.mul", tmp, tmp, s2, F32, F32, F32, "col")]
+        else:
+            seq = [v("v.mul", tmp, x, s2, F32, idt, F32, "col")]
+        return seq + [v("v.mul", o, tmp, dy, odt, F32, ddt)]
+    seq = [v("v.mul", tmp, dy, gamma, F32, ddt, F32, "row")]
+    if kind == "rmsgrad":  # dx = r * gamma * dy - c * x
+        return seq + [v("v.mul", tmp, tmp, s2, F32, F32, F32, "col"),
+                      v("v.mul", t2, x, s4, F32, idt, F32, "col"),
+                      v("v.sub", o, tmp, t2, odt)]
+    # lngrad: dx = r * (gamma * dy - a - xhat * b), xhat = (x - mean) * r
+    return seq + [v("v.sub", tmp, tmp, s3, F32, F32, F32, "col"),
+                  v("v.sub", t2, x, s1, F32, idt, F32, "col"),
+                  v("v.mul", t2, t2, s2, F32, F32, F32, "col"),
+                  v("v.mul", t2, t2, s4, F32, F32, F32, "col"),
+                  v("v.sub", tmp, tmp, t2),
+                  v("v.mul", o, tmp, s2, odt, F32, F32, "col")]
 
 
 def _finish(k: RowStream, at: dict, rows: int, p: int) -> list[Item]:
-    """Per-row statistics at the end of a pass: 1/rms, the mean and 1/std, 1/sum."""
-    s1, s2, part = sram(at["s1"]), sram(at["s2"]), sram(at["part"])
+    """Per-row statistics at the end of a pass: 1/rms, the mean and 1/std, 1/sum, and the
+    backward's two coefficients."""
+    s1, s2, s3, s4, part = (sram(at[n]) for n in ("s1", "s2", "s3", "s4", "part"))
     inv = 1.0 / k.cols
+
+    def col(mn: str, dst, a, b=None, s: float | None = None) -> Item:  # noqa: ANN001
+        if s is not None:
+            return build(mn, dst, a, rows, 1, F32, F32, s)
+        if b is None:
+            return build(mn, dst, a, rows, 1, F32, F32)
+        return build(mn, dst, a, b, rows, 1, F32, F32, F32)
+
     if k.kind == "softmax":
-        return [build("v.recip", s2, s2, rows, 1, F32, F32)] if p == 1 else []
+        return [col("v.recip", s2, s2)] if p == 1 else []
     seq = []
-    if k.kind == "layernorm":  # var = E[x^2] - mean^2
-        seq += [build("v.scale", s1, s1, rows, 1, F32, F32, inv),
-                build("v.mul", part, s1, s1, rows, 1, F32, F32, F32),
-                build("v.scale", s2, s2, rows, 1, F32, F32, inv),
-                build("v.sub", s2, s2, part, rows, 1, F32, F32, F32)]
+    if k.kind in LAYERNORMS:  # var = E[x^2] - mean^2
+        seq += [col("v.scale", s1, s1, s=inv), col("v.mul", part, s1, s1),
+                col("v.scale", s2, s2, s=inv), col("v.sub", s2, s2, part)]
     else:
-        seq.append(build("v.scale", s2, s2, rows, 1, F32, F32, inv))
-    return seq + [build("v.adds", s2, s2, rows, 1, F32, F32, k.eps),
-                  build("v.rsqrt", s2, s2, rows, 1, F32, F32)]
+        seq.append(col("v.scale", s2, s2, s=inv))
+    seq += [col("v.adds", s2, s2, s=k.eps), col("v.rsqrt", s2, s2)]  # s2 = r
+    if k.kind == "rmsgrad":  # c = r^3 / n * sum(gamma dy x)
+        seq += [col("v.mul", part, s2, s2), col("v.mul", part, part, s2),
+                col("v.mul", s4, s4, part), col("v.scale", s4, s4, s=inv)]
+    elif k.kind == "lngrad":  # a = mean(gamma dy); b = r * (mean(gamma dy x) - mean * a)
+        seq += [col("v.scale", s3, s3, s=inv), col("v.scale", s4, s4, s=inv),
+                col("v.mul", part, s1, s3), col("v.sub", s4, s4, part),
+                col("v.mul", s4, s4, s2)]
+    return seq
