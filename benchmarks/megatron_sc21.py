@@ -2,7 +2,7 @@
 Large-Scale Language Model Training on GPU Clusters Using Megatron-LM", table 1, also in
 the Megatron-LM README): achieved TFLOP/s per A100, side by side with the published figure.
 
-    python benchmarks/megatron_sc21.py [--rows 3] [--markdown]
+    python benchmarks/megatron_sc21.py [--rows 3] [--skip 0] [--markdown]
 
 Each row: a GPT model (vocabulary 51,200, sequence 2048, learned positions, GELU, biases)
 with its published hidden size, heads, layers, tensor- and pipeline-parallel sizes, GPU
@@ -67,10 +67,11 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=len(ROWS), help="the first N rows")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first K rows")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     out = []
-    for params, heads, hidden, layers, tp, pp, gpus, batch, published in ROWS[:args.rows]:
+    for params, heads, hidden, layers, tp, pp, gpus, batch, published in ROWS[args.skip:args.rows]:
         t0 = time.perf_counter()
         model = gpt(params, heads, hidden, layers)
         system = dgx_a100(gpus)

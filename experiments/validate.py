@@ -130,16 +130,22 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
 def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFrame]:  # noqa: ANN001
     """(kind, rows with predicted, measured, ape_pct, and skipped = the reason or "")."""
     kind, df = read_measured(path)
+    return kind, validate_rows(target, kind, df, progress)
+
+
+def validate_rows(target: Target, kind: str, df: pd.DataFrame, progress=None  # noqa: ANN001
+                  ) -> pd.DataFrame:
+    """``validate`` on rows already read (a part of a file: cross-validation's folds)."""
     if kind in TRAIN:
-        return kind, _validate_multi(target, kind, df, progress)
+        return _validate_multi(target, kind, df, progress)
     column = MEASURED.get(kind, "ms")
     out = []
-    for i, (_, row) in enumerate(df.iterrows()):
+    for i, (line, row) in enumerate(zip(_lines(df), (r for _, r in df.iterrows()))):
         rec = row.to_dict()
         measured = pd.to_numeric(row[column], errors="coerce")
         try:
             if not (measured > 0 and math.isfinite(measured)):
-                raise Skip(f"row {i + 2}: {column} '{row[column]}' is not a positive number")
+                raise Skip(f"row {line}: {column} '{row[column]}' is not a positive number")
             figures = predict_row(target, kind, row)
             predicted = figures["predicted"]
             rec.update(predicted=predicted, measured=float(measured),
@@ -147,18 +153,18 @@ def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFra
                        clock_mhz=figures["clock_mhz"], power_w=figures["power_w"])
         except Skip as why:
             rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
-                       skipped=f"row {i + 2}: {why}" if not str(why).startswith("row ")
+                       skipped=f"row {line}: {why}" if not str(why).startswith("row ")
                        else str(why))
         except KeyError as exc:  # a column this row's work needs is missing
             rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
-                       skipped=f"row {i + 2}: no column {exc.args[0]!r} for this row")
+                       skipped=f"row {line}: no column {exc.args[0]!r} for this row")
         except TesseraError as exc:  # the model refuses the row (too big, no tiling, ...)
             rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
-                       skipped=f"row {i + 2}: {exc}")
+                       skipped=f"row {line}: {exc}")
         out.append(rec)
         if progress is not None:
             progress(i + 1, len(df))
-    return kind, pd.DataFrame(out)
+    return pd.DataFrame(out)
 
 
 def _validate_multi(target: Target, kind: str, df: pd.DataFrame, progress) -> pd.DataFrame:  # noqa: ANN001
@@ -166,7 +172,7 @@ def _validate_multi(target: Target, kind: str, df: pd.DataFrame, progress) -> pd
     ``metric`` naming the column."""
     cols = MULTI.get(kind, ("ms",))
     out = []
-    for i, (_, row) in enumerate(df.iterrows()):
+    for i, (line, row) in enumerate(zip(_lines(df), (r for _, r in df.iterrows()))):
         present = [c for c in cols if c in row.index]
         try:
             figures = predict_row(target, kind, row)
@@ -185,11 +191,18 @@ def _validate_multi(target: Target, kind: str, df: pd.DataFrame, progress) -> pd
             reason = why or (f"{c} '{row[c]}' is not a positive number" if bad else "")
             rec.update(metric=c, predicted=predicted, measured=float(measured),
                        ape_pct=math.nan if reason else 100 * abs(predicted - measured)
-                       / measured, skipped=f"row {i + 2}: {reason}" if reason else "")
+                       / measured, skipped=f"row {line}: {reason}" if reason else "")
             out.append(rec)
         if progress is not None:
             progress(i + 1, len(df))
     return pd.DataFrame(out)
+
+
+def _lines(df: pd.DataFrame) -> list[int]:
+    """Each row's line in its file (the header is line 1), also for a part of the file."""
+    if pd.api.types.is_integer_dtype(df.index):
+        return [int(i) + 2 for i in df.index]
+    return list(range(2, len(df) + 2))
 
 
 def summary(kind: str, df: pd.DataFrame) -> dict:

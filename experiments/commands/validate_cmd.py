@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-instructions", type=int, default=20_000_000, metavar="N",
                    help="skip a row whose simulation needs more dynamic instructions "
                         "(default 20,000,000)")
+    p.add_argument("--cv", metavar="COLUMN",
+                   help="cross-validate: hold out each value of COLUMN in turn (a row width, "
+                        "a model), refit the --fit fields on the other rows and predict it")
+    p.add_argument("--fit", nargs="+", metavar="FIELD",
+                   help="dotted chip fields --cv refits (default: those docs/validation.md "
+                        "says were fitted on this kind of file)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="coordinate-descent rounds per step size of each fit (default 2)")
     p.set_defaults(handler=run)
 
 
@@ -43,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     store = current()
     before = copy(store.stats) if store is not None else None
+    if args.cv is not None:
+        return _cross_validate(args, target)
+    if args.fit:
+        raise ValidateError("--fit: only with --cv COLUMN (the fields each fold refits)")
     kind, df = validate(target, args.measured, progress=_progress())
     s = summary(kind, df)
     print(f"{args.measured.name} ({kind}) on {args.preset}: {s['cases']} cases, "
@@ -63,6 +75,43 @@ def run(args: argparse.Namespace) -> int:
         print(store.stats.since(before).line())
     if args.json:
         print(json.dumps({**s, "preset": args.preset, "file": args.measured.name}))
+    return 0
+
+
+def _cross_validate(args: argparse.Namespace, target) -> int:  # noqa: ANN001
+    """Leave each regime of ``--cv COLUMN`` out, refit, predict it; print both errors."""
+    from experiments.fit import DEFAULT_FIT, cross_validate, fit
+    from experiments.validate import ValidateError, read_measured, summary
+
+    if args.rounds < 1:
+        raise ValidateError(f"--rounds: must be positive, got {args.rounds}")
+    kind, rows = read_measured(args.measured)
+    params = list(args.fit or DEFAULT_FIT.get(kind, ()))
+    if not params:
+        raise ValidateError(f"--cv on a {kind} file: name the chip fields to refit with --fit "
+                            f"(defaults exist for {', '.join(DEFAULT_FIT)})")
+    log = print if not args.json else None
+    _, in_sample = fit(target, kind, rows, params, args.rounds)
+    folds, held = cross_validate(target, kind, rows, args.cv, params, args.rounds, log)
+    s = summary(kind, held)
+    print(f"{args.measured.name} ({kind}) on {args.preset}, refitting {', '.join(params)}:")
+    for f in folds:
+        values = ", ".join(f"{p.rsplit('.', 2)[-2] + '.' + p.rsplit('.', 1)[-1]}={v:.4g}"
+                           for p, v in f.fitted.items())
+        print(f"  held out {args.cv} = {f.held} ({f.rows} rows): MAPE {_pct(f.held_mape)} "
+              f"(fitted on the rest: {_pct(f.train_mape)}; {values})")
+    print(f"cross-validated MAPE {_pct(s['mape_pct'])} over {s['cases']} rows "
+          f"({s['skipped']} skipped); in-sample, fitted on every row: {_pct(in_sample)}")
+    if args.out:
+        _write_csv(held, args.out)
+        print(f"held-out predictions: {args.out}")
+    if args.json:
+        print(json.dumps({**s, "preset": args.preset, "file": args.measured.name,
+                          "cv_column": args.cv, "in_sample_mape_pct": in_sample,
+                          "params": params,
+                          "folds": [{"held": f.held, "rows": f.rows, "fitted": f.fitted,
+                                     "train_mape_pct": f.train_mape,
+                                     "held_mape_pct": f.held_mape} for f in folds]}))
     return 0
 
 

@@ -83,9 +83,11 @@ def test_gemm_startup_gives_the_decode_gemm():
     within(figures, measured, 0.10)
 
 
-@pytest.mark.parametrize("op", ["layernorm", "softmax"])
-def test_vector_class_costs_give_the_large_row_ops(op):
-    figures, measured = predicted("h100", "h100/vector.csv", op=op, T=32768, H=4096)
+@pytest.mark.parametrize("op, rows, cols", [("layernorm", 8192, 768), ("softmax", 32768, 4096)])
+def test_vector_class_costs_give_the_large_row_ops(op, rows, cols):
+    # a LayerNorm row of 4096 is streamed (mapper/kernels/rowstream.py), not priced by the
+    # norm class: the class is pinned on rows the registers hold
+    figures, measured = predicted("h100", "h100/vector.csv", op=op, T=rows, H=cols)
     within(figures, measured, 0.10)
 
 
