@@ -1,7 +1,7 @@
 """Validate every measured file on its preset; print the error tables and time taken.
 
     python benchmarks/validate_all.py [--plots docs/validation] [--data tests/data/measured]
-                                      [--intervals]
+                                      [--intervals] [--cv]
 
 Each file runs through ``tessera validate`` (its preset: the chip for h100/ and h200/
 files, the 2-GPU system for the 2-GPU collectives); with ``--plots`` the predicted-vs-
@@ -19,6 +19,10 @@ With ``--intervals`` the held rows' measured / predicted ratios give each kind's
 coverage under a two-group cross-validation (quantiles from one group of rows, checked on
 the other: GEMM rows aligned or not, row-wise ops by width, whole models by phase).
 Files of a kind ``tessera validate`` does not predict are listed as such.
+
+With ``--cv`` the calibration files whose fit is cheap to repeat are cross-validated inside
+as well (``tessera validate --cv``: each regime of a column held out in turn, the file's
+fitted parameters refitted on the rest): in-sample and cross-validated MAPE side by side.
 """
 
 from __future__ import annotations
@@ -77,6 +81,37 @@ def run(data: Path, plots: Path | None, out: Path, only: str | None = None) -> l
     return rows
 
 
+# calibration files cross-validated within (``--cv``): the column whose regimes are held out
+CV_COLUMNS = {"h100/vector.csv": "H", "h100/memory.csv": "op"}
+
+
+def cross_validate(data: Path, only: str | None = None) -> None:
+    """``tessera validate --cv`` on each file of CV_COLUMNS; one table of both errors."""
+    lines = ["| file | held out by | refitted | in-sample | cross-validated | wall |",
+             "|---|---|---|---|---|---|"]
+    for name, column in CV_COLUMNS.items():
+        if only and only not in name:
+            continue
+        csv = data / name
+        t0 = time.perf_counter()
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = tessera(["validate", preset_for(csv), str(csv), "--cv", column, "--json"])
+        wall = time.perf_counter() - t0
+        if code:
+            lines.append(f"| {name} | {column} | error | | | {wall:.0f} s |")
+            continue
+        s = json.loads(buf.getvalue().strip().splitlines()[-1])
+        folds = ", ".join(f"{f['held']}: {f['held_mape_pct']:.1f}%" for f in s["folds"])
+        lines.append(f"| {name} | {column} | {', '.join(s['params'])} | "
+                     f"{s['in_sample_mape_pct']:.1f}% | {s['mape_pct']:.1f}% ({folds}) | "
+                     f"{wall:.0f} s |")
+        print(f"{name}: cross-validated by {column}: {s['mape_pct']:.1f}% ({wall:.0f} s)",
+              flush=True)
+    print("\ncross-validated within the calibration files\n")
+    print("\n".join(lines))
+
+
 def table(rows: list[tuple]) -> str:
     lines = ["| file | preset | kind | rows | skipped | MAPE | median | max | wall |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -98,6 +133,8 @@ def main() -> None:
                     help="write each held kind's p10 / p90 (experiments/data/intervals.json)")
     ap.add_argument("--only", default=None,
                     help="run only the files whose path contains this text (e.g. h200/)")
+    ap.add_argument("--cv", action="store_true",
+                    help="also cross-validate the calibration files of CV_COLUMNS within")
     args = ap.parse_args()
     rows = run(args.data, args.plots, args.out, args.only)
     for label, mine in (("fitted on (in-sample)", [r for r in rows if r[0] not in HELD]),
@@ -106,6 +143,8 @@ def main() -> None:
         if mine:
             print(f"\n{label}\n")
             print(table(mine))
+    if args.cv:
+        cross_validate(args.data, args.only)
     if args.intervals:
         intervals(args.out)
 
