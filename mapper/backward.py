@@ -195,6 +195,31 @@ def _allreduce(w: _Walk, node: Node) -> None:
     """A row-parallel projection's all-reduce: its output's gradient is every rank's."""
 
 
+@rule(Op.ALLGATHER)
+def _allgather(w: _Walk, node: Node) -> None:
+    """Sequence parallelism: every rank used the gathered rows, so a rank's own rows get the
+    sum of every rank's gradient of them: a reduce-scatter."""
+    if node.attrs.count:
+        raise TrainingGraphError(f"{node.name}: the backward of a context-parallel gather is "
+                                 f"not lowered")
+    if (d := w.grad_of(node.outputs[0])) is None:
+        return
+    mine = w.new(f"d:{node.inputs[0]}@{node.name}", node.inputs[0])
+    w.g.op(Op.REDUCESCATTER, f"bwd.{node.name}", [d], [mine], group=node.attrs.group)
+    w.contribute(node.inputs[0], mine)
+
+
+@rule(Op.REDUCESCATTER)
+def _reducescatter(w: _Walk, node: Node) -> None:
+    """Sequence parallelism: each rank's partial sums reached every rank's rows, so their
+    gradient is every rank's rows of the output gradient: an all-gather."""
+    if (d := w.grad_of(node.outputs[0])) is None:
+        return
+    full = w.new(f"d:{node.inputs[0]}@{node.name}", node.inputs[0])
+    w.g.op(Op.ALLGATHER, f"bwd.{node.name}", [d], [full], group=node.attrs.group)
+    w.contribute(node.inputs[0], full)
+
+
 @rule(Op.KV_APPEND)
 def _kv_append(w: _Walk, node: Node) -> None:
     """Nothing: attention's backward wrote dK and dV into d(qkv) directly."""
@@ -452,7 +477,10 @@ def _norm(w: _Walk, node: Node) -> None:
         return
     x, gamma = node.inputs
     kind, eps = node.attrs.kind, node.attrs.eps
-    if w.shard.tp > 1:  # the norm feeds column-parallel projections: sum the ranks' parts
+    # the norm feeds column-parallel projections: sum the ranks' parts (with sequence
+    # parallelism the gather's backward, a reduce-scatter, has summed them; a per-head norm
+    # of the rank's own heads has nothing to sum)
+    if w.shard.tp > 1 and not w.shard.seq_split and not node.attrs.segment:
         w.g.op(Op.ALLREDUCE, f"bwd.{node.name}.allreduce", [d], [d], group=w.shard.group)
     n = w.g.tensors[gamma].shape[0]
     T, H = w.g.tensors[x].shape

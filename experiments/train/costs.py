@@ -107,15 +107,19 @@ def _remembered(kind: str, parts: tuple, compute) -> LayerCosts:  # noqa: ANN001
 
 def layer_costs(model, chip: ChipConfig, phase: Phase, tp: int = 1,  # noqa: ANN001
                 system: SystemConfig | None = None, grads: GradMode = DEFAULT_GRADS,
-                kernels: str = "fused") -> LayerCosts:
+                kernels: str = "fused", sp: bool = False) -> LayerCosts:
     """One layer of one micro-batch, forward and backward, on a chip (``tp`` 1) or on the
     first ``tp`` chips of ``system`` as a tensor-parallel group (collectives simulated).
     ``kernels`` "eager": RMSNorm, RoPE (forward and its inverse in the backward) and
-    SwiGLU's product as the kernel chains eager PyTorch launches (``mapper.eager``)."""
+    SwiGLU's product as the kernel chains eager PyTorch launches (``mapper.eager``). ``sp``:
+    Megatron's sequence parallelism (norms and residuals on T / tp rows, a reduce-scatter
+    and an all-gather where tensor parallelism has an all-reduce, and their backwards)."""
     group = first_chips(system, tp) if tp > 1 and system is not None else None
-    parts = (model, chip, phase, tp, group, grads) + ((kernels,) if kernels != "fused" else ())
+    sp = sp and tp > 1
+    parts = (model, chip, phase, tp, group, grads) + ((kernels,) if kernels != "fused" else ()) \
+        + (("sp",) if sp else ())
     return _remembered("layer", parts,
-                       lambda: _layer_costs(model, chip, phase, tp, system, grads, kernels))
+                       lambda: _layer_costs(model, chip, phase, tp, system, grads, kernels, sp))
 
 
 def _graph(model, phase: Phase, shard: Shard, grads: GradMode, kernels: str):  # noqa: ANN001, ANN202
@@ -128,14 +132,15 @@ def _graph(model, phase: Phase, shard: Shard, grads: GradMode, kernels: str):  #
 
 
 def _layer_costs(model, chip: ChipConfig, phase: Phase, tp: int,  # noqa: ANN001
-                 system: SystemConfig | None, grads: GradMode, kernels: str) -> LayerCosts:
+                 system: SystemConfig | None, grads: GradMode, kernels: str,
+                 sp: bool = False) -> LayerCosts:
     if tp == 1:
         low = lower(_graph(model, phase, NO_SHARD, grads, kernels), chip, confirm=None, top=1,
                     layout="row")
         return _split(low.kernels, [simulate(k, chip) for k in low.kernel_programs], 1)
     assert system is not None
     group = list(range(tp))
-    lows = [lower(_graph(model, phase, Shard(tp, r, 1), grads, kernels), chip,
+    lows = [lower(_graph(model, phase, Shard(tp, r, 1, sp=sp), grads, kernels), chip,
                   confirm=None, top=1, layout="row", barrier_group=1)
             for r in range(min(tp, 2))]
     sub = first_chips(system, tp)

@@ -146,6 +146,13 @@ def check_spec(model, spec: TrainSpec, chips: int) -> None:  # noqa: ANN001
     if spec.seq > model.max_seq:
         raise bad("seq", f"{spec.seq} tokens exceed the {model.max_seq} positions of "
                          f"{model.name}")
+    if spec.sp and spec.tp > 1:
+        if (spec.micro_batch * spec.seq) % spec.tp:
+            raise bad("sp", f"{spec.micro_batch * spec.seq} tokens per micro-batch do not "
+                            f"split into --tp {spec.tp} sequence shards")
+        if model.mla or model.experts or getattr(model.arch, "value", model.arch) == "encoder":
+            raise bad("sp", f"sequence parallelism covers dense pre-norm layers, not "
+                            f"{model.name}'s")
 
 
 INSTRUCTIONS_PER_TILE_STEP = 4  # a GEMM's 128 x 128 x 64 step: two loads, an mm, a wait
@@ -189,7 +196,7 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
                          f"per chip > {chip.hbm.capacity / 1e9:.1f} GB of HBM "
                          f"({memory.breakdown()})")
     layer = layer_costs(model, chip, phase, spec.tp, system, grads,
-                        "eager" if spec.recipe == "pytorch" else "fused")
+                        "eager" if spec.recipe == "pytorch" else "fused", spec.sp)
     head = head_costs(model, chip, replace(phase, batch=spec.micro_batch), spec.recipe ==
                       "pytorch", grads) if spec.tp == 1 else _head_tp(model, chip, phase, spec,
                                                                        grads)
@@ -260,7 +267,7 @@ def step_memory(model, spec: TrainSpec, chip: ChipConfig) -> Memory:  # noqa: AN
     params = _params_per_chip(model, spec)
     w, g, o, host = model_states(params, recipe, spec.zero, spec.dp, spec.offload_optimizer)
     phase = Phase("prefill", spec.micro_batch, seq=spec.seq)
-    graph = training_graph(model, phase, 1, shard=Shard(spec.tp, 0, 1))
+    graph = training_graph(model, phase, 1, shard=Shard(spec.tp, 0, 1, sp=spec.sp))
     per_layer = saved_bytes(graph)
     if spec.recipe == "pytorch":  # what autograd keeps of the composite ops, besides
         per_layer += autograd_extra_bytes(model, spec.micro_batch * spec.seq, spec.tp)

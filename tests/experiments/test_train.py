@@ -213,3 +213,29 @@ def test_an_oversized_step_is_refused_before_anything_is_lowered(capsys):
                     "--micro-batch", "8", "--max-instructions", "1000000"])
     err = capsys.readouterr().err
     assert code == 1 and "--max-instructions" in err and len(err.strip().splitlines()) == 1
+
+
+def test_sequence_parallel_training_swaps_all_reduces_for_scatter_and_gather():
+    """Megatron's sequence parallelism in training: norms and residuals on T / tp rows; each
+    row-parallel all-reduce is a reduce-scatter and each norm's output is all-gathered, and
+    the backward runs them reversed (a gather's gradient is reduce-scattered, a scatter's
+    gathered) with no all-reduce left; the saved activations shrink, the step prices it."""
+    from collections import Counter
+
+    from mapper.backward import training_graph
+    from mapper.layers import Phase, Shard
+    from mapper.ops import Op
+
+    phase = Phase("prefill", 2, seq=32)
+    g = training_graph(TINY, phase, 1, shard=Shard(2, 0, 1, sp=True))
+    ops = Counter((n.name.startswith("bwd."), n.op) for n in g.nodes)
+    assert ops[(False, Op.REDUCESCATTER)] == 2 and ops[(False, Op.ALLGATHER)] == 2
+    assert ops[(True, Op.REDUCESCATTER)] == 2 and ops[(True, Op.ALLGATHER)] == 2
+    assert not any(op == Op.ALLREDUCE for _, op in ops)
+    system = load_system("h100x4")
+    plain = train_step(TINY, TrainSpec(2, 32, 4, tp=2, dp=2), system.chips[0], system)
+    sp = train_step(TINY, TrainSpec(2, 32, 4, tp=2, dp=2, sp=True), system.chips[0], system)
+    assert sp.memory.activations < plain.memory.activations
+    assert sp.step_s > 0 and sp.layer.bwd.time_s != plain.layer.bwd.time_s
+    with pytest.raises(TrainError, match="--sp: 63 tokens"):
+        train_step(TINY, TrainSpec(1, 63, 2, tp=2, dp=2, sp=True), system.chips[0], system)
