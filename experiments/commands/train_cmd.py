@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also "
                         "weights over the data-parallel ranks")
     p.add_argument("--sp", action="store_true", help="Megatron sequence parallelism")
+    p.add_argument("--ep", type=int, default=1,
+                   help="expert-parallel degree: the routed experts spread over ep of the "
+                        "data-parallel replicas (ep divides dp; without --tp)")
     p.add_argument("--micro-batch", type=int, default=1, help="sequences per micro-batch")
     p.add_argument("--global-batch", type=int, default=0,
                    help="sequences per step (0: micro-batch x dp; more: gradient "
@@ -72,7 +75,7 @@ def train(args: argparse.Namespace) -> int:
     chip, system = chip_or_system(args)
     spec = TrainSpec(args.micro_batch, args.seq, args.global_batch, args.tp, args.pp, args.dp,
                      args.zero, args.sp, args.recompute, args.schedule, args.virtual_stages,
-                     args.offload_optimizer, args.recipe)
+                     args.offload_optimizer, args.recipe, args.ep)
     report = train_step(model, spec, chip, system, args.system or args.chip,
                         args.max_instructions)
     print(summary(report))

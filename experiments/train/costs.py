@@ -107,19 +107,48 @@ def _remembered(kind: str, parts: tuple, compute) -> LayerCosts:  # noqa: ANN001
 
 def layer_costs(model, chip: ChipConfig, phase: Phase, tp: int = 1,  # noqa: ANN001
                 system: SystemConfig | None = None, grads: GradMode = DEFAULT_GRADS,
-                kernels: str = "fused", sp: bool = False) -> LayerCosts:
+                kernels: str = "fused", sp: bool = False, ep: int = 1, ep_stride: int = 1
+                ) -> LayerCosts:
     """One layer of one micro-batch, forward and backward, on a chip (``tp`` 1) or on the
     first ``tp`` chips of ``system`` as a tensor-parallel group (collectives simulated).
     ``kernels`` "eager": RMSNorm, RoPE (forward and its inverse in the backward) and
     SwiGLU's product as the kernel chains eager PyTorch launches (``mapper.eager``). ``sp``:
     Megatron's sequence parallelism (norms and residuals on T / tp rows, a reduce-scatter
-    and an all-gather where tensor parallelism has an all-reduce, and their backwards)."""
+    and an all-gather where tensor parallelism has an all-reduce, and their backwards).
+    ``ep`` > 1 (with ``tp`` 1): the routed experts spread over ``ep`` replicas (chips 0,
+    ``ep_stride``, ...: stage 0 of each), tokens exchanged by all-to-all on ``system`` and
+    the busiest chip's load mapped (``mapper.routing``), forward and backward."""
+    if ep > 1:
+        assert system is not None and tp == 1
+        peers = [d * ep_stride for d in range(ep)]
+        parts = (model, chip, phase, grads, kernels, peers, system)
+        return _remembered("layer-ep", parts,
+                           lambda: _layer_costs_ep(model, chip, phase, system, grads, kernels,
+                                                   peers))
     group = first_chips(system, tp) if tp > 1 and system is not None else None
     sp = sp and tp > 1
     parts = (model, chip, phase, tp, group, grads) + ((kernels,) if kernels != "fused" else ()) \
         + (("sp",) if sp else ())
     return _remembered("layer", parts,
                        lambda: _layer_costs(model, chip, phase, tp, system, grads, kernels, sp))
+
+
+def _layer_costs_ep(model, chip: ChipConfig, phase: Phase, system: SystemConfig,  # noqa: ANN001
+                    grads: GradMode, kernels: str, peers: list[int]) -> LayerCosts:
+    """Every expert-parallel rank runs the busiest rank's programs (the mapped load), so
+    one lowering serves them all; the all-to-alls run on the ranks' own chips ``peers`` of
+    the system."""
+    from experiments.train.step import TrainError
+
+    ep = len(peers)
+    if peers[-1] >= len(system.chips):
+        raise TrainError(f"--ep {ep}: the system has {len(system.chips)} chips")
+    low = lower(_graph(model, phase, Shard(1, 0, 0, ep=ep, ep_group=2), grads, kernels), chip,
+                confirm=None, top=1, layout="row", barrier_group=1)
+    results = [simulate_system(system, {(c, core): p for c in peers for core, p in k.items()},
+                               groups={1: peers, 2: peers})
+               for k in low.kernel_programs]
+    return _split(low.kernels, results, ep)
 
 
 def _graph(model, phase: Phase, shard: Shard, grads: GradMode, kernels: str):  # noqa: ANN001, ANN202

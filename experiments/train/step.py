@@ -63,6 +63,7 @@ class TrainSpec:
     virtual_stages: int = 1
     offload_optimizer: bool = False
     recipe: str = "megatron"  # megatron | pytorch (autocast: fp32 weights, fp32 loss)
+    ep: int = 1  # expert parallel: each routed expert on one of ep replicas (ep divides dp)
 
     @property
     def chips(self) -> int:
@@ -146,6 +147,17 @@ def check_spec(model, spec: TrainSpec, chips: int) -> None:  # noqa: ANN001
     if spec.seq > model.max_seq:
         raise bad("seq", f"{spec.seq} tokens exceed the {model.max_seq} positions of "
                          f"{model.name}")
+    if spec.ep < 1:
+        raise bad("ep", f"must be at least 1, not {spec.ep}")
+    if spec.ep > 1:
+        if not model.experts:
+            raise bad("ep", f"{model.name} has no experts to spread")
+        if spec.dp % spec.ep or spec.ep > model.experts:
+            raise bad("ep", f"{spec.ep} must divide --dp {spec.dp} (the experts are spread "
+                            f"over ep of the data-parallel replicas) and be at most the "
+                            f"{model.experts} experts")
+        if spec.tp > 1 or spec.sp:
+            raise bad("ep", "expert parallelism in training runs without --tp / --sp")
     if spec.sp and spec.tp > 1:
         if (spec.micro_batch * spec.seq) % spec.tp:
             raise bad("sp", f"{spec.micro_batch * spec.seq} tokens per micro-batch do not "
@@ -196,7 +208,8 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
                          f"per chip > {chip.hbm.capacity / 1e9:.1f} GB of HBM "
                          f"({memory.breakdown()})")
     layer = layer_costs(model, chip, phase, spec.tp, system, grads,
-                        "eager" if spec.recipe == "pytorch" else "fused", spec.sp)
+                        "eager" if spec.recipe == "pytorch" else "fused", spec.sp, spec.ep,
+                        spec.pp)
     head = head_costs(model, chip, replace(phase, batch=spec.micro_batch), spec.recipe ==
                       "pytorch", grads) if spec.tp == 1 else _head_tp(model, chip, phase, spec,
                                                                        grads)
@@ -254,20 +267,35 @@ def _model_flops(model, seq: int) -> float:  # noqa: ANN001
 
 def _params_per_chip(model, spec: TrainSpec) -> float:  # noqa: ANN001
     """The parameters of the largest stage on one tensor-parallel rank (the embedding on the
-    first stage, the head on the last; one stage holds both when pp is 1)."""
+    first stage, the head on the last; one stage holds both when pp is 1), routed experts
+    included (``ep`` of them divided among the expert-parallel ranks)."""
     layers = model.layers // spec.pp * model.params_per_layer
     emb = model.vocab * model.hidden
     head = 0 if model.tied_embeddings else model.vocab * model.hidden
     ends = emb + head if spec.pp == 1 else max(emb, head)
-    return (layers + ends) / spec.tp
+    return (layers + ends) / spec.tp - _expert_params(model, spec) * (1 - 1 / spec.ep)
+
+
+def _expert_params(model, spec: TrainSpec) -> float:  # noqa: ANN001
+    """Routed-expert parameters of one stage (all experts; a chip holds 1 / ep of them)."""
+    if not model.experts:
+        return 0.0
+    mats = 3 if getattr(model.mlp, "value", model.mlp) == "swiglu" else 2
+    moe = sum(model.is_moe(i) for i in range(model.layers)) / model.layers
+    return model.layers // spec.pp * moe * mats * model.hidden * model.moe_ffn * model.experts
 
 
 def step_memory(model, spec: TrainSpec, chip: ChipConfig) -> Memory:  # noqa: ANN001
     recipe = RECIPES[spec.recipe]
     params = _params_per_chip(model, spec)
-    w, g, o, host = model_states(params, recipe, spec.zero, spec.dp, spec.offload_optimizer)
+    experts = _expert_params(model, spec) / spec.ep if spec.ep > 1 else 0.0
+    w, g, o, host = model_states(params - experts, recipe, spec.zero, spec.dp,
+                                 spec.offload_optimizer)
+    if experts:  # an expert's states shard over the replicas that hold it: dp / ep
+        w, g, o, host = (a + b for a, b in zip((w, g, o, host), model_states(
+            experts, recipe, spec.zero, spec.dp // spec.ep, spec.offload_optimizer)))
     phase = Phase("prefill", spec.micro_batch, seq=spec.seq)
-    graph = training_graph(model, phase, 1, shard=Shard(spec.tp, 0, 1, sp=spec.sp))
+    graph = training_graph(model, phase, 1, shard=_shard(spec))
     per_layer = saved_bytes(graph)
     if spec.recipe == "pytorch":  # what autograd keeps of the composite ops, besides
         per_layer += autograd_extra_bytes(model, spec.micro_batch * spec.seq, spec.tp)
@@ -317,16 +345,35 @@ def _dp_group(spec: TrainSpec) -> list[int]:
     return [d * spec.pp * spec.tp for d in range(spec.dp)]
 
 
+def _shard(spec: TrainSpec) -> Shard:
+    """Rank 0's shard: tensor group 1, the expert-parallel group 2."""
+    return Shard(spec.tp, 0, 1, ep=spec.ep, ep_group=2 if spec.ep > 1 else 0, sp=spec.sp)
+
+
 def _grad_sync(model, spec: TrainSpec, system, params: float  # noqa: ANN001
                ) -> tuple[float, float, float]:
     """(the step's gradient sync time, its last bucket's, link bytes per chip), simulated on
-    the system."""
+    the system. With expert parallelism the dense gradients are reduced over every replica
+    and the experts' over the dp / ep replicas holding the same experts, one after the
+    other."""
     if spec.dp == 1 or system is None:
+        return 0.0, 0.0, 0.0
+    experts = _expert_params(model, spec) / spec.ep if spec.ep > 1 else 0.0
+    dense = _sync(spec, system, params - experts, _dp_group(spec))
+    if not experts or spec.dp == spec.ep:
+        return dense
+    holders = _dp_group(spec)[::spec.ep]
+    more = _sync(spec, system, experts, holders)
+    return dense[0] + more[0], more[1], dense[2] + more[2]
+
+
+def _sync(spec: TrainSpec, system, params: float, group: list[int]  # noqa: ANN001
+          ) -> tuple[float, float, float]:
+    if params <= 0 or len(group) < 2:
         return 0.0, 0.0, 0.0
     nbytes = params * 4  # fp32 gradients
     buckets = max(1, int(-(-nbytes // BUCKET_BYTES)))
     size = nbytes / buckets
-    group = _dp_group(spec)
     if spec.zero >= 1:  # reduce-scatter the gradients, all-gather the updated bf16 weights
         one = collective_cost(system, "reducescatter", group, size, DType.FP32)
         gather = collective_cost(system, "allgather", group, params * 2, DType.BF16)

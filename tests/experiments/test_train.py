@@ -239,3 +239,28 @@ def test_sequence_parallel_training_swaps_all_reduces_for_scatter_and_gather():
     assert sp.step_s > 0 and sp.layer.bwd.time_s != plain.layer.bwd.time_s
     with pytest.raises(TrainError, match="--sp: 63 tokens"):
         train_step(TINY, TrainSpec(1, 63, 2, tp=2, dp=2, sp=True), system.chips[0], system)
+
+
+def test_expert_parallel_training_spreads_the_experts_and_exchanges_tokens():
+    """--ep: each replica holds 1 / ep of the routed experts (weights, gradients and
+    optimizer states shrink by their share), the layer's tokens go to their experts and back
+    by all-to-all in the forward and again in the backward, and the expert gradients are
+    reduced only over the replicas that hold the same experts."""
+    from experiments.train.step import _expert_params
+
+    m = load_model("tiny-mixtral")
+    system = load_system("h100x4")
+    one = train_step(m, TrainSpec(2, 64, 8, dp=4), system.chips[0], system)
+    ep = train_step(m, TrainSpec(2, 64, 8, dp=4, ep=4), system.chips[0], system)
+    experts = _expert_params(m, TrainSpec(ep=4))
+    assert one.memory.weights - ep.memory.weights == pytest.approx(
+        experts * 3 / 4 * 2, rel=1e-6)  # bf16 weights of the 3 / 4 of experts held elsewhere
+    assert ep.sync_link_bytes < one.sync_link_bytes
+    kinds = [k for _, k, _ in ep.layer.kernels]
+    assert kinds.count("alltoall") >= 4  # out and back, forward and backward
+    for spec, message in ((TrainSpec(2, 64, 8, dp=4, ep=3), "--ep: 3 must divide --dp 4"),
+                          (TrainSpec(2, 64, 8, dp=2, tp=2, ep=2), "without --tp")):
+        with pytest.raises(TrainError, match=message):
+            train_step(m, spec, system.chips[0], system)
+    with pytest.raises(TrainError, match="has no experts"):
+        train_step(TINY, TrainSpec(2, 64, 8, dp=4, ep=2), system.chips[0], system)
