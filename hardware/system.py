@@ -17,13 +17,17 @@ COLLECTIVES = ("ring", "bidir-ring", "direct", "halving-doubling", "hierarchical
 @dataclass(frozen=True)
 class Protocol:
     """A way collectives use the links (NCCL's LL, LL128, Simple): a fixed cost per
-    collective (launch, synchronisation, handshakes) and the payload share of the bytes on
-    the wire (flags, headers, how well the copies keep the link busy)."""
+    collective (launch, synchronisation, handshakes), a latency per step of the algorithm
+    (each step's chunk is flagged, polled and forwarded: NCCL's tuner charges ``hwLat`` per
+    ring step, so a ring all-reduce of p chips pays it 2(p-1) times) and the payload share
+    of the bytes on the wire (flags, headers, how well the copies keep the link busy)."""
 
     name: str = "protocol"
     latency: float = field(default=0.0, metadata=spec("time", "non_negative", "per collective"))
     efficiency: float = field(default=1.0, metadata=spec(
         bounds="fraction", help="payload bytes / wire bytes"))
+    step_latency: float = field(default=0.0, metadata=spec(
+        "time", "non_negative", "per step of the collective's algorithm"))
 
 
 IDEAL = Protocol("ideal", 0.0, 1.0)

@@ -176,6 +176,8 @@ class LinkNetwork(Network):
         if proto.latency:
             yield env.timeout(proto.latency * 1e9)
         for step in plan:
+            if proto.step_latency:
+                yield env.timeout(proto.step_latency * 1e9)
             yield env.all_of([env.process(self.move(a, b, nbytes / proto.efficiency))
                               for a, b, nbytes in step])
         if self.machine.functional is not None:
@@ -186,11 +188,12 @@ class LinkNetwork(Network):
 
     def protocol(self, plan: list) -> Protocol:
         """The link protocol with the lowest closed-form time for ``plan``: its fixed cost,
-        then per step the hops' latency and the largest transfer at its efficiency."""
+        then per step its step latency, the hops' latency and the largest transfer at its
+        efficiency."""
         options = self.link.protocols or (IDEAL,)
 
         def estimate(p: Protocol) -> float:
-            t = p.latency
+            t = p.latency + len(plan) * p.step_latency
             for step in plan:
                 hops = max((len(self.topology.route(a, b)) for a, b, _ in step), default=0)
                 most = max((nbytes for _, _, nbytes in step), default=0.0)

@@ -65,6 +65,20 @@ def test_all_reduce_time_is_the_chosen_protocols_closed_form(nbytes, proto):
     assert r.bytes["link_bytes"] == pytest.approx(2 * nbytes / proto.efficiency)
 
 
+def test_a_step_latency_makes_small_collectives_grow_with_the_ranks():
+    """NCCL charges a latency per ring step: an all-reduce of p chips has 2(p - 1) steps,
+    so with p = 4 it pays the step latency 6 times, with p = 2 twice (closed form, tested
+    on a ring where every step is one hop)."""
+    step = Protocol("LL", latency=1e-6, efficiency=0.25, step_latency=0.5e-6)
+    n = 4096
+    for chips in (2, 4):
+        r = allreduce(system((step,), chips), n // 2)
+        steps = 2 * (chips - 1)
+        assert r.time_s == pytest.approx(
+            step.latency + steps * (step.step_latency + LAT + n / chips / (0.25 * B)),
+            rel=1e-9)
+
+
 def test_no_protocols_is_the_ideal_link():
     r = allreduce(system(()), LARGE // 2)
     assert r.time_s == pytest.approx(2 * (LAT + LARGE / 2 / B), rel=1e-9)
