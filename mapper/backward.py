@@ -202,22 +202,23 @@ def _allgather(w: _Walk, node: Node) -> None:
     if node.attrs.count:
         raise TrainingGraphError(f"{node.name}: the backward of a context-parallel gather is "
                                  f"not lowered")
-    if (d := w.grad_of(node.outputs[0])) is None:
-        return
-    mine = w.new(f"d:{node.inputs[0]}@{node.name}", node.inputs[0])
-    w.g.op(Op.REDUCESCATTER, f"bwd.{node.name}", [d], [mine], group=node.attrs.group)
-    w.contribute(node.inputs[0], mine)
+    _reversed_collective(w, node, Op.REDUCESCATTER)
 
 
 @rule(Op.REDUCESCATTER)
 def _reducescatter(w: _Walk, node: Node) -> None:
     """Sequence parallelism: each rank's partial sums reached every rank's rows, so their
     gradient is every rank's rows of the output gradient: an all-gather."""
+    _reversed_collective(w, node, Op.ALLGATHER)
+
+
+def _reversed_collective(w: _Walk, node: Node, op: Op) -> None:
+    """The input's gradient: the output's, through ``op`` on the same group."""
     if (d := w.grad_of(node.outputs[0])) is None:
         return
-    full = w.new(f"d:{node.inputs[0]}@{node.name}", node.inputs[0])
-    w.g.op(Op.ALLGATHER, f"bwd.{node.name}", [d], [full], group=node.attrs.group)
-    w.contribute(node.inputs[0], full)
+    dx = w.new(f"d:{node.inputs[0]}@{node.name}", node.inputs[0])
+    w.g.op(op, f"bwd.{node.name}", [d], [dx], group=node.attrs.group)
+    w.contribute(node.inputs[0], dx)
 
 
 @rule(Op.KV_APPEND)
