@@ -258,11 +258,12 @@ def _peak(chip: ChipConfig) -> float:
 
 
 def _model_flops(model, seq: int) -> float:  # noqa: ANN001
-    """Training FLOPs per token (forward + backward = 3 x forward): 6 per parameter of the
-    layers and head plus attention's 12 x layers x seq x hidden (causal: half of it), the
-    convention of MFU (PaLM, Megatron)."""
+    """Training FLOPs per token (forward + backward = 3 x forward): 6 per parameter a token
+    uses (a MoE token visits only its routed experts: the active parameters) plus
+    attention's 12 x layers x seq x hidden (causal: half of it), the convention of MFU
+    (PaLM, Megatron)."""
     attn = 12 * model.layers * seq * model.heads * model.head_dim / 2
-    return 6 * model.params + attn
+    return 6 * model.active_params + attn
 
 
 def _params_per_chip(model, spec: TrainSpec) -> float:  # noqa: ANN001

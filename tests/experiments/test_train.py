@@ -264,3 +264,14 @@ def test_expert_parallel_training_spreads_the_experts_and_exchanges_tokens():
             train_step(m, spec, system.chips[0], system)
     with pytest.raises(TrainError, match="has no experts"):
         train_step(TINY, TrainSpec(2, 64, 8, dp=4, ep=2), system.chips[0], system)
+
+
+def test_mfu_counts_the_parameters_a_token_uses():
+    """A MoE token visits its routed experts only: MFU's model FLOPs are 6 x the active
+    parameters (Mixtral 8x7B: 12.9 B of 46.7 B), not 6 x all of them."""
+    from experiments.train.step import _model_flops
+
+    m = load_model("mixtral-8x7b")
+    attn = 12 * m.layers * 2048 * m.heads * m.head_dim / 2
+    assert _model_flops(m, 2048) == pytest.approx(6 * m.active_params + attn)
+    assert 12.5e9 < m.active_params < 13.5e9 and m.params > 3.5 * m.active_params
