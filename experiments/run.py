@@ -201,6 +201,18 @@ def confirmer(chip: ChipConfig):  # noqa: ANN201
 
     def confirm(programs: dict) -> float:
         return simulate(programs, nominal).time_s
+
+    def counters() -> tuple[int, int]:
+        s = cache.current()  # per process: a confirming worker has its own
+        return (s.stats.hits, s.stats.misses) if s is not None else (0, 0)
+
+    def add_counters(delta: tuple[int, int]) -> None:
+        s = cache.current()
+        if s is not None:
+            s.stats.hits += delta[0]
+            s.stats.misses += delta[1]
+    confirm.counters = counters  # type: ignore[attr-defined]
+    confirm.add_counters = add_counters  # type: ignore[attr-defined]
     store = cache.current()
     if store is not None:
         confirm.memo = cache.Memo(store, repr(chip) + cache.code_digest(

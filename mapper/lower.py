@@ -92,9 +92,13 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
 
 def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = None,
                     top: int = 3) -> dict[str, Tiling]:
-    out: dict[str, Tiling] = {}
-    seen: dict[tuple, Tiling] = {}
+    """Each GEMM's tiling: remembered, or decided (distinct shapes side by side on the
+    machine's cores: ``mapper.confirm_pool``)."""
+    from mapper.confirm_pool import decide_all
+
     memo = getattr(confirm, "memo", None)  # a caller's store of earlier decisions
+    names: list[tuple[str, tuple]] = []
+    gemms: dict[tuple, Gemm] = {}
     for node in graph.nodes:
         if node.op != Op.LINEAR:
             continue
@@ -103,13 +107,16 @@ def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = No
         # shape is another GEMM (its tiles, its loads)
         key = (g.m, g.k, g.n, g.adt, g.wdt, g.cdt, g.sparse, g.extras, g.decode, g.group,
                g.a_trans, g.w_layout, g.groups, g.group_rows)
-        if key not in seen:
-            seen[key] = _remembered(memo, (key, top if confirm else 1)) or \
-                _decide(g, chip, confirm, top)
-            if memo is not None:
-                memo[repr((key, top if confirm else 1))] = dataclasses.astuple(seen[key])
-        out[node.name] = seen[key]
-    return out
+        names.append((node.name, key))
+        gemms.setdefault(key, g)
+    depth = top if confirm else 1
+    seen = {key: t for key in gemms if (t := _remembered(memo, (key, depth))) is not None}
+    todo = [key for key in gemms if key not in seen]
+    seen.update(zip(todo, decide_all([gemms[k] for k in todo], _decide, chip, confirm, top)))
+    if memo is not None:
+        for key, t in seen.items():
+            memo[repr((key, depth))] = dataclasses.astuple(t)
+    return {name: seen[key] for name, key in names}
 
 
 def _decide(g: Gemm, chip: ChipConfig, confirm: Confirm | None, top: int) -> Tiling:

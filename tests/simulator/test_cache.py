@@ -162,9 +162,11 @@ def test_a_kernel_at_other_addresses_is_the_same_simulation(folder):
     assert fresh.time_s == pytest.approx(first.time_s, rel=1e-9)
 
 
-def test_remembered_tilings_lower_the_same_programs_without_simulating(folder):
+def test_remembered_tilings_lower_the_same_programs_without_simulating(folder, monkeypatch):
     from experiments.run import confirmer
     from mapper.lower import lower
+
+    monkeypatch.setenv("TESSERA_WORKERS", "1")  # count the confirmations in this process
 
     chip = load_chip("h100")
     graph = map_model(load_model("tiny-llama"), chip, Phase("prefill", 4, seq=64),

@@ -1,0 +1,27 @@
+"""Tiling confirmations spread over worker processes take the decisions one process takes."""
+
+from __future__ import annotations
+
+from hardware.chips import load_chip
+from mapper.layers import Phase
+from mapper.lower import lower
+from mapper.model import load_model
+from mapper.pipeline import MapOptions, map_model
+from simulator.run import simulate
+
+
+def test_parallel_confirmation_decides_as_serial(monkeypatch):
+    chip = load_chip("h100")
+    graph = map_model(load_model("tiny-llama"), chip, Phase("prefill", 4, seq=64),
+                      MapOptions(confirm_top=1)).graph
+    shapes = {n.attrs for n in graph.nodes if n.op.value == "linear"}
+    assert len(shapes) >= 2  # several GEMMs to decide side by side
+
+    def confirm(programs):  # noqa: ANN001, ANN202
+        return simulate(programs, chip, _store=False).time_s
+    runs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("TESSERA_WORKERS", workers)
+        runs[workers] = lower(graph, chip, confirm=confirm, top=3)
+    assert runs["1"].tilings == runs["2"].tilings
+    assert runs["1"].programs == runs["2"].programs
