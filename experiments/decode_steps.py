@@ -45,6 +45,8 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
     with its per-kernel results ``kernels``). None for a step this cannot derive."""
     from experiments.iteration import _alone, _identity
     from experiments.run import PhaseRun, confirmer
+    from mapper.forkmap import counted, fork_map
+    from simulator import cache
     from simulator.run import simulate, simulate_system
 
     mapped = base.mapped
@@ -58,13 +60,13 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
     index = {n: i for i, n in enumerate(names)}
     base_nodes = {n.name: n for n in base_graph.nodes}
     confirm = confirmer(chip) if opts.confirm_top > 1 else None
-    out = []
-    for ctx in (bar(contexts, True, "decode steps") if bar is not None else contexts):
+
+    def changed(ctx: int) -> tuple[dict[int, SimResult] | None, float]:
+        """The kernels whose cost moves at context ``ctx``, each simulated alone (None: a
+        node this cannot derive), and the seconds it took."""
         t0 = time.perf_counter()
-        phase = replace(base.phase, ctx=ctx)
-        graph = _graph(model, phase, opts, par)
-        parts = list(kernels)
-        ok = True
+        graph = _graph(model, replace(base.phase, ctx=ctx), opts, par)
+        parts: dict[int, SimResult] = {}
         for node in graph.nodes:
             old = base_nodes.get(node.name)
             if old is not None and _identity(graph, node, chip, True) == \
@@ -73,8 +75,7 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
             if node.op in VIEWS:
                 continue  # a view: no kernel of its own
             if node.name not in index:
-                ok = False
-                break
+                return None, time.perf_counter() - t0
             alone = _alone(graph, node)
             if system is None:
                 low = lower(alone, chip, confirm=confirm, top=opts.confirm_top,
@@ -84,12 +85,23 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
             else:
                 parts[index[node.name]] = _on_system(alone, system, mapped, par, opts,
                                                      confirm, limits, simulate_system)
-        t1 = time.perf_counter()
-        if not ok:
+        return parts, time.perf_counter() - t0
+
+    # the steps are independent: side by side on the machine's cores (mapper.forkmap)
+    done = fork_map(counted(changed, cache.counts), contexts)
+    if bar is not None:
+        done = bar(done, True, "decode steps", len(contexts))
+    out = []
+    for ctx, ((found, seconds), delta) in zip(contexts, done):
+        cache.add_counts(delta)
+        if found is None:
             out.append(None)
             continue
-        out.append(PhaseRun(phase, sequence(parts), base.head, base.repeat, t1 - t0, 0.0,
-                            mapped=mapped))
+        parts = list(kernels)
+        for i, r in found.items():
+            parts[i] = r
+        out.append(PhaseRun(replace(base.phase, ctx=ctx), sequence(parts), base.head,
+                            base.repeat, seconds, 0.0, mapped=mapped))
     return out
 
 

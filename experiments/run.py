@@ -202,17 +202,8 @@ def confirmer(chip: ChipConfig):  # noqa: ANN201
     def confirm(programs: dict) -> float:
         return simulate(programs, nominal).time_s
 
-    def counters() -> tuple[int, int]:
-        s = cache.current()  # per process: a confirming worker has its own
-        return (s.stats.hits, s.stats.misses) if s is not None else (0, 0)
-
-    def add_counters(delta: tuple[int, int]) -> None:
-        s = cache.current()
-        if s is not None:
-            s.stats.hits += delta[0]
-            s.stats.misses += delta[1]
-    confirm.counters = counters  # type: ignore[attr-defined]
-    confirm.add_counters = add_counters  # type: ignore[attr-defined]
+    confirm.counters = cache.counts  # type: ignore[attr-defined]  (a worker's, sent back)
+    confirm.add_counters = cache.add_counts  # type: ignore[attr-defined]
     store = cache.current()
     if store is not None:
         confirm.memo = cache.Memo(store, repr(chip) + cache.code_digest(
@@ -239,7 +230,9 @@ def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool,  # noqa: 
                     budget.max_trace_events)
     # kernel by kernel: each ends in a chip-wide sync, so their times add exactly
     parts = [simulate(p, chip, trace=trace, limits=limits)
-             for p in _bar(low.kernel_programs, budget.progress, "kernels")]
+             for p in _bar(low.kernel_programs, budget.progress, "kernels")] if trace else \
+        _each(lambda p: simulate(p, chip, limits=limits), low.kernel_programs, budget.progress,
+              "kernels")
     mapped.notes["kernels"] = [
         {"name": name, "kind": kind, "time_s": r.time_s, "flops": r.flops,
          "hbm_bytes": r.bytes["hbm_read"] + r.bytes["hbm_write"], "energy_j": r.energy_total_j}
@@ -248,13 +241,26 @@ def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool,  # noqa: 
     return sequence(parts)
 
 
-def _bar(items: list, show: bool, unit: str):  # noqa: ANN202
-    """``items`` under a progress bar on stderr when ``show`` (and stderr is a terminal)."""
+def _each(fn, items: list, show: bool, unit: str) -> list:  # noqa: ANN001
+    """``[fn(x) for x in items]``, side by side on the machine's cores (``mapper.forkmap``:
+    the kernels of a phase are simulated alone, so independently), under a progress bar;
+    the workers' kernel-cost cache counts are added to this process's."""
+    from mapper.forkmap import counted, fork_map, gathered
+    from simulator import cache
+
+    done = fork_map(counted(fn, cache.counts), items)
+    return gathered(_bar(done, show, unit, len(items)), cache.add_counts)
+
+
+def _bar(items, show: bool, unit: str, total: int | None = None):  # noqa: ANN001, ANN202
+    """``items`` under a progress bar on stderr when ``show`` (and stderr is a terminal);
+    ``total`` for an iterator of known length."""
     if not show:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, unit=unit.rstrip("s"), file=sys.stderr, leave=False, disable=None)
+    return tqdm(items, unit=unit.rstrip("s"), file=sys.stderr, leave=False, disable=None,
+                total=total)
 
 
 def _keyed(programs) -> dict:  # noqa: ANN001
@@ -388,7 +394,10 @@ def run_system_phase(model, system, phase: Phase, par, opts: MapOptions,  # noqa
     if kernels:
         parts = [simulate_system(system, k, groups=m.groups, trace=trace, limits=budget.limits,
                                  aliases=m.aliases)
-                 for k in _bar(m.kernel_programs, budget.progress, "kernels")]
+                 for k in _bar(m.kernel_programs, budget.progress, "kernels")] if trace else \
+            _each(lambda k: simulate_system(system, k, groups=m.groups, limits=budget.limits,
+                                            aliases=m.aliases),
+                  m.kernel_programs, budget.progress, "kernels")
         layer = sequence(parts)
     else:
         layer = simulate_system(system, m.programs, groups=m.groups,

@@ -93,8 +93,8 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
 def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = None,
                     top: int = 3) -> dict[str, Tiling]:
     """Each GEMM's tiling: remembered, or decided (distinct shapes side by side on the
-    machine's cores: ``mapper.confirm_pool``)."""
-    from mapper.confirm_pool import decide_all
+    machine's cores: ``mapper.forkmap``)."""
+    from mapper.forkmap import counted, fork_map, gathered
 
     memo = getattr(confirm, "memo", None)  # a caller's store of earlier decisions
     names: list[tuple[str, tuple]] = []
@@ -112,7 +112,13 @@ def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = No
     depth = top if confirm else 1
     seen = {key: t for key in gemms if (t := _remembered(memo, (key, depth))) is not None}
     todo = [key for key in gemms if key not in seen]
-    seen.update(zip(todo, decide_all([gemms[k] for k in todo], _decide, chip, confirm, top)))
+    if confirm is None:
+        decided = [_decide(gemms[k], chip, None, top) for k in todo]
+    else:
+        one = counted(lambda g: _decide(g, chip, confirm, top), getattr(confirm, "counters", None))
+        decided = gathered(fork_map(one, [gemms[k] for k in todo]),
+                           getattr(confirm, "add_counters", None))
+    seen.update(zip(todo, decided))
     if memo is not None:
         for key, t in seen.items():
             memo[repr((key, depth))] = dataclasses.astuple(t)

@@ -220,6 +220,20 @@ class Memo:
 _CACHE: dict[tuple, CostCache] = {}
 
 
+def counts() -> tuple[int, int]:
+    """This process's (hits, misses) of the kernel-cost cache (a worker has its own)."""
+    s = current()
+    return (s.stats.hits, s.stats.misses) if s is not None else (0, 0)
+
+
+def add_counts(delta: tuple[int, int]) -> None:
+    """Count a worker's hits and misses as this process's."""
+    s = current()
+    if s is not None:
+        s.stats.hits += delta[0]
+        s.stats.misses += delta[1]
+
+
 def current() -> CostCache | None:
     """The cache the environment asks for (one per folder per process), or None."""
     if not enabled():

@@ -25,3 +25,26 @@ def test_parallel_confirmation_decides_as_serial(monkeypatch):
         runs[workers] = lower(graph, chip, confirm=confirm, top=3)
     assert runs["1"].tilings == runs["2"].tilings
     assert runs["1"].programs == runs["2"].programs
+
+
+def test_fork_map_keeps_order_and_carries_counts_back(monkeypatch):
+    """Results in order, whether forked or not; a worker's counter movements come back once
+    (and a serial run's are not counted twice)."""
+    from mapper import forkmap
+
+    seen = [0]
+
+    def counters():  # noqa: ANN202
+        return (seen[0],)
+
+    def fn(x):  # noqa: ANN001, ANN202
+        seen[0] += x
+        return x * x
+    for workers in ("1", "2"):
+        monkeypatch.setenv("TESSERA_WORKERS", workers)
+        seen[0] = 0
+        added = []
+        out = forkmap.gathered(forkmap.fork_map(forkmap.counted(fn, counters), [1, 2, 3, 4]),
+                               lambda d: added.append(d[0]))
+        assert out == [1, 4, 9, 16]
+        assert seen[0] + sum(added) == 10
