@@ -226,10 +226,10 @@ def counts() -> tuple[int, int]:
     return (s.stats.hits, s.stats.misses) if s is not None else (0, 0)
 
 
-def add_counts(delta: tuple[int, int]) -> None:
-    """Count a worker's hits and misses as this process's."""
+def add_counts(delta: tuple[int, int] | None) -> None:
+    """Count a worker's hits and misses as this process's (None: nothing to add)."""
     s = current()
-    if s is not None:
+    if s is not None and delta is not None:
         s.stats.hits += delta[0]
         s.stats.misses += delta[1]
 

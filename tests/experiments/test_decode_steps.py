@@ -62,7 +62,8 @@ def test_derived_steps_equal_whole_steps_on_a_chip(name, mappings):
     check(rep, model, chip, 2, opts)
 
 
-def test_derived_steps_equal_whole_steps_on_a_tensor_parallel_system(mappings):
+def test_derived_steps_equal_whole_steps_on_a_tensor_parallel_system(mappings, monkeypatch):
+    monkeypatch.setenv("TESSERA_WORKERS", "2")  # steps and kernels in forked workers
     chip, model = make_chip(cores=2), load_model("tiny-llama")
     system = SystemConfig("t", (chip,) * 4, Topology("ring", (4,)), LinkConfig(100e9, 1e-6))
     par, opts = Parallel(tp=2, dp=2), MapOptions(layers_mapped=1)
