@@ -45,7 +45,7 @@ def operand_values(spec: OpSpec, n_instructions: int):
     return st.tuples(*parts)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=12, deadline=None)  # benchmarks/fuzz_long.py --only asm runs thousands
 @given(st.data())
 def test_every_instruction_round_trips(data):
     for spec in TABLE:
