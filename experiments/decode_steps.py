@@ -44,9 +44,8 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
     """PhaseRuns for ``contexts`` from ``base`` (the first step, mapped and simulated whole,
     with its per-kernel results ``kernels``). None for a step this cannot derive."""
     from experiments.iteration import _alone, _identity
+    from experiments.pieces import each
     from experiments.run import PhaseRun, confirmer
-    from mapper.forkmap import counted, fork_map
-    from simulator import cache
     from simulator.run import simulate, simulate_system
 
     mapped = base.mapped
@@ -87,13 +86,11 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
                                                      confirm, limits, simulate_system)
         return parts, time.perf_counter() - t0
 
-    # the steps are independent: side by side on the machine's cores (mapper.forkmap)
-    done = fork_map(counted(changed, cache.counts), contexts)
-    if bar is not None:
-        done = bar(done, True, "decode steps", len(contexts))
+    # the steps are independent: side by side on the machine's cores
+    done = each(changed, contexts, None if bar is None else
+                lambda it, n: bar(it, True, "decode steps", n))
     out = []
-    for ctx, ((found, seconds), delta) in zip(contexts, done):
-        cache.add_counts(delta)
+    for ctx, (found, seconds) in zip(contexts, done):
         if found is None:
             out.append(None)
             continue

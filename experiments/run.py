@@ -242,14 +242,11 @@ def _simulate(mapped, chip: ChipConfig, functional: bool, trace: bool,  # noqa: 
 
 
 def _each(fn, items: list, show: bool, unit: str) -> list:  # noqa: ANN001
-    """``[fn(x) for x in items]``, side by side on the machine's cores (``mapper.forkmap``:
-    the kernels of a phase are simulated alone, so independently), under a progress bar;
-    the workers' kernel-cost cache counts are added to this process's."""
-    from mapper.forkmap import counted, fork_map, gathered
-    from simulator import cache
+    """``[fn(x) for x in items]`` side by side (``experiments.pieces``: the kernels of a
+    phase are simulated alone, so independently), under a progress bar."""
+    from experiments.pieces import each
 
-    done = fork_map(counted(fn, cache.counts), items)
-    return gathered(_bar(done, show, unit, len(items)), cache.add_counts)
+    return each(fn, items, lambda done, n: _bar(done, show, unit, n))
 
 
 def _bar(items, show: bool, unit: str, total: int | None = None):  # noqa: ANN001, ANN202

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from experiments.pieces import each
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
 from hardware.topology import Topology
@@ -145,9 +146,10 @@ def _layer_costs_ep(model, chip: ChipConfig, phase: Phase, system: SystemConfig,
         raise TrainError(f"--ep {ep}: the system has {len(system.chips)} chips")
     low = lower(_graph(model, phase, Shard(1, 0, 0, ep=ep, ep_group=2), grads, kernels), chip,
                 confirm=None, top=1, layout="row", barrier_group=1)
-    results = [simulate_system(system, {(c, core): p for c in peers for core, p in k.items()},
-                               groups={1: peers, 2: peers})
-               for k in low.kernel_programs]
+    results = each(lambda k: simulate_system(system, {(c, core): p for c in peers
+                                                      for core, p in k.items()},
+                                             groups={1: peers, 2: peers}),
+                   low.kernel_programs)
     return _split(low.kernels, results, ep)
 
 
@@ -166,23 +168,23 @@ def _layer_costs(model, chip: ChipConfig, phase: Phase, tp: int,  # noqa: ANN001
     if tp == 1:
         low = lower(_graph(model, phase, NO_SHARD, grads, kernels), chip, confirm=None, top=1,
                     layout="row")
-        return _split(low.kernels, [simulate(k, chip) for k in low.kernel_programs], 1)
+        return _split(low.kernels, each(lambda k: simulate(k, chip), low.kernel_programs), 1)
     assert system is not None
     group = list(range(tp))
-    lows = [lower(_graph(model, phase, Shard(tp, r, 1, sp=sp), grads, kernels), chip,
-                  confirm=None, top=1, layout="row", barrier_group=1)
-            for r in range(min(tp, 2))]
+    lows = each(lambda r: lower(_graph(model, phase, Shard(tp, r, 1, sp=sp), grads, kernels),
+                                chip, confirm=None, top=1, layout="row", barrier_group=1),
+                list(range(min(tp, 2))))
     sub = first_chips(system, tp)
     # rank 0 may run kernels the others do not (a row-parallel bias and its gradient): they
     # meet it at the kernel's group barrier with nothing to do
     idle = {c: Program(tuple(sync(1)) + (build("halt"),)) for c in range(chip.cores)}
     by_name = [dict(zip((n for n, _ in low.kernels), low.kernel_programs)) for low in lows]
-    results = []
-    for name, _ in lows[0].kernels:
+
+    def run(name: str) -> SimResult:
         progs = {(c, core): p for c in group
                  for core, p in by_name[min(c, 1)].get(name, idle).items()}
-        results.append(simulate_system(sub, progs, groups={1: group}))
-    return _split(lows[0].kernels, results, tp)
+        return simulate_system(sub, progs, groups={1: group})
+    return _split(lows[0].kernels, each(run, [n for n, _ in lows[0].kernels]), tp)
 
 
 def head_costs(model, chip: ChipConfig, phase: Phase, fp32_loss: bool,  # noqa: ANN001
@@ -196,7 +198,7 @@ def _head_costs(model, chip: ChipConfig, phase: Phase, fp32_loss: bool,  # noqa:
                 grads: GradMode) -> LayerCosts:
     low = lower(training_head(model, phase, fp32_loss=fp32_loss, grads=grads), chip,
                 confirm=None, top=1, layout="row")
-    return _split(low.kernels, [simulate(k, chip) for k in low.kernel_programs], 1)
+    return _split(low.kernels, each(lambda k: simulate(k, chip), low.kernel_programs), 1)
 
 
 def optimizer_cost(chip: ChipConfig, params: int, master_copy: bool) -> Cost:
