@@ -24,6 +24,7 @@ import pandas as pd
 from experiments.measured_train import MULTI
 from experiments.measured_train import PREDICT as TRAIN
 from experiments.measured_work import PREDICT, Skip, Target
+from experiments.pieces import each
 from isa.errors import TesseraError
 
 KINDS = {  # kind -> columns that identify it, most specific first
@@ -139,8 +140,9 @@ def validate_rows(target: Target, kind: str, df: pd.DataFrame, progress=None  # 
     if kind in TRAIN:
         return _validate_multi(target, kind, df, progress)
     column = MEASURED.get(kind, "ms")
-    out = []
-    for i, (line, row) in enumerate(zip(_lines(df), (r for _, r in df.iterrows()))):
+
+    def one(item: tuple[int, pd.Series]) -> dict:
+        line, row = item
         rec = row.to_dict()
         measured = pd.to_numeric(row[column], errors="coerce")
         try:
@@ -161,10 +163,22 @@ def validate_rows(target: Target, kind: str, df: pd.DataFrame, progress=None  # 
         except TesseraError as exc:  # the model refuses the row (too big, no tiling, ...)
             rec.update(predicted=math.nan, measured=float(measured), ape_pct=math.nan,
                        skipped=f"row {line}: {exc}")
-        out.append(rec)
-        if progress is not None:
-            progress(i + 1, len(df))
-    return pd.DataFrame(out)
+        return rec
+    # rows are independent: side by side on the machine's cores (experiments.pieces)
+    rows = list(zip(_lines(df), (r for _, r in df.iterrows())))
+    return pd.DataFrame(each(one, rows, _reporting(progress)))
+
+
+def _reporting(progress):  # noqa: ANN001, ANN202
+    """A ``bar`` for ``experiments.pieces.each`` that calls ``progress(done, total)``."""
+    if progress is None:
+        return None
+
+    def bar(results, total: int):  # noqa: ANN001, ANN202
+        for i, r in enumerate(results):
+            progress(i + 1, total)
+            yield r
+    return bar
 
 
 def _validate_multi(target: Target, kind: str, df: pd.DataFrame, progress) -> pd.DataFrame:  # noqa: ANN001
