@@ -21,7 +21,7 @@ ready, 6/7 output free.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from isa import DType, build
 from mapper.emit import Arena, Item, hbm, sram, steps
@@ -62,7 +62,7 @@ class RowStream:
 
 
 def chunk_of(cols: int, row_elems: int) -> int:
-    """Columns per chunk: the registers' share of a row (a multiple of 64), at most the row."""
+    """Columns per chunk: the registers' share of a row (``row_elems``), at most the row."""
     return max(1, min(cols, row_elems or DEFAULT_CHUNK))
 
 
@@ -89,8 +89,6 @@ def sram_bytes(k: RowStream) -> int:
 def fit(k: RowStream, capacity: int, cores: int) -> RowStream:
     """Rows per group: enough to give every core one group, at most ``MAX_GROUP_ROWS``,
     halved (then the chunk halved) until the buffers fit ``capacity``."""
-    from dataclasses import replace
-
     k = replace(k, group=max(1, min(MAX_GROUP_ROWS, -(-k.rows // cores))))
     while sram_bytes(k) > capacity and k.group > 1:
         k = replace(k, group=k.group // 2)
