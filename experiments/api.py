@@ -184,6 +184,27 @@ def serve(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None 
     return summary, requests_frame(out)
 
 
+def train(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None = None, *,
+          system: str | Path | SystemConfig | None = None, **spec: object):  # noqa: ANN201
+    """One training step (``tessera train``): a ``TrainReport`` (``step_s``,
+    ``tokens_per_s``, ``mfu``, ``memory`` with its breakdown, ``energy_j``, ``breakdown``;
+    ``as_dict()`` for the flat figures). ``spec``: the fields of
+    ``experiments.train.step.TrainSpec`` (``micro_batch``, ``seq``, ``global_batch``, ``tp``,
+    ``pp``, ``dp``, ``ep``, ``sp``, ``zero``, ``recompute``, ``schedule``, ``virtual_stages``,
+    ``offload_optimizer``, ``recipe``). A split that does not fit is a TesseraError with the
+    memory breakdown."""
+    from experiments.train.step import TrainSpec, train_step
+
+    fields = {f.name for f in dataclasses.fields(TrainSpec)}
+    unknown = sorted(set(spec) - fields)
+    if unknown:
+        raise ApiError(f"{unknown[0]}: not a training knob (expected one of: "
+                       f"{', '.join(sorted(fields))})")
+    s = _system(system) if system is not None else None
+    c = s.chips[0] if s is not None else _chip(chip if chip is not None else "h100")
+    return train_step(_model(model), TrainSpec(**spec), c, s)  # type: ignore[arg-type]
+
+
 def run_program(program: str | Path, chip: str | Path | ChipConfig = "edge", *,
                 functional: bool = False, trace: bool = False) -> SimResult:
     """Simulate one program (``.s`` assembly or ``.bin``) on a chip: ``tessera sim``."""

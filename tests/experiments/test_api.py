@@ -79,3 +79,10 @@ def test_run_flags_and_sweep_checks_come_from_the_mapping_options():
     with pytest.raises(SweepError, match="expected one of auto, blocked, row"):
         sweep_from_dict({"base": {"model": "tiny-llama", "chip": "edge"},
                          "parameters": {"mapping.layout": ["diagonal"]}}, "s.yaml")
+
+
+def test_train_is_the_cli_step_and_checks_its_knobs():
+    r = api.train("tiny-llama", system="h100x4", micro_batch=2, seq=64, tp=2, dp=2, sp=True)
+    assert r.step_s > 0 and 0 < r.mfu < 1 and r.memory.total > 0
+    with pytest.raises(api.ApiError, match="zer0: not a training knob"):
+        api.train("tiny-llama", zer0=1)
