@@ -43,8 +43,8 @@ def test_fork_map_keeps_order_and_carries_counts_back(monkeypatch):
     for workers in ("1", "2"):
         monkeypatch.setenv("TESSERA_WORKERS", workers)
         seen[0] = 0
-        added = []
+        added: list[int] = []
         out = forkmap.gathered(forkmap.fork_map(forkmap.counted(fn, counters), [1, 2, 3, 4]),
-                               lambda d: added.append(d[0]))
+                               added.extend)
         assert out == [1, 4, 9, 16]
         assert seen[0] + sum(added) == 10
