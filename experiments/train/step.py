@@ -139,8 +139,8 @@ def check_spec(model, spec: TrainSpec, chips: int) -> None:  # noqa: ANN001
             raise bad("tp", f"{spec.tp} does not divide the {getattr(model, name)} {name} of "
                             f"{model.name}")
     stages = spec.pp * (spec.virtual_stages if spec.schedule == "interleaved" else 1)
-    if model.layers % stages:
-        raise bad("pp", f"{model.layers} layers do not split evenly into {stages} stages")
+    if model.layers < stages:
+        raise bad("pp", f"{model.layers} layers cannot fill {stages} pipeline stages")
     if spec.schedule == "interleaved" and spec.micro_batches % spec.pp:
         raise bad("global_batch", f"interleaved 1F1B needs micro-batches per replica "
                                   f"({spec.micro_batches}) to be a multiple of --pp {spec.pp}")
@@ -214,10 +214,10 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
                       "pytorch", grads) if spec.tp == 1 else _head_tp(model, chip, phase, spec,
                                                                        grads)
     v = spec.virtual_stages if spec.schedule == "interleaved" else 1
-    per_stage = model.layers // (spec.pp * v)
+    per_stage = stage_layers(model.layers, spec.pp * v)
     extra = {"none": Cost(), "selective": layer.attention_fwd, "full": layer.fwd}[spec.recompute]
-    f_stage = [layer.fwd * per_stage for _ in range(spec.pp * v)]
-    b_stage = [(layer.bwd + extra) * per_stage for _ in range(spec.pp * v)]
+    f_stage = [layer.fwd * n for n in per_stage]
+    b_stage = [(layer.bwd + extra) * n for n in per_stage]
     f_stage[-1] = f_stage[-1] + head.fwd
     b_stage[-1] = b_stage[-1] + head.bwd
     m = spec.micro_batches
@@ -266,11 +266,25 @@ def _model_flops(model, seq: int) -> float:  # noqa: ANN001
     return 6 * model.active_params + attn
 
 
+def stage_layers(layers: int, stages: int) -> list[int]:
+    """Layers per pipeline stage (model chunk): as even as they divide; the stages after
+    the first take the extra ones (the first holds the embedding, the last the head), as
+    Megatron's uneven pipeline splits do (DeepSeek-V3's 61 layers on 16 stages)."""
+    base, extra = divmod(layers, stages)
+    return [base + (1 if 0 < i <= extra else 0) for i in range(stages)]
+
+
+def _deepest(model, spec: TrainSpec) -> int:  # noqa: ANN001
+    """Layers on the device that holds the most: its pipeline chunks' sum."""
+    chunks = stage_layers(model.layers, spec.pp * _chunks(spec))
+    return max(sum(chunks[d::spec.pp]) for d in range(spec.pp))
+
+
 def _params_per_chip(model, spec: TrainSpec) -> float:  # noqa: ANN001
     """The parameters of the largest stage on one tensor-parallel rank (the embedding on the
     first stage, the head on the last; one stage holds both when pp is 1), routed experts
     included (``ep`` of them divided among the expert-parallel ranks)."""
-    layers = model.layers // spec.pp * model.params_per_layer
+    layers = _deepest(model, spec) * model.params_per_layer
     emb = model.vocab * model.hidden
     head = 0 if model.tied_embeddings else model.vocab * model.hidden
     ends = emb + head if spec.pp == 1 else max(emb, head)
@@ -283,7 +297,7 @@ def _expert_params(model, spec: TrainSpec) -> float:  # noqa: ANN001
         return 0.0
     mats = 3 if getattr(model.mlp, "value", model.mlp) == "swiglu" else 2
     moe = sum(model.is_moe(i) for i in range(model.layers)) / model.layers
-    return model.layers // spec.pp * moe * mats * model.hidden * model.moe_ffn * model.experts
+    return _deepest(model, spec) * moe * mats * model.hidden * model.moe_ffn * model.experts
 
 
 def step_memory(model, spec: TrainSpec, chip: ChipConfig) -> Memory:  # noqa: ANN001
@@ -301,7 +315,7 @@ def step_memory(model, spec: TrainSpec, chip: ChipConfig) -> Memory:  # noqa: AN
     if spec.recipe == "pytorch":  # what autograd keeps of the composite ops, besides
         per_layer += autograd_extra_bytes(model, spec.micro_batch * spec.seq, spec.tp)
     x_bytes = graph.tensors["x0"].nbytes
-    chunk_layers = model.layers // (spec.pp * _chunks(spec))
+    chunk_layers = max(stage_layers(model.layers, spec.pp * _chunks(spec)))
     in_flight = _in_flight(spec)  # model chunks whose activations one device keeps at once
     if spec.recompute == "full":
         acts = in_flight * chunk_layers * x_bytes + per_layer
@@ -394,7 +408,7 @@ def _zero3_gathers(model, spec: TrainSpec, system, params: float,  # noqa: ANN00
     per_layer = model.params_per_layer / spec.tp * 2
     g = collective_cost(system, "allgather", _dp_group(spec), per_layer, DType.BF16)
     t = g.time_s
-    layers = model.layers // spec.pp
+    layers = _deepest(model, spec)
     hidden_f = max(0.0, t - layer.fwd.time_s)
     hidden_b = max(0.0, t - layer.bwd.time_s)
     count = 2 * spec.micro_batches * layers + 1

@@ -275,3 +275,23 @@ def test_mfu_counts_the_parameters_a_token_uses():
     attn = 12 * m.layers * 2048 * m.heads * m.head_dim / 2
     assert _model_flops(m, 2048) == pytest.approx(6 * m.active_params + attn)
     assert 12.5e9 < m.active_params < 13.5e9 and m.params > 3.5 * m.active_params
+
+
+def test_layers_that_do_not_divide_into_stages_split_unevenly():
+    """Uneven pipeline stages (DeepSeek-V3's 61 layers on 16): as even as they divide, the
+    extra layers after the first stage; the deepest stage sets memory, its time the bubble."""
+    from experiments.train.step import stage_layers
+
+    assert stage_layers(61, 16) == [3] + [4] * 13 + [3] * 2
+    assert sum(stage_layers(61, 16)) == 61 and stage_layers(8, 4) == [2] * 4
+    import dataclasses
+
+    system = load_system("h100x4")
+    m = dataclasses.replace(load_model("tiny-llama"), layers=3)
+    even = train_step(dataclasses.replace(m, layers=4), TrainSpec(1, 64, 4, pp=2, dp=2),
+                      system.chips[0], system)
+    r = train_step(m, TrainSpec(1, 64, 4, pp=2, dp=2), system.chips[0], system)
+    assert r.memory.weights == pytest.approx(even.memory.weights)  # both stages hold 2 deep
+    assert 0 < r.step_s < even.step_s  # its first stage is one layer short
+    with pytest.raises(TrainError, match="cannot fill 4 pipeline stages"):
+        train_step(m, TrainSpec(1, 64, 4, pp=4), system.chips[0], system)
