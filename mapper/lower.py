@@ -60,7 +60,7 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
     images of weights and inputs become data segments of core 0's program. With
     ``confirm``, each GEMM's ``top`` tilings by estimate are simulated and the fastest kept
     (the mapper never runs the simulator itself: the caller passes it in)."""
-    tilings = _choose_tilings(graph, chip, confirm, top)
+    tilings = _choose_tilings(graph, chip, confirm, top, layout)
     graph = _choose_layouts(graph, chip, tilings, layout)
     addr, top = _allocate(graph, tilings)
     boundary = sync(barrier_group)
@@ -91,7 +91,7 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
 # ---- layout ---------------------------------------------------------------------------------
 
 def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = None,
-                    top: int = 3) -> dict[str, Tiling]:
+                    top: int = 3, layout: str = "auto") -> dict[str, Tiling]:
     """Each GEMM's tiling: remembered, or decided (distinct shapes side by side on the
     machine's cores: ``mapper.forkmap``)."""
     from mapper.forkmap import counted, fork_map, gathered
@@ -103,8 +103,10 @@ def _choose_tilings(graph: Graph, chip: ChipConfig, confirm: Confirm | None = No
         if node.op != Op.LINEAR:
             continue
         g = gemm_of(graph, node, {}, Tiling(1, 1, 1))
+        fixed = _fixed_layout(graph, node)
+        g = dataclasses.replace(g, w_layout=fixed or layout)  # "auto": per candidate
         # everything the choice depends on: a grouped or transposed GEMM of the same
-        # shape is another GEMM (its tiles, its loads)
+        # shape is another GEMM (its tiles, its loads), and so is another weight layout
         key = (g.m, g.k, g.n, g.adt, g.wdt, g.cdt, g.sparse, g.extras, g.decode, g.group,
                g.a_trans, g.w_layout, g.groups, g.group_rows)
         names.append((node.name, key))
@@ -133,7 +135,13 @@ def _decide(g: Gemm, chip: ChipConfig, confirm: Confirm | None, top: int) -> Til
         raise MappingError(str(exc)) from None
     if len(ranked) == 1 or confirm is None:
         return ranked[0].tiling
-    return min((s.tiling for s in ranked), key=lambda t: confirm(_alone(g, t, chip)))
+
+    def as_run(t: Tiling) -> Gemm:  # the weight layout this tiling would be lowered with
+        if g.w_layout in ("blocked", "row", "col"):
+            return g
+        return dataclasses.replace(g, w_layout=choose_layout(
+            g, t, chip.core.dma.burst_bytes, g.w_layout))
+    return min((s.tiling for s in ranked), key=lambda t: confirm(_alone(as_run(t), t, chip)))
 
 
 def _remembered(memo, key: tuple) -> Tiling | None:  # noqa: ANN001
@@ -147,18 +155,24 @@ def _choose_layouts(graph: Graph, chip: ChipConfig, tilings: dict[str, Tiling],
     """Each weight's HBM layout for the tiles its GEMM will read (``mapper.layout``)."""
     out = Graph(graph.tensors, [])
     for node in graph.nodes:
-        if node.op == Op.LINEAR and node.attrs.w_trans:
-            node = node.with_attrs(w_layout="col")  # W as the forward pass stored it
-        elif node.op == Op.LINEAR and graph.tensors[node.inputs[1]].kind is not Kind.WEIGHT:
-            node = node.with_attrs(w_layout="row")  # an activation (a weight gradient's dY)
-        elif node.op == Op.LINEAR and (node.attrs.groups > 1 or node.attrs.group_rows):
-            node = node.with_attrs(w_layout="row")  # the groups' matrices stacked [G*K, N]
-        elif node.op == Op.LINEAR:
+        if node.op == Op.LINEAR:
+            fixed = _fixed_layout(graph, node)
             g = gemm_of(graph, node, {}, tilings[node.name])
-            node = node.with_attrs(w_layout=choose_layout(g, tilings[node.name],
-                                                          chip.core.dma.burst_bytes, option))
+            node = node.with_attrs(w_layout=fixed or choose_layout(
+                g, tilings[node.name], chip.core.dma.burst_bytes, option))
         out.nodes.append(node)
     return out
+
+
+def _fixed_layout(graph: Graph, node) -> str | None:  # noqa: ANN001
+    """A projection's weight layout when its tiling has no say in it, else None."""
+    if node.attrs.w_trans:
+        return "col"  # W as the forward pass stored it
+    if graph.tensors[node.inputs[1]].kind is not Kind.WEIGHT:
+        return "row"  # an activation (a weight gradient's dY)
+    if node.attrs.groups > 1 or node.attrs.group_rows:
+        return "row"  # the groups' matrices stacked [G*K, N]
+    return None
 
 
 def _alone(g: Gemm, t: Tiling, chip: ChipConfig) -> dict[int, Program]:
