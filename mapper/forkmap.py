@@ -20,6 +20,13 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
+from isa.errors import TesseraError
+
+
+class WorkersError(TesseraError, ValueError):
+    """A worker count that is not a whole number (named in the message)."""
+
+
 _FN: Callable | None = None  # the mapped function, inherited by forked workers
 _IN_WORKER = False  # a worker maps what it is given one piece after another
 
@@ -28,10 +35,14 @@ def workers() -> int:
     """How many processes may work at once: ``TESSERA_WORKERS``, else the usable cores."""
     if sys.platform != "linux" or _IN_WORKER or multiprocessing.current_process().daemon:
         return 1
+    text = os.environ.get("TESSERA_WORKERS", "").strip()
     try:
-        wanted = int(os.environ.get("TESSERA_WORKERS", "0"))
+        wanted = int(text or "0")
     except ValueError:
-        wanted = 0
+        wanted = -1
+    if wanted < 0:
+        raise WorkersError(f"TESSERA_WORKERS: expected a whole number of processes (0 or "
+                           f"unset: one per core), got {text!r}")
     return max(1, wanted or len(os.sched_getaffinity(0)))
 
 

@@ -48,3 +48,15 @@ def test_fork_map_keeps_order_and_carries_counts_back(monkeypatch):
                                added.extend)
         assert out == [1, 4, 9, 16]
         assert seen[0] + sum(added) == 10
+
+
+def test_a_bad_worker_count_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    from experiments.cli import main
+
+    for bad in ("two", "-1"):
+        monkeypatch.setenv("TESSERA_WORKERS", bad)
+        code = main(["run", "--model", "tiny-llama", "--chip", "edge", "--phase", "prefill",
+                     "--seq", "8", "--out", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert code != 0 and "TESSERA_WORKERS: expected a whole number" in err
+        assert "Traceback" not in err
