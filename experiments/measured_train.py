@@ -67,14 +67,20 @@ def train_layers(target: Target, row: pd.Series) -> dict[str, float]:
 
 
 def optimizer(target: Target, row: pd.Series) -> dict[str, float]:
-    from experiments.train.costs import optimizer_cost
+    """One ``torch.optim.AdamW`` step, fused or foreach, over fp32 tensors of 16 Mi elements
+    (README), as PyTorch's multi-tensor kernels run it (``mapper.kernels.multi_tensor``)."""
+    from experiments.train.costs import pytorch_optimizer_cost
 
     impl = str(row["impl"])
-    if impl != "fused":
-        raise Skip(f"optimizer implementation '{impl}' not modelled (fused)")
+    if impl not in ("fused", "foreach"):
+        raise Skip(f"optimizer implementation '{impl}' not modelled (fused, foreach)")
     n = _int(row, "n_params")
     _guard(target, 16 * n, n / 4096, f"AdamW over {n} parameters")
-    return {"ms": optimizer_cost(target.chip, n, False).time_s * 1e3}
+    sizes = [TENSOR] * (n // TENSOR) + ([n % TENSOR] if n % TENSOR else [])
+    return {"ms": pytorch_optimizer_cost(target.chip, sizes, impl).time_s * 1e3}
+
+
+TENSOR = 16 * 2 ** 20  # elements per parameter tensor of the measured optimizer steps
 
 
 def train_step(target: Target, row: pd.Series) -> dict[str, float]:

@@ -10,6 +10,7 @@ sum, and recomputation re-runs those same kernels.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from experiments.pieces import each
@@ -20,6 +21,7 @@ from isa import DType, MemRef, Program, Space, build
 from mapper.backward import NO_SHARD, GradMode, training_graph, training_head
 from mapper.emit import resolve
 from mapper.kernels.adamw import AdamW, adamw_programs, sram_bytes
+from mapper.kernels.multi_tensor import core_programs, foreach_adamw, fused_adamw, launches
 from mapper.layers import Phase, Shard
 from mapper.lower import lower, sync
 from mapper.parallel import CHIP_GROUP
@@ -216,6 +218,53 @@ def optimizer_cost(chip: ChipConfig, params: int, master_copy: bool) -> Cost:
     return Cost.of(simulate(progs, chip))
 
 
+def param_tensors(model) -> list[int]:  # noqa: ANN001
+    """Elements of each parameter tensor in the order a PyTorch model registers them:
+    the embedding (and learned positions), every layer's weights, the final norm, the
+    head (unless tied). Their sum is ``model.params``."""
+    from mapper.graph import Kind
+    from mapper.layers import build_layers
+
+    sizes = [model.vocab * model.hidden]
+    if model.params - sum(model.layer_params(i) for i in range(model.layers)) - \
+            model.vocab * model.hidden * (1 if model.tied_embeddings else 2) > 2 * model.hidden:
+        sizes.append(model.max_seq * model.hidden)
+    g = build_layers(model, Phase("prefill", 1, seq=1), 1)
+    layer = [math.prod(t.shape) for n, t in g.tensors.items()
+             if t.kind is Kind.WEIGHT and not n.endswith("rope.table")]
+    for i in range(model.layers):
+        scale = model.layer_params(i) / max(1, sum(layer))
+        sizes += [max(1, round(n * scale)) for n in layer]
+    sizes.append(model.hidden * (2 if getattr(model.norm, "value", model.norm) == "layernorm"
+                                 else 1))
+    if not model.tied_embeddings:
+        sizes.append(model.vocab * model.hidden)
+    return sizes
+
+
+def pytorch_optimizer_cost(chip: ChipConfig, sizes: list[int], impl: str = "fused") -> Cost:
+    """``torch.optim.AdamW`` over fp32 tensors of ``sizes`` elements as PyTorch runs it:
+    ``fused`` one multi-tensor kernel, ``foreach`` eight (``mapper.kernels.multi_tensor``).
+    Launches with the same blocks cost the same (kernels end in a barrier), so each distinct
+    one is simulated once."""
+    a = AdamW(sum(sizes), 0, 0, 0, 0)
+    ops = [fused_adamw(a)] if impl == "fused" else foreach_adamw(a)
+    offsets = [sum(sizes[:t]) for t in range(len(sizes))]
+    bases = {name: 4 * i * sum(sizes) for i, name in enumerate(("p", "g", "m", "v", "d"))}
+    total = Cost()
+    for op in ops:
+        seen: dict[tuple[int, ...], Cost] = {}
+        for chunks in launches(sizes, op.depth):
+            key = tuple(n for _, _, n in chunks)
+            if key not in seen:
+                progs = {c: Program(tuple(resolve(items + list(sync(0)))) + (build("halt"),))
+                         for c, items in enumerate(core_programs(op, chunks, chip.cores, bases,
+                                                                 offsets))}
+                seen[key] = Cost.of(simulate(progs, chip))
+            total = total + seen[key]
+    return total
+
+
 def collective_cost(system: SystemConfig, op: str, chips: list[int], nbytes: float,
                     dtype: DType = DType.BF16) -> Cost:
     """One collective (``allreduce``, ``reducescatter``, ``allgather``) of ``nbytes`` (the
@@ -251,7 +300,7 @@ def first_chips(system: SystemConfig, n: int) -> SystemConfig:
 
 
 __all__ = ["Cost", "LayerCosts", "collective_cost", "first_chips", "head_costs",
-           "layer_costs", "optimizer_cost"]
+           "layer_costs", "optimizer_cost", "pytorch_optimizer_cost"]
 
 
 def layer_trace(model, chip: ChipConfig, phase: Phase, grads: GradMode = DEFAULT_GRADS,  # noqa: ANN001

@@ -24,6 +24,8 @@ from experiments.train.costs import (
     head_costs,
     layer_costs,
     optimizer_cost,
+    param_tensors,
+    pytorch_optimizer_cost,
 )
 from experiments.train.memory import (
     RECIPES,
@@ -229,8 +231,12 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
     overlap = b_stage[0].time_s * v - last_bucket
     exposed = max(comm - max(overlap, 0.0), min(comm, last_bucket))
     opt_params = params / (spec.dp if spec.zero >= 1 else 1)
-    opt = _offloaded(spec, system, opt_params, memory) if spec.offload_optimizer else \
-        optimizer_cost(chip, int(opt_params), recipe.weight_copy == 0)
+    if spec.offload_optimizer:
+        opt = _offloaded(spec, system, opt_params, memory)
+    elif spec.recipe == "pytorch" and chips == 1:  # torch.optim.AdamW(fused=True)
+        opt = pytorch_optimizer_cost(chip, param_tensors(model), "fused")
+    else:
+        opt = optimizer_cost(chip, int(opt_params), recipe.weight_copy == 0)
     gathers, gather_bytes = _zero3_gathers(model, spec, system, params, layer)
     step = tl.step_s + exposed + opt.time_s + gathers
     busy = max(tl.busy_s)

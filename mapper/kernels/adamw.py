@@ -115,30 +115,36 @@ def _stores(a: AdamW, bufs, half: int, i: int, c0: int, n: int,  # noqa: ANN001
     return seq + [build("sem.signal", "dma", STORED + b)]
 
 
-def _vec(a: AdamW, bufs, half: int, chunks) -> list[Item]:  # noqa: ANN001
+def update_ops(a: AdamW, rows: int, cols: int, p, g, m, v, t, eps_sq) -> list:  # noqa: ANN001
+    """AdamW's arithmetic on one tile (every array fp32, updated in place; ``t`` a temporary;
+    ``eps_sq(t)`` the instruction adding eps^2 to ``t``): shared by Tessera's fused kernel
+    and PyTorch's (``mapper.kernels.multi_tensor``)."""
     b1, b2 = a.betas
     c1, c2 = 1 - b1 ** a.step, 1 - b2 ** a.step
 
+    def op(mn: str, dst, x, y=None, s=None):  # noqa: ANN001, ANN202
+        if s is not None:
+            return build(mn, dst, x, rows, cols, F32, F32, s)
+        if y is None:
+            return build(mn, dst, x, rows, cols, F32, F32)
+        return build(mn, dst, x, y, rows, cols, F32, F32, F32)
+    return [op("v.scale", m, m, s=b1), op("v.scale", t, g, s=1 - b1), op("v.add", m, m, t),
+            op("v.mul", t, g, g), op("v.scale", t, t, s=1 - b2), op("v.scale", v, v, s=b2),
+            op("v.add", v, v, t),
+            op("v.scale", t, v, s=1 / c2), eps_sq(t),
+            op("v.rsqrt", t, t), op("v.mul", t, t, m), op("v.scale", t, t, s=a.lr / c1),
+            op("v.scale", p, p, s=1 - a.lr * a.weight_decay), op("v.sub", p, p, t)]
+
+
+def _vec(a: AdamW, bufs, half: int, chunks) -> list[Item]:  # noqa: ANN001
     def step(k: int, in_loop: bool) -> list[Item]:
         b = k % 2
         rows, cols = _shape(chunks[k][1])
         p, g, m, v, t = (sram(bufs[b][key]) for key in ("p", "g", "m", "v", "t"))
-
-        def op(mn: str, dst, x, y=None, s=None):  # noqa: ANN001, ANN202
-            if s is not None:
-                return build(mn, dst, x, rows, cols, F32, F32, s)
-            if y is None:
-                return build(mn, dst, x, rows, cols, F32, F32)
-            return build(mn, dst, x, y, rows, cols, F32, F32, F32)
-        seq = [build("sem.wait", "vec", FULL + b), build("sem.wait", "vec", STORED + b),
-               op("v.scale", m, m, s=b1), op("v.scale", t, g, s=1 - b1), op("v.add", m, m, t),
-               op("v.mul", t, g, g), op("v.scale", t, t, s=1 - b2), op("v.scale", v, v, s=b2),
-               op("v.add", v, v, t),
-               op("v.scale", t, v, s=1 / c2),
-               build("v.add", t, t, sram(bufs[b]["eps"]), rows, cols, F32, F32, F32,
-                     "scalar"),
-               op("v.rsqrt", t, t), op("v.mul", t, t, m), op("v.scale", t, t, s=a.lr / c1),
-               op("v.scale", p, p, s=1 - a.lr * a.weight_decay), op("v.sub", p, p, t)]
+        eps = sram(bufs[b]["eps"])
+        seq = [build("sem.wait", "vec", FULL + b), build("sem.wait", "vec", STORED + b)]
+        seq += update_ops(a, rows, cols, p, g, m, v, t, lambda t: build(
+            "v.add", t, t, eps, rows, cols, F32, F32, F32, "scalar"))
         if a.copy is not None:
             seq.append(build("v.cast", sram(half), p, rows, cols, DType.BF16, F32))
         return seq + [build("sem.signal", "vec", FREE + b), build("sem.signal", "vec", DONE + b)]
@@ -149,4 +155,4 @@ def _vec(a: AdamW, bufs, half: int, chunks) -> list[Item]:  # noqa: ANN001
     return seq + [build("sem.wait", "vec", STORED), build("sem.wait", "vec", STORED + 1)]
 
 
-__all__ = ["AdamW", "adamw_programs", "sram_bytes"]
+__all__ = ["AdamW", "adamw_programs", "sram_bytes", "update_ops"]
