@@ -201,17 +201,21 @@ _BARRIER = next(spec.opcode for spec in TABLE if spec.mnemonic == "net.barrier")
 def _chip_classes(system: SystemConfig, keyed: dict, hits: list[float]
                   ) -> dict[tuple, list[int]] | None:
     """Chips grouped by what decides their timeline (config, L2 hits, programs but for
-    addresses), when no instruction moves data between chips and each program meets the
-    other chips once, at its end (one kernel): chips of a class then run the same timeline,
-    and classes meet only at that last barrier. None when that does not hold."""
+    addresses), when no instruction moves data between chips and either each program meets
+    the other chips once, at its end (one kernel), or every chip is alike (then all meet
+    at every barrier at the same moment, however many kernels the programs hold): chips of
+    a class run the same timeline, and classes meet only at the last barrier. None when
+    that does not hold."""
     n = len(system.chips)
     if n < 2:
         return None
     per_chip: dict[int, list] = {}
+    several = False  # a program with other than one barrier
     for (c, core), p in sorted(keyed.items()):
         ops = [i.opcode for i in p.instructions]
-        if not _NET.isdisjoint(ops) or ops.count(_BARRIER) != 1:
+        if not _NET.isdisjoint(ops):
             return None
+        several = several or ops.count(_BARRIER) != 1
         per_chip.setdefault(c, []).append((core, cache.program_digest(p)))
     if len(per_chip) != n:
         return None
@@ -219,6 +223,8 @@ def _chip_classes(system: SystemConfig, keyed: dict, hits: list[float]
     for c in range(n):
         key = (repr(system.chips[c]), hits[c], tuple(per_chip[c]))
         classes.setdefault(key, []).append(c)
+    if several and len(classes) > 1:
+        return None
     return classes if len(classes) < n else None
 
 

@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model chunks per device (interleaved 1F1B)")
     p.add_argument("--offload-optimizer", action="store_true",
                    help="optimizer states and step on the host (ZeRO-Offload)")
+    p.add_argument("--no-overlap-grad", dest="overlap_grad", action="store_false",
+                   help="run the data-parallel gradient sync after the backward, not "
+                        "overlapped with it (Megatron-LM before --overlap-grad-reduce)")
     p.add_argument("--recipe", choices=("megatron", "pytorch"), default="megatron",
                    help="mixed precision: megatron (bf16 weights, fp32 main grads and "
                         "optimizer, fused kernels) or pytorch (autocast: fp32 weights, fp32 "
@@ -75,7 +78,7 @@ def train(args: argparse.Namespace) -> int:
     chip, system = chip_or_system(args)
     spec = TrainSpec(args.micro_batch, args.seq, args.global_batch, args.tp, args.pp, args.dp,
                      args.zero, args.sp, args.recompute, args.schedule, args.virtual_stages,
-                     args.offload_optimizer, args.recipe, args.ep)
+                     args.offload_optimizer, args.recipe, args.ep, args.overlap_grad)
     report = train_step(model, spec, chip, system, args.system or args.chip,
                         args.max_instructions)
     print(summary(report))

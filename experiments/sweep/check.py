@@ -16,7 +16,8 @@ PHASES = ("prefill", "decode", "generate", "train", "serve")
 TRAIN = {"zero": (0, 1, 2, 3), "recompute": ("none", "selective", "full"),
          "schedule": ("gpipe", "1f1b", "interleaved"), "recipe": ("megatron", "pytorch"),
          "virtual_stages": None, "micro_batch": None, "global_batch": None,
-         "sp": (False, True), "offload_optimizer": (False, True)}
+         "sp": (False, True), "offload_optimizer": (False, True),
+         "overlap_grad": (False, True)}
 COUNTS = ("batch", "seq", "ctx", "tokens")
 SYSTEM_PATHS = ("system.topology", "system.link.bandwidth", "system.collective")
 BOOLS = ("fusion", "functional")

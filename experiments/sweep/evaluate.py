@@ -95,7 +95,8 @@ def _run(base: dict, point: dict) -> dict:
 
 def _train_row(model, chip, system, base: dict, mapping: dict) -> dict:  # noqa: ANN001
     """A training step (``phase: train``): the knobs are mapping.tp/pp/dp/zero/recompute/
-    schedule/virtual_stages/micro_batch/global_batch/recipe/sp/offload_optimizer."""
+    schedule/virtual_stages/micro_batch/global_batch/recipe/sp/offload_optimizer/
+    overlap_grad."""
     from experiments.area import area_mm2, cost_usd
     from experiments.train.step import TrainSpec, train_step
 

@@ -66,6 +66,9 @@ class TrainSpec:
     offload_optimizer: bool = False
     recipe: str = "megatron"  # megatron | pytorch (autocast: fp32 weights, fp32 loss)
     ep: int = 1  # expert parallel: each routed expert on one of ep replicas (ep divides dp)
+    # the data-parallel gradient sync overlapped with the last backward, bucket by bucket
+    # (False: after the backward, as Megatron-LM before --overlap-grad-reduce, 2023)
+    overlap_grad: bool = True
 
     @property
     def chips(self) -> int:
@@ -229,7 +232,8 @@ def train_step(model, spec: TrainSpec, chip: ChipConfig,  # noqa: ANN001
     params = _params_per_chip(model, spec)
     comm, last_bucket, sync_bytes = _grad_sync(model, spec, system, params)
     overlap = b_stage[0].time_s * v - last_bucket
-    exposed = max(comm - max(overlap, 0.0), min(comm, last_bucket))
+    exposed = max(comm - max(overlap, 0.0), min(comm, last_bucket)) if spec.overlap_grad \
+        else comm
     opt_params = params / (spec.dp if spec.zero >= 1 else 1)
     if spec.offload_optimizer:
         opt = _offloaded(spec, system, opt_params, memory)

@@ -86,6 +86,11 @@ def test_data_parallel_sync_is_simulated_on_the_topology_and_overlaps_the_backwa
     assert dp.breakdown["exposed_comm"] <= dp.comm_s
     zero1 = train_step(m, TrainSpec(2, 64, 8, dp=4, zero=1), system.chips[0], system)
     assert zero1.memory.optimizer == pytest.approx(dp.memory.optimizer / 4)
+    after = train_step(m, TrainSpec(2, 64, 8, dp=4, overlap_grad=False), system.chips[0],
+                       system)  # Megatron-LM before --overlap-grad-reduce
+    assert after.breakdown["exposed_comm"] == pytest.approx(after.comm_s)
+    assert after.step_s - dp.step_s == pytest.approx(
+        after.comm_s - dp.breakdown["exposed_comm"])
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])  # gpt2: rank 0's biases

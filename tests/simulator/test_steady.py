@@ -160,3 +160,32 @@ def test_identical_chips_simulated_once_equal_every_chip(name, tdp, monkeypatch)
     if name == "tiny-gpt2":
         assert 2 in used  # rank 0 and the others: two classes
     assert any(capped) == (tdp > 0)
+
+
+def test_alike_chips_run_once_through_several_kernels(monkeypatch):
+    """A training layer's attention backward holds several kernels (zeroing dQ, D, the
+    five matmuls, the cast), each ending in a group barrier. When every rank's programs
+    are alike but for addresses, one chip stands for all at every barrier: every field
+    equals simulating every chip."""
+    import simulator.run as run
+    from experiments.train.costs import _graph
+    from isa import DType
+    from mapper.backward import GradMode
+    from mapper.layers import Shard
+
+    chip = make_chip(cores=2)
+    system = SystemConfig("t", (chip,) * 2, Topology("ring", (2,)), LinkConfig(100e9, 1e-6))
+    g = _graph(load_model("tiny-llama"), Phase("prefill", 1, seq=64), Shard(2, 1, 1),
+               GradMode(DType.FP32, True), "fused")
+    low = lower(g, chip, confirm=None, top=1, layout="row", barrier_group=1)
+    kernels = dict(zip((n for n, _ in low.kernels), low.kernel_programs))
+    progs = {(c, core): p for c in (0, 1) for core, p in kernels["bwd.l0.attention"].items()}
+    barriers = [i.mnemonic for i in progs[0, 0].instructions].count("net.barrier")
+    assert barriers > 1
+    used = []
+    orig = run._by_class
+    monkeypatch.setattr(run, "_by_class", lambda *a: used.append(len(a[-1])) or orig(*a))
+    fast = simulate_system(system, progs, groups={1: [0, 1]}, _store=False)
+    assert used == [1]
+    full = simulate_system(system, progs, groups={1: [0, 1]}, _store=False, dedupe=False)
+    same(full, fast)
