@@ -111,7 +111,9 @@ PREDICT = {"train_layers": train_layers, "optimizer": optimizer, "train_step": t
 def energy(target: Target, row: pd.Series) -> dict[str, float]:
     """Joules per token of the whole board: a workload named model_phase_bN_(ctxC|sS) run
     back to back, priced as the measured PyTorch stack ran it (``model_infer``): one
-    decode step's (or prefill's) simulated energy, static power included, over its tokens."""
+    decode step's (or prefill's) simulated energy, static power included, over its tokens;
+    or model_train_bN_sS, one training step of N sequences of S tokens as ``train_step``
+    runs it (one micro-batch, PyTorch's recipe), over its N x S tokens."""
     import re
 
     from experiments.measured_work import AS_EAGER
@@ -120,14 +122,17 @@ def energy(target: Target, row: pd.Series) -> dict[str, float]:
     from mapper.model import ModelError, load_model
 
     name = str(row["workload"])
-    m = re.fullmatch(r"(.+)_(decode|prefill)_b(\d+)_(ctx|s)(\d+)", name)
+    m = re.fullmatch(r"(.+)_(decode|prefill|train)_b(\d+)_(ctx|s)(\d+)", name)
     if m is None:
-        raise Skip(f"workload '{name}' is not model_decode_bN_ctxC or model_prefill_bN_sS")
+        raise Skip(f"workload '{name}' is not model_decode_bN_ctxC, model_prefill_bN_sS or "
+                   f"model_train_bN_sS")
     try:
         model = load_model(m.group(1))
     except ModelError as exc:
         raise Skip(str(exc)) from None
     b, n = int(m.group(3)), int(m.group(5))
+    if m.group(2) == "train":
+        return {"joules_per_unit": _train_energy(target, model, b, n) / (b * n)}
     phase = Phase("decode", b, ctx=n) if m.group(2) == "decode" else Phase("prefill", b, seq=n)
     from experiments.measured_work import _layer_guard
 
@@ -136,6 +141,18 @@ def energy(target: Target, row: pd.Series) -> dict[str, float]:
                  head=False)
     run = run_phase(model, target.chip, phase, AS_EAGER)
     return {"joules_per_unit": run.energy_j / phase.tokens}
+
+
+def _train_energy(target: Target, model, batch: int, seq: int) -> float:  # noqa: ANN001
+    """One training step's energy on the board (static power included)."""
+    from experiments.train.step import TrainError, TrainSpec
+    from experiments.train.step import train_step as price
+
+    _train_guard(target, model, batch * seq, seq, f"{model.name} training step", head=True)
+    try:
+        return price(model, TrainSpec(batch, seq, batch, recipe="pytorch"), target.chip).energy_j
+    except TrainError as exc:
+        raise Skip(str(exc)) from None
 
 
 PREDICT["energy"] = energy

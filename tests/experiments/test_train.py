@@ -300,3 +300,20 @@ def test_layers_that_do_not_divide_into_stages_split_unevenly():
     assert 0 < r.step_s < even.step_s  # its first stage is one layer short
     with pytest.raises(TrainError, match="cannot fill 4 pipeline stages"):
         train_step(m, TrainSpec(1, 64, 4, pp=4), system.chips[0], system)
+
+
+def test_energy_of_a_training_row_is_the_step_over_its_tokens():
+    """energy.csv's training workload (model_train_bN_sS): one step's board energy, static
+    power included, over its N x S tokens; a name of no known form is a skipped row."""
+    import pandas as pd
+
+    from experiments.measured_train import energy
+    from experiments.measured_work import Skip, Target
+
+    chip = load_chip("h200")
+    got = energy(Target("h200", chip), pd.Series({"workload": "tiny-llama_train_b2_s64"}))
+    step = train_step(TINY, TrainSpec(2, 64, 2, recipe="pytorch"), chip)
+    assert got["joules_per_unit"] == pytest.approx(step.energy_j / 128, rel=1e-12)
+    assert step.energy_j > chip.energy.static_w * step.step_s  # static power and more
+    with pytest.raises(Skip, match="model_train_bN_sS"):
+        energy(Target("h200", chip), pd.Series({"workload": "tiny-llama_finetune"}))
