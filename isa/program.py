@@ -62,7 +62,7 @@ def build(mnemonic: str, *positional: object, **named: object) -> Instruction:
     value from a cache.
     """
     try:
-        return _cached(mnemonic, positional, tuple(sorted(named.items())))
+        return _cached(mnemonic, positional, tuple(sorted(named.items())) if named else ())
     except TypeError:  # an unhashable value (a list of flags): build it directly
         return _build(mnemonic, positional, named)
 
