@@ -310,10 +310,10 @@ def test_energy_of_a_training_row_is_the_step_over_its_tokens():
     from experiments.measured_train import energy
     from experiments.measured_work import Skip, Target
 
-    chip = load_chip("h200")
-    got = energy(Target("h200", chip), pd.Series({"workload": "tiny-llama_train_b2_s64"}))
+    chip = load_chip("edge")
+    got = energy(Target("edge", chip), pd.Series({"workload": "tiny-llama_train_b2_s64"}))
     step = train_step(TINY, TrainSpec(2, 64, 2, recipe="pytorch"), chip)
     assert got["joules_per_unit"] == pytest.approx(step.energy_j / 128, rel=1e-12)
     assert step.energy_j > chip.energy.static_w * step.step_s  # static power and more
     with pytest.raises(Skip, match="model_train_bN_sS"):
-        energy(Target("h200", chip), pd.Series({"workload": "tiny-llama_finetune"}))
+        energy(Target("edge", chip), pd.Series({"workload": "tiny-llama_finetune"}))
