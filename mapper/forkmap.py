@@ -6,8 +6,9 @@ decode step of a generation (the kernels the context changes, lowered and simula
 alone). Each piece is a pure function of its inputs, so the answer is the one a single
 process gives; only the wall time changes. Workers are forked (Linux) and inherit the
 function, closures included; each opens its own kernel-cost cache connection
-(``simulator.cache.current`` is per process). Inside a daemonic process (a sweep's pool
-worker), with ``TESSERA_WORKERS=1`` or on another platform, pieces run one after another.
+(``simulator.cache.current`` is per process). In a sweep's pool worker (``one_process``,
+its initializer), a daemonic process, with ``TESSERA_WORKERS=1`` or on another platform,
+pieces run one after another.
 A function's side effects happen in the workers: what the caller needs back must be in
 the returned values.
 """
@@ -29,11 +30,20 @@ class WorkersError(TesseraError, ValueError):
 
 _FN: Callable | None = None  # the mapped function, inherited by forked workers
 _IN_WORKER = False  # a worker maps what it is given one piece after another
+_ONE_PROCESS = False  # set in a sweep's pool workers: the pool already fills the cores
+
+
+def one_process() -> None:
+    """Make this process map every piece itself (a process pool's initializer: a sweep's
+    workers, one per core, must not each fork one more per core)."""
+    global _ONE_PROCESS
+    _ONE_PROCESS = True
 
 
 def workers() -> int:
     """How many processes may work at once: ``TESSERA_WORKERS``, else the usable cores."""
-    if sys.platform != "linux" or _IN_WORKER or multiprocessing.current_process().daemon:
+    if sys.platform != "linux" or _IN_WORKER or _ONE_PROCESS or \
+            multiprocessing.current_process().daemon:
         return 1
     text = os.environ.get("TESSERA_WORKERS", "").strip()
     try:

@@ -176,7 +176,10 @@ def _pool(spec: SweepSpec, points: list[dict], workers: int) -> Iterator[tuple[d
 def _batch(spec: SweepSpec, points: list[dict], workers: int, marks: Path,
            broken: list[dict]) -> Iterator[tuple[dict, dict]]:
     """One pool over ``points``; the points lost when the pool broke go to ``broken``."""
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    from mapper.forkmap import one_process
+
+    # pool workers are not daemonic: without this each would fork one more per core
+    with ProcessPoolExecutor(max_workers=workers, initializer=one_process) as pool:
         futures = {pool.submit(_marked, spec.base, p, spec.timeout, marks): p for p in points}
         for fut in as_completed(futures):
             try:

@@ -60,3 +60,23 @@ def test_a_bad_worker_count_is_a_one_line_error(monkeypatch, capsys, tmp_path):
         err = capsys.readouterr().err
         assert code != 0 and "TESSERA_WORKERS: expected a whole number" in err
         assert "Traceback" not in err
+
+
+def _workers_seen() -> int:
+    from mapper import forkmap
+
+    return forkmap.workers()
+
+
+def test_a_sweep_pool_worker_does_not_fork_again(monkeypatch):
+    """A process pool's workers are not daemonic, so each would fork one more worker per
+    core; the sweep's pool marks them (``one_process``) and they map pieces themselves."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mapper.forkmap import one_process
+
+    monkeypatch.setenv("TESSERA_WORKERS", "2")
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        assert pool.submit(_workers_seen).result() == 2  # unmarked: it would fork
+    with ProcessPoolExecutor(max_workers=1, initializer=one_process) as pool:
+        assert pool.submit(_workers_seen).result() == 1
