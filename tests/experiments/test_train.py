@@ -24,9 +24,10 @@ def edge():
 def test_train_json_carries_the_headline_and_the_breakdowns(tmp_path, capsys):
     code = tessera(["train", "--model", "tiny-llama", "--chip", "edge", "--seq", "64",
                     "--micro-batch", "2", "--global-batch", "4", "--out", str(tmp_path),
-                    "--json"])
+                    "--no-overlap-grad", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["overlap_grad"] is False  # the flag reaches the step's spec
     for key in ("step_s", "tokens_per_s", "mfu", "peak_memory_bytes", "energy_j",
                 "compute_s", "bubble_s", "exposed_comm_s", "optimizer_s"):
         assert out[key] >= 0, key
