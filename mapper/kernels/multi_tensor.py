@@ -7,14 +7,17 @@ thread block of ``THREADS`` threads. The block walks its chunk ``STEP`` elements
 (``ILP`` per thread): load the elements of every list, compute, store, go on. Its loads wait
 for its own previous math, so one chunk costs ``CHUNK / STEP`` = 32 round trips to memory.
 The chip overlaps them only across the blocks that are resident on a core at once
-(``occupancy``, a property of the kernel's register use): 1 for the fused AdamW (its fp64
-scalars and four lists fill the register file with one 512-thread block), 4 for the simple
-foreach kernels (2048 threads per SM).
+(``occupancy``, a property of the kernel's register use): 4 for the simple foreach kernels
+(2048 threads per SM over 512-thread blocks); 1 for the fused AdamW, whose four lists of
+ILP values and fp64 scalars take far more registers. That 1 is inferred, not measured here:
+it is what the measured steps of 10 M and 84 M parameters are consistent with (one block
+per SM: two waves for 153 blocks), and no register count of the kernel is in the data.
 
 That is the mechanism behind PyTorch's optimizer times, well below the HBM roofline: the
 latency of each round trip (``dma.latency``) is exposed once per step, and the chip's
-bandwidth is shared by the blocks in flight. Nothing here is fitted; the constants are
-PyTorch's (``aten/src/ATen/native/cuda/MultiTensorApply.cuh``) and the SM's thread count.
+bandwidth is shared by the blocks in flight. The chunk, block and launch constants are
+PyTorch's (``aten/src/ATen/native/cuda/MultiTensorApply.cuh``); latency and bandwidth are the
+chip's own, fitted elsewhere.
 
 Each core runs its blocks (block ``i`` on core ``i % cores``, as the block scheduler deals
 them) ``occupancy`` at a time, as one single-buffered pipeline: the DMA engine stores step
