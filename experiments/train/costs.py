@@ -10,6 +10,7 @@ sum, and recomputation re-runs those same kernels.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -224,10 +225,10 @@ def param_tensors(model) -> list[int]:  # noqa: ANN001
     head (unless tied). Their sum is ``model.params``."""
     from mapper.graph import Kind
     from mapper.layers import build_layers
+    from mapper.model import Position
 
     sizes = [model.vocab * model.hidden]
-    if model.params - sum(model.layer_params(i) for i in range(model.layers)) - \
-            model.vocab * model.hidden * (1 if model.tied_embeddings else 2) > 2 * model.hidden:
+    if model.position is Position.LEARNED:
         sizes.append(model.max_seq * model.hidden)
     g = build_layers(model, Phase("prefill", 1, seq=1), 1)
     layer = [math.prod(t.shape) for n, t in g.tensors.items()
@@ -247,10 +248,11 @@ def pytorch_optimizer_cost(chip: ChipConfig, sizes: list[int], impl: str = "fuse
     ``fused`` one multi-tensor kernel, ``foreach`` eight (``mapper.kernels.multi_tensor``).
     Launches with the same blocks cost the same (kernels end in a barrier), so each distinct
     one is simulated once."""
-    a = AdamW(sum(sizes), 0, 0, 0, 0)
+    n = sum(sizes)
+    a = AdamW(n, 0, 0, 0, 0)
     ops = [fused_adamw(a)] if impl == "fused" else foreach_adamw(a)
-    offsets = [sum(sizes[:t]) for t in range(len(sizes))]
-    bases = {name: 4 * i * sum(sizes) for i, name in enumerate(("p", "g", "m", "v", "d"))}
+    offsets = [0, *itertools.accumulate(sizes)][:-1]
+    bases = {name: 4 * i * n for i, name in enumerate(("p", "g", "m", "v", "d"))}
     total = Cost()
     for op in ops:
         seen: dict[tuple[int, ...], Cost] = {}

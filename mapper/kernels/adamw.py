@@ -115,6 +115,16 @@ def _stores(a: AdamW, bufs, half: int, i: int, c0: int, n: int,  # noqa: ANN001
     return seq + [build("sem.signal", "dma", STORED + b)]
 
 
+def tile_op(mn: str, rows: int, cols: int, dst, x, y=None, s: float | None = None):  # noqa: ANN001, ANN201
+    """An fp32 vector instruction on a rows x cols tile: ``dst = x op y``, or ``x op s``
+    with a scalar, or ``op(x)``."""
+    if s is not None:
+        return build(mn, dst, x, rows, cols, F32, F32, s)
+    if y is None:
+        return build(mn, dst, x, rows, cols, F32, F32)
+    return build(mn, dst, x, y, rows, cols, F32, F32, F32)
+
+
 def update_ops(a: AdamW, rows: int, cols: int, p, g, m, v, t, eps_sq) -> list:  # noqa: ANN001
     """AdamW's arithmetic on one tile (every array fp32, updated in place; ``t`` a temporary;
     ``eps_sq(t)`` the instruction adding eps^2 to ``t``): shared by Tessera's fused kernel
@@ -123,11 +133,7 @@ def update_ops(a: AdamW, rows: int, cols: int, p, g, m, v, t, eps_sq) -> list:  
     c1, c2 = 1 - b1 ** a.step, 1 - b2 ** a.step
 
     def op(mn: str, dst, x, y=None, s=None):  # noqa: ANN001, ANN202
-        if s is not None:
-            return build(mn, dst, x, rows, cols, F32, F32, s)
-        if y is None:
-            return build(mn, dst, x, rows, cols, F32, F32)
-        return build(mn, dst, x, y, rows, cols, F32, F32, F32)
+        return tile_op(mn, rows, cols, dst, x, y, s)
     return [op("v.scale", m, m, s=b1), op("v.scale", t, g, s=1 - b1), op("v.add", m, m, t),
             op("v.mul", t, g, g), op("v.scale", t, t, s=1 - b2), op("v.scale", v, v, s=b2),
             op("v.add", v, v, t),
@@ -155,4 +161,4 @@ def _vec(a: AdamW, bufs, half: int, chunks) -> list[Item]:  # noqa: ANN001
     return seq + [build("sem.wait", "vec", STORED), build("sem.wait", "vec", STORED + 1)]
 
 
-__all__ = ["AdamW", "adamw_programs", "sram_bytes", "update_ops"]
+__all__ = ["AdamW", "adamw_programs", "sram_bytes", "tile_op", "update_ops"]

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from isa import DType, Instruction, MemRef, build
 from mapper.emit import Arena, Item, hbm, loop, sram
 from mapper.kernels.adamw import AdamW, update_ops
+from mapper.kernels.adamw import tile_op as _op
 
 CHUNK = 65536  # kChunkSize: elements per block
 THREADS = 512  # kBlockSize
@@ -167,15 +168,6 @@ def _pipeline(op: MultiTensorOp, its: list, bases: dict[str, int], buf: dict[str
             v += loop(length - 1, vec(start + 1))
     d += [build("sem.wait", "dma", COMPUTED)] + transfers(len(its) - 1, True, None)
     return d + v
-
-
-def _op(mn: str, rows: int, cols: int, dst: MemRef, x: MemRef, y: MemRef | None = None,
-        s: float | None = None) -> Instruction:
-    if s is not None:
-        return build(mn, dst, x, rows, cols, F32, F32, s)
-    if y is None:
-        return build(mn, dst, x, rows, cols, F32, F32)
-    return build(mn, dst, x, y, rows, cols, F32, F32, F32)
 
 
 def fused_adamw(a: AdamW) -> MultiTensorOp:
