@@ -12,6 +12,7 @@ import pandas as pd
 
 from experiments.measured_work import Skip, Target, _guard, _int, _model
 from isa import DType
+from mapper.kernels.multi_tensor import STEP
 
 MULTI = {
     "train_layers": ("fwd_ms_per_layer", "fwd_bwd_ms_per_layer", "act_bytes_per_layer"),
@@ -75,7 +76,9 @@ def optimizer(target: Target, row: pd.Series) -> dict[str, float]:
     if impl not in ("fused", "foreach"):
         raise Skip(f"optimizer implementation '{impl}' not modelled (fused, foreach)")
     n = _int(row, "n_params")
-    _guard(target, 16 * n, n / 4096, f"AdamW over {n} parameters")
+    # p, g, m, v in fp32 (foreach allocates a fifth list); one piece per block step per kernel
+    _guard(target, (16 if impl == "fused" else 20) * n,
+           n / STEP * (1 if impl == "fused" else 8), f"AdamW over {n} parameters")
     sizes = [TENSOR] * (n // TENSOR) + ([n % TENSOR] if n % TENSOR else [])
     return {"ms": pytorch_optimizer_cost(target.chip, sizes, impl).time_s * 1e3}
 

@@ -215,5 +215,5 @@ def foreach_adamw(a: AdamW) -> list[MultiTensorOp]:
             MultiTensorOp("addcdiv_", ("p", "m", "d"), ("p",), addcdiv)]
 
 
-__all__ = ["CHUNK", "MAX_BLOCKS", "MultiTensorOp", "core_programs", "foreach_adamw",
+__all__ = ["CHUNK", "MAX_BLOCKS", "STEP", "MultiTensorOp", "core_programs", "foreach_adamw",
            "fused_adamw", "launches"]

@@ -318,3 +318,17 @@ def test_energy_of_a_training_row_is_the_step_over_its_tokens():
     assert step.energy_j > chip.energy.static_w * step.step_s  # static power and more
     with pytest.raises(Skip, match="model_train_bN_sS"):
         energy(Target("edge", chip), pd.Series({"workload": "tiny-llama_finetune"}))
+
+
+def test_an_optimizer_row_too_big_is_refused_before_any_work(tmp_path, capsys):
+    """A row whose optimizer states do not fit the HBM, or whose steps are over the budget,
+    is a skipped row with its reason; an unknown implementation too."""
+    csv = tmp_path / "optimizer.csv"
+    csv.write_text("impl,n_params,ms\nfused,100000000000,1.0\nforeach,100000000,1.0\n"
+                   "sgd,1000,1.0\n")
+    code = tessera(["validate", "h200", str(csv), "--max-instructions", "100000"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "GB of tensors, more than the 141 GB of HBM" in out
+    assert "over the limit of 100,000" in out
+    assert "optimizer implementation 'sgd' not modelled" in out
