@@ -61,6 +61,15 @@ class VectorConfig:
     # multi-pass class (softmax: max, sum, scale; norm: statistics, scale) is streamed
     # through the engine once per pass (simulator.engine.timing.PASSES).
     row_elems: int = field(default=0, metadata=spec(bounds="non_negative"))
+    # Lanes of one SIMD group (a GPU warp: 32; 0: a row may use every lane). An op flagged
+    # ``warp`` (a GPU's warp-per-row kernel) puts each row on one group, priced by
+    # ``warp_op_cycles`` per element per lane and ``warp_row_cycles`` per row. A group
+    # issues every cycle only while it holds ``issue_rows`` rows (warps) or more: a lone
+    # row waits on its own dependent-instruction latency, so a few rows are latency-bound.
+    group_lanes: int = field(default=0, metadata=spec(bounds="non_negative"))
+    issue_rows: float = field(default=1.0, metadata=spec(bounds="positive"))
+    warp_op_cycles: dict[str, float] = field(default_factory=dict)
+    warp_row_cycles: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

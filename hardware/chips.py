@@ -116,7 +116,8 @@ def _validate(chip: hw.ChipConfig, source: str) -> None:
         raise ConfigError(f"{source}: energy.mac_pj: no energy for {', '.join(missing)} "
                           f"(core.array.macs_per_pe lists it)")
     classes = set(VECTOR_CLASSES)
-    for name in ("op_cycles", "row_cycles", "latency_cycles"):
+    for name in ("op_cycles", "row_cycles", "latency_cycles", "warp_op_cycles",
+                 "warp_row_cycles"):
         table = getattr(core.vector, name)
         unknown = sorted(set(table) - classes)
         if unknown:
@@ -125,5 +126,9 @@ def _validate(chip: hw.ChipConfig, source: str) -> None:
         negative = [c for c, v in table.items() if not v >= 0]
         if negative:
             raise ConfigError(f"{source}: core.vector.{name}.{negative[0]}: must be >= 0")
+    v = core.vector
+    if v.group_lanes and (v.lanes % v.group_lanes or v.group_lanes > v.lanes):
+        raise ConfigError(f"{source}: core.vector.group_lanes: {v.group_lanes} does not divide "
+                          f"the {v.lanes} lanes")
     if chip.power.min_clock_hz > chip.clock_hz:
         raise ConfigError(f"{source}: power.min_clock_hz: above clock_hz")

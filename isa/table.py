@@ -246,7 +246,10 @@ TABLE: tuple[OpSpec, ...] = (
            "dst = saturate(round_half_even(src / scale)) in odt (symmetric linear)",
            _SCALES, (_GROUP,)),
     _rowop("v.dequant", 0x4C, "quant", "dst = src * scale", _SCALES, (_GROUP,)),
-    _rowop("v.softmax", 0x50, "softmax", "dst[r,:] = softmax(src[r,:])"),
+    _rowop("v.softmax", 0x50, "softmax", "dst[r,:] = softmax(src[r,:])",
+           tail=(Operand("flags", Flags(("warp",)), 0,
+                         "warp: each row on one lane group (VectorConfig.group_lanes), as "
+                         "a GPU's warp-per-row softmax runs rows that fit its registers"),)),
     _rowop("v.layernorm", 0x51, "norm", "dst[r,:] = (x - mean) / sqrt(var + eps) * gamma + beta",
            Operand("params", VMEM, doc="fp32 gamma[cols] then beta[cols]"), (_EPS,)),
     _rowop("v.rmsnorm", 0x52, "norm", "dst[r,:] = x / sqrt(mean(x^2) + eps) * gamma",

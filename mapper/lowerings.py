@@ -8,6 +8,7 @@ its enum member and attributes type in ``mapper.ops`` and one function here;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -39,6 +40,7 @@ from mapper.kernels.rowwise import (
     silu_mul_op,
     sram_bytes,
     sum_op,
+    warp_softmax,
 )
 from mapper.ops import VIEWS, Op
 
@@ -336,6 +338,13 @@ def _elementwise(ctx: Ctx, node: Node) -> Programs:
             return add_op(c, out.dtype, "v.mul" if node.op == Op.MUL else "v.add")
         return act_op(node.attrs.fn, c, out.dtype)
     softmax = node.op == Op.ACT and node.attrs.fn == "softmax"  # a row op: whole rows
+    v = ctx.chip.core.vector
+    if softmax and warp_softmax(cols, out.dtype, v.group_lanes):
+        k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype),
+                      act_op("softmax", cols, out.dtype, warp=True), (), MAX_ROWS_PER_TILE,
+                      node.name, latency_rows=math.ceil(v.lanes // v.group_lanes
+                                                        * v.issue_rows))
+        return _rowwise(k, ctx.chip)
     k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op_for(cols),
                   (), MAX_ROWS_PER_TILE, node.name, None if softmax else op_for)
     if softmax and _streams(k, node.attrs.stream, ctx.chip):
@@ -414,6 +423,8 @@ def _fit(k: RowKernel, chip: ChipConfig) -> RowKernel:
     to pipeline (loads of one under the math of another), halved until the kernel's double
     buffers fit the SRAM."""
     share = max(1, -(-k.rows // (chip.cores * TILES_PER_CORE)))
+    if k.latency_rows:  # rows in flight together (RowKernel.latency_rows)
+        share = max(share, min(-(-k.rows // chip.cores), k.latency_rows))
     rows = min(k.rows_per_tile, 1 << (share - 1).bit_length())
     k = replace(k, rows_per_tile=rows)
     while sram_bytes(k) > chip.core.sram.capacity and k.rows_per_tile > 1:

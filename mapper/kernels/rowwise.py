@@ -64,6 +64,9 @@ class RowKernel:
     # buffer sets: 2 overlaps the loads of tile t+1 with the math of tile t; 1 when not even
     # one row of a whole-row op fits twice (a wide norm's backward on a small SRAM)
     buffers: int = 2
+    # rows a tile holds at least, where a core has them: a warp-per-row op is latency-bound
+    # below this many rows in flight (a GPU keeps them resident at once, not in turns)
+    latency_rows: int = 0
 
 
 def column_block(k: RowKernel, col0: int, cols: int) -> RowKernel:
@@ -284,8 +287,23 @@ def sum_op(cols: int, dt: DType, n: int) -> OpFn:
     return op
 
 
-def act_op(fn: str, cols: int, dt: DType) -> OpFn:
+# PyTorch's persistent softmax (aten/src/ATen/native/cuda/SoftMax.cu, ``host_softmax``) runs
+# each row on one warp, its elements in registers, when the row has at most this many
+# elements of at most this many bytes; wider rows get a block per row.
+WARP_SOFTMAX_COLS, WARP_SOFTMAX_BYTES = 2048, 8192
+
+
+def warp_softmax(cols: int, dt: DType, group_lanes: int) -> bool:
+    """Whether a softmax over rows of ``cols`` runs a row per lane group (a chip with
+    groups, a row that fits the persistent kernel)."""
+    return bool(group_lanes) and cols <= WARP_SOFTMAX_COLS and \
+        dt.nbytes(cols) <= WARP_SOFTMAX_BYTES
+
+
+def act_op(fn: str, cols: int, dt: DType, warp: bool = False) -> OpFn:
     def op(out, ins, params, rows):  # noqa: ANN001
+        if warp:
+            return [build(f"v.{fn}", out, ins[0], rows, cols, dt, dt, "warp")]
         return [build(f"v.{fn}", out, ins[0], rows, cols, dt, dt)]
     return op
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hardware.chip import ChipConfig
 from isa.dtypes import DType
 from isa.footprint import mm_weight_bytes
-from isa.operands import Space
+from isa.operands import Flags, Space
 from isa.program import Instruction
 from isa.table import TABLE, VECTOR_CLASSES
 from simulator.engine.systolic import fold_overhead, matmul_cycles, pipelined_cycles
@@ -27,7 +27,10 @@ COUNTS = ("macs", "flops", "vector_ops", "hbm_read", "hbm_write", "sram_read", "
 VECTOR_CLASS = {s.mnemonic: s.timing for s in TABLE if s.timing in VECTOR_CLASSES}
 # Passes over a row too wide for the vector registers: softmax (max, sum of exponentials,
 # scale), norms (statistics, then scale).
-PASSES = {"softmax": 3, "norm": 2}
+PASSES = {"norm": 2}
+# Vector instructions that may run each row on one lane group (their ``warp`` flag).
+WARP_OPS = frozenset(s.mnemonic for s in TABLE for op in s.operands
+                     if isinstance(op.kind, Flags) and "warp" in op.kind.names)
 # Floating-point operations per element, for achieved FLOP/s.
 VECTOR_FLOPS = {"simple": 1, "transcendental": 4, "reduce": 1, "quant": 2, "softmax": 5,
                 "norm": 5}
@@ -102,12 +105,31 @@ def vector_cycles(cls: str, rows: int, cols: int, chip: ChipConfig) -> float:
             + passes * math.ceil(rows * cols / v.lanes) * v.op_cycles.get(cls, 1.0))
 
 
+def warp_cycles(cls: str, rows: int, cols: int, chip: ChipConfig) -> tuple[float, float]:
+    """(busy, tail) cycles of a warp-per-row op: each row is one instruction stream of
+    ``w = ceil(cols / group_lanes) * warp_op_cycles + warp_row_cycles`` on one lane group.
+    The groups share the rows, so the engine is busy ``w * rows / groups``; a group issues
+    every cycle only with ``issue_rows`` rows in flight, so with fewer the last result is
+    ready ``w * issue_rows`` after the start (the rest of that is the tail, during which
+    the engine goes on with independent work)."""
+    v = chip.core.vector
+    w = (math.ceil(cols / v.group_lanes) * v.warp_op_cycles.get(cls, v.op_cycles.get(cls, 1.0))
+         + v.warp_row_cycles.get(cls, 0.0))
+    share = w * rows / (v.lanes // v.group_lanes)
+    return v.pipeline_cycles + share, max(0.0, w * v.issue_rows - share)
+
+
 def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
-    """``vector_cycles`` of the instruction's op class; counts element-ops and bytes."""
+    """``vector_cycles`` of the instruction's op class (``warp_cycles`` for a warp-per-row
+    op on a chip with lane groups); counts element-ops and bytes."""
     cls = ins.spec.timing
     rows, cols = ins["rows"], ins["cols"]
     elems = rows * cols
-    cycles = vector_cycles(cls, rows, cols, chip)
+    if ins.spec.mnemonic in WARP_OPS and chip.core.vector.group_lanes and ins.flag("warp"):
+        cycles, tail = warp_cycles(cls, rows, cols, chip)
+    else:
+        cycles = vector_cycles(cls, rows, cols, chip)
+        tail = chip.core.vector.latency_cycles.get(cls, 0.0)
     spec = ins.spec
     odt = DType(ins["odt"])
     reads = {Space.SRAM: 0, Space.ACC: 0}
@@ -121,7 +143,7 @@ def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     out_space = Space(ins["dst.space"])
     return Cost(
         ns=cycles / chip.clock_hz * 1e9,
-        tail_ns=chip.core.vector.latency_cycles.get(cls, 0.0) / chip.clock_hz * 1e9,
+        tail_ns=tail / chip.clock_hz * 1e9,
         counts=_counts(vector_ops=elems, flops=elems * VECTOR_FLOPS[cls],
                        sram_read=reads[Space.SRAM], acc_read=reads[Space.ACC],
                        sram_write=written if out_space == Space.SRAM else 0,
