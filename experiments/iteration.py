@@ -174,39 +174,51 @@ def full(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
     return sequence([simulate(k, chip) for k in low.kernel_programs])
 
 
-def signature(graph: Graph, node: Node, chip: ChipConfig, confirm: bool = True) -> str:
+# How a node's tiling is chosen: (GEMM tilings confirmed by simulation, weight layout), as
+# ``MapOptions.confirm_top`` and ``layout`` say; the default is the mapper's.
+DEFAULT_LOWERING = (3, "auto")
+
+
+def signature(graph: Graph, node: Node, chip: ChipConfig, confirm: bool = True,
+              lowering: tuple[int, str] = DEFAULT_LOWERING) -> str:
     """What decides a node's cost: op, attributes, what it touches, the chip, whether its
-    tiling is confirmed by simulation, the code."""
+    tiling is confirmed by simulation (and how), the code."""
     from simulator import cache
 
-    text = repr((_identity(graph, node, chip, confirm),
+    text = repr((_identity(graph, node, chip, confirm, lowering),
                  cache.code_digest((*cache.CODE, "mapper"))))
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
-def _identity(graph: Graph, node: Node, chip: ChipConfig, confirm: bool) -> tuple:
+def _identity(graph: Graph, node: Node, chip: ChipConfig, confirm: bool,
+              lowering: tuple[int, str] = DEFAULT_LOWERING) -> tuple:
     """The node's cost-deciding facts as a hashable value (the in-memory key)."""
     names = [*node.inputs, *node.outputs, *_attr_tensors(node)]
     tensors = tuple((graph.tensors[n].shape, graph.tensors[n].dtype, graph.tensors[n].kind,
                      names.index(n)) for n in names)
-    return (node.op, _anonymous(node), tensors, _chip_key(chip), confirm)
+    key = (node.op, _anonymous(node), tensors, _chip_key(chip), confirm)
+    return key if lowering == DEFAULT_LOWERING else (*key, lowering)
 
 
-def node_cost(graph: Graph, node: Node, chip: ChipConfig, confirm: bool = True) -> SimResult:
-    """One node's kernel alone on the chip, from memory, the cache on disk, or simulated."""
+def node_cost(graph: Graph, node: Node, chip: ChipConfig, confirm: bool = True,
+              lowering: tuple[int, str] = DEFAULT_LOWERING) -> SimResult:
+    """One node's kernel alone on the chip, from memory, the cache on disk, or simulated.
+    ``lowering`` is (tilings confirmed, weight layout) as ``MapOptions`` names them."""
     from experiments.run import confirmer
     from simulator import cache
 
-    ident = _identity(graph, node, chip, confirm)
+    ident = _identity(graph, node, chip, confirm, lowering)
     if ident in _NODES:
         return _NODES[ident]
-    key = signature(graph, node, chip, confirm)
+    key = signature(graph, node, chip, confirm, lowering)
     store = cache.current()
     text = store.get_text("node:" + key) if store is not None else None
     if text is not None:
         result = cache.from_json(text)
     else:
-        low = lower(_alone(graph, node), chip, confirm=confirmer(chip) if confirm else None)
+        top, layout = lowering
+        confirm_fn = confirmer(chip) if confirm and top > 1 else None
+        low = lower(_alone(graph, node), chip, confirm=confirm_fn, top=top, layout=layout)
         result = sequence([simulate(k, chip) for k in low.kernel_programs])
         if store is not None:
             store.put_text("node:" + key, cache.to_json(result))

@@ -14,7 +14,7 @@ from experiments.admit import admit, decode_points, memory
 from hardware.chip import ChipConfig
 from mapper.layers import Phase, build_head
 from mapper.lower import lower
-from mapper.ops import Op
+from mapper.ops import VIEWS, Op
 from mapper.pipeline import MapOptions, map_model
 from mapper.workload import seconds
 from simulator.engine.machine import RunLimits
@@ -190,6 +190,42 @@ def run_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions,  # noqa: 
                     model.layers - quantized if mixed else 0, mapped, parts)
 
 
+def composed_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions) -> PhaseRun:  # noqa: ANN001
+    """One phase priced from its kernels' costs (``experiments.iteration.node_cost``): the
+    layer graph is built as ``map_model`` builds it, and each node's kernel is lowered and
+    simulated alone once per process (and kept in the kernel-cost cache), so a sweep's
+    points that share kernels (the same GEMMs at another context) lower nothing twice.
+    Kernels end in chip-wide syncs, so the sum is the mapped phase's cost;
+    ``tests/experiments/test_composed_phase.py`` compares the two. No programs are kept
+    (no ``mapped``): for figures, not for reading outputs or writing assembly."""
+    from experiments.iteration import _chip_key, node_cost
+    from mapper.layers import build_layers
+    from mapper.passes import apply_passes
+
+    t0 = time.perf_counter()
+    n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
+    graph = apply_passes(build_layers(model, phase, n), None, opts)[0]
+    lowering = (opts.confirm_top, opts.layout)
+    layer = sequence([node_cost(graph, node, chip, True, lowering) for node in graph.nodes
+                      if node.op not in VIEWS])
+    key = (model, _chip_key(chip), phase.batch)  # the head: final norm and logits per
+    if key not in _HEADS:  # sequence, simulated whole as run_phase does
+        _HEADS[key] = simulate(lower(build_head(model, phase), chip).programs, chip)
+    return PhaseRun(phase, layer, _HEADS[key], int(round(model.layers / n)), 0.0,
+                    time.perf_counter() - t0)
+
+
+_HEADS: dict[tuple, SimResult] = {}  # (model, chip, sequences) -> the head, this process
+
+
+def composable(opts: MapOptions, trace: bool, emit_asm: Path | None, system) -> bool:  # noqa: ANN001
+    """Whether a run's phases may be priced from kernel costs (``composed_phase``): one chip,
+    performance mode, every layer alike, no trace or assembly asked for."""
+    mixed = bool(opts.quant) and opts.quant_layers is not None
+    return system is None and not opts.functional and not mixed and not trace and \
+        emit_asm is None
+
+
 def confirmer(chip: ChipConfig):  # noqa: ANN201
     """The mapper's tiling confirmation: simulate the candidates (through the kernel-cost
     cache) and remember each decision, keyed by the chip and the code that decides it.
@@ -281,12 +317,14 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
               trace: bool = False, emit_asm: Path | None = None, system=None,  # noqa: ANN001
               par=None, budget: Budget = DEFAULT_BUDGET, check_memory: bool = True,  # noqa: ANN001
               allow_long_context: bool = False, warn=None,  # noqa: ANN001
-              note=None) -> RunReport:  # noqa: ANN001
+              note=None, compose: bool = False) -> RunReport:  # noqa: ANN001
     """A mode of ``tessera run``; with ``system`` and ``par`` the model is split over chips.
     Before anything is mapped, the context is checked against the model's positions and
     each phase's memory per chip against HBM (``check_memory``), and the work estimated
     against the instruction budget. ``warn`` and ``note`` (str -> None) hear of a long
-    context and of a run long enough to show progress; without ``note``, no bar."""
+    context and of a run long enough to show progress; without ``note``, no bar. With
+    ``compose`` (sweeps), a prefill or decode phase that can be is priced from its kernels'
+    costs (``composed_phase``), with the same figures and no programs kept."""
     work, warning = admit(model, chip, mode, batch, seq, ctx, tokens, opts, system, par,
                           decode_samples, budget.limits.max_instructions, check_memory,
                           allow_long_context)
@@ -298,6 +336,8 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
              f"more)")
 
     def phase_run(model, chip, phase, opts, trace=False, emit_asm=None):  # noqa: ANN001
+        if compose and mode != "generate" and composable(opts, trace, emit_asm, system):
+            return composed_phase(model, chip, phase, opts)
         if system is not None:
             return run_system_phase(model, system, phase, par, opts, trace, budget)
         return run_phase(model, chip, phase, opts, trace, emit_asm, budget)

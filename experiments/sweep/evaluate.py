@@ -66,7 +66,8 @@ def _run(base: dict, point: dict) -> dict:
     mode = base.get("phase", "decode")
     rep = run_model(model, chip, mode, int(base.get("batch", 1)), int(base.get("seq", 512)),
                     int(base.get("ctx", 2048)), int(base.get("tokens", 16)), opts,
-                    system=system, par=par if system is not None else None)
+                    system=system, par=par if system is not None else None,
+                    compose=not functional)
     runs = ([rep.prefill] if rep.prefill else []) + rep.decode
     first = runs[0].layer
     chips = len(system.chips) if system is not None else 1
