@@ -51,7 +51,7 @@ class VectorConfig:
     # instruction's row names its class).
     op_cycles: dict[str, float] = field(default_factory=lambda: {
         "simple": 1.0, "transcendental": 4.0, "reduce": 1.0, "softmax": 6.0, "norm": 5.0,
-        "quant": 2.0})
+        "quant": 2.0, "welford": 5.0})
     pipeline_cycles: int = field(default=8, metadata=spec(bounds="non_negative"))
     # Cycles per row for the row-wise classes (a reduction across lanes, then a broadcast),
     # and extra start-up latency per instruction by class (dependent reduction steps).

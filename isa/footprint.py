@@ -50,7 +50,8 @@ def _vector(ins: Instruction) -> Footprint:
     rows, cols = ins["rows"], ins["cols"]
     elems = rows * cols
     names = ins.spec.slices
-    out_elems = rows if ins.spec.timing == "reduce" else elems
+    out_elems = rows if ins.spec.timing == "reduce" else \
+        ins["ld"] + rows if ins.spec.timing == "welford" else elems
     fp = [("dst", DType(ins["odt"]).nbytes(out_elems))]
     if "src" in names:
         fp.append(("src", DType(ins["idt"]).nbytes(elems)))

@@ -36,7 +36,8 @@ HBM, SRAM, ACC = Space.HBM, Space.SRAM, Space.ACC
 ENGINE_NAMES = ("dma", "mx", "vec", "net")
 # Vector op classes: each has a cost per element (``VectorConfig.op_cycles``), per row and
 # a latency in the chip description.
-VECTOR_CLASSES = ("simple", "transcendental", "reduce", "quant", "softmax", "norm")
+VECTOR_CLASSES = ("simple", "transcendental", "reduce", "quant", "softmax", "norm",
+                  "welford")
 # How an instruction is priced: free (control and synchronisation: no engine time of its
 # own), by the matrix, DMA or copy formula, by the link model at run time (network), or
 # by its vector class.
@@ -240,6 +241,12 @@ TABLE: tuple[OpSpec, ...] = (
     # vector engine: rows
     _rowop("v.rsum", 0x48, "reduce", "dst[r,0] = sum_c src[r,c]"),
     _rowop("v.rmax", 0x49, "reduce", "dst[r,0] = max_c src[r,c]"),
+    OpSpec("v.welford", 0x4E, Engine.VECTOR, (
+        Operand("dst", VMEM, doc="fp32: each row's sum, then its sum of squares ld on"),
+        Operand("src", VMEM), *_shape(), Operand("odt", DT), Operand("idt", DT),
+        Operand("ld", U16, doc="elements from the sums to the sums of squares (>= rows)"),
+    ), "dst[r] = sum_c src[r,c]; dst[ld + r] = sum_c src[r,c]^2 (a LayerNorm's statistics, "
+       "priced as the per-element Welford update a GPU kernel runs)", "welford", "vector"),
     _rowop("v.scale", 0x4A, "simple", "dst = src * s", tail=(Operand("s", F32()),)),
     _rowop("v.adds", 0x4D, "simple", "dst = src + s", tail=(Operand("s", F32()),)),
     _rowop("v.quant", 0x4B, "quant",

@@ -242,11 +242,19 @@ def _norm(ctx: Ctx, node: Node) -> Programs:
                   View(addr[out.name], cols, out.dtype),
                   norm_op(node.attrs.kind, cols, x.dtype, out.dtype, node.attrs.eps),
                   (Param(addr[node.inputs[1]], g.tensors[node.inputs[1]].shape[0]),),
-                  MAX_ROWS_PER_TILE, node.name)
+                  MAX_ROWS_PER_TILE, node.name, latency_rows=_in_flight(ctx.chip))
     if _streams(k, a.stream, ctx.chip):
         return _stream(ctx, RowStream(a.kind, k.rows, k.inputs[0], k.out,
                                       addr[node.inputs[1]], a.eps))
     return _rowwise(k, ctx.chip)
+
+
+def _in_flight(chip: ChipConfig) -> int:
+    """Rows a core's row-wise tile holds at least on a chip with lane groups (a GPU keeps a
+    kernel's row blocks resident together, not in turns): what hides a group's issue
+    latency, a warp per row (``RowKernel.latency_rows``); 0 elsewhere."""
+    v = chip.core.vector
+    return math.ceil(v.lanes // v.group_lanes * v.issue_rows) if v.group_lanes else 0
 
 
 def _streams(k: RowKernel, asked: bool, chip: ChipConfig) -> bool:
@@ -342,8 +350,7 @@ def _elementwise(ctx: Ctx, node: Node) -> Programs:
     if softmax and warp_softmax(cols, out.dtype, v.group_lanes):
         k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype),
                       act_op("softmax", cols, out.dtype, warp=True), (), MAX_ROWS_PER_TILE,
-                      node.name, latency_rows=math.ceil(v.lanes // v.group_lanes
-                                                        * v.issue_rows))
+                      node.name, latency_rows=_in_flight(ctx.chip))
         return _rowwise(k, ctx.chip)
     k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op_for(cols),
                   (), MAX_ROWS_PER_TILE, node.name, None if softmax else op_for)

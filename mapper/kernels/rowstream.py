@@ -79,6 +79,8 @@ def _layout(k: RowStream) -> tuple[dict[str, list[int] | int], int]:
         "beta": [take(4 * w) for _ in range(2)] if "beta" in loads else [],
         "tmp": take(4 * r * w), "tmp2": take(4 * r * w) if k.kind.endswith("grad") else 0,
         **{s: take(4 * r) for s in ("s1", "s2", "s3", "s4", "part")}}
+    if k.kind == "layernorm":  # a chunk's two sums (v.welford), as far apart as s1 and s2
+        at["pq"] = take(at["s2"] - at["s1"] + 4 * r)
     return at, arena.size
 
 
@@ -247,6 +249,14 @@ def _math(k: RowStream, at: dict, b: int, rows: int, w: int, p: int, first: bool
         return seq + [v("v.mul", tmp, x, x, F32, idt, idt)] + fold(s2, "v.add", tmp)
 
     kind = k.kind
+    if kind == "layernorm" and p == 0:  # both sums in one Welford-priced pass
+        ld = (at["s2"] - at["s1"]) // 4
+        if first:
+            return [build("v.welford", s1, x, rows, w, F32, idt, ld)]
+        pq, pq2 = sram(at["pq"]), sram(at["pq"] + 4 * ld)
+        return [build("v.welford", pq, x, rows, w, F32, idt, ld),
+                build("v.add", s1, s1, pq, rows, 1, F32, F32, F32),
+                build("v.add", s2, s2, pq2, rows, 1, F32, F32, F32)]
     if kind == "softmax":
         if p == 0:
             return fold(s1, "v.max", x, idt)

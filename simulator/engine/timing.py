@@ -33,7 +33,7 @@ WARP_OPS = frozenset(s.mnemonic for s in TABLE for op in s.operands
                      if isinstance(op.kind, Flags) and "warp" in op.kind.names)
 # Floating-point operations per element, for achieved FLOP/s.
 VECTOR_FLOPS = {"simple": 1, "transcendental": 4, "reduce": 1, "quant": 2, "softmax": 5,
-                "norm": 5}
+                "norm": 5, "welford": 4}
 
 
 @dataclass(frozen=True)
@@ -107,15 +107,25 @@ def vector_cycles(cls: str, rows: int, cols: int, chip: ChipConfig) -> float:
 
 def warp_cycles(cls: str, rows: int, cols: int, chip: ChipConfig) -> tuple[float, float]:
     """(busy, tail) cycles of a warp-per-row op: each row is one instruction stream of
-    ``w = ceil(cols / group_lanes) * warp_op_cycles + warp_row_cycles`` on one lane group.
-    The groups share the rows, so the engine is busy ``w * rows / groups``; a group issues
-    every cycle only with ``issue_rows`` rows in flight, so with fewer the last result is
-    ready ``w * issue_rows`` after the start (the rest of that is the tail, during which
-    the engine goes on with independent work)."""
+    ``ceil(cols / group_lanes) * warp_op_cycles + warp_row_cycles`` on one lane group."""
     v = chip.core.vector
-    w = (math.ceil(cols / v.group_lanes) * v.warp_op_cycles.get(cls, v.op_cycles.get(cls, 1.0))
-         + v.warp_row_cycles.get(cls, 0.0))
-    share = w * rows / (v.lanes // v.group_lanes)
+    return grouped_cycles(rows, cols, v.group_lanes,
+                          v.warp_op_cycles.get(cls, v.op_cycles.get(cls, 1.0)),
+                          v.warp_row_cycles.get(cls, 0.0), chip)
+
+
+def grouped_cycles(rows: int, cols: int, row_lanes: int, op: float, per_row: float,
+                   chip: ChipConfig) -> tuple[float, float]:
+    """(busy, tail) cycles of rows each spread over ``row_lanes`` lanes: a warp per row
+    (``group_lanes``) or a block with one warp on every lane group (``lanes``). Each warp
+    runs ``w = ceil(cols / row_lanes) * op + per_row`` cycles of issue; the groups share the
+    rows' warps, so the engine is busy ``w * rows * row_lanes / lanes``; a group issues every
+    cycle only with ``issue_rows`` warps in flight, so with fewer the last result is ready
+    ``w * issue_rows`` after the start (the rest is the tail, during which the engine goes
+    on with independent work)."""
+    v = chip.core.vector
+    w = math.ceil(cols / row_lanes) * op + per_row
+    share = w * rows * row_lanes / v.lanes
     return v.pipeline_cycles + share, max(0.0, w * v.issue_rows - share)
 
 
@@ -125,8 +135,12 @@ def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     cls = ins.spec.timing
     rows, cols = ins["rows"], ins["cols"]
     elems = rows * cols
-    if ins.spec.mnemonic in WARP_OPS and chip.core.vector.group_lanes and ins.flag("warp"):
+    v = chip.core.vector
+    if ins.spec.mnemonic in WARP_OPS and v.group_lanes and ins.flag("warp"):
         cycles, tail = warp_cycles(cls, rows, cols, chip)
+    elif cls == "welford" and v.group_lanes:  # a block per row, a warp on every group
+        cycles, tail = grouped_cycles(rows, cols, v.lanes, v.op_cycles.get(cls, 1.0),
+                                      v.row_cycles.get(cls, 0.0), chip)
     else:
         cycles = vector_cycles(cls, rows, cols, chip)
         tail = chip.core.vector.latency_cycles.get(cls, 0.0)
@@ -138,7 +152,7 @@ def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
             dt = DType(ins["adt"] if op.name == "a" else ins["bdt"] if op.name == "b"
                        else ins["idt"])
             reads[Space(ins[f"{op.name}.space"])] += dt.nbytes(elems)
-    out_elems = rows if cls == "reduce" else elems
+    out_elems = rows if cls == "reduce" else 2 * rows if cls == "welford" else elems
     written = odt.nbytes(out_elems)
     out_space = Space(ins["dst.space"])
     return Cost(

@@ -176,6 +176,16 @@ def run_lut(ctx: Access, ins: Instruction) -> None:
     ctx.store(ctx.mem("dst"), DType(ins["odt"]), table[codes].reshape(rows, cols))
 
 
+def _welford(ctx: Access, ins: Instruction) -> None:
+    """Row sums at dst, row sums of squares ``ld`` elements on (fp32)."""
+    rows, cols, ld = ins["rows"], ins["cols"], ins["ld"]
+    x = ctx.load(ctx.mem("src"), DType(ins["idt"]), rows * cols).reshape(rows, cols)
+    x = x.astype(np.float32)
+    dst, odt = ctx.mem("dst"), DType(ins["odt"])
+    ctx.store(dst, odt, kx.row_sum(x))
+    ctx.store(MemRef(dst.space, dst.addr + odt.nbytes(ld)), odt, kx.row_sum(x * x))
+
+
 SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "dma.load": lambda c, i: _dma(c, i, True),
     "dma.store": lambda c, i: _dma(c, i, False),
@@ -193,6 +203,7 @@ SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "v.add": _binary(np.add), "v.sub": _binary(np.subtract), "v.mul": _binary(np.multiply),
     "v.max": _binary(np.maximum),
     "v.rsum": _rows(lambda x: kx.row_sum(x).reshape(-1, 1)),
+    "v.welford": _welford,
     "v.rmax": _rows(lambda x: kx.row_max(x).reshape(-1, 1)),
     "v.scale": _rows(lambda x, s: x * np.float32(s), param="s"),
     "v.adds": _rows(lambda x, s: x + np.float32(s), param="s"),

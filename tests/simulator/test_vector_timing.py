@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hardware.chip import Dataflow
-from isa import DType, MemRef, Program, Space, build
+from isa import DType, Instruction, MemRef, Program, Space, build
 from simulator.engine.machine import RunLimits
 from simulator.engine.systolic import fold_overhead, matmul_cycles
 from simulator.engine.timing import mm_cycles, vector_cycles
@@ -228,3 +228,16 @@ def test_without_lane_groups_the_warp_flag_changes_nothing():
     plain = build("v.softmax", MemRef(S, 0), MemRef(S, 0x10000), 4, 64, "bf16", "bf16")
     assert simulate(prog(warp_softmax(4, 64)), chip).cycles == \
         simulate(prog(plain), chip).cycles
+
+
+def test_welford_is_a_block_per_row():
+    """A LayerNorm's statistics as PyTorch gathers them: a row per block with one warp on
+    every lane group, so a lone row is latency-bound and four rows are not."""
+    chip = with_vector(warp_chip(), op_cycles={"welford": 4.0}, row_cycles={"welford": 2.0})
+
+    def welford(rows: int) -> Instruction:
+        return build("v.welford", MemRef(S, 0), MemRef(S, 0x10000), rows, 64, "fp32", "bf16",
+                     8)
+    # a warp's share: ceil(64 / 16) x 4 + 2 = 18 cycles; a lone one issues every third cycle
+    assert simulate(prog(welford(1)), chip).cycles == pytest.approx(8 + 3 * 18)
+    assert simulate(prog(welford(4)), chip).cycles == pytest.approx(8 + 4 * 18)
