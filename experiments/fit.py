@@ -28,7 +28,8 @@ STEPS = (2.0, 1.25, 1.06)  # multiplicative step sizes, coarse to fine
 # fitted on a file of that kind
 DEFAULT_FIT = {
     "vector": ("core.vector.op_cycles.norm", "core.vector.row_cycles.norm",
-               "core.vector.op_cycles.softmax", "core.vector.row_cycles.softmax"),
+               "core.vector.op_cycles.softmax", "core.vector.row_cycles.softmax",
+               "core.vector.warp_op_cycles.softmax", "core.vector.op_cycles.welford"),
     "memory": ("hbm.efficiency", "core.dma.latency"),
     "gemm": ("core.array.startup", "l2.bandwidth"),
     "gemm_lowp": ("core.array.macs_per_pe.int8", "core.array.startup"),
