@@ -38,7 +38,7 @@ def estimate(g: Gemm, t: Tiling, chip: ChipConfig) -> float:
     step_compute = mm_cycles(min(t.tm, g.m), min(t.tk, g.k), min(t.tn, g.n), kind, g.sparse,
                              chip, chained=ksteps > 1) / chip.clock_hz
     step_bytes = g.adt.nbytes(min(t.tm, g.m) * t.tk) + g.wdt.nbytes(t.tk * min(t.tn, g.n))
-    bw = _load_bandwidth(g, t, tiles * ksteps * step_bytes, chip) / active
+    bw = _load_bandwidth(g, t, tiles * parts * ksteps * step_bytes, chip) / active
     if chip.core.dma.max_bandwidth:
         bw = min(bw, chip.core.dma.max_bandwidth)
     transfer = step_bytes / bw

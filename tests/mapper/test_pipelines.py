@@ -112,6 +112,26 @@ def test_split_k_gemm_matches_numpy_and_fills_idle_cores(monkeypatch):
     assert split < 0.5 * whole
 
 
+def test_split_k_estimate_counts_every_parts_loads():
+    """The tiling estimate's L2 rule sees what every part of a split-K GEMM loads (it saw
+    one part's, so every load counted as a miss and the split tiling was estimated at
+    2.6x its simulated time and never confirmed): A and W come from HBM once, the parts'
+    repeated loads of a wave's rows and columns from the L2."""
+    from hardware.chips import load_chip
+    from mapper.kernels.gemm import k_splits
+    from mapper.tiling import estimate
+
+    chip = load_chip("h200")
+    t = Tiling(128, 64, 128, 4)
+    g = _gemm(gemm_graph(512, 65536, 512), gemm_graph(512, 65536, 512).nodes[0], {}, t)
+    parts = k_splits(g, t, chip.cores)
+    assert parts == 8
+    unique = 2 * (512 * 65536 + 65536 * 512)  # bf16 A and W
+    loaded = 4 * 4 * parts * (65536 // 64 // parts) * 2 * (128 * 64 + 64 * 128)
+    hbm = chip.hbm_effective_bw
+    assert unique / hbm < estimate(g, t, chip) < 0.5 * loaded / hbm
+
+
 def test_deeper_pipelines_hide_a_long_dma_latency(monkeypatch):
     # 2 us of DMA latency against 16x16x16 steps of ~100 ns: with 2 stages the array waits
     # for every other load's latency; 4 stages keep more loads in flight
