@@ -57,6 +57,10 @@ def test_include_cycle_through_a_subfolder(tmp_path):
     (EDGE.replace("cores: 4", "cores: 1.0e+300"), "cores: must be below 2^63"),
     (EDGE.replace("    lanes: 32", "    lanes: 32\n    op_cycles: {simpel: 1.0}"),
      "core.vector.op_cycles.simpel: unknown op class"),
+    (EDGE.replace("    lanes: 32", "    lanes: 32\n    group_lanes: 24"),
+     "core.vector.group_lanes: 24 does not divide the 32 lanes"),
+    (EDGE.replace("    lanes: 32", "    lanes: 32\n    warp_op_cycles: {sofmax: 5}"),
+     "core.vector.warp_op_cycles.sofmax: unknown op class"),
 ])
 def test_chip_yaml(tmp_path, text, message):
     (tmp_path / "c.yaml").write_text(text)
