@@ -64,7 +64,7 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
         """The kernels whose cost moves at context ``ctx``, each simulated alone (None: a
         node this cannot derive), and the seconds it took."""
         t0 = time.perf_counter()
-        graph = _graph(model, replace(base.phase, ctx=ctx), opts, par)
+        graph = layer_graph(model, replace(base.phase, ctx=ctx), opts, par)
         parts: dict[int, SimResult] = {}
         for node in graph.nodes:
             old = base_nodes.get(node.name)
@@ -102,7 +102,7 @@ def steps(model, base, contexts: list[int], opts: MapOptions, chip, system=None,
     return out
 
 
-def _graph(model, phase: Phase, opts: MapOptions, par):  # noqa: ANN001, ANN202
+def layer_graph(model, phase: Phase, opts: MapOptions, par):  # noqa: ANN001, ANN202
     """The layer graph one chip (rank 0 of replica 0) maps for ``phase``: as ``map_model``
     and ``map_system`` build it (performance mode)."""
     n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)

@@ -199,12 +199,10 @@ def composed_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions) -> P
     ``tests/experiments/test_composed_phase.py`` compares the two. No programs are kept
     (no ``mapped``): for figures, not for reading outputs or writing assembly."""
     from experiments.iteration import _chip_key, node_cost
-    from mapper.layers import build_layers
-    from mapper.passes import apply_passes
 
     t0 = time.perf_counter()
     n = model.layers if opts.layers_mapped is None else min(opts.layers_mapped, model.layers)
-    graph = apply_passes(build_layers(model, phase, n), None, opts)[0]
+    graph = decode_steps.layer_graph(model, phase, opts, None)  # as map_model builds it
     lowering = (opts.confirm_top, opts.layout)
     layer = sequence([node_cost(graph, node, chip, True, lowering) for node in graph.nodes
                       if node.op not in VIEWS])
@@ -218,12 +216,13 @@ def composed_phase(model, chip: ChipConfig, phase: Phase, opts: MapOptions) -> P
 _HEADS: dict[tuple, SimResult] = {}  # (model, chip, sequences) -> the head, this process
 
 
-def composable(opts: MapOptions, trace: bool, emit_asm: Path | None, system) -> bool:  # noqa: ANN001
+def composable(model, opts: MapOptions, trace: bool, emit_asm: Path | None,  # noqa: ANN001
+               system) -> bool:  # noqa: ANN001
     """Whether a run's phases may be priced from kernel costs (``composed_phase``): one chip,
-    performance mode, every layer alike, no trace or assembly asked for."""
-    mixed = bool(opts.quant) and opts.quant_layers is not None
-    return system is None and not opts.functional and not mixed and not trace and \
-        emit_asm is None
+    performance mode, every layer alike (``decode_steps.supported``), no trace or assembly
+    asked for."""
+    return system is None and not trace and emit_asm is None and \
+        decode_steps.supported(model, opts, None)
 
 
 def confirmer(chip: ChipConfig):  # noqa: ANN201
@@ -336,7 +335,8 @@ def run_model(model, chip: ChipConfig, mode: str, batch: int, seq: int, ctx: int
              f"more)")
 
     def phase_run(model, chip, phase, opts, trace=False, emit_asm=None):  # noqa: ANN001
-        if compose and mode != "generate" and composable(opts, trace, emit_asm, system):
+        if compose and mode != "generate" and composable(model, opts, trace, emit_asm,
+                                                          system):
             return composed_phase(model, chip, phase, opts)
         if system is not None:
             return run_system_phase(model, system, phase, par, opts, trace, budget)

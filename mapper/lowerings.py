@@ -346,15 +346,12 @@ def _elementwise(ctx: Ctx, node: Node) -> Programs:
             return add_op(c, out.dtype, "v.mul" if node.op == Op.MUL else "v.add")
         return act_op(node.attrs.fn, c, out.dtype)
     softmax = node.op == Op.ACT and node.attrs.fn == "softmax"  # a row op: whole rows
-    v = ctx.chip.core.vector
-    if softmax and warp_softmax(cols, out.dtype, v.group_lanes):
-        k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype),
-                      act_op("softmax", cols, out.dtype, warp=True), (), MAX_ROWS_PER_TILE,
-                      node.name, latency_rows=_in_flight(ctx.chip))
-        return _rowwise(k, ctx.chip)
-    k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype), op_for(cols),
-                  (), MAX_ROWS_PER_TILE, node.name, None if softmax else op_for)
-    if softmax and _streams(k, node.attrs.stream, ctx.chip):
+    warp = softmax and warp_softmax(cols, out.dtype, ctx.chip.core.vector.group_lanes)
+    k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype),
+                  act_op("softmax", cols, out.dtype, warp=True) if warp else op_for(cols),
+                  (), MAX_ROWS_PER_TILE, node.name, None if softmax else op_for,
+                  latency_rows=_in_flight(ctx.chip) if warp else 0)
+    if softmax and not warp and _streams(k, node.attrs.stream, ctx.chip):
         return _stream(ctx, RowStream("softmax", k.rows, views[0], k.out))
     return _rowwise(k, ctx.chip)
 

@@ -143,7 +143,7 @@ def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
                                       v.row_cycles.get(cls, 0.0), chip)
     else:
         cycles = vector_cycles(cls, rows, cols, chip)
-        tail = chip.core.vector.latency_cycles.get(cls, 0.0)
+        tail = v.latency_cycles.get(cls, 0.0)
     spec = ins.spec
     odt = DType(ins["odt"])
     reads = {Space.SRAM: 0, Space.ACC: 0}

@@ -43,9 +43,9 @@ def test_composed_equals_mapped(model, mode, batch, seq, ctx, opts):
 
 
 def test_what_is_not_composed():
-    plain = MapOptions()
-    assert composable(plain, False, None, None)
-    assert not composable(dataclasses.replace(plain, functional=True), False, None, None)
-    assert not composable(plain, True, None, None)  # a trace needs the programs
-    assert not composable(dataclasses.replace(plain, quant="int8", quant_layers=(0,)), False,
-                          None, None)
+    m, plain = load_model("tiny-llama"), MapOptions()
+    assert composable(m, plain, False, None, None)
+    assert not composable(m, dataclasses.replace(plain, functional=True), False, None, None)
+    assert not composable(m, plain, True, None, None)  # a trace needs the programs
+    assert not composable(m, dataclasses.replace(plain, quant="int8", quant_layers=(0,)),
+                          False, None, None)
