@@ -40,6 +40,10 @@ class ArrayConfig:
     # s before a kernel's first matmul on a core can start (the engine's set-up: operand
     # descriptors, pipeline barriers); paid once per kernel, after each barrier.
     startup: float = field(default=0.0, metadata=spec("time", "non_negative"))
+    # The narrowest GEMM output tile on the weight (N) side the mapper may choose (0: any).
+    # A GPU library never tiles narrower than its MMA's wide side (Hopper's wgmma: 64, with
+    # A and B swapped for a small M); it splits K to fill the cores instead.
+    min_tile_n: int = field(default=0, metadata=spec(bounds="non_negative"))
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,17 @@ class L2Config:
 
 
 @dataclass(frozen=True)
+class CopyEngineConfig:
+    """A chip-level DMA engine that copies within HBM without the cores (a GPU's copy
+    engines, which its driver may use for a large device-to-device ``cudaMemcpy``)."""
+
+    bandwidth: float = field(default=0.0, metadata=spec(
+        "bandwidth", "non_negative", "bytes read + written per second (0: no engine)"))
+    min_bytes: int = field(default=0, metadata=spec(
+        "bytes", "non_negative", "the smallest copy sent to it; smaller ones run as kernels"))
+
+
+@dataclass(frozen=True)
 class EnergyConfig:
     """Energy per event and static power; each preset names its sources in comments."""
 
@@ -168,6 +183,7 @@ class ChipConfig:
     energy: EnergyConfig
     l2: L2Config = field(default_factory=L2Config)
     power: PowerConfig = field(default_factory=PowerConfig)
+    copy_engine: CopyEngineConfig = field(default_factory=CopyEngineConfig)
     kernel_gap: float = field(default=0.0, metadata=spec(
         "time", "non_negative", "between dependent kernels (launch / sync gap; GPUs ~1-3 us)"))
 

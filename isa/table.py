@@ -41,7 +41,7 @@ VECTOR_CLASSES = ("simple", "transcendental", "reduce", "quant", "softmax", "nor
 # How an instruction is priced: free (control and synchronisation: no engine time of its
 # own), by the matrix, DMA or copy formula, by the link model at run time (network), or
 # by its vector class.
-TIMING = ("free", "matrix", "dma", "copy", "network", *VECTOR_CLASSES)
+TIMING = ("free", "matrix", "dma", "copy", "memcpy", "network", *VECTOR_CLASSES)
 FOOTPRINT_KINDS = ("none", "dma", "copy", "mm", "vector", "collective", "p2p")
 
 
@@ -209,6 +209,11 @@ TABLE: tuple[OpSpec, ...] = (
     OpSpec("dma.copy", 0x12, Engine.DMA, (
         Operand("dst", VMEM), Operand("src", VMEM), Operand("dtype", DT), *_shape(),
     ), "dense tile copy within the core (SRAM/accumulator)", "copy", "copy"),
+    OpSpec("dma.memcpy", 0x14, Engine.DMA, (
+        Operand("dst", _m(HBM)), Operand("src", _m(HBM)), Operand("dtype", DT), *_shape(),
+    ), "dense copy of rows x cols elements within HBM on the chip's copy engine "
+       "(copy_engine; a GPU driver's large device-to-device copy), not the core's DMA",
+        "memcpy", "copy"),
     # matrix engine
     OpSpec("mm", 0x20, Engine.MATRIX, (
         Operand("dst", _m(ACC), doc="accumulator tile [m,n] in fp32 / int32"),

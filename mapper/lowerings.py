@@ -42,7 +42,7 @@ from mapper.kernels.rowwise import (
     sum_op,
     warp_softmax,
 )
-from mapper.ops import VIEWS, Op
+from mapper.ops import VIEWS, ActAttrs, Op
 
 MAX_ROWS_PER_TILE = 128  # rows of a row-wise tile at most (fewer when SRAM or rows are short)
 TILES_PER_CORE = 4  # row-wise tiles each core aims for, so DMA and math overlap
@@ -334,26 +334,75 @@ def _act_quant(ctx: Ctx, node: Node) -> Programs:
     return _rowwise(k, ctx.chip)
 
 
+FLAT_ALIGN = 64  # elements: a flattened row is a multiple of this (whole 128-byte lines)
+
+
+def flat_rows(rows: int, cols: int, cores: int) -> tuple[int, int]:
+    """The [rows, cols] an element-wise kernel over contiguous tensors runs as. A GPU's
+    element-wise kernel sees a flat range of elements dealt to blocks over every core,
+    whatever the rows: a few wide rows (one row of 16384) fill many cores, not one each.
+    So rows that cannot fill the cores are re-cut into as many equal rows as there are
+    cores (or the most that divide the elements evenly); rows that can are kept."""
+    if rows >= cores:
+        return rows, cols
+    total = rows * cols
+    for r in range(min(cores, total // FLAT_ALIGN), rows, -1):
+        if total % r == 0 and (total // r) % FLAT_ALIGN == 0:
+            return r, total // r
+    return rows, cols
+
+
 @lowers(Op.ACT, Op.ADD, Op.MUL)
 def _elementwise(ctx: Ctx, node: Node) -> Programs:
     g, addr = ctx.graph, ctx.addr
     out = g.tensors[node.outputs[0]]
     cols = out.shape[1]
+    softmax = node.op == Op.ACT and node.attrs.fn == "softmax"  # a row op: whole rows
+    rows = out.shape[0]
+    if not softmax:
+        rows, cols = flat_rows(rows, cols, ctx.chip.cores)
     views = tuple(View(addr[n], cols, g.tensors[n].dtype) for n in node.inputs)
 
     def op_for(c: int):  # noqa: ANN202
         if node.op in (Op.ADD, Op.MUL):
             return add_op(c, out.dtype, "v.mul" if node.op == Op.MUL else "v.add")
         return act_op(node.attrs.fn, c, out.dtype)
-    softmax = node.op == Op.ACT and node.attrs.fn == "softmax"  # a row op: whole rows
     warp = softmax and warp_softmax(cols, out.dtype, ctx.chip.core.vector.group_lanes)
-    k = RowKernel(out.shape[0], views, View(addr[out.name], cols, out.dtype),
+    k = RowKernel(rows, views, View(addr[out.name], cols, out.dtype),
                   act_op("softmax", cols, out.dtype, warp=True) if warp else op_for(cols),
                   (), MAX_ROWS_PER_TILE, node.name, None if softmax else op_for,
                   latency_rows=_in_flight(ctx.chip) if warp else 0)
     if softmax and not warp and _streams(k, node.attrs.stream, ctx.chip):
         return _stream(ctx, RowStream("softmax", k.rows, views[0], k.out))
     return _rowwise(k, ctx.chip)
+
+
+MEMCPY_ROWS, MEMCPY_COLS = 1 << 15, 1 << 12  # one dma.memcpy's shape at most (16-bit fields)
+
+
+@lowers(Op.COPY)
+def _copy(ctx: Ctx, node: Node) -> Programs:
+    """A whole tensor copied as a driver copies it: on the chip's copy engine when it has
+    one and the copy is at least ``copy_engine.min_bytes`` (one core issues the engine's
+    ``dma.memcpy`` commands: no core moves the bytes), else as an element-wise kernel
+    over the cores (a cast to the same type: read once, written once)."""
+    g, addr = ctx.graph, ctx.addr
+    src, out = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    if src.dtype != out.dtype or src.shape != out.shape:
+        raise MappingError(f"{node.name}: a copy keeps shape and type "
+                           f"({src.shape} {src.dtype} -> {out.shape} {out.dtype})")
+    engine = ctx.chip.copy_engine
+    if not engine.bandwidth or out.nbytes < engine.min_bytes:
+        return _elementwise(ctx, replace(node, op=Op.ACT, attrs=ActAttrs("cast")))
+    dt, elems = out.dtype, math.prod(out.shape)  # contiguous: copied as flat elements
+    prog, step = [], MEMCPY_ROWS * MEMCPY_COLS
+    for e0 in range(0, elems, step):
+        rows, rest = divmod(min(step, elems - e0), MEMCPY_COLS)
+        for e, r, c in ((e0, rows, MEMCPY_COLS), (e0 + rows * MEMCPY_COLS, 1, rest)):
+            if r and c:
+                prog.append(build("dma.memcpy", hbm(addr[out.name] + dt.nbytes(e)),
+                                  hbm(addr[src.name] + dt.nbytes(e)), dt, r, c))
+    return [prog]
 
 
 UNARY = ("v.cast", "v.cos", "v.sin", "v.rsqrt", "v.silu", "v.exp")

@@ -42,6 +42,7 @@ class Op(StrEnum):
     XENT = "xent"  # softmax cross-entropy's gradient w.r.t. the logits
     ACT_BWD = "act_bwd"  # dy * act'(x) of an activation
     EWISE = "ewise"  # one kernel of a composite op as eager PyTorch launches it (mapper.eager)
+    COPY = "copy"  # a tensor copied whole (a device-to-device memcpy)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ ATTRS: dict[Op, type] = {
     Op.ACT_SCALE: QmaxAttrs, Op.ACT_QUANT: NoAttrs,
     Op.ATTENTION_BWD: AttentionAttrs, Op.SILU_MUL_BWD: SiluMulAttrs, Op.NORM_BWD: NormBwdAttrs,
     Op.NORM_XDY: NormBwdAttrs, Op.XENT: XentAttrs, Op.ACT_BWD: ActAttrs,
-    Op.EWISE: EwiseAttrs,
+    Op.EWISE: EwiseAttrs, Op.COPY: NoAttrs,
 }
 VIEWS = frozenset({Op.RENAME, Op.SLICE_ROWS, Op.PLACE_ROWS})  # no data moves
 # attributes of a LINEAR that name tensors (checked to exist by the verifier)

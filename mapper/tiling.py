@@ -75,6 +75,8 @@ def candidates(g: Gemm, chip: ChipConfig) -> list[Tiling]:
     a = chip.core.array
     sizes_m = [s for s in SIZES if s < g.m] + [min(g.m, max(SIZES))]
     sizes_n = [s for s in SIZES if s < g.n] + [min(g.n, max(SIZES))]
+    least = min(a.min_tile_n, g.n)  # a library's narrowest tile on the weight side
+    sizes_n = [s for s in sizes_n if s >= least]
     sizes_k = [s for s in SIZES if s <= max(g.k, 16) and s >= min(16, a.rows)]
     if g.decode == "group":
         sizes_k = [g.group]  # one scale group per K-step

@@ -106,10 +106,13 @@ class CoreSim:
         timer = self.env.timeout(when - self.env.now)
         timer.callbacks.append(SignalAt(self, number))
 
-    def _move(self, nbytes: float, load: bool) -> simpy.Event:
+    def _move(self, nbytes: float, load: bool, cap: float = 0.0) -> simpy.Event:
         """A DMA's bytes on HBM, or split between L2 and HBM for a load (simulator.memory.l2); the
-        core's own rate cap is shared by the two parts in proportion."""
+        core's own rate cap is shared by the two parts in proportion. ``cap`` (bytes/s): a
+        transfer with its own rate (the chip's copy engine), all of it on HBM."""
         m, chip = self.machine, self.chip_id
+        if cap:
+            return m.hbm[chip].transfer(nbytes, cap / 1e9, self.weight)
         hit = m.l2_hits[chip] if load else 0.0
         if hit <= 0.0 or m.l2[chip] is None:
             return m.hbm[chip].transfer(nbytes, self.dma_cap, self.weight)
@@ -134,7 +137,7 @@ class CoreSim:
                 if cost.ns:
                     yield env.timeout(cost.ns)
                 if cost.hbm_bytes:
-                    yield self._move(cost.hbm_bytes, ins.opcode not in STORES)
+                    yield self._move(cost.hbm_bytes, ins.opcode not in STORES, cost.cap)
                     self.dma_tail = max(self.dma_tail, env.now + cost.tail_ns)
                 elif cost.tail_ns and engine is Engine.VECTOR:
                     self.vec_tail = max(self.vec_tail, env.now + cost.tail_ns)

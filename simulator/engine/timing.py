@@ -43,6 +43,7 @@ class Cost:
     ns: float  # fixed duration on its engine
     hbm_bytes: float = 0.0  # bytes moved through the chip's shared HBM bandwidth (DMA)
     tail_ns: float = 0.0  # latency after the bytes move, overlapped with later DMAs
+    cap: float = 0.0  # bytes/s the transfer may move at most (0: the core's DMA rate)
     counts: tuple[float, ...] = (0.0,) * len(COUNTS)
 
 
@@ -226,6 +227,16 @@ def copy_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     )
 
 
+def memcpy_cost(ins: Instruction, chip: ChipConfig) -> Cost:
+    """A copy within HBM on the chip's copy engine: every byte read and written through the
+    shared HBM bandwidth at the engine's own rate (``copy_engine.bandwidth``, read + write;
+    without an engine, the core's DMA rate), then the DMA latency."""
+    n = DType(ins["dtype"]).nbytes(ins["rows"] * ins["cols"])
+    return Cost(ns=0.0, hbm_bytes=2 * n, tail_ns=chip.core.dma.latency * 1e9,
+                cap=chip.copy_engine.bandwidth or chip.core.dma.max_bandwidth or math.inf,
+                counts=_counts(hbm_read=n, hbm_write=n))
+
+
 def free_cost(ins: Instruction, chip: ChipConfig) -> Cost:  # noqa: ARG001
     """Control and synchronisation: no engine time of their own (their waits are the
     engine's), and network instructions, priced by the link model when they run."""
@@ -234,7 +245,7 @@ def free_cost(ins: Instruction, chip: ChipConfig) -> Cost:  # noqa: ARG001
 
 # How each timing class of the table (``isa.table.TIMING``) is priced.
 COSTS = {"free": free_cost, "network": free_cost, "matrix": matmul_cost, "dma": dma_cost,
-         "copy": copy_cost, **{cls: vector_cost for cls in VECTOR_CLASSES}}
+         "copy": copy_cost, "memcpy": memcpy_cost, **{cls: vector_cost for cls in VECTOR_CLASSES}}
 
 
 def static_cost(ins: Instruction, chip: ChipConfig) -> Cost:

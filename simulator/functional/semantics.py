@@ -195,6 +195,7 @@ SEMANTICS: dict[str, Callable[[Access, Instruction], None]] = {
     "v.rmsgrad": _norm_grad(kx.rmsnorm_grad),
     "v.lngrad": _norm_grad(kx.layernorm_grad),
     "dma.copy": _copy,
+    "dma.memcpy": _copy,
     "mm": _mm,
     "v.exp": _unary(kx.exp), "v.gelu": _unary(kx.gelu), "v.silu": _unary(kx.silu),
     "v.relu": _unary(kx.relu), "v.rsqrt": _unary(kx.rsqrt), "v.recip": _unary(kx.reciprocal),
