@@ -270,3 +270,23 @@ def test_w4a4_fp4_runs_the_array_at_four_times_the_bf16_rate():
         return sum(simulate(p, chip).engines["mx"].busy_s for (_, k), p in
                    zip(m.lowered.kernels, m.lowered.kernel_programs) if k == "linear")
     assert macs_s(w4a4) < 0.5 * macs_s(bf)
+
+
+def test_gemm_tiles_are_no_narrower_than_the_chips_least_width():
+    """``core.array.min_tile_n``: a GPU library never tiles the weight side narrower than
+    its MMA's wide side; a GEMM narrower than that keeps its own width."""
+    import dataclasses
+
+    from mapper.lowerings import gemm_of as _gemm
+    from mapper.tiling import candidates
+    from tests.simulator.test_dedupe import gemm_graph
+
+    chip = make_chip(cores=4)
+    gpu = dataclasses.replace(chip, core=dataclasses.replace(
+        chip.core, array=dataclasses.replace(chip.core.array, min_tile_n=64)))
+    wide = gemm_graph(8, 256, 512)
+    g = _gemm(wide, wide.nodes[0], {}, None)
+    assert min(t.tn for t in candidates(g, chip)) < 64
+    assert min(t.tn for t in candidates(g, gpu)) == 64
+    narrow = gemm_graph(8, 256, 32)
+    assert {t.tn for t in candidates(_gemm(narrow, narrow.nodes[0], {}, None), gpu)} == {32}

@@ -78,3 +78,25 @@ def test_norm_wider_than_sram_streams_and_matches_numpy():
                         rows * cols).reshape(rows, cols)
     want = x / np.sqrt((x.astype(np.float64) ** 2).mean(1, keepdims=True) + 1e-5) * w
     np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2 * np.abs(want).max())
+
+
+def test_few_wide_rows_of_an_elementwise_op_fill_the_cores_and_match_numpy():
+    """A GPU's element-wise kernel sees flat elements: 2 rows of 4096 on 8 cores run as 8
+    rows of 1024, one a core, not 2 rows on 2 cores."""
+    from mapper.lowerings import flat_rows
+
+    assert flat_rows(2, 4096, 8) == (8, 1024)
+    assert flat_rows(1, 16384, 132) == (128, 128)
+    assert flat_rows(200, 64, 132) == (200, 64)  # the rows already fill the cores
+    assert flat_rows(1, 100, 4) == (1, 100)  # no even cut into 64-element rows
+    g = Graph()
+    for name in ("a", "b"):
+        g.add(Tensor(name, (2, 4096), DType.BF16, Kind.INPUT))
+    g.add(Tensor("y", (2, 4096), DType.BF16))
+    g.op("add", "l0.add", ["a", "b"], ["y"])
+    rng = np.random.default_rng(3)
+    a, b = (ref.bf16(rng.standard_normal((2, 4096))) for _ in range(2))
+    chip = make_chip(cores=8)
+    assert len(lower(g, chip).programs) == 8
+    got, res = _run(g, {"a": a, "b": b}, "y", chip)
+    assert res.races == () and np.array_equal(got, ref.bf16(a + b))
