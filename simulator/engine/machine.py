@@ -97,10 +97,12 @@ class Machine:
         until.callbacks.append(StopSimulation.callback)
         step = env.step
         try:
-            while True:
+            while not steady.off:
                 step()
                 if steady.due:
                     steady.check()
+            while True:  # given up looking: plain stepping
+                step()
         except StopSimulation:
             return env.now
         except EmptySchedule:

@@ -189,3 +189,24 @@ def test_alike_chips_run_once_through_several_kernels(monkeypatch):
     assert used == [1]
     full = simulate_system(system, progs, groups={1: [0, 1]}, _store=False, dedupe=False)
     same(full, fast)
+
+
+def test_a_run_that_never_finds_a_period_stops_looking(tiles, monkeypatch):
+    """Snapshots cost time: once ``PROBATION`` of them matched nothing and the skips saved
+    less than they cost, the run steps on without looking (same results)."""
+    import simulator.engine.steady as st
+
+    tiles(Tiling(16, 16, 16))
+    chip = make_chip(cores=4)
+    progs = lower(mw.gemm_graph("bf16", 64, 2048, 64), chip).kernel_programs[0]
+    seen = []
+    check = st.SteadyState.check
+
+    def watched(self):
+        seen.append(self)
+        check(self)
+    monkeypatch.setattr(st.SteadyState, "_periods", lambda self, old, new: 0)
+    monkeypatch.setattr(st.SteadyState, "check", watched)
+    same(simulate(progs, chip, limits=FULL, _store=False),
+         simulate(progs, chip, limits=STEADY, _store=False))
+    assert seen and seen[-1].off and seen[-1].taken == st.PROBATION
