@@ -52,7 +52,8 @@ class CoreSim:
         self.sems: dict[int, Semaphore] = {}
         self.barrier = Barrier(self.env, len(STREAM_ENGINES))
         self.busy = {e: 0.0 for e in STREAM_ENGINES}
-        self.blocked: dict[Engine, str | None] = {e: None for e in STREAM_ENGINES}
+        # what each engine waits on, described only if a deadlock is reported (blocked_text)
+        self.blocked: dict[Engine, tuple | None] = {e: None for e in STREAM_ENGINES}
         self.done = {e: False for e in STREAM_ENGINES}
         self.dma_tail = 0.0  # when the last DMA in flight delivers (ns)
         self.vec_tail = 0.0  # when the last vector op's result is ready (its latency)
@@ -69,6 +70,18 @@ class CoreSim:
         if s is None:
             s = self.sems[number] = Semaphore(self.env)
         return s
+
+    def blocked_text(self, engine: Engine) -> str | None:
+        """What ``engine`` waits on, in words (None: not blocked)."""
+        what = self.blocked[engine]
+        if what is None:
+            return None
+        kind, pc = what[0], what[1]
+        if kind == "peers":
+            return f"{self.where(pc)} waiting for its peers"
+        if kind == "sem":
+            return f"{self.where(pc)} on {engine.value}: waits for semaphore {what[2]} >= {what[3]}"
+        return f"{self.where(pc)} on {engine.value}: at barrier"
 
     def where(self, pc: int) -> str:
         ins = self.program.instructions[pc]
@@ -142,7 +155,7 @@ class CoreSim:
                 elif cost.tail_ns and engine is Engine.VECTOR:
                     self.vec_tail = max(self.vec_tail, env.now + cost.tail_ns)
                 if engine is Engine.NETWORK:
-                    self.blocked[engine] = f"{self.where(pc)} waiting for its peers"
+                    self.blocked[engine] = ("peers", pc)
                     yield from machine.network.execute(self, pc, ins, regs)
                     self.blocked[engine] = None
                 end = env.now
@@ -191,8 +204,7 @@ class CoreSim:
                     raise BudgetError(self._budget_message(pc))
                 event = self.sem(number).wait(need)
                 if event is not None:
-                    self.blocked[engine] = (f"{self.where(pc)} on {engine.value}: waits for "
-                                            f"semaphore {number} >= {need}")
+                    self.blocked[engine] = ("sem", pc, number, need)
                     yield event
                     self.blocked[engine] = None
                 if machine.functional is not None:
@@ -201,7 +213,7 @@ class CoreSim:
                 yield from self._drain(engine)
                 if engine is Engine.MATRIX:
                     self.mx_warm = False
-                self.blocked[engine] = f"{self.where(item[1])} on {engine.value}: at barrier"
+                self.blocked[engine] = ("barrier", item[1])
                 scope = ("core", self.chip_id, self.core_id)
                 if machine.functional is not None:
                     machine.functional.on_barrier_arrive(self, engine, scope)

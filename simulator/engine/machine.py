@@ -109,7 +109,8 @@ class Machine:
             raise DeadlockError(self._deadlock_report(self.cores)) from None
 
     def _deadlock_report(self, cores: list[CoreSim]) -> str:
-        blocked = [msg for c in cores for e, msg in c.blocked.items() if msg and not c.done[e]]
+        blocked = [c.blocked_text(e) for c in cores for e, what in c.blocked.items()
+                   if what and not c.done[e]]
         shown = "; ".join(blocked[:8]) + (f"; and {len(blocked) - 8} more" if len(blocked) > 8
                                           else "")
         return f"deadlock at t={self.env.now:.0f} ns: {shown}"

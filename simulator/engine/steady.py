@@ -335,6 +335,8 @@ class SteadyState:
             bw.bytes_moved += k * (b1 - b0)
             bw.busy_ns += k * (n1 - n0)
             bw._last += shift
+            bw._due += shift
+            bw._timer_at += shift
         env._queue[:] = [(t + shift, p, e, ev) for t, p, e, ev in env._queue]
         env._now += shift
         self.skipped_periods += k

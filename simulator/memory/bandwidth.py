@@ -53,6 +53,11 @@ class SharedBandwidth:
         self._seq = 0
         self._last = 0.0
         self._generation = 0
+        # the nearest finish as last computed, and when the armed timer fires (inf: none).
+        # A start that only delays the nearest finish keeps the armed timer: it fires early,
+        # finds nothing done and re-arms, instead of leaving a stale timer per start.
+        self._due = math.inf
+        self._timer_at = math.inf
         self.bytes_moved = 0.0
         self.busy_ns = 0.0
 
@@ -110,21 +115,30 @@ class SharedBandwidth:
             n -= f.weight
 
     def _reschedule(self) -> None:
-        self._generation += 1
         if self._heap:
             dt = (self._heap[0][0] - self._served) / self._rate()
         elif self.flows:
             self._share()
             dt = min(f.remaining / f.rate for f in self.flows)
         else:
+            self._due = math.inf
             return
-        timer = self.env.timeout(max(dt, 0.0))
-        timer.callbacks.append(Wake(self, self._generation))
+        delay = max(dt, 0.0)
+        self._due = self.env.now + delay
+        if self._due < self._timer_at:  # sooner than the armed timer (or none): arm anew
+            self._generation += 1
+            self._timer_at = self._due
+            timer = self.env.timeout(delay)
+            timer.callbacks.append(Wake(self, self._generation))
 
     def _wake(self, gen: int) -> None:
         if gen != self._generation:
-            return  # a start or finish since then rescheduled
+            return  # a sooner timer was armed since
+        self._timer_at = math.inf
         self._advance()
+        if self.env.now < self._due:  # armed for a finish a later start put off: re-arm
+            self._reschedule()
+            return
         if self._heap:
             slack = 1e-6 * max(1.0, self._rate())
             done = [heapq.heappop(self._heap)[2]]  # the nearest, whatever the rounding
