@@ -20,6 +20,7 @@ from simulator.engine.streams import (
     HALT,
     LOOP,
     OP,
+    RUN,
     SIGNAL,
     STREAM_ENGINES,
     WAIT,
@@ -47,7 +48,8 @@ class CoreSim:
         self.chip = chip
         self.weight = weight  # identical cores this one stands for
         self.streams, self.costs = compile_streams(program, chip,
-                                                   machine.known_costs[chip_id])
+                                                   machine.known_costs[chip_id],
+                                                   runs=machine.runs)
         self.exec_counts = [0] * len(program.instructions)
         self.sems: dict[int, Semaphore] = {}
         self.barrier = Barrier(self.env, len(STREAM_ENGINES))
@@ -169,6 +171,20 @@ class CoreSim:
                                           start, end))
                 if machine.functional is not None:
                     machine.functional.execute(self, engine, pc, ins, regs)
+            elif tag == RUN:  # consecutive vector ops: one timeout for the stretch
+                start = env.now
+                t, counts = start, self.exec_counts
+                for pc, _ins, cost in item[1]:
+                    t += cost.ns
+                    if cost.tail_ns:
+                        self.vec_tail = max(self.vec_tail, t + cost.tail_ns)
+                    counts[pc] += 1
+                machine.executed += self.weight * len(item[1])
+                if t > start:
+                    yield env.timeout(t - start)
+                self.busy[engine] += env.now - start
+                if machine.executed > machine.max_instructions or env.now > machine.max_time_ns:
+                    raise BudgetError(self._budget_message(item[1][-1][0]))
             elif tag == LOOP:
                 loop = item[1]
                 saved = regs[:]

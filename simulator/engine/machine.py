@@ -60,6 +60,9 @@ class Machine:
         self.network = network or SingleChipNetwork()
         self.network.attach(self)
         self.known_costs: list[dict] = [{} for _ in self.chips]  # instruction -> cost
+        # vector stretches as one timeout each, unless a trace or functional mode must see
+        # every instruction (simulator.engine.streams.RUN)
+        self.runs = not trace and functional is None
         self.cores: list[CoreSim] = []
         for (chip_id, core_id), prog in sorted(programs.items()):
             if not 0 <= chip_id < len(self.chips):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from simpy.events import Condition
 
-from simulator.engine.streams import LOOP, OP, STREAM_ENGINES
+from simulator.engine.streams import LOOP, OP, RUN, STREAM_ENGINES
 
 if TYPE_CHECKING:
     from simulator.engine.machine import Machine
@@ -268,6 +268,8 @@ class SteadyState:
                 ctr = loc["ctr"]
                 frames.append((ctr, ctr[0], item[1], loc["regs"]))
                 pos.append(("loop", id(loc["items"]), item[1].pc))
+            elif item[0] == RUN:
+                pos.append(_Op(("run", id(loc["items"]), item[1][0][0]), loc.get("start", now)))
             elif item[0] == OP:  # the struct compares the first three only
                 pos.append(_Op(("op", id(loc["items"]), item[1]), loc.get("start", now)))
             else:

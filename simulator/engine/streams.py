@@ -17,7 +17,11 @@ from simulator.errors import SimError
 from simulator.memory.bounds import check, widen
 
 STREAM_ENGINES = (Engine.DMA, Engine.MATRIX, Engine.VECTOR, Engine.NETWORK)
-OP, LOOP, SIGNAL, WAIT, BARRIER, HALT = range(6)
+OP, LOOP, SIGNAL, WAIT, BARRIER, HALT, RUN = range(7)
+# RUN: consecutive vector instructions with nothing between them ((pc, ins, cost), ...): no
+# other engine can see the vector engine between them (they touch no shared bandwidth, no
+# semaphore), so one timeout covers the run, each op's end (and result latency) computed on
+# the way; only when a run is neither traced nor functional, which see every instruction.
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,11 @@ class Loop:
     regs: tuple[tuple[int, int], ...]  # (register, increment) pairs
 
 
-def compile_streams(program: Program, chip: ChipConfig, known: dict | None = None
-                    ) -> tuple[dict[Engine, tuple], list[Cost]]:
+def compile_streams(program: Program, chip: ChipConfig, known: dict | None = None,
+                    runs: bool = False) -> tuple[dict[Engine, tuple], list[Cost]]:
     """Per-engine streams and the static cost of every instruction (indexed by pc).
-    ``known`` keeps costs by instruction for the cores of one chip (they repeat them)."""
+    ``known`` keeps costs by instruction for the cores of one chip (they repeat them);
+    ``runs`` folds consecutive vector instructions into RUN items."""
     if known is None:
         costs = [static_cost(ins, chip) for ins in program.instructions]
     else:
@@ -45,7 +50,7 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
     streams = {}
     for engine in STREAM_ENGINES:
         body, _ = _block(program.instructions, 0, len(program.instructions), engine, costs)
-        streams[engine] = body
+        streams[engine] = _runs(body) if runs and engine is Engine.VECTOR else body
     return streams, costs
 
 
@@ -118,3 +123,28 @@ def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine,
                 items.append((OP, pc, ins, costs[pc]))
         pc += 1
     return tuple(items), bool(items)
+
+
+def _runs(items: tuple) -> tuple:
+    """``items`` with every stretch of two or more consecutive OPs made one RUN (loop bodies
+    too)."""
+    out: list = []
+    stretch: list = []
+
+    def flush() -> None:
+        if len(stretch) > 1:
+            out.append((RUN, tuple((it[1], it[2], it[3]) for it in stretch)))
+        else:
+            out.extend(stretch)
+        stretch.clear()
+    for it in items:
+        if it[0] == OP:
+            stretch.append(it)
+            continue
+        flush()
+        if it[0] == LOOP:
+            loop = it[1]
+            it = (LOOP, Loop(loop.pc, loop.count, _runs(loop.body), loop.regs))
+        out.append(it)
+    flush()
+    return tuple(out)
