@@ -139,11 +139,12 @@ class CoreSim:
 
     def _run(self, engine: Engine, items: tuple, regs: list[int]):
         """Execute ``items``; returns True when a ``halt`` was reached."""
-        env, machine = self.env, self.machine
+        env, machine, costs = self.env, self.machine, self.costs
         for item in items:
             tag = item[0]
             if tag == OP:
-                pc, ins, cost = item[1], item[2], item[3]
+                pc, ins = item[1], item[2]
+                cost = costs[pc]
                 start = env.now
                 if engine is Engine.MATRIX and not self.mx_warm:
                     self.mx_warm = True  # a kernel's first matmul waits for the set-up
@@ -174,7 +175,8 @@ class CoreSim:
             elif tag == RUN:  # consecutive vector ops: one timeout for the stretch
                 start = env.now
                 t, counts = start, self.exec_counts
-                for pc, _ins, cost in item[1]:
+                for pc, _ins in item[1]:
+                    cost = costs[pc]
                     t += cost.ns
                     if cost.tail_ns:
                         self.vec_tail = max(self.vec_tail, t + cost.tail_ns)

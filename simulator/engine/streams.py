@@ -18,7 +18,10 @@ from simulator.memory.bounds import check, widen
 
 STREAM_ENGINES = (Engine.DMA, Engine.MATRIX, Engine.VECTOR, Engine.NETWORK)
 OP, LOOP, SIGNAL, WAIT, BARRIER, HALT, RUN = range(7)
-# RUN: consecutive vector instructions with nothing between them ((pc, ins, cost), ...): no
+# OP items are (OP, pc, instruction): the cost is the machine's, looked up by pc, so a
+# program's streams do not depend on the clock and are compiled once for every run of it
+# (a power-capped kernel runs at several clocks).
+# RUN: consecutive vector instructions with nothing between them ((pc, ins), ...): no
 # other engine can see the vector engine between them (they touch no shared bandwidth, no
 # semaphore), so one timeout covers the run, each op's end (and result latency) computed on
 # the way; only when a run is neither traced nor functional, which see every instruction.
@@ -47,11 +50,25 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
                 cost = known[ins] = static_cost(ins, chip)
             costs.append(cost)
     checked_bounds(program, chip)
+    return _streams(program, runs), costs
+
+
+_STREAMS: dict[tuple[int, bool], tuple[Program, dict]] = {}  # (id, runs) -> (program, streams)
+
+
+def _streams(program: Program, runs: bool) -> dict[Engine, tuple]:
+    """The per-engine streams of ``program``, compiled once (they hold no costs)."""
+    seen = _STREAMS.get((id(program), runs))
+    if seen is not None and seen[0] is program:
+        return seen[1]
     streams = {}
     for engine in STREAM_ENGINES:
-        body, _ = _block(program.instructions, 0, len(program.instructions), engine, costs)
+        body, _ = _block(program.instructions, 0, len(program.instructions), engine)
         streams[engine] = _runs(body) if runs and engine is Engine.VECTOR else body
-    return streams, costs
+    if len(_STREAMS) > 16384:  # bounded: entries keep their programs alive
+        _STREAMS.clear()
+    _STREAMS[(id(program), runs)] = (program, streams)
+    return streams
 
 
 _CHECKED: dict[int, tuple[Program, tuple[int, int, int]]] = {}  # id -> (program, memories)
@@ -90,8 +107,8 @@ def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: di
         pc += 1
 
 
-def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine,
-           costs: list[Cost]) -> tuple[tuple, bool]:
+def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine
+           ) -> tuple[tuple, bool]:
     """Items for [start, end) on ``engine``; the flag says whether any item must run."""
     items: list = []
     pc = start
@@ -103,7 +120,7 @@ def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine,
             if not pc < stop <= end:
                 raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
                                f"(loops must nest)")
-            body, needed = _block(prog, pc + 1, stop, engine, costs)
+            body, needed = _block(prog, pc + 1, stop, engine)
             if needed:
                 regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
                                                          (ins["r1"], ins["inc1"])) if r)
@@ -120,7 +137,7 @@ def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine,
             elif mn == "sem.wait":
                 items.append((WAIT, pc, ins["sem"], ins["count"]))
             else:
-                items.append((OP, pc, ins, costs[pc]))
+                items.append((OP, pc, ins))
         pc += 1
     return tuple(items), bool(items)
 
@@ -133,7 +150,7 @@ def _runs(items: tuple) -> tuple:
 
     def flush() -> None:
         if len(stretch) > 1:
-            out.append((RUN, tuple((it[1], it[2], it[3]) for it in stretch)))
+            out.append((RUN, tuple((it[1], it[2]) for it in stretch)))
         else:
             out.extend(stretch)
         stretch.clear()
