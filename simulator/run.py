@@ -52,9 +52,7 @@ def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
     if store is not None:
         k = cache.key("chip", chip, keyed, (limits, dedupe, hits))
         if (hit := store.get(k)) is not None:
-            # the key holds the programs without their addresses (timing never depends on
-            # one): a hit says nothing of this program's bounds
-            for p in progs.values():
+            for p in progs.values():  # a program out of bounds stays an error
                 checked_bounds(p, chip)
             return hit
         result = _uncached(keyed, chip, limits, dedupe, hits)
@@ -71,10 +69,7 @@ def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
 
 def _uncached(keyed: dict, chip: ChipConfig, limits: RunLimits, dedupe: bool,
               hits: list[float]) -> SimResult:
-    """A performance-mode simulation of one chip. Every core's program is checked against
-    its memories first, not only the ones the identical-cores shortcut simulates."""
-    for p in keyed.values():
-        checked_bounds(p, chip)
+    """A performance-mode simulation of one chip."""
     weights = None
     if dedupe:
         keyed, weights = group_identical(keyed)
@@ -156,7 +151,7 @@ def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Pro
                       (limits, dedupe, sorted((groups or {}).items()), hits,
                        sorted((c, sorted(a.items())) for c, a in (aliases or {}).items())))
         if (hit := store.get(k)) is not None:
-            for (c, _), p in keyed.items():  # a hit says nothing of addresses (above)
+            for (c, _), p in keyed.items():  # a program out of bounds stays an error
                 checked_bounds(p, system.chips[c])
             return hit
         result = _system_run(system, keyed, groups, False, False, limits, None, dedupe, hits,
@@ -184,8 +179,6 @@ def _system_hits(system: SystemConfig, keyed: dict) -> list[float]:
 def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, functional: bool,
                 trace: bool, limits: RunLimits, memory_limit: int | None, dedupe: bool,
                 hits: list[float], aliases: dict | None = None) -> SimResult:
-    for (c, _), p in keyed.items():  # every core's, not only the ones dedupe simulates
-        checked_bounds(p, system.chips[c])
     classes = _chip_classes(system, keyed, hits) if dedupe and not (functional or trace) \
         else None
     if classes is not None:
