@@ -130,6 +130,12 @@ def grouped_cycles(rows: int, cols: int, row_lanes: int, op: float, per_row: flo
     return v.pipeline_cycles + share, max(0.0, w * v.issue_rows - share)
 
 
+# A norm's per-row cost and result latency are its chain of dependent block reductions:
+# LayerNorm's mean and variance (two), RMSNorm's mean of squares (one). The norm class's
+# row_cycles and latency_cycles are a LayerNorm's (fitted there); an RMSNorm pays this share.
+NORM_SHARE = {"v.rmsnorm": 0.5}
+
+
 def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     """``vector_cycles`` of the instruction's op class (``warp_cycles`` for a warp-per-row
     op on a chip with lane groups); counts element-ops and bytes."""
@@ -145,6 +151,10 @@ def vector_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     else:
         cycles = vector_cycles(cls, rows, cols, chip)
         tail = v.latency_cycles.get(cls, 0.0)
+        share = NORM_SHARE.get(ins.spec.mnemonic)
+        if share is not None:
+            cycles -= rows * v.row_cycles.get(cls, 0.0) * (1.0 - share)
+            tail *= share
     spec = ins.spec
     odt = DType(ins["odt"])
     reads = {Space.SRAM: 0, Space.ACC: 0}

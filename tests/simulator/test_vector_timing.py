@@ -241,3 +241,24 @@ def test_welford_is_a_block_per_row():
     # a warp's share: ceil(64 / 16) x 4 + 2 = 18 cycles; a lone one issues every third cycle
     assert simulate(prog(welford(1)), chip).cycles == pytest.approx(8 + 3 * 18)
     assert simulate(prog(welford(4)), chip).cycles == pytest.approx(8 + 4 * 18)
+
+
+def test_an_rmsnorm_pays_half_a_layernorms_row_cost_and_latency():
+    """One block reduction (the mean of squares) against LayerNorm's two: the norm class's
+    per-row cycles and result latency are a LayerNorm's, an RMSNorm pays half of each;
+    the per-element cost is the same."""
+    from simulator.engine.timing import vector_cost
+
+    chip = make_chip()
+    v = dataclasses.replace(chip.core.vector, op_cycles={**chip.core.vector.op_cycles,
+                                                         "norm": 4.0},
+                            row_cycles={"norm": 300.0}, latency_cycles={"norm": 1000.0})
+    chip = dataclasses.replace(chip, core=dataclasses.replace(chip.core, vector=v))
+
+    def cost(mn: str):
+        return vector_cost(build(mn, MemRef(S, 0), MemRef(S, 0x8000), MemRef(S, 0x10000),
+                                 8, 256, "bf16", "bf16", 1e-5), chip)
+    ln, rms = cost("v.layernorm"), cost("v.rmsnorm")
+    ns = 1e9 / chip.clock_hz
+    assert ln.ns - rms.ns == pytest.approx(8 * 150.0 * ns)
+    assert rms.tail_ns == pytest.approx(ln.tail_ns / 2) and ln.tail_ns == pytest.approx(1000 * ns)
