@@ -61,6 +61,10 @@ def test_include_cycle_through_a_subfolder(tmp_path):
      "core.vector.group_lanes: 24 does not divide the 32 lanes"),
     (EDGE.replace("    lanes: 32", "    lanes: 32\n    warp_op_cycles: {sofmax: 5}"),
      "core.vector.warp_op_cycles.sofmax: unknown op class"),
+    (EDGE + "\ncopy_engine: {bandwidth: 1 TB/s, min_bytes: -5}\n",
+     "copy_engine.min_bytes: must be a non-negative integer"),
+    (EDGE + "\ncopy_engine: {bandwidth: 2 furlongs}\n",
+     "copy_engine.bandwidth: unit 'furlongs' is not a bandwidth unit"),
 ])
 def test_chip_yaml(tmp_path, text, message):
     (tmp_path / "c.yaml").write_text(text)
