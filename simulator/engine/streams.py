@@ -53,38 +53,43 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
     return _streams(program, runs), costs
 
 
+KEPT = 16384  # programs a per-program table remembers (entries keep their programs alive)
 _STREAMS: dict[tuple[int, bool], tuple[Program, dict]] = {}  # (id, runs) -> (program, streams)
+_CHECKED: dict[int, tuple[Program, tuple[int, int, int]]] = {}  # id -> (program, memories)
+
+
+def _recall(table: dict, key: object, program: Program) -> object:
+    """What ``table`` keeps for this very program under ``key`` (None: nothing)."""
+    seen = table.get(key)
+    return seen[1] if seen is not None and seen[0] is program else None
+
+
+def _keep(table: dict, key: object, program: Program, value: object) -> None:
+    if len(table) > KEPT:
+        table.clear()
+    table[key] = (program, value)
 
 
 def _streams(program: Program, runs: bool) -> dict[Engine, tuple]:
     """The per-engine streams of ``program``, compiled once (they hold no costs)."""
-    seen = _STREAMS.get((id(program), runs))
-    if seen is not None and seen[0] is program:
-        return seen[1]
-    streams = {}
-    for engine in STREAM_ENGINES:
-        body, _ = _block(program.instructions, 0, len(program.instructions), engine)
-        streams[engine] = _runs(body) if runs and engine is Engine.VECTOR else body
-    if len(_STREAMS) > 16384:  # bounded: entries keep their programs alive
-        _STREAMS.clear()
-    _STREAMS[(id(program), runs)] = (program, streams)
+    streams = _recall(_STREAMS, (id(program), runs), program)
+    if streams is None:
+        streams = {}
+        for engine in STREAM_ENGINES:
+            body, _ = _block(program.instructions, 0, len(program.instructions), engine)
+            streams[engine] = _runs(body) if runs and engine is Engine.VECTOR else body
+        _keep(_STREAMS, (id(program), runs), program, streams)
     return streams
-
-
-_CHECKED: dict[int, tuple[Program, tuple[int, int, int]]] = {}  # id -> (program, memories)
 
 
 def checked_bounds(program: Program, chip: ChipConfig) -> None:
     """``check_bounds`` once per program and memory sizes (a power-capped run simulates the
     same programs again at other clocks; bounds do not depend on the clock)."""
     sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
-    seen = _CHECKED.get(id(program))
-    if seen is not None and seen[0] is program and seen[1] == sizes:
+    if _recall(_CHECKED, id(program), program) == sizes:
         return
     check_bounds(program.instructions, 0, len(program.instructions), {}, chip)
-    if len(_CHECKED) > 16384:  # bounded: entries keep their programs alive
-        _CHECKED.clear()
-    _CHECKED[id(program)] = (program, sizes)
+    _keep(_CHECKED, id(program), program, sizes)
 
 
 def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict,
