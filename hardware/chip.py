@@ -103,6 +103,9 @@ class DmaConfig:
     unaligned_bandwidth: float = field(default=0.0, metadata=spec(
         "bandwidth", "non_negative", "the rate one core moves such rows at, element by "
         "element (0: no penalty)"))
+    gemm_window: int = field(default=0, metadata=spec(
+        "bytes", "non_negative", "bytes a GEMM kernel keeps in flight from HBM on one core "
+        "(0: no limit); its loads move at most gemm_window / latency (Little's law)"))
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,8 @@ def _dma(mn: str, opcode: int, dst: Mem, src: Mem, sem: str) -> OpSpec:
         Operand("depth", U16, 1, "number of planes (3-D tile)"),
         Operand("stride2", UInt(40), 0, "HBM-side plane stride in elements (0: rows*stride)"),
         Operand("pitch", UInt(16), 0, "SRAM-side row pitch in elements (0: cols)"),
+        Operand("window", UInt(16), 0, "KiB the issuing kernel keeps in flight on this core "
+                "(0: no limit): the HBM part moves at most window / dma.latency"),
     ), semantics=sem)
 
 

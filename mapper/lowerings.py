@@ -143,6 +143,7 @@ def gemm_kernel(g: Gemm, t: Tiling, chip: ChipConfig, scratch: int,
     """A GEMM's per-core programs; split-K (``k_splits``) runs in two phases: every core
     computes one tile's partial sums over its K range into fp32 scratch, then, after a
     chip-wide sync (a second kernel on a GPU), the parts are summed row-wise and cast."""
+    g = replace(g, window=-(-chip.core.dma.gemm_window // 1024))  # the ISA's unit is KiB
     parts = k_splits(g, t, chip.cores)
     if parts == 1:
         return gemm_programs(g, t, chip.cores)

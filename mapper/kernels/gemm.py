@@ -77,6 +77,9 @@ class Gemm:
     # batched (strided) GEMM, one launch for ``groups`` independent m x k x n products (a
     # per-head projection, as cuBLAS's strided batched GEMM): group q reads A at
     # a + q * a_stride, W at w + q * w_stride, writes C at c + q * c_stride (bytes)
+    # KiB the kernel keeps in flight per core (the chip's ``core.dma.gemm_window``): its
+    # loads carry it, so their HBM part moves at most window / latency
+    window: int = 0
     groups: int = 1
     a_stride: int = 0
     w_stride: int = 0
@@ -312,27 +315,30 @@ def _a_load(g: Gemm, p: SramPlan, b: int, a_row: int, k0: int, reg: int | None, 
     """The A tile of a K step: tm runs of tk, or (A stored transposed) tk runs of tm."""
     if g.a_trans:
         return build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(k0 * lda), reg),
-                     g.adt, tk, tm, stride=lda)
+                     g.adt, tk, tm, stride=lda, window=g.window)
     return build("dma.load", sram(p.a[b]), hbm(a_row + g.adt.nbytes(k0), reg), g.adt, tm, tk,
-                 stride=lda)
+                 stride=lda, window=g.window)
 
 
 def _w_load(g: Gemm, p: SramPlan, b: int, addr: int, reg: int | None, tk: int,
             tn: int) -> list[Instruction]:
+    win = g.window
     if g.decode == "group":  # the codes and the scale row right after them
-        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn),
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn, window=win),
                 build("dma.load", sram(p.w[b] + g.wdt.nbytes(tk * tn)),
-                      hbm(addr + g.wdt.nbytes(tk * tn), reg), DType.FP32, 1, tn)]
+                      hbm(addr + g.wdt.nbytes(tk * tn), reg), DType.FP32, 1, tn, window=win)]
     if g.w_layout == "row":
-        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn, stride=g.n)]
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn, stride=g.n,
+                      window=win)]
     if g.w_layout == "col":
-        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tn, tk, stride=g.k)]
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tn, tk, stride=g.k,
+                      window=win)]
     if not g.sparse:
-        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn)]
+        return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk, tn, window=win)]
     vals = g.wdt.nbytes(tk // 2 * tn)
-    return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk // 2, tn),
+    return [build("dma.load", sram(p.w[b]), hbm(addr, reg), g.wdt, tk // 2, tn, window=win),
             build("dma.load", sram(p.w[b] + vals), hbm(addr + vals, reg), DType.INT8, tk // 8,
-                  tn)]
+                  tn, window=win)]
 
 
 def _extras_load(g: Gemm, t: Tiling, p: SramPlan, i: int, j: int, tm: int,

@@ -121,20 +121,26 @@ class CoreSim:
         timer = self.env.timeout(when - self.env.now)
         timer.callbacks.append(SignalAt(self, number))
 
-    def _move(self, nbytes: float, load: bool, cap: float = 0.0) -> simpy.Event:
+    def _move(self, nbytes: float, load: bool, cap: float = 0.0,
+              hbm_cap: float = 0.0) -> simpy.Event:
         """A DMA's bytes on HBM, or split between L2 and HBM for a load (simulator.memory.l2); the
         core's own rate cap is shared by the two parts in proportion. ``cap`` (bytes/s): a
-        transfer with its own rate (the chip's copy engine), all of it on HBM."""
+        transfer with its own rate (the chip's copy engine), all of it on HBM. ``hbm_cap``
+        (bytes/s): the most the HBM part may move at (its kernel's window, Little's law)."""
         m, chip = self.machine, self.chip_id
         if cap:
             return m.hbm[chip].transfer(nbytes, cap / 1e9, self.weight)
         hit = m.l2_hits[chip] if load else 0.0
+        own = min(self.dma_cap, hbm_cap / 1e9) if hbm_cap else self.dma_cap
         if hit <= 0.0 or m.l2[chip] is None:
-            return m.hbm[chip].transfer(nbytes, self.dma_cap, self.weight)
+            return m.hbm[chip].transfer(nbytes, own, self.weight)
         miss = 1.0 - hit
         parts = [m.l2[chip].transfer(nbytes * hit, self.dma_cap * hit, self.weight)]
         if miss > 0:
-            parts.append(m.hbm[chip].transfer(nbytes * miss, self.dma_cap * miss, self.weight))
+            hbm_rate = self.dma_cap * miss
+            if hbm_cap:
+                hbm_rate = min(hbm_rate, hbm_cap / 1e9)
+            parts.append(m.hbm[chip].transfer(nbytes * miss, hbm_rate, self.weight))
         return self.env.all_of(parts)
 
     def _run(self, engine: Engine, items: tuple, regs: list[int]):
@@ -153,7 +159,8 @@ class CoreSim:
                 if cost.ns:
                     yield env.timeout(cost.ns)
                 if cost.hbm_bytes:
-                    yield self._move(cost.hbm_bytes, ins.opcode not in STORES, cost.cap)
+                    yield self._move(cost.hbm_bytes, ins.opcode not in STORES, cost.cap,
+                                     cost.hbm_cap)
                     self.dma_tail = max(self.dma_tail, env.now + cost.tail_ns)
                 elif cost.tail_ns and engine is Engine.VECTOR:
                     self.vec_tail = max(self.vec_tail, env.now + cost.tail_ns)

@@ -44,6 +44,7 @@ class Cost:
     hbm_bytes: float = 0.0  # bytes moved through the chip's shared HBM bandwidth (DMA)
     tail_ns: float = 0.0  # latency after the bytes move, overlapped with later DMAs
     cap: float = 0.0  # bytes/s the transfer may move at most (0: the core's DMA rate)
+    hbm_cap: float = 0.0  # bytes/s its HBM part may move at most (0: no limit of its own)
     counts: tuple[float, ...] = (0.0,) * len(COUNTS)
 
 
@@ -201,12 +202,21 @@ def dma_cost(ins: Instruction, chip: ChipConfig) -> Cost:
     load = ins.mnemonic == "dma.load"
     return Cost(
         ns=_unaligned_ns(ins, payload, chip),
-        hbm_bytes=charged,
+        hbm_bytes=charged, hbm_cap=window_rate(1024 * ins["window"], chip),
         tail_ns=(chip.core.dma.latency if load or not chip.core.dma.store_latency
                  else chip.core.dma.store_latency) * 1e9,
         counts=_counts(hbm_read=charged if load else 0, hbm_write=0 if load else charged,
                        sram_write=payload if load else 0, sram_read=0 if load else payload),
     )
+
+
+def window_rate(window: int, chip: ChipConfig) -> float:
+    """Little's law: a kernel that keeps ``window`` bytes in flight on a core, each request
+    waiting ``dma.latency`` for HBM, moves at most window / latency bytes/s from HBM (0: no
+    window, no limit). A GPU library's GEMV keeps few bytes in flight per SM, so fewer SMs
+    than the HBM needs cannot reach its bandwidth whatever the HBM's peak."""
+    lat = chip.core.dma.latency
+    return window / lat if window and lat > 0 else 0.0
 
 
 def _unaligned_ns(ins: Instruction, payload: int, chip: ChipConfig) -> float:

@@ -66,7 +66,7 @@ def test_nop_is_a_zero_word():
     (lambda w: w.__setitem__((0, 0), int(w[0, 0]) | 3 << 8), "operand 'dst': space code 3"),
 ])
 def test_decoder_rejects_invalid_words(mutate, message):
-    ins = build("dma.load", MemRef(Space.SRAM, 0), MemRef(Space.HBM, 0), DType.BF16, 1, 1)
+    ins = build("dma.copy", MemRef(Space.SRAM, 0), MemRef(Space.SRAM, 64), DType.BF16, 1, 1)
     words = encode_words([build("nop"), ins]).copy()
     row = words[1:2]
     mutate(row)
