@@ -103,9 +103,38 @@ def kind_of(df: pd.DataFrame, source: str) -> str:
                         f"docs/validation.md)")
 
 
+# What decides a row's answer: every package's code and the model and chip presets beside it
+SOURCES = ("isa", "hardware", "simulator", "mapper", "experiments")
+
+
 def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     """The model's figures for one row: ``predicted`` (ms per call, or mean board power for
-    power rows), with the clock and the mean power the run had."""
+    power rows), with the clock and the mean power the run had.
+
+    A row answered before is answered from the cache (``simulator.cache.Memo``) under a key
+    of every package's code and preset files, the whole target (chip or system fields, the
+    instruction budget) and the row's every column, so an edit anywhere asks again; its
+    kernels are still priced from the kernel-cost cache when it is asked again."""
+    from simulator.cache import Memo, code_digest, current
+
+    store = current()
+    if store is None:
+        return _predict_row(target, kind, row)
+    memo = Memo(store, "validate:" + code_digest(SOURCES, ("*.py", "*.yaml")))
+    key = repr((kind, target, sorted((str(k), str(v)) for k, v in row.items())))
+    figures = memo.get(key)
+    if isinstance(figures, dict):
+        store.stats.answers += 1
+        return figures
+    figures = _predict_row(target, kind, row)
+    try:
+        memo[key] = figures
+    except (TypeError, ValueError):  # a figure JSON cannot hold: answered, not kept
+        pass
+    return figures
+
+
+def _predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     from simulator.run import burst_clock
 
     if kind in TRAIN:

@@ -44,12 +44,13 @@ def enabled() -> bool:
 
 
 @cache
-def code_digest(packages: tuple[str, ...] = CODE) -> str:
-    """A digest of the simulator's code (or of ``packages``): any edit changes every key."""
+def code_digest(packages: tuple[str, ...] = CODE, suffixes: tuple[str, ...] = ("*.py",)) -> str:
+    """A digest of the simulator's code (or of the ``suffixes`` files of ``packages``): any
+    edit changes every key."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.blake2b(digest_size=16)
     for pkg in packages:
-        for path in sorted((root / pkg).rglob("*.py")):
+        for path in sorted(p for suffix in suffixes for p in (root / pkg).rglob(suffix)):
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()
@@ -109,14 +110,17 @@ def from_json(text: str) -> SimResult:
 class Stats:
     hits: int = 0
     misses: int = 0
+    answers: int = 0  # whole answers reused (``Memo``-kept rows of a validation)
 
     def since(self, before: Stats) -> Stats:
-        return Stats(self.hits - before.hits, self.misses - before.misses)
+        return Stats(self.hits - before.hits, self.misses - before.misses,
+                     self.answers - before.answers)
 
     def line(self) -> str:
         total = self.hits + self.misses
-        return (f"kernel-cost cache: {self.hits} of {total} simulations reused"
+        text = (f"kernel-cost cache: {self.hits} of {total} simulations reused"
                 if total else "kernel-cost cache: nothing simulated")
+        return text + (f"; {self.answers} whole answers reused" if self.answers else "")
 
 
 class CostCache:
@@ -220,18 +224,19 @@ class Memo:
 _CACHE: dict[tuple, CostCache] = {}
 
 
-def counts() -> tuple[int, int]:
-    """This process's (hits, misses) of the kernel-cost cache (a worker has its own)."""
+def counts() -> tuple[int, int, int]:
+    """This process's (hits, misses, whole answers) of the cache (a worker has its own)."""
     s = current()
-    return (s.stats.hits, s.stats.misses) if s is not None else (0, 0)
+    return (s.stats.hits, s.stats.misses, s.stats.answers) if s is not None else (0, 0, 0)
 
 
-def add_counts(delta: tuple[int, int] | None) -> None:
-    """Count a worker's hits and misses as this process's (None: nothing to add)."""
+def add_counts(delta: tuple[int, ...] | None) -> None:
+    """Count a worker's hits, misses and answers as this process's (None: nothing to add)."""
     s = current()
     if s is not None and delta is not None:
         s.stats.hits += delta[0]
         s.stats.misses += delta[1]
+        s.stats.answers += delta[2] if len(delta) > 2 else 0
 
 
 def current() -> CostCache | None:

@@ -290,3 +290,28 @@ def test_gemm_tiles_are_no_narrower_than_the_chips_least_width():
     assert min(t.tn for t in candidates(g, gpu)) == 64
     narrow = gemm_graph(8, 256, 32)
     assert {t.tn for t in candidates(_gemm(narrow, narrow.nodes[0], {}, None), gpu)} == {32}
+
+
+def test_a_gemms_loads_carry_the_chips_window_and_a_gemv_over_few_cores_is_bound_by_it():
+    """``core.dma.gemm_window``: a GEMM kernel's A and W loads carry the KiB it keeps in
+    flight per core, so a GEMV that fills few cores moves at most cores * window / latency
+    (Little's law), however fast the HBM; without a window the HBM alone binds."""
+    import dataclasses
+
+    from mapper.lower import lower
+    from tests.simulator.test_dedupe import gemm_graph
+
+    chip = make_chip(cores=4, clock_hz=1e11)  # the array never binds: the bytes do
+    chip = dataclasses.replace(chip, hbm=dataclasses.replace(chip.hbm, bandwidth=1e12))
+    windowed = dataclasses.replace(chip, core=dataclasses.replace(
+        chip.core, dma=dataclasses.replace(chip.core.dma, gemm_window=4096)))
+    graph = gemm_graph(1, 4096, 64)
+    low = lower(graph, windowed)
+    loads = [i for p in low.programs.values() for i in p.instructions
+             if i.spec.mnemonic == "dma.load"]
+    assert loads and all(i["window"] == 4 for i in loads if i["rows"] * i["cols"] > 1)
+    free = simulate(lower(graph, chip).programs, chip).time_s
+    bound = simulate(low.programs, windowed).time_s
+    w_bytes = 2 * 4096 * 64
+    assert bound > 1.5 * free
+    assert bound >= w_bytes / (4 * 4096 / chip.core.dma.latency)

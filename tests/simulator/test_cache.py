@@ -188,16 +188,25 @@ def test_remembered_tilings_lower_the_same_programs_without_simulating(folder, m
 
 
 def test_validate_reuses_the_cache_and_says_so(tmp_path, capsys):
+    """A row asked again is answered whole from the cache, with the same figures; a row
+    whose target changed (here its instruction budget) is priced again from the kernels."""
     csv = tmp_path / "gemm.csv"
-    csv.write_text("dtype,M,K,N,ms\nbf16,64,256,256,0.01\nbf16,64,256,256,0.01\n")
+    csv.write_text("dtype,M,K,N,ms\nbf16,64,256,256,0.01\nbf16,64,256,256,0.02\n")
     args = ["validate", "h100", str(csv), "--json", "--cache-dir", str(tmp_path / "c")]
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert "kernel-cost cache:" in out[-2] and json.loads(out[-1])["cases"] == 2
+    first = json.loads(out[-1])
     assert main(args) == 0
-    line = capsys.readouterr().out.splitlines()[-2]
-    reused, total = (int(v) for v in line.split(": ")[1].split(" simulations")[0].split(" of "))
-    assert reused == total > 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == "kernel-cost cache: nothing simulated; 2 whole answers reused"
+    assert json.loads(out[-1]) == first
+    assert main(args + ["--max-instructions", "19999999"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    reused, total = (int(v) for v in
+                     out[-2].split(": ")[1].split(" simulations")[0].split(" of "))
+    assert reused == total > 0 and "answers" not in out[-2]
+    assert json.loads(out[-1]) == first
 
 
 def test_a_damaged_entry_or_file_is_a_miss_not_a_traceback(folder, kernels):

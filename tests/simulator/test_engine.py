@@ -76,6 +76,16 @@ def test_per_core_dma_cap_limits_the_share(chip):
     assert r.time_s * 1e9 == pytest.approx(100 + 8192 / 40)
 
 
+def test_a_kernels_window_bounds_each_cores_hbm_rate_by_littles_law(chip):
+    """``window`` (KiB in flight) / DMA latency is the most a load's HBM part moves at, per
+    core: two cores with 2 KiB windows each get 20.48 B/ns of the 100 B/ns HBM, not 50."""
+    chip2 = dataclasses.replace(chip, cores=2)
+    r = simulate({0: prog(load(window=2)), 1: prog(load(window=2))}, chip2)
+    assert r.time_s * 1e9 == pytest.approx(100 + 8192 / (2048 / 100))
+    wide = simulate({0: prog(load(window=64)), 1: prog(load(window=64))}, chip2)
+    assert wide.time_s * 1e9 == pytest.approx(100 + 2 * 8192 / 100)  # the HBM binds
+
+
 def test_staggered_flows_share_only_while_overlapping(chip):
     chip2 = dataclasses.replace(chip, cores=2)
     late = prog(build("v.relu", MemRef(S, 0x8000), MemRef(S, 0x8000), 1, 16 * 42, "bf16",
