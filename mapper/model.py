@@ -6,7 +6,9 @@ model file is one line naming the file and the field.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -204,8 +206,25 @@ def list_models() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 
+# ``<preset>-<N>l``: the preset cut to its first N layers (llama3-70b-4l, a stack that fits
+# one GPU and behaves, layer for layer, as the whole model does)
+_FIRST_LAYERS = re.compile(r"^(?P<base>.+)-(?P<n>[1-9][0-9]*)l$")
+
+
 def load_model(name_or_path: str | Path) -> ModelConfig:
-    """A preset name, a model YAML file, or a Hugging Face ``config.json``."""
+    """A preset name, a model YAML file, or a Hugging Face ``config.json``; or a preset name
+    ending in ``-<N>l`` for its first N layers."""
+    cut = _FIRST_LAYERS.match(str(name_or_path))
+    if cut and not (PRESETS / f"{name_or_path}.yaml").exists() \
+            and (PRESETS / f"{cut['base']}.yaml").exists():
+        model = load_model(cut["base"])
+        n = int(cut["n"])
+        if n > model.layers:
+            raise ModelError(f"{name_or_path}: {cut['base']} has {model.layers} layers, "
+                             f"not {n}")
+        model = dataclasses.replace(model, name=str(name_or_path), layers=n)
+        _validate(model, str(name_or_path))
+        return model
     path = resolve(name_or_path, PRESETS, "model", ModelError, (".yaml", ".yml", ".json"))
     if path.suffix == ".json":
         return model_from_hf(_read_json(path), path.name)

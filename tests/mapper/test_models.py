@@ -39,6 +39,21 @@ def test_every_preset_loads():
             "tiny-llama", "tiny-gpt2"} <= set(list_models())
 
 
+def test_a_preset_named_with_n_layers_is_its_first_n_layers():
+    """``llama3-70b-4l`` (how a measured stack of 4 of the 80 layers is named): the same
+    layer, embedding and head, 4 layers; more layers than the preset's is a one-line error."""
+    whole, four = load_model("llama3-70b"), load_model("llama3-70b-4l")
+    assert four.layers == 4 and four.name == "llama3-70b-4l"
+    assert (four.hidden, four.heads, four.kv_heads, four.ffn, four.vocab) == \
+        (whole.hidden, whole.heads, whole.kv_heads, whole.ffn, whole.vocab)
+    head_and_embedding = 2 * whole.vocab * whole.hidden  # untied in llama3
+    assert head_and_embedding < four.params < head_and_embedding + whole.params / 19
+    with pytest.raises(ModelError, match="llama3-70b has 80 layers, not 81"):
+        load_model("llama3-70b-81l")
+    with pytest.raises(ModelError, match="unknown model preset 'nope-4l'"):
+        load_model("nope-4l")
+
+
 @pytest.mark.parametrize("text, message", [
     ("name: x\nhidden: 64\nlayers: 2\nheads: 4\nkv_heads: 3\nffn: 8\nvocab: 8\nmax_seq: 8\n",
      "m.yaml: kv_heads: 3 does not divide heads (4)"),
