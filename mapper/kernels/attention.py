@@ -73,6 +73,12 @@ class Attention:
         return self.heads // self.kv_heads
 
     @property
+    def decode(self) -> bool:
+        """One query token per sequence that sees every key: a decode step, causal or not
+        (the new token is the last position, so a causal mask hides nothing)."""
+        return self.sq == 1 and (not self.causal or self.q_pos0 >= self.skv - 1)
+
+    @property
     def rows_decode(self) -> int:
         return min(self.rep, self.head_block or self.rep)
 
@@ -154,7 +160,7 @@ def items(a: Attention) -> list[Item_]:
 
 @dataclass(frozen=True)
 class Regions:
-    q: int
+    q: tuple[int, int]  # item i's Q in q[i % 2] (decode: two; prefill: one, twice)
     k: tuple[int, int]
     v: tuple[int, int]
     p: int
@@ -182,7 +188,9 @@ def regions(a: Attention, partial: bool = False) -> Regions:
     k = (take(kv), take(kv))
     v = k if a.rope_dim and not a.naive else (take(kv), take(kv))  # absorbed MLA: the
     # values are the latent tile
-    r = dict(q=take(a.dt.nbytes(rows * (a.hd + a.rope_dim))), k=k, v=v,
+    q_bytes = a.dt.nbytes(rows * (a.hd + a.rope_dim))
+    q0 = take(q_bytes)
+    r = dict(q=(q0, take(q_bytes) if resident_q(a) == 2 else q0), k=k, v=v,
              p=take(a.dt.nbytes(rows * a.tkv)), o_out=take(out),
              m=take(4 * rows), mt=take(4 * rows), mnew=take(4 * rows), corr=take(4 * rows),
              l=take(4 * rows), lt=take(4 * rows))
@@ -206,12 +214,12 @@ def attention_programs(a: Attention, cores: int, scratch: int | None = None,
         parts = parts // 2 if regions(a, True).sram_bytes <= sram_capacity else 1
     if parts == 1:
         reg = regions(a)
-        return [_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
+        return [_prologue(a) + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
                 for mine in deal(work, cores)]
     reg = regions(a, partial=True)
     units, rows = _split(a, work, parts, scratch)
     assert scratch is not None
-    first = [_prologue() + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
+    first = [_prologue(a) + _dma(a, reg, mine) + _mx(a, reg, mine) + _vec(a, reg, mine)
              for mine in deal(units, cores)]
     second = combine_programs(a, work, parts, scratch, rows, cores)
     return [(first[c] if c < len(first) else []) + list(boundary)
@@ -227,7 +235,7 @@ def kv_parts(a: Attention, n_items: int, cores: int) -> int:
     half the cores idle (few sequences x KV heads), enough parts to fill them, each at
     least ``KV_SPLIT_MIN_TILES`` tiles long (at most ``KV_SPLIT_MAX``), as flash-decoding
     does on GPUs."""
-    if a.sq != 1 or a.causal or 2 * n_items > cores:
+    if not a.decode or 2 * n_items > cores:
         return 1
     return max(1, min(cores // n_items, -(-a.skv // a.tkv) // KV_SPLIT_MIN_TILES,
                       KV_SPLIT_MAX))
@@ -314,9 +322,19 @@ def deal(work: list[Item_], cores: int) -> list[list[Item_]]:
     return out
 
 
-def _prologue() -> list[Item]:
+def resident_q(a: Attention) -> int:
+    """Work items whose Q a core holds at once. A GPU's decode attention runs small thread
+    blocks, several to an SM, so the next block's first loads overlap this one's last
+    tiles; its prefill blocks are large, one or two to an SM. Decode (one query token per
+    sequence) therefore keeps two Q buffers: the next item's Q and first K/V tile load
+    while this item finishes, and the load latency is paid once per core, not per item."""
+    return 2 if a.decode else 1
+
+
+def _prologue(a: Attention) -> list[Item]:
     return [build("sem.signal", "mx", KV_FREE), build("sem.signal", "mx", KV_FREE + 1),
-            build("sem.signal", "mx", Q_FREE), build("sem.signal", "dma", O_FREE)]
+            *[build("sem.signal", "mx", Q_FREE)] * resident_q(a),
+            build("sem.signal", "dma", O_FREE)]
 
 
 def _kv_tiles(a: Attention, it: Item_) -> list[tuple[int, int]]:
@@ -331,12 +349,13 @@ def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     seq: list[Item] = []
     g = 0
     prev = None
-    for it in work:
+    for i, it in enumerate(work):
+        q = r.q[i % 2]
         seq += [build("sem.wait", "dma", Q_FREE),
-                build("dma.load", sram(r.q), hbm(it.q_addr), a.dt, it.rows, a.hd,
+                build("dma.load", sram(q), hbm(it.q_addr), a.dt, it.rows, a.hd,
                       stride=it.q_stride)]
         if a.rope_dim:
-            seq.append(build("dma.load", sram(r.q + a.dt.nbytes(it.rows * a.hd)),
+            seq.append(build("dma.load", sram(q + a.dt.nbytes(it.rows * a.hd)),
                              hbm(it.q_rope_addr), a.dt, it.rows, a.rope_dim,
                              stride=it.q_rope_stride))
         seq.append(build("sem.signal", "dma", Q_READY))
@@ -383,7 +402,7 @@ def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     if prev is not None:
         seq += _store(a, r, prev)
     return seq + [build("sem.wait", "dma", KV_FREE), build("sem.wait", "dma", KV_FREE + 1),
-                  build("sem.wait", "dma", Q_FREE)]
+                  *[build("sem.wait", "dma", Q_FREE)] * resident_q(a)]
 
 
 def _store(a: Attention, r: Regions, it: Item_) -> list[Item]:
@@ -413,18 +432,19 @@ def _uniform(n_tiles: int, odd: Callable[[int], bool]) -> tuple[int, int]:
 def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     seq: list[Item] = []
     g = 0
-    for it in work:
+    for i, it in enumerate(work):
         seq.append(build("sem.wait", "mx", Q_READY))
         tiles = _kv_tiles(a, it)
 
-        def step(n: int, in_loop: bool, it=it, tiles=tiles, g0=g) -> list[Item]:
+        def step(n: int, in_loop: bool, it=it, tiles=tiles, g0=g, q=r.q[i % 2]
+                 ) -> list[Item]:
             keys = tiles[n][1]
             b = (g0 + n) % 2
             out = [build("sem.wait", "mx", KV_FULL + b),
-                   build("mm", acc(r.s), sram(r.q), sram(r.k[b]), it.rows, a.hd, keys, a.dt,
+                   build("mm", acc(r.s), sram(q), sram(r.k[b]), it.rows, a.hd, keys, a.dt,
                          a.dt, "tw")]
             if a.rope_dim:  # + the rotary parts' scores
-                out.append(build("mm", acc(r.s), sram(r.q + a.dt.nbytes(it.rows * a.hd)),
+                out.append(build("mm", acc(r.s), sram(q + a.dt.nbytes(it.rows * a.hd)),
                                  sram(r.k[b] + a.dt.nbytes(keys * a.hd)), it.rows, a.rope_dim,
                                  keys, a.dt, a.dt, "tw|accum"))
             if n == len(tiles) - 1:
