@@ -24,7 +24,7 @@ from simulator import cache
 from simulator.energy import OWN_RAIL, energy_breakdown
 from simulator.engine.dedupe import group_identical
 from simulator.engine.machine import Machine, RunLimits
-from simulator.engine.streams import STREAM_ENGINES, checked_bounds
+from simulator.engine.streams import STREAM_ENGINES, check_alike, checked_bounds
 from simulator.engine.timing import COUNTS
 from simulator.memory.l2 import hit_fraction
 from simulator.result import EngineStats, SimResult
@@ -61,6 +61,7 @@ def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
     if functional or trace:
         weights = None
         if dedupe and not functional:
+            check_alike(keyed, lambda _: chip)
             keyed, weights = group_identical(keyed)
         return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
                                                  memory_limit, weights, hits=hits), chip, 1)
@@ -72,6 +73,7 @@ def _uncached(keyed: dict, chip: ChipConfig, limits: RunLimits, dedupe: bool,
     """A performance-mode simulation of one chip."""
     weights = None
     if dedupe:
+        check_alike(keyed, lambda _: chip)  # the cores not simulated stay in bounds too
         keyed, weights = group_identical(keyed)
     return _power_capped(lambda clock: _once(keyed, chip, clock, False, False, limits,
                                              None, weights, hits=hits), chip, 1)
@@ -185,6 +187,7 @@ def _system_run(system: SystemConfig, keyed: dict, groups: dict | None, function
         return _by_class(system, keyed, limits, hits, classes)
     weights = None
     if dedupe and not functional:
+        check_alike(keyed, lambda c: system.chips[c])
         keyed, weights = group_identical(keyed)
     chip = system.chips[0]
     return _power_capped(lambda clock: _once(keyed, chip, clock, functional, trace, limits,
@@ -240,6 +243,8 @@ def _by_class(system: SystemConfig, keyed: dict, limits: RunLimits, hits: list[f
     reps = []
     for members in classes.values():
         c = members[0]
+        check_alike({(c, (cc, core)): p for (cc, core), p in keyed.items() if cc in members},
+                    lambda _, c=c: system.chips[c])  # the chips and cores not simulated
         mine, weights = group_identical({(0, core): p for (cc, core), p in keyed.items()
                                          if cc == c})
         reps.append((system.chips[c], mine, weights, hits[c], len(members)))

@@ -7,14 +7,18 @@ need only the static program in memory. ``barrier`` and ``halt`` appear in every
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from hardware.chip import ChipConfig
 from isa.operands import Engine
 from isa.program import Instruction, Program
+from simulator.engine.dedupe import signature
 from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
-from simulator.memory.bounds import check, widen
+from simulator.memory.bounds import check, extents, widen
 
 STREAM_ENGINES = (Engine.DMA, Engine.MATRIX, Engine.VECTOR, Engine.NETWORK)
 OP, LOOP, SIGNAL, WAIT, BARRIER, HALT, RUN = range(7)
@@ -93,8 +97,9 @@ def checked_bounds(program: Program, chip: ChipConfig) -> None:
 
 
 def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict,
-                 chip: ChipConfig) -> None:
-    """Every memory operand inside its memory, over all values its registers take."""
+                 chip: ChipConfig, visit=check) -> None:  # noqa: ANN001
+    """Every memory operand inside its memory, over all values its registers take
+    (``visit(pc, ins, ranges, chip)`` on each instruction outside a loop header)."""
     pc = start
     while pc < end:
         ins = prog[pc]
@@ -105,11 +110,55 @@ def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: di
                                f"(loops must nest)")
             regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
                                                      (ins["r1"], ins["inc1"])) if r)
-            check_bounds(prog, pc + 1, stop, widen(ranges, regs, ins["count"]), chip)
+            check_bounds(prog, pc + 1, stop, widen(ranges, regs, ins["count"]), chip, visit)
             pc = stop
             continue
-        check(pc, ins, ranges, chip)
+        visit(pc, ins, ranges, chip)
         pc += 1
+
+
+_EXTENTS: dict[int, tuple[Program, object]] = {}  # id -> (program, (sizes, arrays))
+
+
+def check_alike(programs: Mapping[tuple[int, int], Program],
+                chip_of: Callable[[int], ChipConfig]) -> None:
+    """Bounds of the cores the identical-cores shortcut does not simulate (their programs
+    differ from their class's first only in addresses): the first's operand extents are
+    found once (``bounds.extents``), then each other program's addresses are added to them,
+    a few array operations a program. An operand out of range is then checked in full, for
+    the message that names it."""
+    firsts: dict[tuple, Program] = {}
+    for key in sorted(programs):
+        prog = programs[key]
+        first = firsts.setdefault((key[0], signature(prog)), prog)
+        if first is prog:
+            continue
+        chip = chip_of(key[0])
+        sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
+        if _recall(_CHECKED, id(prog), prog) == sizes:
+            continue  # checked before (the same programs at another clock)
+        pcs, fields, lo, hi, cap = _extents_of(first, chip)
+        ins = prog.instructions
+        addr = np.fromiter((ins[p].args[f] for p, f in zip(pcs, fields)), np.int64,
+                           len(pcs))
+        if ((addr + lo) < 0).any() or ((addr + hi) > cap).any():
+            check_bounds(ins, 0, len(ins), {}, chip)
+            raise SimError(f"core {key[1]}: an operand is outside its memory")
+        _keep(_CHECKED, id(prog), prog, sizes)
+
+
+def _extents_of(program: Program, chip: ChipConfig) -> tuple:
+    sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
+    seen = _recall(_EXTENTS, id(program), program)
+    if seen is not None and seen[0] == sizes:
+        return seen[1]
+    rows: list[tuple[int, int, int, int, int]] = []
+    check_bounds(program.instructions, 0, len(program.instructions), {}, chip,
+                 lambda pc, ins, ranges, c: extents(pc, ins, ranges, c, rows))
+    cols = tuple(np.array(c, dtype=np.int64) for c in zip(*rows)) if rows else \
+        tuple(np.zeros(0, dtype=np.int64) for _ in range(5))
+    _keep(_EXTENTS, id(program), program, (sizes, cols))
+    return cols
 
 
 def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine

@@ -60,6 +60,20 @@ def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig) -> None:
                            f"{cap:#x} bytes")
 
 
+def extents(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
+            out: list[tuple[int, int, int, int, int]]) -> None:
+    """What ``check`` tests, without the address: (pc, addr field, lowest offset, highest
+    offset + bytes, capacity) per memory operand, so programs that differ only in their
+    addresses are checked by adding each one's addresses (``streams.check_alike``)."""
+    args = ins.args
+    caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
+    for name, nbytes in footprint(ins):
+        i_space, i_addr, i_reg = _fields(ins.opcode, name)
+        reg = args[i_reg] - 1
+        lo_off, hi_off = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
+        out.append((pc, i_addr, lo_off, hi_off + nbytes, caps[_SLOT[args[i_space]]]))
+
+
 def widen(ranges: Ranges, regs: tuple[tuple[int, int], ...], count: int) -> Ranges:
     """Register ranges inside a loop body that steps ``regs`` ``count - 1`` times."""
     out = dict(ranges)

@@ -223,3 +223,37 @@ def test_a_damaged_entry_or_file_is_a_miss_not_a_traceback(folder, kernels):
         extra.unlink()
     fresh = cache.CostCache(folder)
     assert fresh.get("anything") is None and fresh.info()["folder"] is None  # memory only
+
+
+def test_every_cores_bounds_are_checked_cached_or_not(folder):
+    """Cores that differ only in addresses are simulated once (dedupe), yet each core's
+    program is checked against its memories: an out-of-range address on the second core is
+    an error with the cache and without, in a loop too (its register's range counts);
+    programs in bounds reuse the cached result."""
+    from isa import DType, MemRef, Program, Space, build
+    from simulator.errors import SimError
+    from tests.simulator.conftest import make_chip
+
+    chip = make_chip(cores=2)
+
+    def core(sram_addr: int) -> Program:
+        return Program((build("dma.load", MemRef(Space.SRAM, sram_addr), MemRef(Space.HBM, 0),
+                              DType.BF16, 64, 64), build("halt")))
+    bad = {0: core(0), 1: core(chip.core.sram.capacity - 4096)}
+    for store in (False, True):
+        with pytest.raises(SimError, match="reaches sram"):
+            simulate(bad, chip, _store=store)
+
+    def looped(hbm_addr: int) -> Program:  # 4 loads stepping a0 by 1 MiB through HBM
+        return Program((build("loop", 4, 2, "a0", 1 << 20),
+                        build("dma.load", MemRef(Space.SRAM, 0), MemRef(Space.HBM, hbm_addr, 0),
+                              DType.BF16, 64, 64), build("halt")))
+    edge = chip.hbm.capacity - 3 * (1 << 20) - 8192
+    simulate({0: looped(0), 1: looped(edge)}, chip, _store=False)  # the last load just fits
+    with pytest.raises(SimError, match=r"with a0 in 0\.\.3145728"):
+        simulate({0: looped(0), 1: looped(edge + 64)}, chip, _store=False)
+    good = {0: core(0), 1: core(8192)}
+    first = simulate(good, chip)
+    hits = cache.current().stats.hits
+    assert cache.to_json(simulate(good, chip)) == cache.to_json(first)
+    assert cache.current().stats.hits == hits + 1
