@@ -15,7 +15,7 @@ from isa.program import Program
 _ADDR_FIELDS: dict[int, tuple[int, ...]] = {}
 
 
-def _address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN001
+def address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN001
     idx = _ADDR_FIELDS.get(opcode)
     if idx is None:
         idx = tuple(i for i, f in enumerate(program_spec.fields) if f.name.endswith(".addr"))
@@ -23,34 +23,47 @@ def _address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN0
     return idx
 
 
-_SIGNATURES: dict[int, tuple[Program, tuple]] = {}  # id -> (program, kept alive; signature)
+# id -> (program, kept alive; signature, its address fields' values in program order)
+_SIGNATURES: dict[int, tuple[Program, tuple, list[int]]] = {}
 
 
 def signature(program: Program) -> tuple:
     """The program with every address field zeroed: equal signatures, equal timing.
     Computed once per program object (the kernel-cost key and the grouping both ask)."""
+    return _signed(program)[0]
+
+
+def addresses(program: Program) -> list[int]:
+    """What ``signature`` zeroed: every address field's value, instruction by instruction
+    (in each, the table's field order), so programs of one signature are compared by it."""
+    return _signed(program)[1]
+
+
+def _signed(program: Program) -> tuple[tuple, list[int]]:
     seen = _SIGNATURES.get(id(program))
     if seen is not None and seen[0] is program:
-        return seen[1]
-    out = _signature(program)
+        return seen[1], seen[2]
+    out, addrs = _signature(program)
     if len(_SIGNATURES) > 2048:  # bounded: entries keep their programs alive
         _SIGNATURES.clear()
-    _SIGNATURES[id(program)] = (program, out)
-    return out
+    _SIGNATURES[id(program)] = (program, out, addrs)
+    return out, addrs
 
 
-def _signature(program: Program) -> tuple:
+def _signature(program: Program) -> tuple[tuple, list[int]]:
     out = []
+    addrs: list[int] = []
     for ins in program.instructions:
-        idx = _address_fields(ins.opcode, ins.spec)
+        idx = address_fields(ins.opcode, ins.spec)
         if idx:
             args = list(ins.args)
             for i in idx:
+                addrs.append(args[i])
                 args[i] = 0
             out.append((ins.opcode, tuple(args)))
         else:
             out.append((ins.opcode, ins.args))
-    return tuple(out)
+    return tuple(out), addrs
 
 
 def group_identical(programs: Mapping[tuple[int, int], Program]

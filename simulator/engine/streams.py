@@ -15,7 +15,7 @@ import numpy as np
 from hardware.chip import ChipConfig
 from isa.operands import Engine
 from isa.program import Instruction, Program
-from simulator.engine.dedupe import signature
+from simulator.engine.dedupe import address_fields, addresses, signature
 from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
 from simulator.memory.bounds import check, extents, widen
@@ -124,9 +124,10 @@ def check_alike(programs: Mapping[tuple[int, int], Program],
                 chip_of: Callable[[int], ChipConfig]) -> None:
     """Bounds of the cores the identical-cores shortcut does not simulate (their programs
     differ from their class's first only in addresses): the first's operand extents are
-    found once (``bounds.extents``), then each other program's addresses are added to them,
-    a few array operations a program. An operand out of range is then checked in full, for
-    the message that names it."""
+    found once (``bounds.extents``), each as a position among the program's address fields;
+    each other program's address fields (``dedupe.addresses``, read with its signature)
+    are then added to them, a few array operations a program. An operand out of range is
+    then checked in full, for the message that names it."""
     firsts: dict[tuple, Program] = {}
     for key in sorted(programs):
         prog = programs[key]
@@ -137,17 +138,18 @@ def check_alike(programs: Mapping[tuple[int, int], Program],
         sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
         if _recall(_CHECKED, id(prog), prog) == sizes:
             continue  # checked before (the same programs at another clock)
-        pcs, fields, lo, hi, cap = _extents_of(first, chip)
-        ins = prog.instructions
-        addr = np.fromiter((ins[p].args[f] for p, f in zip(pcs, fields)), np.int64,
-                           len(pcs))
+        at, lo, hi, cap = _extents_of(first, chip)
+        addr = np.asarray(addresses(prog), dtype=np.int64)[at]
         if ((addr + lo) < 0).any() or ((addr + hi) > cap).any():
+            ins = prog.instructions
             check_bounds(ins, 0, len(ins), {}, chip)
             raise SimError(f"core {key[1]}: an operand is outside its memory")
         _keep(_CHECKED, id(prog), prog, sizes)
 
 
 def _extents_of(program: Program, chip: ChipConfig) -> tuple:
+    """(position among the address fields, lowest offset, highest offset + bytes,
+    capacity) of each memory operand, as arrays; kept per program and memory sizes."""
     sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
     seen = _recall(_EXTENTS, id(program), program)
     if seen is not None and seen[0] == sizes:
@@ -155,8 +157,15 @@ def _extents_of(program: Program, chip: ChipConfig) -> tuple:
     rows: list[tuple[int, int, int, int, int]] = []
     check_bounds(program.instructions, 0, len(program.instructions), {}, chip,
                  lambda pc, ins, ranges, c: extents(pc, ins, ranges, c, rows))
-    cols = tuple(np.array(c, dtype=np.int64) for c in zip(*rows)) if rows else \
-        tuple(np.zeros(0, dtype=np.int64) for _ in range(5))
+    starts, n = [], 0  # where each instruction's address fields begin
+    for ins in program.instructions:
+        starts.append(n)
+        n += len(address_fields(ins.opcode, ins.spec))
+    at = [starts[pc] + address_fields(program.instructions[pc].opcode,
+                                      program.instructions[pc].spec).index(f)
+          for pc, f, *_ in rows]
+    cols = (np.array(at, dtype=np.int64),
+            *(np.array([r[k] for r in rows], dtype=np.int64) for k in (2, 3, 4)))
     _keep(_EXTENTS, id(program), program, (sizes, cols))
     return cols
 
