@@ -254,23 +254,16 @@ def test_causal_items_are_dealt_so_no_core_gets_all_the_long_tiles():
     assert max(load) / min(load) < 1.2
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_split_kv_decode_matches_numpy(causal):
-    # 2 sequences x 1 KV head (GQA: 2 query heads each) = 2 work items on 8 cores, 1100
-    # cached keys in 128-key tiles (9, the last ragged): flash-decoding splits each item's
-    # keys in 2 parts, writes their partial outputs, and combines them after a sync. A
-    # model's decode step is causal: its one query is the last position, so it hides
-    # nothing and splits the same
+def decode_matches_numpy(b: int, hq: int, hkv: int, skv: int, d: int, causal: bool, chip,  # noqa: ANN001
+                         seed: int):  # noqa: ANN201
+    """One decode step of ``b`` sequences, functional, against numpy; the lowered graph."""
     from experiments.measured_work import attention_graph
-    from mapper.kernels.attention import kv_parts
 
-    b, hq, hkv, skv, d = 2, 2, 1, 1100, 16
-    chip = make_chip(cores=8)
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     qkv = ref.bf16(rng.standard_normal((b, (hq + 2 * hkv) * d)))
     kc, vc = (ref.bf16(rng.standard_normal((b, hkv, skv, d))) for _ in range(2))
-    g = attention_graph(b, hq, hkv, 1, skv, d, causal)
-    low_ = lower(g, chip, weights={}, inputs={"qkv": qkv, "kc": kc, "vc": vc})
+    low_ = lower(attention_graph(b, hq, hkv, 1, skv, d, causal), chip, weights={},
+                 inputs={"qkv": qkv, "kc": kc, "vc": vc})
     r = simulate(low_.programs, chip, functional=True)
     assert r.races == ()
     got = read(r, low_.addresses["o"], (b, hq * d))
@@ -278,6 +271,21 @@ def test_split_kv_decode_matches_numpy(causal):
         want = ref.attention(qkv[s, :hq * d].reshape(1, hq, d), kc[s].transpose(1, 0, 2),
                              vc[s].transpose(1, 0, 2), False, None, None).reshape(hq * d)
         np.testing.assert_allclose(got[s], want, rtol=2 ** -6, atol=2 ** -6)
+    return low_
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_split_kv_decode_matches_numpy(causal):
+    # 2 sequences x 1 KV head (GQA: 2 query heads each) = 2 work items on 8 cores, 1100
+    # cached keys in 128-key tiles (9, the last ragged): flash-decoding splits each item's
+    # keys in 2 parts, writes their partial outputs, and combines them after a sync. A
+    # model's decode step is causal: its one query is the last position, so it hides
+    # nothing and splits the same
+    from mapper.kernels.attention import kv_parts
+
+    b, hq, hkv, skv, d = 2, 2, 1, 1100, 16
+    chip = make_chip(cores=8)
+    low_ = decode_matches_numpy(b, hq, hkv, skv, d, causal, chip, seed=5)
     a_items = b * hkv
     from mapper.kernels.attention import Attention
     a = Attention(b, hq, hkv, d, 1, skv, skv - 1, causal, 0, 0, 0, 0, skv, 0, tq=1, tkv=128)
@@ -331,18 +339,7 @@ def test_decode_items_queue_on_a_core_with_two_q_buffers_and_match_numpy():
 
     b, hq, hkv, skv, d = 6, 2, 1, 300, 16  # 6 items on 2 cores: 3 each, no split
     chip = make_chip(cores=2)
-    rng = np.random.default_rng(7)
-    qkv = ref.bf16(rng.standard_normal((b, (hq + 2 * hkv) * d)))
-    kc, vc = (ref.bf16(rng.standard_normal((b, hkv, skv, d))) for _ in range(2))
-    low_ = lower(attention_graph(b, hq, hkv, 1, skv, d, True), chip, weights={},
-                 inputs={"qkv": qkv, "kc": kc, "vc": vc})
-    r = simulate(low_.programs, chip, functional=True)
-    assert r.races == ()
-    got = read(r, low_.addresses["o"], (b, hq * d))
-    for s in range(b):
-        want = ref.attention(qkv[s, :hq * d].reshape(1, hq, d), kc[s].transpose(1, 0, 2),
-                             vc[s].transpose(1, 0, 2), False, None, None).reshape(hq * d)
-        np.testing.assert_allclose(got[s], want, rtol=2 ** -6, atol=2 ** -6)
+    decode_matches_numpy(b, hq, hkv, skv, d, True, chip, seed=7)
     a = Attention(b, hq, hkv, d, 1, skv, skv - 1, True, 0, 0, 0, 0, skv, 0, tq=1, tkv=64)
     assert resident_q(a) == 2 and resident_q(dc.replace(a, sq=64, q_pos0=skv - 64)) == 1
     # a slow HBM round trip (5 us): with one Q buffer each of a core's two later items waits
