@@ -113,7 +113,8 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
 
     A row answered before is answered from the cache (``simulator.cache.Memo``) under a key
     of every package's code and preset files, the whole target (chip or system fields, the
-    instruction budget) and the row's every column, so an edit anywhere asks again; its
+    instruction budget), the row's every column and the bytes of a model file it names, so
+    an edit anywhere asks again; its
     kernels are still priced from the kernel-cost cache when it is asked again."""
     from simulator.cache import Memo, code_digest, current
 
@@ -121,7 +122,8 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     if store is None:
         return _predict_row(target, kind, row)
     memo = Memo(store, "validate:" + code_digest(SOURCES, ("*.py", "*.yaml")))
-    key = repr((kind, target, sorted((str(k), str(v)) for k, v in row.items())))
+    key = repr((kind, target, sorted((str(k), str(v)) for k, v in row.items()),
+                _named_files(row)))
     figures = memo.get(key)
     if isinstance(figures, dict):
         store.stats.answers += 1
@@ -132,6 +134,21 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     except (TypeError, ValueError):  # a figure JSON cannot hold: answered, not kept
         pass
     return figures
+
+
+def _named_files(row: pd.Series) -> list[str]:
+    """A digest of each file a row names (a model YAML or config.json in its ``model``
+    column): editing the file asks the row again."""
+    import hashlib
+
+    out = []
+    for v in row.values:
+        if isinstance(v, str) and v.endswith((".yaml", ".yml", ".json")):
+            try:
+                out.append(hashlib.blake2b(Path(v).read_bytes(), digest_size=16).hexdigest())
+            except OSError:
+                out.append("")  # not a readable file: the row says why when it is priced
+    return out
 
 
 def _predict_row(target: Target, kind: str, row: pd.Series) -> dict:

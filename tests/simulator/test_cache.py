@@ -257,3 +257,23 @@ def test_every_cores_bounds_are_checked_cached_or_not(folder):
     hits = cache.current().stats.hits
     assert cache.to_json(simulate(good, chip)) == cache.to_json(first)
     assert cache.current().stats.hits == hits + 1
+
+
+def test_a_row_naming_a_model_file_is_asked_again_when_the_file_changes(tmp_path, capsys):
+    """A whole answer's key holds the bytes of a model file the row names, so editing the
+    file is never answered from before."""
+    import yaml
+
+    from mapper.model import PRESETS
+
+    spec = yaml.safe_load((PRESETS / "tiny-llama.yaml").read_text())
+    model = tmp_path / "mine.yaml"
+    model.write_text(yaml.safe_dump(spec))
+    csv = tmp_path / "layers.csv"
+    csv.write_text(f"model,phase,B,S,ctx,ms_per_layer\n{model},decode,1,1,64,0.01\n")
+    args = ["validate", "h100", str(csv), "--json", "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 0 and main(args) == 0
+    assert capsys.readouterr().out.splitlines()[-2].endswith("1 whole answers reused")
+    model.write_text(yaml.safe_dump({**spec, "ffn": 2 * spec["ffn"]}))
+    assert main(args) == 0
+    assert "answers" not in capsys.readouterr().out.splitlines()[-2]
