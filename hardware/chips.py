@@ -100,6 +100,9 @@ def with_overrides(chip: hw.ChipConfig, overrides: dict[str, object],
     return chip_from_dict(data, source)
 
 
+GEMM_WINDOW_MAX = 65535 * 1024  # the ISA's window operand: 16 bits of KiB
+
+
 def _validate(chip: hw.ChipConfig, source: str) -> None:
     """Cross-field rules a single field cannot check."""
     a, core = chip.core.array, chip.core
@@ -132,3 +135,6 @@ def _validate(chip: hw.ChipConfig, source: str) -> None:
                           f"the {v.lanes} lanes")
     if chip.power.min_clock_hz > chip.clock_hz:
         raise ConfigError(f"{source}: power.min_clock_hz: above clock_hz")
+    if core.dma.gemm_window > GEMM_WINDOW_MAX:
+        raise ConfigError(f"{source}: core.dma.gemm_window: {core.dma.gemm_window} B is above "
+                          f"the {GEMM_WINDOW_MAX // 1024} KiB a DMA's window operand holds")

@@ -65,6 +65,10 @@ def test_include_cycle_through_a_subfolder(tmp_path):
      "copy_engine.min_bytes: must be a non-negative integer"),
     (EDGE + "\ncopy_engine: {bandwidth: 2 furlongs}\n",
      "copy_engine.bandwidth: unit 'furlongs' is not a bandwidth unit"),
+    (EDGE.replace("    burst_bytes: 64", "    burst_bytes: 64\n    gemm_window: -1 KiB"),
+     "core.dma.gemm_window: must be a non-negative integer"),
+    (EDGE.replace("    burst_bytes: 64", "    burst_bytes: 64\n    gemm_window: 100 MiB"),
+     "core.dma.gemm_window: 104857600 B is above the 65535 KiB a DMA's window operand"),
 ])
 def test_chip_yaml(tmp_path, text, message):
     (tmp_path / "c.yaml").write_text(text)
