@@ -114,8 +114,7 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     A row answered before is answered from the cache (``simulator.cache.Memo``) under a key
     of every package's code and preset files, the whole target (chip or system fields, the
     instruction budget), the row's every column and the bytes of a model file it names, so
-    an edit anywhere asks again; its
-    kernels are still priced from the kernel-cost cache when it is asked again."""
+    an edit anywhere asks again; its kernels are then priced from the kernel-cost cache."""
     from simulator.cache import Memo, code_digest, current
 
     store = current()

@@ -74,12 +74,12 @@ class Gemm:
     # (0: all of them) and writes its fp32 partial sums to C
     k_first: int = 0
     k_count: int = 0
-    # batched (strided) GEMM, one launch for ``groups`` independent m x k x n products (a
-    # per-head projection, as cuBLAS's strided batched GEMM): group q reads A at
-    # a + q * a_stride, W at w + q * w_stride, writes C at c + q * c_stride (bytes)
     # KiB the kernel keeps in flight per core (the chip's ``core.dma.gemm_window``): its
     # loads carry it, so their HBM part moves at most window / latency
     window: int = 0
+    # batched (strided) GEMM, one launch for ``groups`` independent m x k x n products (a
+    # per-head projection, as cuBLAS's strided batched GEMM): group q reads A at
+    # a + q * a_stride, W at w + q * w_stride, writes C at c + q * c_stride (bytes)
     groups: int = 1
     a_stride: int = 0
     w_stride: int = 0

@@ -131,16 +131,14 @@ class CoreSim:
         if cap:
             return m.hbm[chip].transfer(nbytes, cap / 1e9, self.weight)
         hit = m.l2_hits[chip] if load else 0.0
-        own = min(self.dma_cap, hbm_cap / 1e9) if hbm_cap else self.dma_cap
+        own = min(self.dma_cap, hbm_cap / 1e9) if hbm_cap else self.dma_cap  # HBM part's cap
         if hit <= 0.0 or m.l2[chip] is None:
             return m.hbm[chip].transfer(nbytes, own, self.weight)
         miss = 1.0 - hit
         parts = [m.l2[chip].transfer(nbytes * hit, self.dma_cap * hit, self.weight)]
         if miss > 0:
-            hbm_rate = self.dma_cap * miss
-            if hbm_cap:
-                hbm_rate = min(hbm_rate, hbm_cap / 1e9)
-            parts.append(m.hbm[chip].transfer(nbytes * miss, hbm_rate, self.weight))
+            parts.append(m.hbm[chip].transfer(nbytes * miss, min(self.dma_cap * miss, own),
+                                              self.weight))
         return self.env.all_of(parts)
 
     def _run(self, engine: Engine, items: tuple, regs: list[int]):

@@ -86,10 +86,15 @@ def _streams(program: Program, runs: bool) -> dict[Engine, tuple]:
     return streams
 
 
+def _sizes(chip: ChipConfig) -> tuple[int, int, int]:
+    """What a program's bounds depend on: the memories' sizes (not the clock)."""
+    return chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity
+
+
 def checked_bounds(program: Program, chip: ChipConfig) -> None:
     """``check_bounds`` once per program and memory sizes (a power-capped run simulates the
     same programs again at other clocks; bounds do not depend on the clock)."""
-    sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
+    sizes = _sizes(chip)
     if _recall(_CHECKED, id(program), program) == sizes:
         return
     check_bounds(program.instructions, 0, len(program.instructions), {}, chip)
@@ -135,7 +140,7 @@ def check_alike(programs: Mapping[tuple[int, int], Program],
         if first is prog:
             continue
         chip = chip_of(key[0])
-        sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
+        sizes = _sizes(chip)
         if _recall(_CHECKED, id(prog), prog) == sizes:
             continue  # checked before (the same programs at another clock)
         at, lo, hi, cap = _extents_of(first, chip)
@@ -150,7 +155,7 @@ def check_alike(programs: Mapping[tuple[int, int], Program],
 def _extents_of(program: Program, chip: ChipConfig) -> tuple:
     """(position among the address fields, lowest offset, highest offset + bytes,
     capacity) of each memory operand, as arrays; kept per program and memory sizes."""
-    sizes = (chip.core.sram.capacity, chip.core.acc.capacity, chip.hbm.capacity)
+    sizes = _sizes(chip)
     seen = _recall(_EXTENTS, id(program), program)
     if seen is not None and seen[0] == sizes:
         return seen[1]

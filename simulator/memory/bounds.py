@@ -64,7 +64,9 @@ def extents(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
             out: list[tuple[int, int, int, int, int]]) -> None:
     """What ``check`` tests, without the address: (pc, addr field, lowest offset, highest
     offset + bytes, capacity) per memory operand, so programs that differ only in their
-    addresses are checked by adding each one's addresses (``streams.check_alike``)."""
+    addresses are checked by adding each one's addresses (``streams.check_alike``). It
+    walks the operands as ``check`` does, written out again: a shared generator made
+    ``check``, which runs on every cache hit, 15% slower."""
     args = ins.args
     caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
     for name, nbytes in footprint(ins):
