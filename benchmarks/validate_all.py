@@ -22,9 +22,10 @@ coverage under a two-group cross-validation (quantiles from one group of rows, c
 the other: GEMM rows aligned or not, row-wise ops by width, whole models by phase).
 Files of a kind ``tessera validate`` does not predict are listed as such.
 
-With ``--cv`` the calibration files whose fit is cheap to repeat are cross-validated inside
-as well (``tessera validate --cv``: each regime of a column held out in turn, the file's
-fitted parameters refitted on the rest): in-sample and cross-validated MAPE side by side.
+With ``--cv`` the calibration files are cross-validated as well: inside a file (``tessera
+validate --cv``: each regime of a column held out in turn, the file's fitted parameters
+refitted on the rest) or across two (``--fit-on``: fitted on GEMMs, the layers predicted);
+in-sample and cross-validated MAPE side by side.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -47,68 +49,115 @@ def preset_for(path: Path) -> str:
     return FILE_PRESET.get(path.stem, PRESETS.get(path.parent.name, path.parent.name))
 
 
-def run(data: Path, plots: Path | None, out: Path, only: str | None = None) -> list[tuple]:
-    rows = []
-    out.mkdir(parents=True, exist_ok=True)
+# the files that take longest with an empty cache (wall seconds on 2 cores, docs/
+# performance.md): started first, so the short ones fill the other core meanwhile
+LONG = {"h200/train_layers.csv": 340, "h100/attention.csv": 215, "h200/train_step.csv": 190,
+        "h200/iterations.csv": 105, "h200/model_infer.csv": 45}
+
+
+def run(data: Path, plots: Path | None, out: Path, only: str | None = None,
+        jobs: int = 1) -> list[tuple]:
+    """Every file's summary row, the files ``jobs`` at a time (longest first), each in a
+    process of its own; rows in file order."""
     from experiments.validate import ValidateError, read_measured
 
+    out.mkdir(parents=True, exist_ok=True)
+    todo = []
     for csv in sorted(data.glob("*/*.csv")):
         if only and only not in csv.as_posix():
             continue
-        preset = preset_for(csv)
         try:
             read_measured(csv)
         except ValidateError:
             print(f"{csv.relative_to(data).as_posix()}: not a kind tessera validate predicts "
                   f"yet", flush=True)
             continue
-        args = [
-            "validate", preset, str(csv), "--out", str(out / f"{csv.parent.name}_{csv.stem}.csv"),
+        todo.append(csv)
+    todo.sort(key=lambda c: -LONG.get(c.relative_to(data).as_posix(), 0))
+    work = [(csv, data, plots, out) for csv in todo]
+    if jobs < 2 or len(work) < 2:
+        rows = [_report(one_file(w)) for w in work]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            rows = [_report(f.result()) for f in as_completed(
+                [pool.submit(one_file, w) for w in work])]
+    return sorted(rows)
+
+
+def one_file(work: tuple) -> tuple:
+    """``tessera validate`` on one file: (file, preset, kind, cases, skipped, MAPE, median,
+    max, wall)."""
+    csv, data, plots, out = work
+    preset = preset_for(csv)
+    args = ["validate", preset, str(csv), "--out", str(out / f"{csv.parent.name}_{csv.stem}.csv"),
             "--json"]
-        if plots is not None:
-            args += ["--plot", str(plots / f"{csv.parent.name}_{csv.stem}.png")]
-        t0 = time.perf_counter()
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            code = tessera(args)
-        wall = time.perf_counter() - t0
-        if code:
-            rows.append((csv.relative_to(data).as_posix(), preset, "error", "", "", "", "",
-                         wall))
-            continue
-        s = json.loads(buf.getvalue().strip().splitlines()[-1])
-        rows.append((csv.relative_to(data).as_posix(), preset, s["kind"], s["cases"],
-                     s["skipped"], s["mape_pct"], s["median_ape_pct"], s["max_ape_pct"], wall))
-        print(f"{rows[-1][0]}: MAPE {s['mape_pct']:.1f}% ({wall:.0f} s)", flush=True)
-    return rows
+    if plots is not None:
+        args += ["--plot", str(plots / f"{csv.parent.name}_{csv.stem}.png")]
+    t0 = time.perf_counter()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = tessera(args)
+    wall = time.perf_counter() - t0
+    name = csv.relative_to(data).as_posix()
+    if code:
+        return (name, preset, "error", "", "", "", "", "", wall)
+    s = json.loads(buf.getvalue().strip().splitlines()[-1])
+    return (name, preset, s["kind"], s["cases"], s["skipped"], s["mape_pct"],
+            s["median_ape_pct"], s["max_ape_pct"], wall)
+
+
+def _report(row: tuple) -> tuple:
+    if row[2] == "error":
+        print(f"{row[0]}: error ({row[-1]:.0f} s)", flush=True)
+    else:
+        print(f"{row[0]}: MAPE {row[5]:.1f}% ({row[-1]:.0f} s)", flush=True)
+    return row
 
 
 # calibration files cross-validated within (``--cv``): the column whose regimes are held out
-CV_COLUMNS = {"h100/vector.csv": "H", "h100/memory.csv": "op", "h100/gemm_lowp.csv": "M"}
+# (``M:128,4096``: bands of M cut at 128 and 4096)
+CV_COLUMNS = {"h100/vector.csv": "H", "h100/memory.csv": "op", "h100/gemm_lowp.csv": "M",
+              "h200x4/collectives_w2.csv": "bytes:1048576,67108864",
+              "h100/gemm.csv": "M:128,4096"}
+# and across files (``--fit-on``): (file fitted on, file predicted, fields refitted) — the
+# GEMM window was fitted on GEMMs and layers; fitted on the GEMMs alone, the layers are
+# another regime (whole decoder layers, their eager kernels between the GEMMs)
+CV_ACROSS = [("h100/gemm.csv", "h100/layers.csv", ("core.dma.gemm_window",))]
 
 
 def cross_validate(data: Path, only: str | None = None) -> None:
-    """``tessera validate --cv`` on each file of CV_COLUMNS; one table of both errors."""
+    """``tessera validate --cv`` on each file of CV_COLUMNS and ``--fit-on`` on each pair
+    of CV_ACROSS; one table of both errors."""
     lines = ["| file | held out by | refitted | in-sample | cross-validated | wall |",
              "|---|---|---|---|---|---|"]
-    for name, column in CV_COLUMNS.items():
+    jobs = [(name, ["--cv", column], column) for name, column in CV_COLUMNS.items()]
+    jobs += [(name, ["--fit-on", str(data / other), "--fit", *fields], f"fit on {other}")
+             for other, name, fields in CV_ACROSS]
+    for name, extra, how in jobs:
         if only and only not in name:
             continue
         csv = data / name
         t0 = time.perf_counter()
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            code = tessera(["validate", preset_for(csv), str(csv), "--cv", column, "--json"])
+            code = tessera(["validate", preset_for(csv), str(csv), *extra, "--json"])
         wall = time.perf_counter() - t0
         if code:
-            lines.append(f"| {name} | {column} | error | | | {wall:.0f} s |")
+            lines.append(f"| {name} | {how} | error | | | {wall:.0f} s |")
             continue
         s = json.loads(buf.getvalue().strip().splitlines()[-1])
-        folds = ", ".join(f"{f['held']}: {f['held_mape_pct']:.1f}%" for f in s["folds"])
-        lines.append(f"| {name} | {column} | {', '.join(s['params'])} | "
-                     f"{s['in_sample_mape_pct']:.1f}% | {s['mape_pct']:.1f}% ({folds}) | "
+        if "folds" in s:
+            detail = ", ".join(f"{f['held']}: {f['held_mape_pct']:.1f}%" for f in s["folds"])
+        else:
+            detail = ", ".join(f"{p} = {v:.4g}" for p, v in s["fitted"].items())
+        lines.append(f"| {name} | {how} | {', '.join(s['params'])} | "
+                     f"{s['in_sample_mape_pct']:.1f}% | {s['mape_pct']:.1f}% ({detail}) | "
                      f"{wall:.0f} s |")
-        print(f"{name}: cross-validated by {column}: {s['mape_pct']:.1f}% ({wall:.0f} s)",
+        print(f"{name}: cross-validated ({how}): {s['mape_pct']:.1f}% ({wall:.0f} s)",
               flush=True)
     print("\ncross-validated within the calibration files\n")
     print("\n".join(lines))
@@ -136,9 +185,14 @@ def main() -> None:
     ap.add_argument("--only", default=None,
                     help="run only the files whose path contains this text (e.g. h200/)")
     ap.add_argument("--cv", action="store_true",
-                    help="also cross-validate the calibration files of CV_COLUMNS within")
+                    help="also cross-validate the calibration files (CV_COLUMNS, CV_ACROSS)")
+    ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
+                    help="files validated at once, each in its own process (default: the "
+                         "usable cores; 1: one after another)")
     args = ap.parse_args()
-    rows = run(args.data, args.plots, args.out, args.only)
+    t0 = time.perf_counter()
+    rows = run(args.data, args.plots, args.out, args.only, args.jobs)
+    print(f"\nevery file in {time.perf_counter() - t0:.0f} s ({args.jobs} at a time)")
     for label, mine in (("fitted on (in-sample)", [r for r in rows if r[0] not in HELD]),
                         ("held (cross-validated: nothing fitted on them but the H200's "
                          "copy-engine rate, on h200/memory.csv's two copies >= 512 MiB)",

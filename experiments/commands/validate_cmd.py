@@ -30,9 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cv", metavar="COLUMN",
                    help="cross-validate: hold out each value of COLUMN in turn (a row width, "
                         "a model), refit the --fit fields on the other rows and predict it")
+    p.add_argument("--fit-on", type=Path, metavar="OTHER.csv",
+                   help="cross-validate across files: fit the --fit fields on OTHER.csv "
+                        "(another regime: kernels), then predict MEASURED.csv (whole layers) "
+                        "with them")
     p.add_argument("--fit", nargs="+", metavar="FIELD",
-                   help="dotted chip fields --cv refits (default: those docs/validation.md "
-                        "says were fitted on this kind of file)")
+                   help="dotted chip fields --cv or --fit-on refits (default: those "
+                        "docs/validation.md says were fitted on this kind of file)")
     p.add_argument("--rounds", type=int, default=2,
                    help="coordinate-descent rounds per step size of each fit (default 2)")
     p.set_defaults(handler=run)
@@ -51,10 +55,15 @@ def run(args: argparse.Namespace) -> int:
 
     store = current()
     before = copy(store.stats) if store is not None else None
+    if args.cv is not None and args.fit_on is not None:
+        raise ValidateError("--cv and --fit-on: give one (within a file, or across two)")
     if args.cv is not None:
         return _cross_validate(args, target)
+    if args.fit_on is not None:
+        return _fit_elsewhere(args, target)
     if args.fit:
-        raise ValidateError("--fit: only with --cv COLUMN (the fields each fold refits)")
+        raise ValidateError("--fit: only with --cv COLUMN or --fit-on FILE (the fields to "
+                            "refit)")
     kind, df = validate(target, args.measured, progress=_progress())
     s = summary(kind, df)
     print(f"{args.measured.name} ({kind}) on {args.preset}: {s['cases']} cases, "
@@ -80,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _cross_validate(args: argparse.Namespace, target) -> int:  # noqa: ANN001
     """Leave each regime of ``--cv COLUMN`` out, refit, predict it; print both errors."""
-    from experiments.fit import DEFAULT_FIT, cross_validate, fit
+    from experiments.fit import DEFAULT_FIT, cross_validate, fit, regime_name
     from experiments.validate import ValidateError, read_measured, summary
 
     if args.rounds < 1:
@@ -98,8 +107,8 @@ def _cross_validate(args: argparse.Namespace, target) -> int:  # noqa: ANN001
     for f in folds:
         values = ", ".join(f"{p.rsplit('.', 2)[-2] + '.' + p.rsplit('.', 1)[-1]}={v:.4g}"
                            for p, v in f.fitted.items())
-        print(f"  held out {args.cv} = {f.held} ({f.rows} rows): MAPE {_pct(f.held_mape)} "
-              f"(fitted on the rest: {_pct(f.train_mape)}; {values})")
+        print(f"  held out {regime_name(args.cv, f.held)} ({f.rows} rows): MAPE "
+              f"{_pct(f.held_mape)} (fitted on the rest: {_pct(f.train_mape)}; {values})")
     print(f"cross-validated MAPE {_pct(s['mape_pct'])} over {s['cases']} rows "
           f"({s['skipped']} skipped); in-sample, fitted on every row: {_pct(in_sample)}")
     if args.out:
@@ -112,6 +121,40 @@ def _cross_validate(args: argparse.Namespace, target) -> int:  # noqa: ANN001
                           "folds": [{"held": f.held, "rows": f.rows, "fitted": f.fitted,
                                      "train_mape_pct": f.train_mape,
                                      "held_mape_pct": f.held_mape} for f in folds]}))
+    return 0
+
+
+def _fit_elsewhere(args: argparse.Namespace, target) -> int:  # noqa: ANN001
+    """Fit on ``--fit-on``'s rows, predict the measured file's with what was fitted."""
+    from experiments.fit import DEFAULT_FIT, fit, with_fields
+    from experiments.validate import ValidateError, read_measured, summary, validate_rows
+
+    if args.rounds < 1:
+        raise ValidateError(f"--rounds: must be positive, got {args.rounds}")
+    other_kind, other = read_measured(args.fit_on)
+    kind, rows = read_measured(args.measured)
+    params = list(args.fit or DEFAULT_FIT.get(other_kind, ()))
+    if not params:
+        raise ValidateError(f"--fit-on a {other_kind} file: name the fields to refit with "
+                            f"--fit (defaults exist for {', '.join(DEFAULT_FIT)})")
+    fitted, train = fit(target, other_kind, other, params, args.rounds,
+                        print if not args.json else None)
+    in_sample = summary(kind, validate_rows(target, kind, rows))["mape_pct"]
+    held = validate_rows(with_fields(target, fitted), kind, rows)
+    s = summary(kind, held)
+    values = ", ".join(f"{p}={v:.4g}" for p, v in fitted.items())
+    print(f"fitted on {args.fit_on.name} ({other_kind}, {len(other)} rows): MAPE "
+          f"{_pct(train)}; {values}")
+    print(f"{args.measured.name} ({kind}) on {args.preset} with them: cross-validated MAPE "
+          f"{_pct(s['mape_pct'])} over {s['cases']} rows ({s['skipped']} skipped); with the "
+          f"preset's values: {_pct(in_sample)}")
+    if args.out:
+        _write_csv(held, args.out)
+        print(f"held-out predictions: {args.out}")
+    if args.json:
+        print(json.dumps({**s, "preset": args.preset, "file": args.measured.name,
+                          "fit_on": args.fit_on.name, "in_sample_mape_pct": in_sample,
+                          "params": params, "fitted": fitted, "fit_on_mape_pct": train}))
     return 0
 
 

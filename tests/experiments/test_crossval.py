@@ -59,3 +59,72 @@ def test_cv_mistakes_are_one_line_errors(tmp_path, capsys):
         code = main(["validate", "h100", str(csv), *args])
         err = capsys.readouterr().err
         assert code != 0 and message in err and "Traceback" not in err
+
+
+COLLECTIVES = pd.DataFrame({"op": ["all_reduce", "all_gather"] * 3, "world": [2] * 6,
+                            "bytes": [1 << 16, 1 << 16, 1 << 18, 1 << 18, 1 << 20, 1 << 20],
+                            "ms": [1.0] * 6})
+
+
+def test_a_system_field_is_refitted_on_a_system_preset():
+    """--cv on a collectives file refits the link's protocols (by name): rows 'measured'
+    with LL's fixed cost at 10 us give it back from either op's rows."""
+    from experiments.fit import read_field, with_fields
+
+    target = load_target("h200x2")
+    assert read_field(target, "link.protocols.LL.latency") == 6.38e-6
+    truth = with_fields(target, {"link.protocols.LL.latency": 10e-6})
+    rows = COLLECTIVES.assign(
+        ms=validate_rows(truth, "collectives", COLLECTIVES)["predicted"].to_numpy())
+    folds, _ = cross_validate(target, "collectives", rows, "op",
+                              ["link.protocols.LL.latency"], rounds=3)
+    for f in folds:
+        assert abs(f.fitted["link.protocols.LL.latency"] - 10e-6) < 1e-6
+        assert f.held_mape < 3.0
+
+
+def test_a_field_past_its_bounds_is_no_fit_point():
+    from experiments.fit import with_fields
+
+    target = load_target("h200x2")
+    assert with_fields(target, {"link.protocols.LL.efficiency": 1.2}) is None
+    assert with_fields(target, {"link.protocols.LL.latency": -1.0}) is None
+
+
+def test_numeric_column_cut_into_bands():
+    from experiments.fit import regimes_of
+
+    df = pd.DataFrame({"M": [1, 128, 129, 4096, 8192]})
+    column, labels = regimes_of(df, "M:128,4096")
+    assert column == "M"
+    assert list(labels) == ["M<=128", "M<=128", "128<M<=4096", "128<M<=4096", "M>4096"]
+
+
+def test_system_and_band_mistakes_are_one_line_errors(tmp_path, capsys):
+    csv = tmp_path / "c.csv"
+    COLLECTIVES.to_csv(csv, index=False)
+    for args, message in (
+            (["--cv", "op", "--fit", "link.protocols.XX.latency"], "no item named 'XX'"),
+            (["--cv", "op", "--fit", "link.speed"], "link.speed: no such system field"),
+            (["--cv", "bytes:1e6,x"], "the edges after ':' must be numbers"),
+            (["--cv", "op:10"], "column op is not numeric")):
+        code = main(["validate", "h200x2", str(csv), *args])
+        err = capsys.readouterr().err
+        assert code != 0 and message in err and "Traceback" not in err, (args, err)
+
+
+def test_fit_on_another_file_then_predict_this_one(tmp_path, capsys):
+    """--fit-on: the HBM efficiency fitted on copies predicts add_scalar rows made with it."""
+    rows = _truth(0.6)
+    copies, adds = tmp_path / "copies.csv", tmp_path / "adds.csv"
+    rows[rows["op"] == "copy"].to_csv(copies, index=False)
+    rows[rows["op"] == "add_scalar"].to_csv(adds, index=False)
+    code = main(["validate", "h100", str(adds), "--fit-on", str(copies), "--fit",
+                 "hbm.efficiency", "--rounds", "3", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["fit_on"] == "copies.csv" and abs(s["fitted"]["hbm.efficiency"] - 0.6) < 0.05
+    assert s["mape_pct"] < 3.0 < s["in_sample_mape_pct"]  # the preset's 0.9 is far off
+    code = main(["validate", "h100", str(adds), "--fit-on", str(copies), "--cv", "op"])
+    assert code != 0 and "give one" in capsys.readouterr().err
