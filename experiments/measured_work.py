@@ -76,11 +76,11 @@ class Target:
     max_instructions: int = 20_000_000
 
     def at_clock(self, hz: float) -> Target:
-        """The same target with every chip held at ``hz`` (no power cap acting): what a
-        measurement saw when the power limiter had only part of its length to act."""
+        """The same target with every chip held at ``hz`` (``power.held_clock_hz``: no cap
+        searched per kernel; energy still at the voltage of ``hz``): what a measurement saw
+        when the power limiter had only part of its length to act."""
         def held(c: ChipConfig) -> ChipConfig:
-            return dataclasses.replace(c, clock_hz=hz,
-                                       power=dataclasses.replace(c.power, tdp_w=0.0))
+            return dataclasses.replace(c, power=dataclasses.replace(c.power, held_clock_hz=hz))
         system = None if self.system is None else dataclasses.replace(
             self.system, chips=tuple(held(c) for c in self.system.chips))
         return dataclasses.replace(self, chip=held(self.chip), system=system)
@@ -135,8 +135,9 @@ def _kernels(graph: Graph, target: Target, layout: str = "auto") -> SimResult:
 def _lower_and_simulate(graph: Graph, target: Target, layout: str = "auto") -> SimResult:
     chip = target.chip
     # tilings are ranked at the nominal clock (the power cap would only rescale them all)
-    nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0))
-    key = (repr(graph), repr(dataclasses.replace(nominal, clock_hz=1.0)), layout)
+    nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0,
+                                                                  held_clock_hz=0.0))
+    key = (repr(graph), repr(nominal), layout)
     if key not in _LOWERED:  # a row is simulated again when the limiter relaxes the clock
         _LOWERED.clear()
         low = lower(graph, chip, confirm=confirmer(nominal), layout=layout)

@@ -232,7 +232,8 @@ def confirmer(chip: ChipConfig):  # noqa: ANN201
     and finding the capped clock takes a simulation per step of its fixed point."""
     from simulator import cache
 
-    nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0))
+    nominal = dataclasses.replace(chip, power=dataclasses.replace(chip.power, tdp_w=0.0,
+                                                                  held_clock_hz=0.0))
 
     def confirm(programs: dict) -> float:
         return simulate(programs, nominal).time_s
@@ -241,7 +242,7 @@ def confirmer(chip: ChipConfig):  # noqa: ANN201
     confirm.add_counters = cache.add_counts  # type: ignore[attr-defined]
     store = cache.current()
     if store is not None:
-        confirm.memo = cache.Memo(store, repr(chip) + cache.code_digest(
+        confirm.memo = cache.Memo(store, repr(nominal) + cache.code_digest(
             (*cache.CODE, "mapper")))  # type: ignore[attr-defined]
     return confirm
 

@@ -174,6 +174,11 @@ class PowerConfig:
     # steady state). See simulator.run.burst_clock.
     response_s: float = field(default=0.0, metadata=spec("time", "non_negative"))
     sustained_s: float = field(default=0.0, metadata=spec("time", "non_negative"))
+    # A clock the limiter holds for the whole workload (0: none, the cap is met per kernel):
+    # a measurement of many kernels back to back saw one clock, pulled down by their mean
+    # power. Dynamic energy still scales with it as above (voltage follows the clock).
+    held_clock_hz: float = field(default=0.0, metadata=spec(
+        "frequency", "non_negative", "0: the cap's clock, found per kernel"))
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,8 @@ def _validate(chip: hw.ChipConfig, source: str) -> None:
                           f"the {v.lanes} lanes")
     if chip.power.min_clock_hz > chip.clock_hz:
         raise ConfigError(f"{source}: power.min_clock_hz: above clock_hz")
+    if chip.power.held_clock_hz > chip.clock_hz:
+        raise ConfigError(f"{source}: power.held_clock_hz: above clock_hz")
     if core.dma.gemm_window > GEMM_WINDOW_MAX:
         raise ConfigError(f"{source}: core.dma.gemm_window: {core.dma.gemm_window} B is above "
                           f"the {GEMM_WINDOW_MAX // 1024} KiB a DMA's window operand holds")

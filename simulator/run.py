@@ -81,9 +81,12 @@ def _uncached(keyed: dict, chip: ChipConfig, limits: RunLimits, dedupe: bool,
 
 def _power_capped(run_at, chip: ChipConfig, chips: int) -> SimResult:  # noqa: ANN001
     """Run at the nominal clock; above the cap, find the clock that holds it (fixed point on
-    P = static + dynamic(f), dynamic ~ f^x), then relax it for a short burst (below)."""
-    result = run_at(chip.clock_hz)
+    P = static + dynamic(f), dynamic ~ f^x), then relax it for a short burst (below). A held
+    clock (``power.held_clock_hz``) is run as it is: the limiter settled on it elsewhere."""
     power = chip.power
+    if power.held_clock_hz:
+        return run_at(power.held_clock_hz)
+    result = run_at(chip.clock_hz)
     cap = power.tdp_w * chips
     clock = chip.clock_hz
     for _ in range(POWER_CAP_STEPS):

@@ -103,3 +103,26 @@ def test_hbm_energy_is_off_the_dvfs_rail(chip):
     # the cores' energy per event scales with V^2 ~ f^(x - 1) = f for x = 2
     assert capped.energy_j["compute"] == pytest.approx(free.energy_j["compute"] * ratio)
     assert capped.energy_j["sram"] == pytest.approx(free.energy_j["sram"] * ratio)
+
+
+def test_a_held_clock_runs_there_with_its_voltage(chip):
+    """power.held_clock_hz: the limiter settled over a whole workload. The kernel runs at
+    that clock (as fast as a chip built for it) and its core energy per event scales with
+    the voltage of that clock (f^(x-1)), unlike a chip whose nominal clock is that low."""
+    free = simulate(compute_bound(), chip)
+    held = simulate(compute_bound(), dataclasses.replace(chip, power=PowerConfig(
+        tdp_w=1.0, dvfs_exponent=2.0, held_clock_hz=FCAP)))
+    slow = simulate(compute_bound(), dataclasses.replace(chip, clock_hz=FCAP))
+    assert held.clock_hz == FCAP and held.power_capped
+    assert held.time_s == pytest.approx(slow.time_s, rel=1e-12)
+    assert held.energy_j["compute"] == pytest.approx(free.energy_j["compute"] * FCAP / F0)
+    assert slow.energy_j["compute"] == pytest.approx(free.energy_j["compute"])
+
+
+def test_a_held_clock_above_the_nominal_one_is_a_config_error():
+    from hardware.chips import ConfigError, chip_from_dict, chip_to_dict, load_chip
+
+    data = chip_to_dict(load_chip("h100"))
+    data["power"]["held_clock_hz"] = 3e9
+    with pytest.raises(ConfigError, match="power.held_clock_hz: above clock_hz"):
+        chip_from_dict(data, "x.yaml")
