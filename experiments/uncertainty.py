@@ -56,6 +56,26 @@ def interval(kind: str, chip, value: float) -> dict:  # noqa: ANN001
                      f"(coverage {entry['coverage']:.0%} under cross-validation)"}
 
 
+def rows_interval(kind: str, chip, df):  # noqa: ANN001, ANN201
+    """``tessera validate``'s rows with ``p10`` and ``p90`` beside ``predicted`` (the kind's
+    interval on a validated chip), or the rows as they are. A kind is the file's
+    (``gemm``, ``vector``, ``memory``, ``model_infer``); rows of the held files the interval
+    was built from are inside it ~80% of the time by construction, other rows are a test."""
+    entry = table()["kinds"].get(kind)
+    if entry is None or chip is None or not validated(chip) or "predicted" not in df:
+        return df
+    return df.assign(p10=df["predicted"] * entry["p10"], p90=df["predicted"] * entry["p90"])
+
+
+def inside(df) -> tuple[int, int] | None:  # noqa: ANN001
+    """(rows whose measured value fell inside their interval, rows with one)."""
+    if "p10" not in df.columns:
+        return None
+    ok = df[df["predicted"].notna()]
+    hit = (ok["measured"] >= ok["p10"]) & (ok["measured"] <= ok["p90"])
+    return int(hit.sum()), int(len(ok))
+
+
 TIMES = ("latency_s", "ttft_s", "tpot_s")
 KERNELS_MEASURED = ("h100", "h200")  # presets whose kernels docs/validation.md validates
 

@@ -175,8 +175,11 @@ def _predict_row(target: Target, kind: str, row: pd.Series) -> dict:
 
 def validate(target: Target, path: Path, progress=None) -> tuple[str, pd.DataFrame]:  # noqa: ANN001
     """(kind, rows with predicted, measured, ape_pct, and skipped = the reason or "")."""
+    from experiments.uncertainty import rows_interval
+
     kind, df = read_measured(path)
-    return kind, validate_rows(target, kind, df, progress)
+    df = validate_rows(target, kind, df, progress)
+    return kind, rows_interval(kind, None if target.system is not None else target.chip, df)
 
 
 def validate_rows(target: Target, kind: str, df: pd.DataFrame, progress=None  # noqa: ANN001
@@ -277,7 +280,12 @@ def _summary(kind: str, df: pd.DataFrame) -> dict:
     ok = df[df["skipped"] == ""] if len(df) else df
     ape = ok["ape_pct"] if len(ok) else pd.Series(dtype=float)
     nan = float("nan")
-    return {"kind": kind, "cases": int(len(ok)), "skipped": int(len(df) - len(ok)),
-            "mape_pct": float(ape.mean()) if len(ok) else nan,
-            "median_ape_pct": float(ape.median()) if len(ok) else nan,
-            "max_ape_pct": float(ape.max()) if len(ok) else nan}
+    from experiments.uncertainty import inside
+
+    out = {"kind": kind, "cases": int(len(ok)), "skipped": int(len(df) - len(ok)),
+           "mape_pct": float(ape.mean()) if len(ok) else nan,
+           "median_ape_pct": float(ape.median()) if len(ok) else nan,
+           "max_ape_pct": float(ape.max()) if len(ok) else nan}
+    if (hits := inside(ok)) is not None:
+        out["inside_interval"], out["with_interval"] = hits
+    return out

@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.measured.name} ({kind}) on {args.preset}: {s['cases']} cases, "
           f"{s['skipped']} skipped; MAPE {_pct(s['mape_pct'])}, median "
           f"{_pct(s['median_ape_pct'])}, max {_pct(s['max_ape_pct'])}")
+    if "with_interval" in s:
+        print(f"  measured inside the p10-p90 interval of {kind} predictions "
+              f"(docs/validation.md): {s['inside_interval']} of {s['with_interval']} rows")
     for metric, m in s.get("metrics", {}).items():
         print(f"  {metric}: {m['cases']} cases; MAPE {_pct(m['mape_pct'])}, median "
               f"{_pct(m['median_ape_pct'])}, max {_pct(m['max_ape_pct'])}")

@@ -39,3 +39,22 @@ def test_json_and_summary_say_unvalidated_off_the_validated_presets(tmp_path, ca
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1])["validated"] is False
     assert "unvalidated" in out
+
+
+def test_validate_puts_each_rows_interval_beside_it_and_counts_the_rows_inside(tmp_path,
+                                                                                capsys):
+    """On a validated preset each predicted row gets the kind's interval, and the summary
+    counts the measured values inside it; off it (the h100 has no whole-model rows) none."""
+    entry = table()["kinds"]["memory"]
+    csv = tmp_path / "m.csv"
+    csv.write_text("op,bytes,ms\ncopy,4194304,0.0045\nadd_scalar,4194304,1.0\n")
+    df, s = api.validate("h200", csv)
+    assert list(df["p10"]) == pytest.approx(list(df["predicted"] * entry["p10"]))
+    assert list(df["p90"]) == pytest.approx(list(df["predicted"] * entry["p90"]))
+    inside = int(((df["measured"] >= df["p10"]) & (df["measured"] <= df["p90"])).sum())
+    assert s["with_interval"] == 2 and s["inside_interval"] == inside
+    assert s["inside_interval"] < 2  # 1 ms for 8 MiB is far outside anything predicted
+    assert main(["validate", "h200", str(csv)]) == 0
+    assert f"{inside} of 2 rows" in capsys.readouterr().out
+    df, s = api.validate("h100", csv)
+    assert "p10" not in df.columns and "with_interval" not in s
