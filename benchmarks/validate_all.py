@@ -248,6 +248,21 @@ def intervals(out: Path) -> None:
                                      "coverage": cover}
         print(f"interval {stem}: measured/predicted p10 {lo:.2f} p90 {hi:.2f} over "
               f"{len(ratio)} rows; coverage under cross-validation {cover:.0%}")
+        if stem == "model_infer":  # the error depends on the phase: an interval for each
+            for phase in ("prefill", "decode"):
+                mine = ratio[groups == phase]
+                if len(mine) < 3:
+                    continue
+                a, b = (float(np.quantile(mine, q)) for q in QUANTILES)
+                hits = 0
+                for i in range(len(mine)):  # leave one row out: quantiles of the others
+                    rest = np.delete(mine, i)
+                    hits += int(np.quantile(rest, QUANTILES[0]) <= mine[i] <=
+                                np.quantile(rest, QUANTILES[1]))
+                kinds[f"model_infer.{phase}"] = {"p10": a, "p90": b, "rows": len(mine),
+                                                 "coverage": hits / len(mine)}
+                print(f"interval model_infer {phase}: p10 {a:.2f} p90 {b:.2f} over "
+                      f"{len(mine)} rows; leave-one-out coverage {hits / len(mine):.0%}")
     INTERVALS.parent.mkdir(parents=True, exist_ok=True)
     INTERVALS.write_text(json.dumps({"presets": ["h200"], "kinds": kinds}, indent=1) + "\n")
     print(f"wrote {INTERVALS}")

@@ -82,22 +82,46 @@ KERNELS_MEASURED = ("h100", "h200")  # presets whose kernels docs/validation.md 
 
 def report_fields(report, chip) -> dict:  # noqa: ANN001
     """A run's interval fields: each time of its headline with p10 / p90 from the
-    whole-model errors (``model_infer``), or ``validated: False`` (no chip: a system, whose
-    multi-chip runs have no whole-model validation yet)."""
+    whole-model errors (``model_infer``; a prefill's from the measured prefills and a decode
+    step's from the measured decodes where both are kept, as their errors differ), or
+    ``validated: False`` (no chip: a system, whose multi-chip runs have no whole-model
+    validation yet)."""
     if chip is None:
         return {"validated": False, "why": "multi-chip runs have no whole-model "
                                            "measurements yet"}
     head = report.headline()
     out: dict = {"validated": validated(chip)}
-    if not out["validated"] or "model_infer" not in table()["kinds"]:
+    kinds = table()["kinds"]
+    if not out["validated"] or "model_infer" not in kinds:
         why = ("its kernels are validated (docs/validation.md), but whole models were "
                "measured on the " + ", ".join(table()["presets"]) + " only") \
             if chip.name in KERNELS_MEASURED and _as_shipped(chip) else \
             "no measurements of this chip as configured"
         return {"validated": False, "why": why}
+    pre, dec = kinds.get("model_infer.prefill"), kinds.get("model_infer.decode")
+    if pre is None or dec is None:
+        for name in TIMES:
+            if name in head:
+                fields = interval("model_infer", chip, head[name])
+                out[f"{name}_p10"], out[f"{name}_p90"] = fields["p10"], fields["p90"]
+                out["basis"] = fields["basis"]
+        return out
+    # each time as its prefill part and its decode part, each part with its phase's ratios
+    mode = getattr(report, "mode", "decode")
+    parts = {"ttft_s": (head.get("ttft_s", 0.0), 0.0), "tpot_s": (0.0, head.get("tpot_s", 0.0))}
+    if mode == "prefill":
+        parts["latency_s"] = (head["latency_s"], 0.0)
+    elif mode == "decode":
+        parts["latency_s"] = (0.0, head["latency_s"])
+    else:
+        parts["latency_s"] = (head["ttft_s"], head["latency_s"] - head["ttft_s"])
     for name in TIMES:
         if name in head:
-            fields = interval("model_infer", chip, head[name])
-            out[f"{name}_p10"], out[f"{name}_p90"] = fields["p10"], fields["p90"]
-            out["basis"] = fields["basis"]
+            p, d = parts[name]
+            out[f"{name}_p10"] = p * pre["p10"] + d * dec["p10"]
+            out[f"{name}_p90"] = p * pre["p90"] + d * dec["p90"]
+    out["basis"] = "; ".join(
+        f"model_infer {ph}: measured/predicted p10 {e['p10']:.2f}, p90 {e['p90']:.2f} over "
+        f"{e['rows']} held-out rows (leave-one-out coverage {e['coverage']:.0%})"
+        for ph, e in (("prefill", pre), ("decode", dec)))
     return out

@@ -23,7 +23,8 @@ def test_only_a_validated_preset_as_shipped_is_validated():
 
 
 def test_a_run_on_a_validated_preset_carries_its_interval():
-    entry = table()["kinds"]["model_infer"]
+    kinds = table()["kinds"]
+    entry = kinds.get("model_infer.decode", kinds["model_infer"])  # a decode step's
     rep = api.run("tiny-llama", "h200", phase="decode", batch=2, ctx=32)
     unc, latency = rep.notes["uncertainty"], rep.headline()["latency_s"]
     assert unc["validated"]
@@ -31,6 +32,27 @@ def test_a_run_on_a_validated_preset_carries_its_interval():
     assert unc["latency_s_p90"] == pytest.approx(entry["p90"] * latency)
     assert unc["latency_s_p10"] < unc["latency_s_p90"]
     assert "held-out rows" in unc["basis"]
+
+
+def test_a_generation_prices_its_prefill_and_its_steps_each_with_its_phases_interval(
+        monkeypatch):
+    """TTFT with the measured prefills' ratios, TPOT with the decodes', the whole latency
+    as the sum of its parts."""
+    from experiments import uncertainty
+
+    kinds = {"model_infer": {"p10": 0.9, "p90": 1.2, "rows": 11, "coverage": 0.5},
+             "model_infer.prefill": {"p10": 1.05, "p90": 1.15, "rows": 5, "coverage": 0.6},
+             "model_infer.decode": {"p10": 0.97, "p90": 1.03, "rows": 6, "coverage": 0.5}}
+    monkeypatch.setattr(uncertainty, "table", lambda: {"presets": ["h200"], "kinds": kinds})
+    rep = api.run("tiny-llama", "h200", phase="generate", batch=1, seq=16, tokens=4)
+    head = rep.headline()
+    unc = uncertainty.report_fields(rep, load_chip("h200"))
+    assert unc["ttft_s_p10"] == pytest.approx(1.05 * head["ttft_s"])
+    assert unc["tpot_s_p90"] == pytest.approx(1.03 * head["tpot_s"])
+    decoding = head["latency_s"] - head["ttft_s"]
+    assert unc["latency_s_p10"] == pytest.approx(1.05 * head["ttft_s"] + 0.97 * decoding)
+    assert unc["latency_s_p90"] == pytest.approx(1.15 * head["ttft_s"] + 1.03 * decoding)
+    assert "prefill" in unc["basis"] and "decode" in unc["basis"]
 
 
 def test_json_and_summary_say_unvalidated_off_the_validated_presets(tmp_path, capsys):
