@@ -92,16 +92,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _cross_validate(args: argparse.Namespace, target) -> int:  # noqa: ANN001
     """Leave each regime of ``--cv COLUMN`` out, refit, predict it; print both errors."""
-    from experiments.fit import DEFAULT_FIT, cross_validate, fit, regime_name
-    from experiments.validate import ValidateError, read_measured, summary
+    from experiments.fit import cross_validate, fit, regime_name
+    from experiments.validate import summary
 
-    if args.rounds < 1:
-        raise ValidateError(f"--rounds: must be positive, got {args.rounds}")
-    kind, rows = read_measured(args.measured)
-    params = list(args.fit or DEFAULT_FIT.get(kind, ()))
-    if not params:
-        raise ValidateError(f"--cv on a {kind} file: name the chip fields to refit with --fit "
-                            f"(defaults exist for {', '.join(DEFAULT_FIT)})")
+    kind, rows, params = _refit_setup(args, args.measured, "--cv")
     log = print if not args.json else None
     _, in_sample = fit(target, kind, rows, params, args.rounds)
     folds, held = cross_validate(target, kind, rows, args.cv, params, args.rounds, log)
@@ -114,32 +108,35 @@ def _cross_validate(args: argparse.Namespace, target) -> int:  # noqa: ANN001
               f"{_pct(f.held_mape)} (fitted on the rest: {_pct(f.train_mape)}; {values})")
     print(f"cross-validated MAPE {_pct(s['mape_pct'])} over {s['cases']} rows "
           f"({s['skipped']} skipped); in-sample, fitted on every row: {_pct(in_sample)}")
-    if args.out:
-        _write_csv(held, args.out)
-        print(f"held-out predictions: {args.out}")
-    if args.json:
-        print(json.dumps({**s, "preset": args.preset, "file": args.measured.name,
-                          "cv_column": args.cv, "in_sample_mape_pct": in_sample,
-                          "params": params,
-                          "folds": [{"held": f.held, "rows": f.rows, "fitted": f.fitted,
-                                     "train_mape_pct": f.train_mape,
-                                     "held_mape_pct": f.held_mape} for f in folds]}))
-    return 0
+    return _held_out(args, held, {**s, "cv_column": args.cv, "in_sample_mape_pct": in_sample,
+                                  "params": params,
+                                  "folds": [{"held": f.held, "rows": f.rows,
+                                             "fitted": f.fitted, "train_mape_pct": f.train_mape,
+                                             "held_mape_pct": f.held_mape} for f in folds]})
+
+
+def _refit_setup(args: argparse.Namespace, fitted_on: Path, flag: str) -> tuple:
+    """(kind, rows, fields to refit) of the file the fit reads, the rounds checked."""
+    from experiments.fit import DEFAULT_FIT
+    from experiments.validate import ValidateError, read_measured
+
+    if args.rounds < 1:
+        raise ValidateError(f"--rounds: must be positive, got {args.rounds}")
+    kind, rows = read_measured(fitted_on)
+    params = list(args.fit or DEFAULT_FIT.get(kind, ()))
+    if not params:
+        raise ValidateError(f"{flag} on a {kind} file: name the fields to refit with --fit "
+                            f"(defaults exist for {', '.join(DEFAULT_FIT)})")
+    return kind, rows, params
 
 
 def _fit_elsewhere(args: argparse.Namespace, target) -> int:  # noqa: ANN001
     """Fit on ``--fit-on``'s rows, predict the measured file's with what was fitted."""
-    from experiments.fit import DEFAULT_FIT, fit, with_fields
-    from experiments.validate import ValidateError, read_measured, summary, validate_rows
+    from experiments.fit import fit, with_fields
+    from experiments.validate import read_measured, summary, validate_rows
 
-    if args.rounds < 1:
-        raise ValidateError(f"--rounds: must be positive, got {args.rounds}")
-    other_kind, other = read_measured(args.fit_on)
+    other_kind, other, params = _refit_setup(args, args.fit_on, "--fit-on")
     kind, rows = read_measured(args.measured)
-    params = list(args.fit or DEFAULT_FIT.get(other_kind, ()))
-    if not params:
-        raise ValidateError(f"--fit-on a {other_kind} file: name the fields to refit with "
-                            f"--fit (defaults exist for {', '.join(DEFAULT_FIT)})")
     fitted, train = fit(target, other_kind, other, params, args.rounds,
                         print if not args.json else None)
     in_sample = summary(kind, validate_rows(target, kind, rows))["mape_pct"]
@@ -151,13 +148,18 @@ def _fit_elsewhere(args: argparse.Namespace, target) -> int:  # noqa: ANN001
     print(f"{args.measured.name} ({kind}) on {args.preset} with them: cross-validated MAPE "
           f"{_pct(s['mape_pct'])} over {s['cases']} rows ({s['skipped']} skipped); with the "
           f"preset's values: {_pct(in_sample)}")
+    return _held_out(args, held, {**s, "fit_on": args.fit_on.name,
+                                  "in_sample_mape_pct": in_sample, "params": params,
+                                  "fitted": fitted, "fit_on_mape_pct": train})
+
+
+def _held_out(args: argparse.Namespace, held, summary: dict) -> int:  # noqa: ANN001
+    """Write the held-out predictions (``--out``) and the summary (``--json``)."""
     if args.out:
         _write_csv(held, args.out)
         print(f"held-out predictions: {args.out}")
     if args.json:
-        print(json.dumps({**s, "preset": args.preset, "file": args.measured.name,
-                          "fit_on": args.fit_on.name, "in_sample_mape_pct": in_sample,
-                          "params": params, "fitted": fitted, "fit_on_mape_pct": train}))
+        print(json.dumps({**summary, "preset": args.preset, "file": args.measured.name}))
     return 0
 
 
