@@ -55,6 +55,19 @@ LONG = {"h200/train_layers.csv": 340, "h100/attention.csv": 215, "h200/train_ste
         "h200/iterations.csv": 105, "h200/model_infer.csv": 45}
 
 
+def side_by_side(fn, work: list, jobs: int) -> list:  # noqa: ANN001
+    """``fn`` over ``work``, ``jobs`` items at a time in processes of their own (results in
+    the order they finish; each is printed by ``fn`` as it ends)."""
+    if jobs < 2 or len(work) < 2:
+        return [fn(w) for w in work]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=jobs,
+                             mp_context=multiprocessing.get_context("fork")) as pool:
+        return [f.result() for f in as_completed([pool.submit(fn, w) for w in work])]
+
+
 def run(data: Path, plots: Path | None, out: Path, only: str | None = None,
         jobs: int = 1) -> list[tuple]:
     """Every file's summary row, the files ``jobs`` at a time (longest first), each in a
@@ -74,23 +87,12 @@ def run(data: Path, plots: Path | None, out: Path, only: str | None = None,
             continue
         todo.append(csv)
     todo.sort(key=lambda c: -LONG.get(c.relative_to(data).as_posix(), 0))
-    work = [(csv, data, plots, out) for csv in todo]
-    if jobs < 2 or len(work) < 2:
-        rows = [_report(one_file(w)) for w in work]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(max_workers=jobs,
-                                 mp_context=multiprocessing.get_context("fork")) as pool:
-            rows = [_report(f.result()) for f in as_completed(
-                [pool.submit(one_file, w) for w in work])]
-    return sorted(rows)
+    return sorted(side_by_side(one_file, [(csv, data, plots, out) for csv in todo], jobs))
 
 
 def one_file(work: tuple) -> tuple:
     """``tessera validate`` on one file: (file, preset, kind, cases, skipped, MAPE, median,
-    max, wall)."""
+    max, wall), printed as it ends."""
     csv, data, plots, out = work
     preset = preset_for(csv)
     args = ["validate", preset, str(csv), "--out", str(out / f"{csv.parent.name}_{csv.stem}.csv"),
@@ -104,63 +106,60 @@ def one_file(work: tuple) -> tuple:
     wall = time.perf_counter() - t0
     name = csv.relative_to(data).as_posix()
     if code:
+        print(f"{name}: error ({wall:.0f} s)", flush=True)
         return (name, preset, "error", "", "", "", "", "", wall)
     s = json.loads(buf.getvalue().strip().splitlines()[-1])
+    print(f"{name}: MAPE {s['mape_pct']:.1f}% ({wall:.0f} s)", flush=True)
     return (name, preset, s["kind"], s["cases"], s["skipped"], s["mape_pct"],
             s["median_ape_pct"], s["max_ape_pct"], wall)
 
 
-def _report(row: tuple) -> tuple:
-    if row[2] == "error":
-        print(f"{row[0]}: error ({row[-1]:.0f} s)", flush=True)
-    else:
-        print(f"{row[0]}: MAPE {row[5]:.1f}% ({row[-1]:.0f} s)", flush=True)
-    return row
-
-
 # calibration files cross-validated within (``--cv``): the column whose regimes are held out
 # (``M:128,4096``: bands of M cut at 128 and 4096)
-CV_COLUMNS = {"h100/vector.csv": "H", "h100/memory.csv": "op", "h100/gemm_lowp.csv": "M",
-              "h200x4/collectives_w2.csv": "bytes:1048576,67108864",
-              "h100/gemm.csv": "M:128,4096"}
+CV_COLUMNS = {"h100/gemm.csv": "M:128,4096", "h100/vector.csv": "H", "h100/memory.csv": "op",
+              "h100/gemm_lowp.csv": "M", "h200x4/collectives_w2.csv": "bytes:1048576,67108864"}
 # and across files (``--fit-on``): (file fitted on, file predicted, fields refitted) — the
 # GEMM window was fitted on GEMMs and layers; fitted on the GEMMs alone, the layers are
 # another regime (whole decoder layers, their eager kernels between the GEMMs)
 CV_ACROSS = [("h100/gemm.csv", "h100/layers.csv", ("core.dma.gemm_window",))]
 
 
-def cross_validate(data: Path, only: str | None = None) -> None:
+def cross_validate(data: Path, only: str | None = None, jobs: int = 1) -> None:
     """``tessera validate --cv`` on each file of CV_COLUMNS and ``--fit-on`` on each pair
-    of CV_ACROSS; one table of both errors."""
+    of CV_ACROSS (``jobs`` at a time, the bf16 GEMMs first: the longest); one table of both
+    errors."""
+    work = [(data, name, ["--cv", column], column) for name, column in CV_COLUMNS.items()]
+    work += [(data, name, ["--fit-on", str(data / other), "--fit", *fields],
+              f"fit on {other}") for other, name, fields in CV_ACROSS]
+    work = [w for w in work if not only or only in w[1]]
     lines = ["| file | held out by | refitted | in-sample | cross-validated | wall |",
              "|---|---|---|---|---|---|"]
-    jobs = [(name, ["--cv", column], column) for name, column in CV_COLUMNS.items()]
-    jobs += [(name, ["--fit-on", str(data / other), "--fit", *fields], f"fit on {other}")
-             for other, name, fields in CV_ACROSS]
-    for name, extra, how in jobs:
-        if only and only not in name:
-            continue
-        csv = data / name
-        t0 = time.perf_counter()
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            code = tessera(["validate", preset_for(csv), str(csv), *extra, "--json"])
-        wall = time.perf_counter() - t0
-        if code:
-            lines.append(f"| {name} | {how} | error | | | {wall:.0f} s |")
-            continue
-        s = json.loads(buf.getvalue().strip().splitlines()[-1])
-        if "folds" in s:
-            detail = ", ".join(f"{f['held']}: {f['held_mape_pct']:.1f}%" for f in s["folds"])
-        else:
-            detail = ", ".join(f"{p} = {v:.4g}" for p, v in s["fitted"].items())
-        lines.append(f"| {name} | {how} | {', '.join(s['params'])} | "
-                     f"{s['in_sample_mape_pct']:.1f}% | {s['mape_pct']:.1f}% ({detail}) | "
-                     f"{wall:.0f} s |")
-        print(f"{name}: cross-validated ({how}): {s['mape_pct']:.1f}% ({wall:.0f} s)",
-              flush=True)
+    lines += [line for _, line in sorted(side_by_side(one_cv, work, jobs))]
     print("\ncross-validated within the calibration files\n")
     print("\n".join(lines))
+
+
+def one_cv(work: tuple) -> tuple[str, str]:
+    """(file, its table line) of one cross-validation, printed as it ends."""
+    data, name, extra, how = work
+    csv = data / name
+    t0 = time.perf_counter()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = tessera(["validate", preset_for(csv), str(csv), *extra, "--json"])
+    wall = time.perf_counter() - t0
+    if code:
+        print(f"{name}: cross-validation error ({wall:.0f} s)", flush=True)
+        return name, f"| {name} | {how} | error | | | {wall:.0f} s |"
+    s = json.loads(buf.getvalue().strip().splitlines()[-1])
+    if "folds" in s:
+        detail = ", ".join(f"{f['held']}: {f['held_mape_pct']:.1f}%" for f in s["folds"])
+    else:
+        detail = ", ".join(f"{p} = {v:.4g}" for p, v in s["fitted"].items())
+    print(f"{name}: cross-validated ({how}): {s['mape_pct']:.1f}% ({wall:.0f} s)", flush=True)
+    return name, (f"| {name} | {how} | {', '.join(s['params'])} | "
+                  f"{s['in_sample_mape_pct']:.1f}% | {s['mape_pct']:.1f}% ({detail}) | "
+                  f"{wall:.0f} s |")
 
 
 def table(rows: list[tuple]) -> str:
@@ -201,7 +200,7 @@ def main() -> None:
             print(f"\n{label}\n")
             print(table(mine))
     if args.cv:
-        cross_validate(args.data, args.only)
+        cross_validate(args.data, args.only, args.jobs)
     if args.intervals:
         intervals(args.out)
 
