@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -185,9 +184,10 @@ def main() -> None:
                     help="run only the files whose path contains this text (e.g. h200/)")
     ap.add_argument("--cv", action="store_true",
                     help="also cross-validate the calibration files (CV_COLUMNS, CV_ACROSS)")
-    ap.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)),
-                    help="files validated at once, each in its own process (default: the "
-                         "usable cores; 1: one after another)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="files (and cross-validations) at once, each in its own process "
+                         "(default 1: one after another, each file's pieces side by side on "
+                         "the cores; docs/performance.md has why more was slower)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = run(args.data, args.plots, args.out, args.only, args.jobs)
