@@ -130,9 +130,9 @@ def _system_put(obj: object, parts: list[str], value: float, dotted: str) -> obj
     if rest:
         new = _system_put(getattr(obj, head), rest, value, dotted)
         return None if new is None else dataclasses.replace(obj, **{head: new})
-    bounds = _system_node(obj, head)[1].get("bounds", "positive")
-    if not math.isfinite(value) or value < 0 or (value == 0 and bounds == "positive") or (
-            bounds == "fraction" and value > 1):
+    from hardware.loader import in_bounds
+
+    if not in_bounds(value, _system_node(obj, head)[1]):
         return None
     return dataclasses.replace(obj, **{head: value})
 

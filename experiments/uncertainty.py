@@ -45,17 +45,6 @@ def _as_shipped(chip) -> bool:  # noqa: ANN001
         return False
 
 
-def interval(kind: str, chip, value: float) -> dict:  # noqa: ANN001
-    """The interval fields of a result: ``{"validated": False}`` on an unvalidated chip."""
-    entry = table()["kinds"].get(kind)
-    if entry is None or not validated(chip):
-        return {"validated": False}
-    return {"validated": True, "p10": entry["p10"] * value, "p90": entry["p90"] * value,
-            "basis": f"{kind}: measured/predicted p10 {entry['p10']:.2f}, p90 "
-                     f"{entry['p90']:.2f} over {entry['rows']} held-out rows "
-                     f"(coverage {entry['coverage']:.0%} under cross-validation)"}
-
-
 def rows_interval(kind: str, chip, df):  # noqa: ANN001, ANN201
     """``tessera validate``'s rows with ``p10`` and ``p90`` beside ``predicted`` (the kind's
     interval on a validated chip), or the rows as they are. A kind is the file's
@@ -98,14 +87,27 @@ def report_fields(report, chip) -> dict:  # noqa: ANN001
             if chip.name in KERNELS_MEASURED and _as_shipped(chip) else \
             "no measurements of this chip as configured"
         return {"validated": False, "why": why}
-    pre, dec = kinds.get("model_infer.prefill"), kinds.get("model_infer.decode")
-    if pre is None or dec is None:
-        for name in TIMES:
-            if name in head:
-                fields = interval("model_infer", chip, head[name])
-                out[f"{name}_p10"], out[f"{name}_p90"] = fields["p10"], fields["p90"]
-                out["basis"] = fields["basis"]
-        return out
+    # each time as its prefill part and its decode part, each part with its phase's ratios
+    # (the whole-model ones where the table keeps no phases)
+    pre = kinds.get("model_infer.prefill", kinds["model_infer"])
+    dec = kinds.get("model_infer.decode", kinds["model_infer"])
+    parts = {"ttft_s": (head.get("ttft_s", 0.0), 0.0), "tpot_s": (0.0, head.get("tpot_s", 0.0))}
+    if report.mode == "prefill":
+        parts["latency_s"] = (head["latency_s"], 0.0)
+    elif report.mode == "decode":
+        parts["latency_s"] = (0.0, head["latency_s"])
+    else:
+        parts["latency_s"] = (head["ttft_s"], head["latency_s"] - head["ttft_s"])
+    for name in TIMES:
+        if name in head:
+            p, d = parts[name]
+            out[f"{name}_p10"] = p * pre["p10"] + d * dec["p10"]
+            out[f"{name}_p90"] = p * pre["p90"] + d * dec["p90"]
+    out["basis"] = "; ".join(
+        f"model_infer {ph}: measured/predicted p10 {e['p10']:.2f}, p90 {e['p90']:.2f} over "
+        f"{e['rows']} held-out rows (coverage {e['coverage']:.0%} under cross-validation)"
+        for ph, e in (("prefill", pre), ("decode", dec)))
+    return out
     # each time as its prefill part and its decode part, each part with its phase's ratios
     mode = getattr(report, "mode", "decode")
     parts = {"ttft_s": (head.get("ttft_s", 0.0), 0.0), "tpot_s": (0.0, head.get("tpot_s", 0.0))}

@@ -155,6 +155,15 @@ def _number(tp: type, value: object, source: str, where: str, meta: typing.Mappi
     return float(x)
 
 
+def in_bounds(value: float, meta: typing.Mapping) -> bool:
+    """Whether a field with metadata ``meta`` may hold ``value`` (what loading checks)."""
+    try:
+        _number(float, value, "", "", {**meta, "unit": None}, TesseraError)
+    except TesseraError:
+        return False
+    return True
+
+
 def plain_number(value: object) -> float:
     """A number without a unit (a bool or a huge integer is refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
