@@ -108,22 +108,3 @@ def report_fields(report, chip) -> dict:  # noqa: ANN001
         f"{e['rows']} held-out rows (coverage {e['coverage']:.0%} under cross-validation)"
         for ph, e in (("prefill", pre), ("decode", dec)))
     return out
-    # each time as its prefill part and its decode part, each part with its phase's ratios
-    mode = getattr(report, "mode", "decode")
-    parts = {"ttft_s": (head.get("ttft_s", 0.0), 0.0), "tpot_s": (0.0, head.get("tpot_s", 0.0))}
-    if mode == "prefill":
-        parts["latency_s"] = (head["latency_s"], 0.0)
-    elif mode == "decode":
-        parts["latency_s"] = (0.0, head["latency_s"])
-    else:
-        parts["latency_s"] = (head["ttft_s"], head["latency_s"] - head["ttft_s"])
-    for name in TIMES:
-        if name in head:
-            p, d = parts[name]
-            out[f"{name}_p10"] = p * pre["p10"] + d * dec["p10"]
-            out[f"{name}_p90"] = p * pre["p90"] + d * dec["p90"]
-    out["basis"] = "; ".join(
-        f"model_infer {ph}: measured/predicted p10 {e['p10']:.2f}, p90 {e['p90']:.2f} over "
-        f"{e['rows']} held-out rows (leave-one-out coverage {e['coverage']:.0%})"
-        for ph, e in (("prefill", pre), ("decode", dec)))
-    return out
