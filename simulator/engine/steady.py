@@ -230,18 +230,17 @@ class SteadyState:
 
     @staticmethod
     def _flows(bi: int, bw, now: float, labels: dict, floats: list) -> tuple:  # noqa: ANN001
-        if bw._heap:
-            served = bw._served + bw._rate() * (now - bw._last)
-            out = []
-            for finish, _seq, f in sorted(bw._heap, key=lambda e: (e[0], e[1])):
-                out.append((labels.get(id(f.event)), f.weight))
-                floats.append(finish - served)
-            return (bi, "heap", bw._cap, bw._weight, tuple(out))
         out = []
-        for f in bw.flows:
-            out.append((labels.get(id(f.event)), f.cap, f.weight))
-            floats.append(f.remaining - f.rate * (now - bw._last))
-        return (bi, "list", tuple(out))
+        for c in bw.order:
+            if not c.weight:
+                continue
+            served = c.served + c.rate * (now - bw._last)
+            flows = []
+            for finish, _seq, f in sorted(c.heap, key=lambda e: (e[0], e[1])):
+                flows.append((labels.get(id(f.event)), f.weight))
+                floats.append(finish - served)
+            out.append((c.cap, c.weight, tuple(flows)))
+        return (bi, tuple(out))
 
     @staticmethod
     def _position(proc, frames: list, now: float) -> tuple:  # noqa: ANN001

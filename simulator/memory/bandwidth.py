@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import insort
 
 import simpy
 
@@ -18,25 +19,39 @@ from simulator.engine.steady import Wake
 
 class _Flow:
     """``weight`` identical transfers moving in lockstep (one representative core's DMA
-    standing for ``weight`` cores); ``remaining`` and ``rate`` are per transfer."""
+    standing for ``weight`` cores)."""
 
-    __slots__ = ("remaining", "cap", "rate", "event", "weight")
+    __slots__ = ("event", "weight")
 
-    def __init__(self, nbytes: float, cap: float, event: simpy.Event, weight: int) -> None:
-        self.remaining = nbytes
-        self.cap = cap
-        self.rate = 0.0
+    def __init__(self, event: simpy.Event, weight: int) -> None:
         self.event = event
         self.weight = weight
+
+
+class _Class:
+    """The transfers in flight with one cap. Max-min fairness gives equal caps equal rates,
+    so they all move at ``rate``: a virtual clock ``served`` (bytes each has received) and a
+    heap of finishing points make a start or a finish O(log n)."""
+
+    __slots__ = ("cap", "heap", "served", "weight", "rate")
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self.heap: list[tuple[float, int, _Flow]] = []  # (finish point, seq, flow)
+        self.served = 0.0
+        self.weight = 0  # transfers the heap stands for
+        self.rate = 0.0
+
+    def __lt__(self, other: _Class) -> bool:
+        return self.cap < other.cap
 
 
 class SharedBandwidth:
     """``capacity`` in bytes per ns shared by all transfers started with ``transfer``.
 
-    When every transfer in flight has the same cap (the usual case: one chip's cores), they
-    all move at one rate, so a virtual clock of bytes served per transfer and a heap of
-    finishing points make each start and finish O(log n); transfers with mixed caps fall
-    back to water-filling over a list.
+    Transfers are grouped by cap (a chip has a few: a core's loads split between L2 and
+    HBM, its stores, a kernel's window), so water-filling is over the classes, not the
+    transfers: a start or a finish costs O(classes + log n).
     """
 
     def __init__(self, env: simpy.Environment, capacity: float, name: str = "") -> None:
@@ -45,11 +60,9 @@ class SharedBandwidth:
         self.env = env
         self.capacity = capacity
         self.name = name
-        self.flows: list[_Flow] = []  # mixed caps: each flow's remaining bytes and rate
-        self._heap: list[tuple[float, int, _Flow]] = []  # one cap: (finish point, seq, flow)
-        self._served = 0.0  # bytes each one-cap flow has received so far
-        self._weight = 0  # flows the heap stands for
-        self._cap = math.inf
+        self.classes: dict[float, _Class] = {}
+        self.order: list[_Class] = []  # by cap: the water-filling order
+        self._weight = 0  # transfers in flight, all classes
         self._seq = 0
         self._last = 0.0
         self._generation = 0
@@ -68,59 +81,51 @@ class SharedBandwidth:
             event.succeed()
             return event
         self._advance()
-        flow = _Flow(float(nbytes), cap, event, weight)
-        if not self.flows and (not self._heap or cap == self._cap):
-            self._cap = cap
-            self._seq += 1
-            heapq.heappush(self._heap, (self._served + nbytes, self._seq, flow))
-            self._weight += weight
-        else:
-            self._to_list()
-            self.flows.append(flow)
+        c = self.classes.get(cap)
+        if c is None:
+            c = self.classes[cap] = _Class(cap)
+            insort(self.order, c)
+        self._seq += 1
+        heapq.heappush(c.heap, (c.served + nbytes, self._seq, _Flow(event, weight)))
+        c.weight += weight
+        self._weight += weight
         self.bytes_moved += nbytes * weight
+        self._share()
         self._reschedule()
         return event
 
-    def _to_list(self) -> None:
-        """Mixed caps from now on: the heap's flows join the list with what they have left."""
-        for finish, _, f in self._heap:
-            f.remaining = finish - self._served
-            self.flows.append(f)
-        self._heap.clear()
-        self._weight = 0
-
-    def _rate(self) -> float:
-        return min(self._cap, self.capacity / self._weight)
+    def _share(self) -> None:
+        """Max-min fair (water-filling) rates under each class's cap."""
+        left, n = self.capacity, self._weight
+        for c in self.order:
+            if c.weight:
+                c.rate = min(c.cap, left / n)
+                left -= c.rate * c.weight
+                n -= c.weight
 
     def _advance(self) -> None:
         now = self.env.now
         elapsed = now - self._last
-        if elapsed > 0:
-            if self._heap:
-                self.busy_ns += elapsed
-                self._served += self._rate() * elapsed
-            elif self.flows:
-                self.busy_ns += elapsed
-                for f in self.flows:
-                    f.remaining -= f.rate * elapsed
+        if elapsed > 0 and self._weight:
+            self.busy_ns += elapsed
+            for c in self.order:
+                if c.weight:
+                    c.served += c.rate * elapsed
         self._last = now
 
-    def _share(self) -> None:
-        """Max-min fair (water-filling) rates under each flow's cap."""
-        left = self.capacity
-        n = sum(f.weight for f in self.flows)
-        for f in sorted(self.flows, key=lambda fl: fl.cap):
-            f.rate = min(f.cap, left / n)
-            left -= f.rate * f.weight
-            n -= f.weight
+    def _nearest(self) -> tuple[float, _Class | None]:
+        """(ns until the first finish, its class)."""
+        best, which = math.inf, None
+        for c in self.order:
+            if c.weight:
+                dt = (c.heap[0][0] - c.served) / c.rate
+                if dt < best:
+                    best, which = dt, c
+        return best, which
 
     def _reschedule(self) -> None:
-        if self._heap:
-            dt = (self._heap[0][0] - self._served) / self._rate()
-        elif self.flows:
-            self._share()
-            dt = min(f.remaining / f.rate for f in self.flows)
-        else:
+        dt, _ = self._nearest()
+        if dt == math.inf:
             self._due = math.inf
             return
         delay = max(dt, 0.0)
@@ -139,19 +144,27 @@ class SharedBandwidth:
         if self.env.now < self._due:  # armed for a finish a later start put off: re-arm
             self._reschedule()
             return
-        if self._heap:
-            slack = 1e-6 * max(1.0, self._rate())
-            done = [heapq.heappop(self._heap)[2]]  # the nearest, whatever the rounding
-            while self._heap and self._heap[0][0] - self._served <= slack:
-                done.append(heapq.heappop(self._heap)[2])
-            for f in done:
+        _, first = self._nearest()
+        done: list[tuple[float, int, _Flow]] = []
+        classes = 0
+        for c in self.order:
+            if not c.weight:
+                continue
+            slack = 1e-6 * max(1.0, c.rate)
+            n = len(done)
+            if c is first:  # the nearest, whatever the rounding
+                finish, seq, f = heapq.heappop(c.heap)
+                done.append(((finish - c.served) / c.rate, seq, f))
+            while c.heap and c.heap[0][0] - c.served <= slack:
+                finish, seq, f = heapq.heappop(c.heap)
+                done.append(((finish - c.served) / c.rate, seq, f))
+            for _, _, f in done[n:]:
+                c.weight -= f.weight
                 self._weight -= f.weight
-                f.event.succeed()
-        else:
-            done = [f for f in self.flows if f.remaining <= 1e-6 * max(1.0, f.rate)]
-            if not done:  # float rounding: finish the nearest one
-                done = [min(self.flows, key=lambda fl: fl.remaining / fl.rate)]
-            for f in done:
-                self.flows.remove(f)
-                f.event.succeed()
+            classes += len(done) > n
+        if classes > 1:  # finishes of several classes: in the order they reach zero
+            done.sort(key=lambda d: (d[0], d[1]))
+        self._share()
+        for _, _, f in done:
+            f.event.succeed()
         self._reschedule()
