@@ -296,7 +296,8 @@ def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_
               state: object | None) -> SimResult:
     """Turn a finished machine into a result value."""
     time_s = time_ns * 1e-9
-    totals = machine.totals()
+    kinds = machine.kind_counts()
+    totals = machine.totals(kinds)
     t = dict(zip(COUNTS, totals.tolist()))
     scale = (run_chip.clock_hz / nominal.clock_hz) ** (nominal.power.dvfs_exponent - 1.0)
     link = getattr(machine.network, "link", None)  # one chip alone has no links
@@ -304,10 +305,14 @@ def summarize(machine: Machine, run_chip: ChipConfig, nominal: ChipConfig, time_
                               link.pj_per_byte if link is not None else 0.0)
     n_cores = sum(ch.cores for ch in machine.chips)
     engines = {}
+    per_engine = dict.fromkeys(STREAM_ENGINES, 0.0)
+    for rows, per_kind in zip(machine.count_rows, kinds):
+        for (engine, _), n in zip(rows, per_kind.tolist()):
+            if engine in per_engine:
+                per_engine[engine] += n
     for e in STREAM_ENGINES:
         busy = sum(c.busy[e] * c.weight for c in machine.cores) * 1e-9
-        count = sum(n * c.weight for c in machine.cores for pc, n in enumerate(c.exec_counts)
-                    if n and c.program.instructions[pc].engine == e)
+        count = round(per_engine[e])
         engines[e.value] = EngineStats(busy, busy / (time_s * n_cores) if time_s else 0.0, count)
     peak = sum(_peak_macs(ch) for ch in machine.chips)
     names = None

@@ -47,9 +47,9 @@ class CoreSim:
         self.program = program
         self.chip = chip
         self.weight = weight  # identical cores this one stands for
-        self.streams, self.costs = compile_streams(program, chip,
-                                                   machine.known_costs[chip_id],
-                                                   runs=machine.runs)
+        self.streams, self.costs, self.kinds = compile_streams(
+            program, chip, machine.known_costs[chip_id], runs=machine.runs,
+            rows=machine.count_rows[chip_id])
         self.exec_counts = [0] * len(program.instructions)
         self.sems: dict[int, Semaphore] = {}
         self.barrier = Barrier(self.env, len(STREAM_ENGINES))

@@ -59,7 +59,9 @@ class Machine:
                    if c.l2.bandwidth > 0 else None for i, c in enumerate(self.chips)]
         self.network = network or SingleChipNetwork()
         self.network.attach(self)
-        self.known_costs: list[dict] = [{} for _ in self.chips]  # instruction -> cost
+        self.known_costs: list[dict] = [{} for _ in self.chips]  # instruction -> (cost, kind)
+        # (engine, counts) -> kind: instructions alike in what they count share a row
+        self.count_rows: list[dict] = [{} for _ in self.chips]
         # vector stretches as one timeout each, unless a trace or functional mode must see
         # every instruction (simulator.engine.streams.RUN)
         self.runs = not trace and functional is None
@@ -118,17 +120,29 @@ class Machine:
                                           else "")
         return f"deadlock at t={self.env.now:.0f} ns: {shown}"
 
-    def totals(self) -> np.ndarray:
-        """Sum over cores of execution count x per-instruction counts, in ``COUNTS`` order."""
+    def kind_counts(self) -> list[np.ndarray]:
+        """Executions per instruction kind (``streams.compile_streams``), per chip, each
+        core counted for the cores it stands for."""
+        out = [np.zeros(len(rows)) for rows in self.count_rows]
+        for core in self.cores:
+            if core.kinds:
+                out[core.chip_id] += core.weight * np.bincount(
+                    core.kinds, weights=core.exec_counts, minlength=len(out[core.chip_id]))
+        return out
+
+    def totals(self, kinds: list[np.ndarray] | None = None) -> np.ndarray:
+        """Sum over cores of execution count x per-instruction counts, in ``COUNTS`` order
+        (``kinds``: ``kind_counts()`` already taken)."""
         total = np.zeros(len(COUNTS))
         read, l2 = COUNTS.index("hbm_read"), COUNTS.index("l2_read")
-        for core in self.cores:
-            if core.costs:
-                matrix = np.array([c.counts for c in core.costs])
-                part = core.weight * (np.asarray(core.exec_counts, dtype=float) @ matrix)
-                hits = part[read] * self.l2_hits[core.chip_id]
-                part[read] -= hits
-                part[l2] += hits
-                total += part
+        for chip_id, per_kind in enumerate(self.kind_counts() if kinds is None else kinds):
+            if not per_kind.any():
+                continue
+            matrix = np.array([c for _, c in self.count_rows[chip_id]], dtype=float)
+            part = per_kind @ matrix
+            hits = part[read] * self.l2_hits[chip_id]
+            part[read] -= hits
+            part[l2] += hits
+            total += part
         total[COUNTS.index("link_bytes")] += self.network.link_bytes_hops()
         return total

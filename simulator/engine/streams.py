@@ -40,21 +40,31 @@ class Loop:
 
 
 def compile_streams(program: Program, chip: ChipConfig, known: dict | None = None,
-                    runs: bool = False) -> tuple[dict[Engine, tuple], list[Cost]]:
-    """Per-engine streams and the static cost of every instruction (indexed by pc).
-    ``known`` keeps costs by instruction for the cores of one chip (they repeat them);
+                    runs: bool = False, rows: dict | None = None
+                    ) -> tuple[dict[Engine, tuple], list[Cost], list[int]]:
+    """Per-engine streams, the static cost of every instruction (indexed by pc) and its
+    *kind*: the index in ``rows`` of its (engine, counts) pair, so a run's totals are a
+    count of executions per kind (``Machine.totals``), not a sum over every pc. ``known``
+    keeps (cost, kind) by instruction for the cores of one chip (they repeat them);
     ``runs`` folds consecutive vector instructions into RUN items."""
     if known is None:
-        costs = [static_cost(ins, chip) for ins in program.instructions]
-    else:
-        costs = []
-        for ins in program.instructions:
-            cost = known.get(ins)
-            if cost is None:
-                cost = known[ins] = static_cost(ins, chip)
-            costs.append(cost)
+        known = {}
+    if rows is None:
+        rows = {}
+    costs, kinds = [], []
+    for ins in program.instructions:
+        hit = known.get(ins)
+        if hit is None:
+            cost = static_cost(ins, chip)
+            key = (ins.engine, cost.counts)
+            kind = rows.get(key)
+            if kind is None:
+                kind = rows[key] = len(rows)
+            hit = known[ins] = (cost, kind)
+        costs.append(hit[0])
+        kinds.append(hit[1])
     checked_bounds(program, chip)
-    return _streams(program, runs), costs
+    return _streams(program, runs), costs, kinds
 
 
 KEPT = 16384  # programs a per-program table remembers (entries keep their programs alive)
@@ -78,9 +88,10 @@ def _streams(program: Program, runs: bool) -> dict[Engine, tuple]:
     """The per-engine streams of ``program``, compiled once (they hold no costs)."""
     streams = _recall(_STREAMS, (id(program), runs), program)
     if streams is None:
+        bodies = _blocks(program.instructions, 0, len(program.instructions))
         streams = {}
-        for engine in STREAM_ENGINES:
-            body, _ = _block(program.instructions, 0, len(program.instructions), engine)
+        for engine, body in zip(STREAM_ENGINES, bodies):
+            body = tuple(body)
             streams[engine] = _runs(body) if runs and engine is Engine.VECTOR else body
         _keep(_STREAMS, (id(program), runs), program, streams)
     return streams
@@ -175,10 +186,14 @@ def _extents_of(program: Program, chip: ChipConfig) -> tuple:
     return cols
 
 
-def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine
-           ) -> tuple[tuple, bool]:
-    """Items for [start, end) on ``engine``; the flag says whether any item must run."""
-    items: list = []
+_SLOT = {e: i for i, e in enumerate(STREAM_ENGINES)}
+
+
+def _blocks(prog: tuple[Instruction, ...], start: int, end: int) -> list[list]:
+    """Items for [start, end) of every engine (in ``STREAM_ENGINES`` order), in one walk:
+    a loop stays a loop in each engine that has work in its body."""
+    out: list[list] = [[] for _ in STREAM_ENGINES]
+    slot = _SLOT
     pc = start
     while pc < end:
         ins = prog[pc]
@@ -188,26 +203,31 @@ def _block(prog: tuple[Instruction, ...], start: int, end: int, engine: Engine
             if not pc < stop <= end:
                 raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
                                f"(loops must nest)")
-            body, needed = _block(prog, pc + 1, stop, engine)
-            if needed:
-                regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
-                                                         (ins["r1"], ins["inc1"])) if r)
-                items.append((LOOP, Loop(pc, ins["count"], body, regs)))
+            bodies = _blocks(prog, pc + 1, stop)
+            regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
+                                                     (ins["r1"], ins["inc1"])) if r)
+            for items, body in zip(out, bodies):
+                if body:
+                    items.append((LOOP, Loop(pc, ins["count"], tuple(body), regs)))
             pc = stop
             continue
         if mn == "barrier":
-            items.append((BARRIER, pc))
+            for items in out:
+                items.append((BARRIER, pc))
         elif mn == "halt":
-            items.append((HALT, pc))
-        elif ins.engine == engine:
-            if mn == "sem.signal":
-                items.append((SIGNAL, pc, ins["sem"]))
-            elif mn == "sem.wait":
-                items.append((WAIT, pc, ins["sem"], ins["count"]))
-            else:
-                items.append((OP, pc, ins))
+            for items in out:
+                items.append((HALT, pc))
+        else:
+            e = slot.get(ins.engine)
+            if e is not None:
+                if mn == "sem.signal":
+                    out[e].append((SIGNAL, pc, ins["sem"]))
+                elif mn == "sem.wait":
+                    out[e].append((WAIT, pc, ins["sem"], ins["count"]))
+                else:
+                    out[e].append((OP, pc, ins))
         pc += 1
-    return tuple(items), bool(items)
+    return out
 
 
 def _runs(items: tuple) -> tuple:
