@@ -18,7 +18,7 @@ from isa.program import Instruction, Program
 from simulator.engine.dedupe import address_fields, addresses, signature
 from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
-from simulator.memory.bounds import check, extents, widen
+from simulator.memory.bounds import check, extents, loop_regs, widen
 
 STREAM_ENGINES = (Engine.DMA, Engine.MATRIX, Engine.VECTOR, Engine.NETWORK)
 OP, LOOP, SIGNAL, WAIT, BARRIER, HALT, RUN = range(7)
@@ -124,8 +124,7 @@ def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: di
             if not pc < stop <= end:
                 raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
                                f"(loops must nest)")
-            regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
-                                                     (ins["r1"], ins["inc1"])) if r)
+            regs = loop_regs(ins)
             check_bounds(prog, pc + 1, stop, widen(ranges, regs, ins["count"]), chip, visit)
             pc = stop
             continue
@@ -204,8 +203,7 @@ def _blocks(prog: tuple[Instruction, ...], start: int, end: int) -> list[list]:
                 raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
                                f"(loops must nest)")
             bodies = _blocks(prog, pc + 1, stop)
-            regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
-                                                     (ins["r1"], ins["inc1"])) if r)
+            regs = loop_regs(ins)
             for items, body in zip(out, bodies):
                 if body:
                     items.append((LOOP, Loop(pc, ins["count"], tuple(body), regs)))

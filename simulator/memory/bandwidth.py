@@ -146,7 +146,7 @@ class SharedBandwidth:
             return
         _, first = self._nearest()
         done: list[tuple[float, int, _Flow]] = []
-        classes = 0
+        touched = 0  # classes with a finish now
         for c in self.order:
             if not c.weight:
                 continue
@@ -161,8 +161,8 @@ class SharedBandwidth:
             for _, _, f in done[n:]:
                 c.weight -= f.weight
                 self._weight -= f.weight
-            classes += len(done) > n
-        if classes > 1:  # finishes of several classes: in the order they reach zero
+            touched += len(done) > n
+        if touched > 1:  # finishes of several classes: in the order they reach zero
             done.sort(key=lambda d: (d[0], d[1]))
         self._share()
         for _, _, f in done:

@@ -76,6 +76,12 @@ def extents(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
         out.append((pc, i_addr, lo_off, hi_off + nbytes, caps[_SLOT[args[i_space]]]))
 
 
+def loop_regs(ins: Instruction) -> tuple[tuple[int, int], ...]:
+    """A ``loop``'s (register index, increment) pairs, for the registers it steps."""
+    return tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
+                                             (ins["r1"], ins["inc1"])) if r)
+
+
 def widen(ranges: Ranges, regs: tuple[tuple[int, int], ...], count: int) -> Ranges:
     """Register ranges inside a loop body that steps ``regs`` ``count - 1`` times."""
     out = dict(ranges)

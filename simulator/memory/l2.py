@@ -35,7 +35,7 @@ from isa.footprint import footprint
 from isa.program import Instruction, Program
 from isa.table import BY_MNEMONIC
 from simulator.engine.timing import dma_bytes
-from simulator.memory.bounds import widen
+from simulator.memory.bounds import loop_regs, widen
 
 Block = tuple[tuple[int, int], float]  # (address span, bytes loaded)
 
@@ -85,8 +85,7 @@ def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, tri
         ins = prog[pc]
         if ins.mnemonic == "loop":
             stop = ins["end"]
-            regs = tuple((r - 1, inc) for r, inc in ((ins["r0"], ins["inc0"]),
-                                                     (ins["r1"], ins["inc1"])) if r)
+            regs = loop_regs(ins)
             _walk(prog, pc + 1, stop, widen(ranges, regs, ins["count"]),
                   trips * ins["count"], chip, blocks, shapes)
             pc = max(stop, pc + 1)
