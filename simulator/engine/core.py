@@ -47,7 +47,7 @@ class CoreSim:
         self.program = program
         self.chip = chip
         self.weight = weight  # identical cores this one stands for
-        self.streams, self.costs, self.kinds = compile_streams(
+        self.streams, self.costs, self.kinds, self.cids = compile_streams(
             program, chip, machine.known_costs[chip_id], runs=machine.runs,
             rows=machine.count_rows[chip_id])
         self.exec_counts = [0] * len(program.instructions)

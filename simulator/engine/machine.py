@@ -16,6 +16,7 @@ from simpy.core import EmptySchedule, StopSimulation
 
 from hardware.chip import ChipConfig
 from isa.program import Program
+from simulator.engine import compiled
 from simulator.engine.core import CoreSim
 from simulator.engine.steady import SteadyState
 from simulator.engine.timing import COUNTS
@@ -33,6 +34,9 @@ class RunLimits:
     max_time_s: float = 3600.0  # simulated seconds
     max_instructions: int = 2_000_000_000  # dynamic instructions
     steady_state: bool = True
+    # a performance run in the compiled event core when it is built (simulator.engine.
+    # compiled: the same results, many times faster); False: always the SimPy engine
+    compiled: bool = True
 
 
 class Machine:
@@ -83,6 +87,8 @@ class Machine:
 
     def run(self) -> float:
         """Run to completion; the simulated time in ns."""
+        if compiled.usable(self):
+            return compiled.run(self)
         procs = [p for core in self.cores for p in core.start()]
         until = self.env.all_of(procs)
         if self.steady is None:
@@ -91,7 +97,7 @@ class Machine:
             except RuntimeError as exc:  # SimPy: no events left, yet engines are not done
                 if "No scheduled events left" not in str(exc):
                     raise
-                raise DeadlockError(self._deadlock_report(self.cores)) from None
+                raise DeadlockError(self._deadlock_report(self.cores, self.env.now)) from None
             return self.env.now
         return self._run_steady(until)
 
@@ -111,14 +117,14 @@ class Machine:
         except StopSimulation:
             return env.now
         except EmptySchedule:
-            raise DeadlockError(self._deadlock_report(self.cores)) from None
+            raise DeadlockError(self._deadlock_report(self.cores, self.env.now)) from None
 
-    def _deadlock_report(self, cores: list[CoreSim]) -> str:
+    def _deadlock_report(self, cores: list[CoreSim], now: float) -> str:
         blocked = [c.blocked_text(e) for c in cores for e, what in c.blocked.items()
                    if what and not c.done[e]]
         shown = "; ".join(blocked[:8]) + (f"; and {len(blocked) - 8} more" if len(blocked) > 8
                                           else "")
-        return f"deadlock at t={self.env.now:.0f} ns: {shown}"
+        return f"deadlock at t={now:.0f} ns: {shown}"
 
     def kind_counts(self) -> list[np.ndarray]:
         """Executions per instruction kind (``streams.compile_streams``), per chip, each

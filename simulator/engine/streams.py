@@ -41,17 +41,18 @@ class Loop:
 
 def compile_streams(program: Program, chip: ChipConfig, known: dict | None = None,
                     runs: bool = False, rows: dict | None = None
-                    ) -> tuple[dict[Engine, tuple], list[Cost], list[int]]:
-    """Per-engine streams, the static cost of every instruction (indexed by pc) and its
-    *kind*: the index in ``rows`` of its (engine, counts) pair, so a run's totals are a
-    count of executions per kind (``Machine.totals``), not a sum over every pc. ``known``
-    keeps (cost, kind) by instruction for the cores of one chip (they repeat them);
+                    ) -> tuple[dict[Engine, tuple], list[Cost], list[int], list[int]]:
+    """Per-engine streams, the static cost of every instruction (indexed by pc), its
+    *kind* (the index in ``rows`` of its (engine, counts) pair, so a run's totals are a
+    count of executions per kind, ``Machine.totals``, not a sum over every pc) and its
+    place in ``known``, which keeps (cost, kind, place) by instruction for the cores of one
+    chip (they repeat them; the compiled core reads the costs as one table in that order).
     ``runs`` folds consecutive vector instructions into RUN items."""
     if known is None:
         known = {}
     if rows is None:
         rows = {}
-    costs, kinds = [], []
+    costs, kinds, places = [], [], []
     for ins in program.instructions:
         hit = known.get(ins)
         if hit is None:
@@ -60,11 +61,12 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
             kind = rows.get(key)
             if kind is None:
                 kind = rows[key] = len(rows)
-            hit = known[ins] = (cost, kind)
+            hit = known[ins] = (cost, kind, len(known))
         costs.append(hit[0])
         kinds.append(hit[1])
+        places.append(hit[2])
     checked_bounds(program, chip)
-    return _streams(program, runs), costs, kinds
+    return _streams(program, runs), costs, kinds, places
 
 
 KEPT = 16384  # programs a per-program table remembers (entries keep their programs alive)

@@ -44,8 +44,8 @@ def test_only_the_vector_stream_folds_and_only_when_asked():
             yield it[0]
             if it[0] == 1:  # LOOP
                 yield from tags(it[1].body)
-    folded, _, _ = compile_streams(prog, chip, runs=True)
-    plain, _, _ = compile_streams(prog, chip)
+    folded, *_ = compile_streams(prog, chip, runs=True)
+    plain, *_ = compile_streams(prog, chip)
     assert any(t == RUN for s in folded.values() for t in tags(s))
     assert not any(t == RUN for s in plain.values() for t in tags(s))
     assert all(t != RUN for e, s in folded.items() if e.value != "vec" for t in tags(s))

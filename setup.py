@@ -1,0 +1,12 @@
+"""The compiled event core (simulator/engine/fastcore.c), built if a C compiler is at hand.
+
+Everything else about the package is in pyproject.toml. The extension is optional: where it
+cannot be built, the install goes on and the simulator runs its SimPy engine alone, with
+the same results, slower (docs/performance.md, "The compiled event core").
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("simulator.engine._fastcore",
+                             sources=["simulator/engine/fastcore.c"],
+                             extra_compile_args=["-O2"], optional=True)])

@@ -1,0 +1,174 @@
+"""The compiled event core: a machine's performance run in C, equal to the SimPy engine.
+
+A performance run (no trace, no functional state, no transfer between chips) spends nearly all its time in SimPy's event loop: ~1-2 us an instruction. Such a run needs
+only each instruction's cost, its engine's stream and the shared bandwidths, so
+``fastcore.c`` runs it as a transcription of ``core.CoreSim._run``, ``sync`` and
+``memory.bandwidth`` with events ordered as SimPy orders them (time, then the order they
+were scheduled). A machine of one chip may hold ``net.barrier`` (a kernel's end: every
+core meets, then the chip's kernel gap) and collectives over its group of one (no time), as
+``network.base.SingleChipNetwork`` prices them. The SimPy engine stays the reference and
+runs everything else: traces, functional mode, systems of several chips, and every run when
+the extension was not built or ``RunLimits(compiled=False)`` asks for it.
+``tests/simulator/test_compiled.py`` compares the two field by field.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from isa.operands import Engine
+from simulator.engine.core import STORES
+from simulator.engine.streams import BARRIER, HALT, LOOP, OP, RUN, SIGNAL, STREAM_ENGINES, WAIT
+from simulator.errors import BudgetError, DeadlockError
+from simulator.network.base import LoneChipNetwork, SingleChipNetwork
+
+try:
+    from simulator.engine import _fastcore
+except ImportError:  # not built (no C compiler at install): the SimPy engine runs alone
+    _fastcore = None
+
+if TYPE_CHECKING:
+    from simulator.engine.machine import Machine
+
+AVAILABLE = _fastcore is not None
+_FLAT: dict[int, tuple[dict, np.ndarray, list[int], bool]] = {}  # id(streams) -> flattened
+KEPT = 16384
+
+
+def usable(machine: Machine) -> bool:
+    """Whether ``machine`` can run compiled: the extension is built, the run asks for it,
+    it neither traces nor computes, and its network instructions are one chip's own."""
+    if not (AVAILABLE and machine.limits.compiled and machine.trace is None
+            and machine.functional is None):
+        return False
+    if any(_flat(core.streams)[3] for core in machine.cores):
+        return False  # loops nested deeper than the compiled core keeps
+    return _groups(machine) is not None
+
+
+def _groups(machine: Machine) -> dict[int, int] | None:
+    """Each ``net.barrier`` group met -> its barrier's index, when every network
+    instruction is one the one-chip network prices (a barrier of every core, a collective
+    over group 0); None when one is not (several chips, a send, another group: the SimPy
+    engine runs it, and reports what is wrong)."""
+    net = [ins for known in machine.known_costs for ins in known
+           if ins.engine is Engine.NETWORK]
+    if not net:
+        return {}
+    if len(machine.chips) != 1 or not isinstance(machine.network, SingleChipNetwork):
+        return None
+    lone = isinstance(machine.network, LoneChipNetwork)  # every group is this chip's cores
+    groups: dict[int, int] = {}
+    for ins in net:
+        if ins.mnemonic == "net.barrier":
+            if ins["group"] != 0 and not lone:
+                return None
+            groups.setdefault(ins["group"], len(groups))
+        elif ins.mnemonic in ("net.send", "net.recv") or ins["group"] != 0:
+            return None
+    return groups
+
+
+def _flat(streams: dict) -> tuple[dict, np.ndarray, list[int], bool]:
+    """(streams, the four streams as one int64 code array, where each starts, whether its
+    loops nest deeper than the compiled core keeps), kept per streams object."""
+    seen = _FLAT.get(id(streams))
+    if seen is not None and seen[0] is streams:
+        return seen
+    code: list[int] = []
+    starts = []
+    depth = 0
+    for engine in STREAM_ENGINES:
+        starts.append(len(code))
+        depth = max(depth, _emit(streams[engine], code))
+    starts.append(len(code))
+    net = depth > _fastcore.MAX_DEPTH
+    if len(_FLAT) > KEPT:
+        _FLAT.clear()
+    out = _FLAT[id(streams)] = (streams, np.asarray(code, dtype=np.int64), starts, net)
+    return out
+
+
+def _emit(items: tuple, code: list[int]) -> int:
+    """Append ``items`` in the compiled core's layout; the deepest loop nesting met."""
+    depth = 0
+    for it in items:
+        tag = it[0]
+        if tag == OP:
+            code += (OP, it[1])
+        elif tag == RUN:
+            code += (RUN, len(it[1]), *(pc for pc, _ in it[1]))
+        elif tag == LOOP:
+            loop = it[1]
+            code += (LOOP, loop.count, 0)
+            at = len(code)
+            depth = max(depth, 1 + _emit(loop.body, code))
+            code[at - 1] = len(code) - at  # the body's length in words
+        elif tag == SIGNAL:
+            code += (SIGNAL, it[1], it[2])
+        elif tag == WAIT:
+            code += (WAIT, it[1], it[2], it[3])
+        elif tag in (BARRIER, HALT):
+            code += (tag, it[1])
+    return depth
+
+
+def run(machine: Machine) -> float:
+    """Run ``machine`` compiled; fills each core's counts and busy times and the machine's
+    instruction count as the SimPy engine would. Returns the simulated time in ns."""
+    cores, chips = machine.cores, machine.chips
+    flats = [_flat(core.streams) for core in cores]
+    code = np.concatenate([f[1] for f in flats]) if flats else np.zeros(0, np.int64)
+    base = np.cumsum([0] + [len(f[1]) for f in flats])
+    sstart = np.array([base[i] + f[2][e] for i, f in enumerate(flats) for e in range(4)],
+                      dtype=np.int64)
+    slen = np.array([f[2][e + 1] - f[2][e] for f in flats for e in range(4)], dtype=np.int64)
+    # each chip's distinct instructions' costs (``known``, in the order first met), one table
+    first = np.cumsum([0] + [len(k) for k in machine.known_costs])
+    table = [v[0] for known in machine.known_costs for v in known.values()]
+    stores = [ins.opcode in STORES for known in machine.known_costs for ins in known]
+    groups = _groups(machine)
+    nets = [-2 if ins.engine is not Engine.NETWORK else
+            groups[ins["group"]] if ins.mnemonic == "net.barrier" else -1
+            for known in machine.known_costs for ins in known]
+    cid = np.concatenate([np.asarray(core.cids, dtype=np.int64) + first[core.chip_id]
+                          for core in cores]).astype(np.int32) if cores \
+        else np.zeros(0, np.int32)
+    coff = np.cumsum([0] + [len(core.cids) for core in cores]).astype(np.int64)
+    col = lambda name: np.array([getattr(c, name) for c in table], dtype=np.float64)  # noqa: E731
+    counts = np.zeros(int(coff[-1]), dtype=np.int64)
+    busy = np.zeros(4 * len(cores))
+    blocked = np.zeros(16 * len(cores), dtype=np.int64)
+    done = np.zeros(4 * len(cores), dtype=np.int8)
+    status, now, executed, err_core, err_pc = _fastcore.run(
+        code, sstart, slen, cid, coff, col("ns"), col("hbm_bytes"), col("cap"),
+        col("hbm_cap"), col("tail_ns"), np.array(stores, dtype=np.int8),
+        np.array(nets, dtype=np.int64), np.array([c.chip_id for c in cores], dtype=np.int64),
+        np.array([c.weight for c in cores], dtype=np.int64),
+        np.array([c.dma_cap for c in cores], dtype=np.float64),
+        np.array([c.chip.core.array.startup * 1e9 for c in cores], dtype=np.float64),
+        np.array([c.chip.kernel_gap * 1e9 for c in cores], dtype=np.float64),
+        np.array([c.hbm_effective_bw / 1e9 for c in chips], dtype=np.float64),
+        np.array([c.l2.bandwidth / 1e9 if c.l2.bandwidth > 0 else 0.0 for c in chips],
+                 dtype=np.float64),
+        np.array(machine.l2_hits, dtype=np.float64), len(groups),
+        sum(c.weight for c in cores), machine.max_instructions, machine.max_time_ns, counts, busy, blocked, done)
+    machine.executed = executed
+    for i, core in enumerate(cores):
+        core.exec_counts = counts[coff[i]:coff[i + 1]]
+        for e, engine in enumerate(STREAM_ENGINES):
+            core.busy[engine] = float(busy[4 * i + e])
+            core.done[engine] = bool(done[4 * i + e])
+            kind, pc, number, need = blocked[16 * i + 4 * e:16 * i + 4 * e + 4].tolist()
+            core.blocked[engine] = (None, ("sem", pc, number, need), ("barrier", pc),
+                                    ("peers", pc))[kind]
+    if status == _fastcore.BUDGET:
+        raise BudgetError(cores[err_core]._budget_message(err_pc))
+    if status == _fastcore.DEADLOCK:
+        raise DeadlockError(machine._deadlock_report(cores, now))
+    return now
+
+
+__all__ = ["AVAILABLE", "run", "usable"]
