@@ -1,6 +1,7 @@
 """The compiled event core: a machine's performance run in C, equal to the SimPy engine.
 
-A performance run (no trace, no functional state, no transfer between chips) spends nearly all its time in SimPy's event loop: ~1-2 us an instruction. Such a run needs
+A performance run (no trace, no functional state, no transfer between chips) spends
+nearly all its time in SimPy's event loop: ~1-2 us an instruction. Such a run needs
 only each instruction's cost, its engine's stream and the shared bandwidths, so
 ``fastcore.c`` runs it as a transcription of ``core.CoreSim._run``, ``sync`` and
 ``memory.bandwidth`` with events ordered as SimPy orders them (time, then the order they
@@ -53,8 +54,8 @@ def _groups(machine: Machine) -> dict[int, int] | None:
     instruction is one the one-chip network prices (a barrier of every core, a collective
     over group 0); None when one is not (several chips, a send, another group: the SimPy
     engine runs it, and reports what is wrong)."""
-    net = [ins for known in machine.known_costs for ins in known
-           if ins.engine is Engine.NETWORK]
+    net = [v[3] for known in machine.known_costs for v in known.values()
+           if v[3].engine is Engine.NETWORK]
     if not net:
         return {}
     if len(machine.chips) != 1 or not isinstance(machine.network, SingleChipNetwork):
@@ -128,14 +129,14 @@ def run(machine: Machine) -> float:
     # each chip's distinct instructions' costs (``known``, in the order first met), one table
     first = np.cumsum([0] + [len(k) for k in machine.known_costs])
     table = [v[0] for known in machine.known_costs for v in known.values()]
-    stores = [ins.opcode in STORES for known in machine.known_costs for ins in known]
+    firsts = [v[3] for known in machine.known_costs for v in known.values()]
+    stores = [ins.opcode in STORES for ins in firsts]
     groups = _groups(machine)
+    assert groups is not None  # usable() said so
     nets = [-2 if ins.engine is not Engine.NETWORK else
-            groups[ins["group"]] if ins.mnemonic == "net.barrier" else -1
-            for known in machine.known_costs for ins in known]
-    cid = np.concatenate([np.asarray(core.cids, dtype=np.int64) + first[core.chip_id]
-                          for core in cores]).astype(np.int32) if cores \
-        else np.zeros(0, np.int32)
+            groups[ins["group"]] if ins.mnemonic == "net.barrier" else -1 for ins in firsts]
+    cid = np.concatenate([core.cids + first[core.chip_id] for core in cores]).astype(np.int32) \
+        if cores else np.zeros(0, np.int32)
     coff = np.cumsum([0] + [len(core.cids) for core in cores]).astype(np.int64)
     col = lambda name: np.array([getattr(c, name) for c in table], dtype=np.float64)  # noqa: E731
     counts = np.zeros(int(coff[-1]), dtype=np.int64)
@@ -154,7 +155,8 @@ def run(machine: Machine) -> float:
         np.array([c.l2.bandwidth / 1e9 if c.l2.bandwidth > 0 else 0.0 for c in chips],
                  dtype=np.float64),
         np.array(machine.l2_hits, dtype=np.float64), len(groups),
-        sum(c.weight for c in cores), machine.max_instructions, machine.max_time_ns, counts, busy, blocked, done)
+        sum(c.weight for c in cores), machine.max_instructions, machine.max_time_ns, counts,
+        busy, blocked, done)
     machine.executed = executed
     for i, core in enumerate(cores):
         core.exec_counts = counts[coff[i]:coff[i + 1]]

@@ -18,6 +18,7 @@ from hardware.chip import ChipConfig
 from isa.program import Program
 from simulator.engine import compiled
 from simulator.engine.core import CoreSim
+from simulator.engine.gcpause import paused
 from simulator.engine.steady import SteadyState
 from simulator.engine.timing import COUNTS
 from simulator.errors import DeadlockError, SimError
@@ -63,13 +64,24 @@ class Machine:
                    if c.l2.bandwidth > 0 else None for i, c in enumerate(self.chips)]
         self.network = network or SingleChipNetwork()
         self.network.attach(self)
-        self.known_costs: list[dict] = [{} for _ in self.chips]  # instruction -> (cost, kind)
+        # address-free signature -> (cost, kind, place, instruction), per chip
+        self.known_costs: list[dict] = [{} for _ in self.chips]
         # (engine, counts) -> kind: instructions alike in what they count share a row
         self.count_rows: list[dict] = [{} for _ in self.chips]
         # vector stretches as one timeout each, unless a trace or functional mode must see
         # every instruction (simulator.engine.streams.RUN)
         self.runs = not trace and functional is None
         self.cores: list[CoreSim] = []
+        with paused():
+            self._add_cores(programs, weights)
+        self.functional = functional
+        if functional is not None:
+            functional.attach(self)  # type: ignore[attr-defined]
+        self.steady = SteadyState(self) if (limits.steady_state and not trace
+                                            and functional is None) else None
+
+    def _add_cores(self, programs: Mapping[tuple[int, int], Program],
+                   weights: Mapping[tuple[int, int], int] | None) -> None:
         for (chip_id, core_id), prog in sorted(programs.items()):
             if not 0 <= chip_id < len(self.chips):
                 raise SimError(f"program for chip {chip_id}, but the system has "
@@ -79,11 +91,6 @@ class Machine:
                                f"{self.chips[chip_id].cores} core(s)")
             weight = (weights or {}).get((chip_id, core_id), 1)
             self.cores.append(CoreSim(self, chip_id, core_id, prog, self.chips[chip_id], weight))
-        self.functional = functional
-        if functional is not None:
-            functional.attach(self)  # type: ignore[attr-defined]
-        self.steady = SteadyState(self) if (limits.steady_state and not trace
-                                            and functional is None) else None
 
     def run(self) -> float:
         """Run to completion; the simulated time in ns."""
@@ -131,7 +138,7 @@ class Machine:
         core counted for the cores it stands for."""
         out = [np.zeros(len(rows)) for rows in self.count_rows]
         for core in self.cores:
-            if core.kinds:
+            if len(core.kinds):
                 out[core.chip_id] += core.weight * np.bincount(
                     core.kinds, weights=core.exec_counts, minlength=len(out[core.chip_id]))
         return out

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardware.chip import ChipConfig
+from isa.footprint import footprint
 from isa.operands import Engine
 from isa.program import Instruction, Program
+from isa.table import BY_OPCODE
 from simulator.engine.dedupe import address_fields, addresses, signature
 from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
@@ -41,35 +43,60 @@ class Loop:
 
 def compile_streams(program: Program, chip: ChipConfig, known: dict | None = None,
                     runs: bool = False, rows: dict | None = None
-                    ) -> tuple[dict[Engine, tuple], list[Cost], list[int], list[int]]:
+                    ) -> tuple[dict[Engine, tuple], list[Cost], np.ndarray, np.ndarray]:
     """Per-engine streams, the static cost of every instruction (indexed by pc), its
     *kind* (the index in ``rows`` of its (engine, counts) pair, so a run's totals are a
     count of executions per kind, ``Machine.totals``, not a sum over every pc) and its
-    place in ``known``, which keeps (cost, kind, place) by instruction for the cores of one
-    chip (they repeat them; the compiled core reads the costs as one table in that order).
+    place in ``known``, which keeps (cost, kind, place, instruction) by the instruction's
+    address-free signature for the cores of one chip (an instruction's cost never depends
+    on an address, ``dedupe``; the compiled core reads the costs as one table in that
+    order). Costs are found once per distinct signature of the program, not per pc.
     ``runs`` folds consecutive vector instructions into RUN items."""
     if known is None:
         known = {}
     if rows is None:
         rows = {}
-    costs, kinds, places = [], [], []
-    for ins in program.instructions:
-        hit = known.get(ins)
+    shapes, per_pc = _shapes(program)
+    ucost, ukind, uplace = [], [], []
+    for sig, ins in shapes:
+        hit = known.get(sig)
         if hit is None:
             cost = static_cost(ins, chip)
             key = (ins.engine, cost.counts)
             kind = rows.get(key)
             if kind is None:
                 kind = rows[key] = len(rows)
-            hit = known[ins] = (cost, kind, len(known))
-        costs.append(hit[0])
-        kinds.append(hit[1])
-        places.append(hit[2])
+            hit = known[sig] = (cost, kind, len(known), ins)
+        ucost.append(hit[0])
+        ukind.append(hit[1])
+        uplace.append(hit[2])
     checked_bounds(program, chip)
-    return _streams(program, runs), costs, kinds, places
+    costs = [ucost[u] for u in per_pc.tolist()]
+    return (_streams(program, runs), costs, np.asarray(ukind, dtype=np.int64)[per_pc],
+            np.asarray(uplace, dtype=np.int64)[per_pc])
 
 
 KEPT = 16384  # programs a per-program table remembers (entries keep their programs alive)
+_SHAPES: dict[int, tuple[Program, tuple]] = {}  # id -> (program, (shapes, pc -> shape))
+
+
+def _shapes(program: Program) -> tuple[list[tuple[tuple, Instruction]], np.ndarray]:
+    """The program's distinct address-free signatures, each with its first instruction,
+    and each pc's index among them; kept per program."""
+    seen = _recall(_SHAPES, id(program), program)
+    if seen is None:
+        index: dict[tuple, int] = {}
+        first: list[tuple[tuple, Instruction]] = []
+        per_pc = []
+        for sig, ins in zip(signature(program), program.instructions):
+            u = index.get(sig)
+            if u is None:
+                u = index[sig] = len(first)
+                first.append((sig, ins))
+            per_pc.append(u)
+        seen = (first, np.asarray(per_pc, dtype=np.int64))
+        _keep(_SHAPES, id(program), program, seen)
+    return seen  # type: ignore[return-value]
 _STREAMS: dict[tuple[int, bool], tuple[Program, dict]] = {}  # (id, runs) -> (program, streams)
 _CHECKED: dict[int, tuple[Program, tuple[int, int, int]]] = {}  # id -> (program, memories)
 
@@ -110,8 +137,21 @@ def checked_bounds(program: Program, chip: ChipConfig) -> None:
     sizes = _sizes(chip)
     if _recall(_CHECKED, id(program), program) == sizes:
         return
-    check_bounds(program.instructions, 0, len(program.instructions), {}, chip)
+    sigs = signature(program)
+    memo = _FOOTPRINTS
+    if len(memo) > KEPT:
+        memo.clear()
+
+    def visit(pc: int, ins: Instruction, ranges: dict, c: ChipConfig) -> None:
+        fp = memo.get(sigs[pc])  # a footprint is a function of the fields, not addresses
+        if fp is None:
+            fp = memo[sigs[pc]] = footprint(ins)
+        check(pc, ins, ranges, c, fp)
+    check_bounds(program.instructions, 0, len(program.instructions), {}, chip, visit)
     _keep(_CHECKED, id(program), program, sizes)
+
+
+_FOOTPRINTS: dict[tuple, list] = {}  # address-free signature -> footprint
 
 
 def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict,
@@ -194,12 +234,18 @@ def _blocks(prog: tuple[Instruction, ...], start: int, end: int) -> list[list]:
     """Items for [start, end) of every engine (in ``STREAM_ENGINES`` order), in one walk:
     a loop stays a loop in each engine that has work in its body."""
     out: list[list] = [[] for _ in STREAM_ENGINES]
-    slot = _SLOT
+    roles = _ROLES
     pc = start
     while pc < end:
         ins = prog[pc]
-        mn = ins.mnemonic
-        if mn == "loop":
+        role = roles.get(ins.opcode)
+        if role is None:
+            role = _role(ins.opcode)
+        if role >= 0:  # an engine's own instruction: the common case
+            out[role].append((OP, pc, ins))
+            pc += 1
+            continue
+        if role == _LOOP:
             stop = ins["end"]
             if not pc < stop <= end:
                 raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
@@ -211,23 +257,36 @@ def _blocks(prog: tuple[Instruction, ...], start: int, end: int) -> list[list]:
                     items.append((LOOP, Loop(pc, ins["count"], tuple(body), regs)))
             pc = stop
             continue
-        if mn == "barrier":
+        if role == _BARRIER:
             for items in out:
                 items.append((BARRIER, pc))
-        elif mn == "halt":
+        elif role == _HALT:
             for items in out:
                 items.append((HALT, pc))
-        else:
-            e = slot.get(ins.engine)
+        elif role in (_SIGNAL, _WAIT):
+            e = _SLOT.get(ins.engine)
             if e is not None:
-                if mn == "sem.signal":
+                if role == _SIGNAL:
                     out[e].append((SIGNAL, pc, ins["sem"]))
-                elif mn == "sem.wait":
-                    out[e].append((WAIT, pc, ins["sem"], ins["count"]))
                 else:
-                    out[e].append((OP, pc, ins))
+                    out[e].append((WAIT, pc, ins["sem"], ins["count"]))
         pc += 1
     return out
+
+
+# What an opcode is to the stream split: an engine's slot (>= 0) or one of these.
+_LOOP, _BARRIER, _HALT, _SIGNAL, _WAIT, _NONE = -1, -2, -3, -4, -5, -6
+_ROLES: dict[int, int] = {}
+
+
+def _role(opcode: int) -> int:
+    spec = BY_OPCODE[opcode]
+    role = {"loop": _LOOP, "barrier": _BARRIER, "halt": _HALT, "sem.signal": _SIGNAL,
+            "sem.wait": _WAIT}.get(spec.mnemonic)
+    if role is None:  # an engine's own, or nobody's (nop, control)
+        role = _SLOT.get(spec.engine, _NONE) if spec.engine is not None else _NONE
+    _ROLES[opcode] = role
+    return role
 
 
 def _runs(items: tuple) -> tuple:

@@ -40,12 +40,14 @@ def _fields(opcode: int, name: str) -> tuple[int, int, int]:
 _FIELDS: dict[tuple[int, str], tuple[int, int, int]] = {}
 
 
-def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig) -> None:
+def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
+          fp: list[tuple[str, int]] | None = None) -> None:
     """Each memory operand's bytes inside its memory (raw fields read directly: this runs
-    for every instruction of every program, on cache hits too)."""
+    for every instruction of every program, on cache hits too). ``fp``: the instruction's
+    footprint, when the caller has it."""
     args = ins.args
     caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
-    for name, nbytes in footprint(ins):
+    for name, nbytes in footprint(ins) if fp is None else fp:
         i_space, i_addr, i_reg = _fields(ins.opcode, name)
         addr, reg = args[i_addr], args[i_reg] - 1
         lo_off, hi_off = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
