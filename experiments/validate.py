@@ -120,7 +120,7 @@ def predict_row(target: Target, kind: str, row: pd.Series) -> dict:
     store = current()
     if store is None:
         return _predict_row(target, kind, row)
-    memo = Memo(store, "validate:" + code_digest(SOURCES, ("*.py", "*.yaml")))
+    memo = Memo(store, "validate:" + code_digest(SOURCES, ("*.py", "*.c", "*.yaml")))
     key = repr((kind, target, sorted((str(k), str(v)) for k, v in row.items()),
                 _named_files(row)))
     figures = memo.get(key)

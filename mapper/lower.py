@@ -15,6 +15,7 @@ import numpy as np
 
 from hardware.chip import ChipConfig
 from isa import DataSegment, Program, Space, build
+from isa.gcpause import while_paused
 from mapper.emit import Item, resolve
 from mapper.graph import Graph, Kind
 from mapper.kernels.gemm import Gemm, Tiling
@@ -53,6 +54,7 @@ class Lowered:
 Confirm = Callable[[dict[int, Program]], float]
 
 
+@while_paused
 def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None = None,
           inputs: dict[str, np.ndarray] | None = None, confirm: Confirm | None = None,
           top: int = 3, layout: str = "auto", barrier_group: int = 0) -> Lowered:

@@ -44,7 +44,8 @@ def enabled() -> bool:
 
 
 @cache
-def code_digest(packages: tuple[str, ...] = CODE, suffixes: tuple[str, ...] = ("*.py",)) -> str:
+def code_digest(packages: tuple[str, ...] = CODE,
+                suffixes: tuple[str, ...] = ("*.py", "*.c")) -> str:
     """A digest of the simulator's code (or of the ``suffixes`` files of ``packages``): any
     edit changes every key."""
     root = Path(__file__).resolve().parents[1]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 from hardware.chip import ChipConfig
 from hardware.system import SystemConfig
+from isa.gcpause import while_paused
 from isa.program import Program
 from isa.table import TABLE
 from simulator import cache
@@ -34,6 +35,7 @@ CLOCK_TOLERANCE = 0.005  # the capped clock's fixed point stops within 0.5 %
 DEFAULT_LIMITS = RunLimits()
 
 
+@while_paused
 def simulate(programs: Program | Mapping[int, Program], chip: ChipConfig, *,
              functional: bool = False, trace: bool = False,
              limits: RunLimits = DEFAULT_LIMITS, memory_limit: int | None = None,
@@ -138,6 +140,7 @@ def _once(programs: dict, chip: ChipConfig, clock: float, functional: bool, trac
     return summarize(machine, run_chip, chip, time_ns, state)
 
 
+@while_paused
 def simulate_system(system: SystemConfig, programs: Mapping[tuple[int, int], Program], *,
                     groups: dict[int, list[int]] | None = None, functional: bool = False,
                     trace: bool = False, limits: RunLimits = DEFAULT_LIMITS,

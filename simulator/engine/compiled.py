@@ -44,9 +44,9 @@ def usable(machine: Machine) -> bool:
     if not (AVAILABLE and machine.limits.compiled and machine.trace is None
             and machine.functional is None):
         return False
-    if any(_flat(core.streams)[3] for core in machine.cores):
-        return False  # loops nested deeper than the compiled core keeps
-    return _groups(machine) is not None
+    if _groups(machine) is None:
+        return False
+    return not any(_flat(core.streams)[3] for core in machine.cores)  # loops too deep
 
 
 def _groups(machine: Machine) -> dict[int, int] | None:

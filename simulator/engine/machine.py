@@ -15,10 +15,10 @@ import simpy
 from simpy.core import EmptySchedule, StopSimulation
 
 from hardware.chip import ChipConfig
+from isa.gcpause import paused
 from isa.program import Program
 from simulator.engine import compiled
 from simulator.engine.core import CoreSim
-from simulator.engine.gcpause import paused
 from simulator.engine.steady import SteadyState
 from simulator.engine.timing import COUNTS
 from simulator.errors import DeadlockError, SimError
