@@ -9,4 +9,4 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("simulator.engine._fastcore",
                              sources=["simulator/engine/fastcore.c"],
-                             extra_compile_args=["-O2"], optional=True)])
+                             extra_compile_args=["-O2", "-ffp-contract=off"], optional=True)])

@@ -337,9 +337,32 @@ def _prologue(a: Attention) -> list[Item]:
             build("sem.signal", "dma", O_FREE)]
 
 
-def _kv_tiles(a: Attention, it: Item_) -> list[tuple[int, int]]:
+class _Tiles:
+    """(first key, keys) of each K/V tile an item streams, computed when asked: a 32k-token
+    item streams 256 of them, and listing every tile of every item three times (once per
+    engine) was a third of a long prefill's lowering."""
+
+    __slots__ = ("n", "n_kv", "tkv")
+
+    def __init__(self, n_kv: int, tkv: int) -> None:
+        self.n_kv, self.tkv = n_kv, tkv
+        self.n = -(-n_kv // tkv)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, n: int) -> tuple[int, int]:
+        if n < 0:
+            n += self.n
+        if not 0 <= n < self.n:
+            raise IndexError(n)
+        t0 = n * self.tkv
+        return t0, min(self.tkv, self.n_kv - t0)
+
+
+def _kv_tiles(a: Attention, it: Item_) -> _Tiles:
     """(first key, keys) of each K/V tile this item streams."""
-    return [(t0, min(a.tkv, it.n_kv - t0)) for t0 in range(0, it.n_kv, a.tkv)]
+    return _Tiles(it.n_kv, a.tkv)
 
 
 def _dma(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
@@ -422,10 +445,13 @@ def _store(a: Attention, r: Regions, it: Item_) -> list[Item]:
 
 def _uniform(n_tiles: int, odd: Callable[[int], bool]) -> tuple[int, int]:
     """(first, count) of the run of tiles after the first that ``odd`` does not single out;
-    those tiles emit the same instructions, so they can run as a loop."""
-    n = 1
-    while n < n_tiles and not odd(n):
-        n += 1
+    those tiles emit the same instructions, so they can run as a loop. The tiles ``odd``
+    singles out are a tail (the last, ragged tile; the causal mask's diagonal tiles, whose
+    keys pass the first query position, and every one after), so the run ends where that
+    tail begins, found from the end: a few tests an item, not one per tile."""
+    n = n_tiles
+    while n > 1 and odd(n - 1):
+        n -= 1
     return 1, n - 1
 
 

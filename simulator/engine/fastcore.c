@@ -92,8 +92,10 @@ typedef struct {
 typedef struct {
     double now;
     int64_t seq;
-    Event *heap;
+    Event *heap; /* events after now */
     int64_t n, size;
+    Event *fifo; /* events at now, in the order scheduled: no heap needed */
+    int64_t fhead, ftail, fsize;
     Eng *engs;
     Core *cores;
     int ncores, nengs, ndone;
@@ -119,6 +121,23 @@ static int ev_less(const Event *x, const Event *y) {
 }
 
 static void schedule(Sim *s, double t, int kind, int a, int64_t b) {
+    if (t == s->now) {  /* due now: after every event already due now, before any later */
+        if (s->ftail == s->fsize) {
+            if (s->fhead) {  /* slide the unread ones to the front */
+                memmove(s->fifo, s->fifo + s->fhead, (size_t)(s->ftail - s->fhead) * sizeof(Event));
+                s->ftail -= s->fhead;
+                s->fhead = 0;
+            }
+            if (s->ftail == s->fsize) {
+                int64_t size = s->fsize ? s->fsize * 2 : 1024;
+                Event *f = realloc(s->fifo, (size_t)size * sizeof(Event));
+                if (!f) { s->status = ST_NOMEM; return; }
+                s->fifo = f; s->fsize = size;
+            }
+        }
+        s->fifo[s->ftail++] = (Event){ t, s->seq++, kind, a, b };
+        return;
+    }
     if (s->n == s->size) {
         int64_t size = s->size ? s->size * 2 : 1024;
         Event *h = realloc(s->heap, (size_t)size * sizeof(Event));
@@ -136,7 +155,21 @@ static void schedule(Sim *s, double t, int kind, int a, int64_t b) {
     s->heap[i] = ev;
 }
 
+static Event pop_heap(Sim *s);
+
+/* The next event by (time, sequence): the older of the heap's first and the first due now
+   (events due now were scheduled at now, after everything already in the heap at now). */
 static Event pop(Sim *s) {
+    if (s->fhead < s->ftail) {
+        if (s->n && ev_less(&s->heap[0], &s->fifo[s->fhead])) return pop_heap(s);
+        Event ev = s->fifo[s->fhead++];
+        if (s->fhead == s->ftail) s->fhead = s->ftail = 0;
+        return ev;
+    }
+    return pop_heap(s);
+}
+
+static Event pop_heap(Sim *s) {
     Event top = s->heap[0];
     Event last = s->heap[--s->n];
     int64_t i = 0, n = s->n;
@@ -666,6 +699,7 @@ static int need(Py_buffer *b, Py_ssize_t itemsize, Py_ssize_t n, const char *wha
 
 static void release(Sim *s) {
     free(s->heap);
+    free(s->fifo);
     if (s->cores) for (int i = 0; i < s->ncores; i++) free(s->cores[i].sems);
     free(s->engs);
     free(s->cores);
@@ -814,7 +848,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (int k = 0; k < s.nengs; k++) schedule(&s, 0.0, EV_RESUME, k, 0);  /* SimPy's
                                                                          Initialize */
-    while (!s.status && s.ndone < s.nengs && s.n) {
+    while (!s.status && s.ndone < s.nengs && (s.n || s.fhead < s.ftail)) {
         Event ev = pop(&s);
         s.now = ev.t;
         dispatch(&s, ev);
