@@ -53,16 +53,20 @@ def _signed(program: Program) -> tuple[tuple, list[int]]:
 def _signature(program: Program) -> tuple[tuple, list[int]]:
     out = []
     addrs: list[int] = []
-    for ins in program.instructions:
-        idx = address_fields(ins.opcode, ins.spec)
+    known = _ADDR_FIELDS
+    for ins in program.instructions:  # a pass over every instruction: kept lean
+        op = ins.opcode
+        idx = known.get(op)
+        if idx is None:
+            idx = address_fields(op, ins.spec)
         if idx:
             args = list(ins.args)
             for i in idx:
                 addrs.append(args[i])
                 args[i] = 0
-            out.append((ins.opcode, tuple(args)))
+            out.append((op, tuple(args)))
         else:
-            out.append((ins.opcode, ins.args))
+            out.append((op, ins.args))
     return tuple(out), addrs
 
 

@@ -83,7 +83,7 @@ def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, tri
     pc = start
     while pc < end:
         ins = prog[pc]
-        if ins.mnemonic == "loop":
+        if ins.opcode == _LOOP:
             stop = ins["end"]
             regs = loop_regs(ins)
             _walk(prog, pc + 1, stop, widen(ranges, regs, ins["count"]),
@@ -104,6 +104,7 @@ def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, tri
 
 
 _LOAD = BY_MNEMONIC["dma.load"].opcode
+_LOOP = BY_MNEMONIC["loop"].opcode
 _SRC = BY_MNEMONIC["dma.load"].index("src.addr")  # then src.reg
 
 
