@@ -41,6 +41,20 @@ def make_chip(dataflow: Dataflow = Dataflow.WS, cores: int = 1, **overrides) -> 
     return dataclasses.replace(chip, **overrides)
 
 
+def assert_same_result(ref, got, rel: float = 1e-9, busy_rel: float = 1e-8,  # noqa: ANN001
+                       busy_abs: float = 1e-15) -> None:
+    """Two runs of the same programs gave the same figures: time, counts, bytes, energy,
+    clock and every engine's instructions and busy time (to ``rel``)."""
+    assert got.time_s == pytest.approx(ref.time_s, rel=rel)
+    assert got.instructions == ref.instructions
+    assert got.bytes == pytest.approx(ref.bytes, rel=rel)
+    assert got.energy_j == pytest.approx(ref.energy_j, rel=rel)
+    assert got.clock_hz == pytest.approx(ref.clock_hz, rel=rel)
+    for e, stats in ref.engines.items():
+        assert got.engines[e].instructions == stats.instructions
+        assert got.engines[e].busy_s == pytest.approx(stats.busy_s, rel=busy_rel, abs=busy_abs)
+
+
 @pytest.fixture
 def chip() -> ChipConfig:
     return make_chip()

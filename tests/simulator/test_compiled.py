@@ -25,7 +25,7 @@ from simulator.engine import compiled
 from simulator.engine.machine import Machine, RunLimits
 from simulator.errors import BudgetError, DeadlockError
 from simulator.run import simulate, simulate_system
-from tests.simulator.conftest import make_chip
+from tests.simulator.conftest import assert_same_result, make_chip
 
 pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="the compiled core is not built")
 
@@ -36,14 +36,7 @@ FAST = RunLimits()
 def same(ref, got) -> None:
     """Every figure equal to float rounding (the two engines do the same arithmetic in the
     same order; what differs is only Python's and C's summation of the same terms)."""
-    assert got.time_s == pytest.approx(ref.time_s, rel=1e-12)
-    assert got.instructions == ref.instructions
-    assert got.clock_hz == ref.clock_hz
-    assert got.bytes == pytest.approx(ref.bytes, rel=1e-12)
-    assert got.energy_j == pytest.approx(ref.energy_j, rel=1e-12)
-    for e, stats in ref.engines.items():
-        assert got.engines[e].instructions == stats.instructions
-        assert got.engines[e].busy_s == pytest.approx(stats.busy_s, rel=1e-12, abs=1e-18)
+    assert_same_result(ref, got, rel=1e-12, busy_rel=1e-12, busy_abs=1e-18)
 
 
 def both(kernels, chip) -> int:

@@ -25,7 +25,7 @@ from mapper.pipeline import MapOptions, map_model
 from simulator.engine.machine import RunLimits
 from simulator.engine.steady import STATS
 from simulator.run import simulate, simulate_system
-from tests.simulator.conftest import make_chip
+from tests.simulator.conftest import assert_same_result, make_chip
 
 # the SimPy engine both ways: the compiled core never skips (it needs no shortcut)
 FULL = RunLimits(steady_state=False, compiled=False)
@@ -33,14 +33,7 @@ STEADY = RunLimits(compiled=False)
 
 
 def same(full, fast) -> None:
-    assert fast.time_s == pytest.approx(full.time_s, rel=1e-9)
-    assert fast.instructions == full.instructions
-    assert fast.bytes == pytest.approx(full.bytes, rel=1e-9)
-    assert fast.energy_j == pytest.approx(full.energy_j, rel=1e-9)
-    assert fast.clock_hz == pytest.approx(full.clock_hz, rel=1e-9)
-    for e, stats in full.engines.items():
-        assert fast.engines[e].instructions == stats.instructions
-        assert fast.engines[e].busy_s == pytest.approx(stats.busy_s, rel=1e-8, abs=1e-15)
+    assert_same_result(full, fast)
 
 
 def both(programs, chip) -> None:
