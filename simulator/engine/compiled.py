@@ -119,7 +119,7 @@ def _emit(items: tuple, code: list[int]) -> int:
 def run(machine: Machine) -> float:
     """Run ``machine`` compiled; fills each core's counts and busy times and the machine's
     instruction count as the SimPy engine would. Returns the simulated time in ns."""
-    cores, chips = machine.cores, machine.chips
+    cores = machine.cores
     flats = [_flat(core.streams) for core in cores]
     code = np.concatenate([f[1] for f in flats]) if flats else np.zeros(0, np.int64)
     base = np.cumsum([0] + [len(f[1]) for f in flats])
@@ -149,10 +149,10 @@ def run(machine: Machine) -> float:
         np.array(nets, dtype=np.int64), np.array([c.chip_id for c in cores], dtype=np.int64),
         np.array([c.weight for c in cores], dtype=np.int64),
         np.array([c.dma_cap for c in cores], dtype=np.float64),
-        np.array([c.chip.core.array.startup * 1e9 for c in cores], dtype=np.float64),
-        np.array([c.chip.kernel_gap * 1e9 for c in cores], dtype=np.float64),
-        np.array([c.hbm_effective_bw / 1e9 for c in chips], dtype=np.float64),
-        np.array([c.l2.bandwidth / 1e9 if c.l2.bandwidth > 0 else 0.0 for c in chips],
+        np.array([c.startup_ns for c in cores], dtype=np.float64),
+        np.array([c.gap_ns for c in cores], dtype=np.float64),
+        np.array([bw.capacity for bw in machine.hbm], dtype=np.float64),
+        np.array([bw.capacity if bw is not None else 0.0 for bw in machine.l2],
                  dtype=np.float64),
         np.array(machine.l2_hits, dtype=np.float64), len(groups),
         sum(c.weight for c in cores), machine.max_instructions, machine.max_time_ns, counts,

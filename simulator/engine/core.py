@@ -62,6 +62,8 @@ class CoreSim:
         self.mx_warm = False  # the matrix engine has run since the last barrier
         dma_bw = chip.core.dma.max_bandwidth
         self.dma_cap = dma_bw / 1e9 if dma_bw > 0 else float("inf")  # bytes per ns
+        self.startup_ns = chip.core.array.startup * 1e9  # before a kernel's first matmul
+        self.gap_ns = chip.kernel_gap * 1e9  # after a kernel's closing net.barrier
 
     def start(self) -> list[simpy.Process]:
         self.procs = [self.env.process(self._engine(engine)) for engine in STREAM_ENGINES]
@@ -152,8 +154,8 @@ class CoreSim:
                 start = env.now
                 if engine is Engine.MATRIX and not self.mx_warm:
                     self.mx_warm = True  # a kernel's first matmul waits for the set-up
-                    if self.chip.core.array.startup:
-                        yield env.timeout(self.chip.core.array.startup * 1e9)
+                    if self.startup_ns:
+                        yield env.timeout(self.startup_ns)
                 if cost.ns:
                     yield env.timeout(cost.ns)
                 if cost.hbm_bytes:

@@ -53,8 +53,8 @@ class Network:
         yield bar.arrive(core.weight)
         if fn is not None:
             fn.on_barrier_leave(core, Engine.NETWORK, ("net", group))
-        if core.chip.kernel_gap:
-            yield self.machine.env.timeout(core.chip.kernel_gap * 1e9)
+        if core.gap_ns:
+            yield self.machine.env.timeout(core.gap_ns)
 
     def group_cores(self, core: CoreSim, group: int) -> int:
         if group != 0:
