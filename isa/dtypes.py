@@ -18,9 +18,13 @@ class DType(IntEnum):
     INT32 = 7
     FP4E2M1 = 8  # OCP MX fp4: 1 sign, 2 exponent, 1 mantissa bits; max 6; block-scaled
 
+    # an int's own hash (Enum's is a Python call): dtypes key the instruction builder's
+    # cache and every per-dtype table, millions of times while a kernel is lowered
+    __hash__ = int.__hash__
+
     @property
     def bits(self) -> int:
-        return _BITS[self]
+        return _BITS_OF[self]
 
     @property
     def is_float(self) -> bool:
@@ -38,7 +42,7 @@ class DType(IntEnum):
 
     def nbytes(self, count: int) -> int:
         """Bytes occupied by ``count`` packed elements (4-bit types pack two per byte)."""
-        return (count * self.bits + 7) // 8
+        return (count * _BITS_OF[self] + 7) // 8
 
     @classmethod
     def parse(cls, name: str) -> DType:
@@ -61,4 +65,5 @@ _BITS = {
     DType.INT32: 32,
     DType.FP4E2M1: 4,
 }
+_BITS_OF = tuple(_BITS[d] for d in DType)  # by code: a tuple index, no hashing
 _BY_NAME = {d.asm_name: d for d in DType}

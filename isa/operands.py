@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 
 from isa.dtypes import DType
@@ -24,6 +24,8 @@ class Space(IntEnum):
     HBM = 0
     SRAM = 1
     ACC = 2
+
+    __hash__ = int.__hash__  # as DType's: an int's hash, not Enum's Python call
 
     @property
     def asm_name(self) -> str:
@@ -51,6 +53,16 @@ class MemRef:
     space: Space
     addr: int
     reg: int | None = None
+    # the hash, kept: memory operands key the instruction builder's cache, hashed millions
+    # of times while a kernel is lowered (from ints only, so equal across processes)
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((int(self.space), self.addr,
+                                                -1 if self.reg is None else self.reg)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         sp = self.space.asm_name

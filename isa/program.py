@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from isa.operands import Engine, MemRef, OperandError, Space
 from isa.table import BY_MNEMONIC, BY_OPCODE, ENGINE_NAMES, OpSpec
@@ -61,15 +60,24 @@ def build(mnemonic: str, *positional: object, **named: object) -> Instruction:
     immutable, so identical requests (a kernel's inner loop emitted once per tile) share one
     value from a cache.
     """
+    key = (mnemonic, positional, tuple(named.items())) if named else (mnemonic, positional)
     try:
-        return _cached(mnemonic, positional, tuple(sorted(named.items())) if named else ())
+        hit = _BUILT.get(key)
     except TypeError:  # an unhashable value (a list of flags): build it directly
         return _build(mnemonic, positional, named)
+    if hit is None:
+        hit = _build(mnemonic, positional, named)
+        if len(_BUILT) >= BUILT_KEPT:
+            _BUILT.clear()
+        _BUILT[key] = hit
+    return hit
 
 
-@lru_cache(maxsize=1 << 16)
-def _cached(mnemonic: str, positional: tuple, named: tuple) -> Instruction:
-    return _build(mnemonic, positional, dict(named))
+# request -> instruction (a dict, not an lru_cache: a hit is most calls while a kernel is
+# lowered, and the plain lookup is the cheapest; cleared when full). Keyword operands in
+# the order given: two orders of one request are two entries of the same instruction.
+BUILT_KEPT = 1 << 17
+_BUILT: dict[tuple, Instruction] = {}
 
 
 def _build(mnemonic: str, positional: tuple, named: dict) -> Instruction:
