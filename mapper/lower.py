@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hardware.chip import ChipConfig
-from isa import DataSegment, Program, Space, build
+from isa import DataSegment, Instruction, Program, Space, build
 from isa.gcpause import while_paused
-from mapper.emit import Item, resolve
+from isa.table import BY_MNEMONIC
+from mapper.emit import resolve
 from mapper.graph import Graph, Kind
 from mapper.kernels.gemm import Gemm, Tiling
 from mapper.layout import blocked_size, choose_layout
@@ -40,13 +41,50 @@ SYNC = sync(0)
 class Lowered:
     """The per-core programs and everything needed to read their results."""
 
-    programs: dict[int, Program]  # the whole graph, kernels separated by chip-wide syncs
     addresses: dict[str, int]
     tilings: dict[str, Tiling]
     kernels: list[tuple[str, str]] = field(default_factory=list)  # (node, kind)
     # each kernel alone (ending with its sync): their times add up to the whole program's
     kernel_programs: list[dict[int, Program]] = field(default_factory=list)
     layouts: dict[str, str] = field(default_factory=dict)  # linear node -> weight layout
+    data: tuple[DataSegment, ...] = ()  # core 0's initial HBM images (functional mode)
+    _whole: dict[int, Program] | None = field(default=None, repr=False)
+
+    @property
+    def programs(self) -> dict[int, Program]:
+        """The whole graph per core, kernels separated by chip-wide syncs: the kernels
+        alone, joined (their loops' ends moved by where each kernel starts), made when
+        first asked. Most callers price the kernels alone; joining copies every
+        instruction, a pass they need not pay."""
+        if self._whole is None:
+            self._whole = {core: _joined([k[core] for k in self.kernel_programs],
+                                         self.data if core == 0 else ())
+                           for core in range(len(self.kernel_programs[0]) if
+                                             self.kernel_programs else 0)}
+        return self._whole
+
+
+_LOOP = BY_MNEMONIC["loop"].opcode
+_END = BY_MNEMONIC["loop"].index("end")
+
+
+def _joined(alone: list[Program], data: tuple[DataSegment, ...]) -> Program:
+    """Kernels' programs one after another (each without its ``halt``), then one ``halt``;
+    a loop's end is an absolute index, so it moves by where its kernel starts."""
+    out: list[Instruction] = []
+    for p in alone:
+        base = len(out)
+        body = p.instructions[:-1]
+        if base == 0:
+            out += body
+            continue
+        for ins in body:
+            if ins.opcode == _LOOP:
+                args = list(ins.args)
+                args[_END] += base
+                ins = Instruction(ins.opcode, tuple(args))
+            out.append(ins)
+    return Program(tuple(out) + (build("halt"),), data)
 
 
 # programs -> simulated seconds; it may carry ``memo``, a mapping (get / item assignment) in
@@ -67,7 +105,6 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
     addr, top = _allocate(graph, tilings)
     boundary = sync(barrier_group)
     ctx = Ctx(graph, chip, addr, tilings, weights, [], top, boundary)
-    per_core: list[list[Item]] = [[] for _ in range(chip.cores)]
     kinds = []
     alone: list[dict[int, Program]] = []
     for node in graph.nodes:
@@ -75,19 +112,16 @@ def lower(graph: Graph, chip: ChipConfig, weights: dict[str, np.ndarray] | None 
         if progs is None:
             continue
         kinds.append((node.name, node.op))
-        for core in range(chip.cores):
-            body = progs[core] if core < len(progs) else []
-            per_core[core] += resolve(body, base=len(per_core[core])) + list(boundary)
         alone.append({core: Program(tuple(resolve(progs[core] if core < len(progs) else [])) +
                                     boundary + (build("halt"),)) for core in range(chip.cores)})
     if weights is not None:
         _data(ctx, inputs or {})
-    programs = {}
-    for core, items in enumerate(per_core):
-        data = tuple(ctx.segments) if core == 0 else ()
-        programs[core] = Program(tuple(items) + (build("halt"),), data)
     layouts = {n.name: n.attrs.w_layout for n in graph.nodes if n.op == Op.LINEAR}
-    return Lowered(programs, addr, tilings, kinds, alone, layouts)
+    low = Lowered(addr, tilings, kinds, alone, layouts, tuple(ctx.segments))
+    if not alone:  # no kernel: each core's program is a halt (with core 0's data)
+        low._whole = {core: Program((build("halt"),), low.data if core == 0 else ())
+                      for core in range(chip.cores)}
+    return low
 
 
 # ---- layout ---------------------------------------------------------------------------------
