@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 
 from isa.program import Program
+from simulator.engine.perprogram import PerProgram
 from simulator.result import EngineStats, SimResult
 
 FILE = "costs.sqlite"
@@ -74,7 +75,7 @@ def key(kind: str, description: object, programs: dict, extra: object) -> str:
     return h.hexdigest()
 
 
-_DIGESTS: dict[int, tuple[Program, bytes]] = {}  # id -> (the program, kept alive; digest)
+_DIGESTS = PerProgram()  # program -> digest
 
 
 def program_digest(p: Program) -> bytes:
@@ -82,14 +83,11 @@ def program_digest(p: Program) -> bytes:
     object (the ranks of a tensor-parallel group share theirs)."""
     from simulator.engine.dedupe import signature
 
-    seen = _DIGESTS.get(id(p))
-    if seen is not None and seen[0] is p:
-        return seen[1]
-    digest = hashlib.blake2b(pickle.dumps(signature(p), protocol=5), digest_size=20).digest()
-    if len(_DIGESTS) > 4096:  # bounded: entries keep their programs alive
-        _DIGESTS.clear()
-    _DIGESTS[id(p)] = (p, digest)
-    return digest
+    seen = _DIGESTS.get(p)
+    if seen is None:
+        seen = hashlib.blake2b(pickle.dumps(signature(p), protocol=5), digest_size=20).digest()
+        _DIGESTS.put(p, seen)
+    return seen  # type: ignore[return-value]
 
 
 def to_json(r: SimResult) -> str:

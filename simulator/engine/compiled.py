@@ -21,6 +21,7 @@ import numpy as np
 
 from isa.operands import Engine
 from simulator.engine.core import STORES
+from simulator.engine.perprogram import PerProgram
 from simulator.engine.streams import BARRIER, HALT, LOOP, OP, RUN, SIGNAL, STREAM_ENGINES, WAIT
 from simulator.errors import BudgetError, DeadlockError
 from simulator.network.base import LoneChipNetwork, SingleChipNetwork
@@ -31,11 +32,11 @@ except ImportError:  # not built (no C compiler at install): the SimPy engine ru
     _fastcore = None
 
 if TYPE_CHECKING:
+    from simulator.engine.core import CoreSim
     from simulator.engine.machine import Machine
 
 AVAILABLE = _fastcore is not None
-_FLAT: dict[int, tuple[dict, np.ndarray, list[int], bool]] = {}  # id(streams) -> flattened
-KEPT = 16384
+_FLAT = PerProgram()  # program -> (its streams, flattened)
 
 
 def usable(machine: Machine) -> bool:
@@ -46,7 +47,7 @@ def usable(machine: Machine) -> bool:
         return False
     if _groups(machine) is None:
         return False
-    return not any(_flat(core.streams)[3] for core in machine.cores)  # loops too deep
+    return not any(_flat(core)[3] for core in machine.cores)  # loops too deep
 
 
 def _groups(machine: Machine) -> dict[int, int] | None:
@@ -72,12 +73,14 @@ def _groups(machine: Machine) -> dict[int, int] | None:
     return groups
 
 
-def _flat(streams: dict) -> tuple[dict, np.ndarray, list[int], bool]:
-    """(streams, the four streams as one int64 code array, where each starts, whether its
-    loops nest deeper than the compiled core keeps), kept per streams object."""
-    seen = _FLAT.get(id(streams))
-    if seen is not None and seen[0] is streams:
-        return seen
+def _flat(core: CoreSim) -> tuple[dict, np.ndarray, list[int], bool]:
+    """(the core's streams, the four streams as one int64 code array, where each starts,
+    whether its loops nest deeper than the compiled core keeps), kept per program (for
+    these very streams)."""
+    streams = core.streams
+    seen = _FLAT.get(core.program)
+    if seen is not None and seen[0] is streams:  # type: ignore[index]
+        return seen  # type: ignore[return-value]
     code: list[int] = []
     starts = []
     depth = 0
@@ -86,9 +89,8 @@ def _flat(streams: dict) -> tuple[dict, np.ndarray, list[int], bool]:
         depth = max(depth, _emit(streams[engine], code))
     starts.append(len(code))
     net = depth > _fastcore.MAX_DEPTH
-    if len(_FLAT) > KEPT:
-        _FLAT.clear()
-    out = _FLAT[id(streams)] = (streams, np.asarray(code, dtype=np.int64), starts, net)
+    out = (streams, np.asarray(code, dtype=np.int64), starts, net)
+    _FLAT.put(core.program, out)
     return out
 
 
@@ -120,7 +122,7 @@ def run(machine: Machine) -> float:
     """Run ``machine`` compiled; fills each core's counts and busy times and the machine's
     instruction count as the SimPy engine would. Returns the simulated time in ns."""
     cores = machine.cores
-    flats = [_flat(core.streams) for core in cores]
+    flats = [_flat(core) for core in cores]
     code = np.concatenate([f[1] for f in flats]) if flats else np.zeros(0, np.int64)
     base = np.cumsum([0] + [len(f[1]) for f in flats])
     sstart = np.array([base[i] + f[2][e] for i, f in enumerate(flats) for e in range(4)],

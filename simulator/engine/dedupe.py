@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from isa.program import Program
+from simulator.engine.perprogram import PerProgram
 
 _ADDR_FIELDS: dict[int, tuple[int, ...]] = {}
 
@@ -23,8 +24,7 @@ def address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN00
     return idx
 
 
-# id -> (program, kept alive; signature, its address fields' values in program order)
-_SIGNATURES: dict[int, tuple[Program, tuple, list[int]]] = {}
+_SIGNATURES = PerProgram()  # program -> (signature, its address fields' values in order)
 
 
 def signature(program: Program) -> tuple:
@@ -40,14 +40,11 @@ def addresses(program: Program) -> list[int]:
 
 
 def _signed(program: Program) -> tuple[tuple, list[int]]:
-    seen = _SIGNATURES.get(id(program))
-    if seen is not None and seen[0] is program:
-        return seen[1], seen[2]
-    out, addrs = _signature(program)
-    if len(_SIGNATURES) > 2048:  # bounded: entries keep their programs alive
-        _SIGNATURES.clear()
-    _SIGNATURES[id(program)] = (program, out, addrs)
-    return out, addrs
+    seen = _SIGNATURES.get(program)
+    if seen is None:
+        seen = _signature(program)
+        _SIGNATURES.put(program, seen)
+    return seen  # type: ignore[return-value]
 
 
 def _signature(program: Program) -> tuple[tuple, list[int]]:

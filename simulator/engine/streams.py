@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardware.chip import ChipConfig
-from isa.footprint import footprint
 from isa.operands import Engine
 from isa.program import Instruction, Program
 from isa.table import BY_OPCODE
 from simulator.engine.dedupe import address_fields, addresses, signature
+from simulator.engine.perprogram import PerProgram
 from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
-from simulator.memory.bounds import check, extents, loop_regs, widen
+from simulator.memory.bounds import check, loop_regs, operand_extents, widen
 
 STREAM_ENGINES = (Engine.DMA, Engine.MATRIX, Engine.VECTOR, Engine.NETWORK)
 OP, LOOP, SIGNAL, WAIT, BARRIER, HALT, RUN = range(7)
@@ -76,14 +76,13 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
             np.asarray(uplace, dtype=np.int64)[per_pc])
 
 
-KEPT = 16384  # programs a per-program table remembers (entries keep their programs alive)
-_SHAPES: dict[int, tuple[Program, tuple]] = {}  # id -> (program, (shapes, pc -> shape))
+_SHAPES = PerProgram()  # program -> (shapes, pc -> shape)
 
 
 def _shapes(program: Program) -> tuple[list[tuple[tuple, Instruction]], np.ndarray]:
     """The program's distinct address-free signatures, each with its first instruction,
     and each pc's index among them; kept per program."""
-    seen = _recall(_SHAPES, id(program), program)
+    seen = _SHAPES.get(program)
     if seen is None:
         index: dict[tuple, int] = {}
         first: list[tuple[tuple, Instruction]] = []
@@ -95,34 +94,22 @@ def _shapes(program: Program) -> tuple[list[tuple[tuple, Instruction]], np.ndarr
                 first.append((sig, ins))
             per_pc.append(u)
         seen = (first, np.asarray(per_pc, dtype=np.int64))
-        _keep(_SHAPES, id(program), program, seen)
+        _SHAPES.put(program, seen)
     return seen  # type: ignore[return-value]
-_STREAMS: dict[tuple[int, bool], tuple[Program, dict]] = {}  # (id, runs) -> (program, streams)
-_CHECKED: dict[int, tuple[Program, tuple[int, int, int]]] = {}  # id -> (program, memories)
-
-
-def _recall(table: dict, key: object, program: Program) -> object:
-    """What ``table`` keeps for this very program under ``key`` (None: nothing)."""
-    seen = table.get(key)
-    return seen[1] if seen is not None and seen[0] is program else None
-
-
-def _keep(table: dict, key: object, program: Program, value: object) -> None:
-    if len(table) > KEPT:
-        table.clear()
-    table[key] = (program, value)
+_STREAMS = PerProgram()  # (program, runs) -> streams
+_CHECKED = PerProgram()  # program -> the memory sizes it was checked against
 
 
 def _streams(program: Program, runs: bool) -> dict[Engine, tuple]:
     """The per-engine streams of ``program``, compiled once (they hold no costs)."""
-    streams = _recall(_STREAMS, (id(program), runs), program)
+    streams = _STREAMS.get(program, runs)
     if streams is None:
         bodies = _blocks(program.instructions, 0, len(program.instructions))
         streams = {}
         for engine, body in zip(STREAM_ENGINES, bodies):
             body = tuple(body)
             streams[engine] = _runs(body) if runs and engine is Engine.VECTOR else body
-        _keep(_STREAMS, (id(program), runs), program, streams)
+        _STREAMS.put(program, streams, runs)
     return streams
 
 
@@ -132,26 +119,34 @@ def _sizes(chip: ChipConfig) -> tuple[int, int, int]:
 
 
 def checked_bounds(program: Program, chip: ChipConfig) -> None:
-    """``check_bounds`` once per program and memory sizes (a power-capped run simulates the
-    same programs again at other clocks; bounds do not depend on the clock)."""
+    """Every memory operand of ``program`` inside its memory: its operand extents
+    (``_extents_of``, kept for the programs that differ from it only in addresses,
+    ``check_alike``) plus its addresses, checked as arrays; once per program and memory
+    sizes (a power-capped run simulates the same programs again at other clocks; bounds do
+    not depend on the clock). An operand out of range is checked in full, for the message
+    that names it."""
     sizes = _sizes(chip)
-    if _recall(_CHECKED, id(program), program) == sizes:
+    if _CHECKED.get(program) == sizes:
         return
-    sigs = signature(program)
-    memo = _FOOTPRINTS
-    if len(memo) > KEPT:
-        memo.clear()
-
-    def visit(pc: int, ins: Instruction, ranges: dict, c: ChipConfig) -> None:
-        fp = memo.get(sigs[pc])  # a footprint is a function of the fields, not addresses
-        if fp is None:
-            fp = memo[sigs[pc]] = footprint(ins)
-        check(pc, ins, ranges, c, fp)
-    check_bounds(program.instructions, 0, len(program.instructions), {}, chip, visit)
-    _keep(_CHECKED, id(program), program, sizes)
+    _within(program, _extents_of(program, chip), chip, "")
+    _CHECKED.put(program, sizes)
 
 
-_FOOTPRINTS: dict[tuple, list] = {}  # address-free signature -> footprint
+def _within(program: Program, extents: tuple, chip: ChipConfig, who: str) -> None:
+    """``program``'s addresses added to ``extents`` (another program's of its signature, or
+    its own), each operand against its memory; on one out of range, the full walk's
+    message (prefixed by ``who``)."""
+    at, lo, hi, cap = extents
+    if not len(at):
+        return
+    addr = np.asarray(addresses(program), dtype=np.int64)[at]
+    if ((addr + lo) < 0).any() or ((addr + hi) > cap).any():
+        ins = program.instructions
+        try:
+            check_bounds(ins, 0, len(ins), {}, chip)
+        except SimError as exc:
+            raise SimError(who + str(exc)) from None
+        raise SimError(f"{who}an operand is outside its memory")
 
 
 def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict,
@@ -174,14 +169,14 @@ def check_bounds(prog: tuple[Instruction, ...], start: int, end: int, ranges: di
         pc += 1
 
 
-_EXTENTS: dict[int, tuple[Program, object]] = {}  # id -> (program, (sizes, arrays))
+_EXTENTS = PerProgram()  # program -> (sizes, arrays)
 
 
 def check_alike(programs: Mapping[tuple[int, int], Program],
                 chip_of: Callable[[int], ChipConfig]) -> None:
     """Bounds of the cores the identical-cores shortcut does not simulate (their programs
     differ from their class's first only in addresses): the first's operand extents are
-    found once (``bounds.extents``), each as a position among the program's address fields;
+    found once (``bounds.operand_extents``), each as a position among the program's address fields;
     each other program's address fields (``dedupe.addresses``, read with its signature)
     are then added to them, a few array operations a program. An operand out of range is
     then checked in full, for the message that names it."""
@@ -193,38 +188,28 @@ def check_alike(programs: Mapping[tuple[int, int], Program],
             continue
         chip = chip_of(key[0])
         sizes = _sizes(chip)
-        if _recall(_CHECKED, id(prog), prog) == sizes:
+        if _CHECKED.get(prog) == sizes:
             continue  # checked before (the same programs at another clock)
-        at, lo, hi, cap = _extents_of(first, chip)
-        addr = np.asarray(addresses(prog), dtype=np.int64)[at]
-        if ((addr + lo) < 0).any() or ((addr + hi) > cap).any():
-            ins = prog.instructions
-            check_bounds(ins, 0, len(ins), {}, chip)
-            raise SimError(f"core {key[1]}: an operand is outside its memory")
-        _keep(_CHECKED, id(prog), prog, sizes)
+        _within(prog, _extents_of(first, chip), chip, f"core {key[1]}: ")
+        _CHECKED.put(prog, sizes)
 
 
 def _extents_of(program: Program, chip: ChipConfig) -> tuple:
     """(position among the address fields, lowest offset, highest offset + bytes,
-    capacity) of each memory operand, as arrays; kept per program and memory sizes."""
+    capacity) of each memory operand, as arrays (``bounds.operand_extents``); kept per
+    program and memory sizes."""
     sizes = _sizes(chip)
-    seen = _recall(_EXTENTS, id(program), program)
+    seen = _EXTENTS.get(program)
     if seen is not None and seen[0] == sizes:
         return seen[1]
-    rows: list[tuple[int, int, int, int, int]] = []
-    check_bounds(program.instructions, 0, len(program.instructions), {}, chip,
-                 lambda pc, ins, ranges, c: extents(pc, ins, ranges, c, rows))
-    starts, n = [], 0  # where each instruction's address fields begin
-    for ins in program.instructions:
-        starts.append(n)
-        n += len(address_fields(ins.opcode, ins.spec))
-    at = [starts[pc] + address_fields(program.instructions[pc].opcode,
-                                      program.instructions[pc].spec).index(f)
-          for pc, f, *_ in rows]
-    cols = (np.array(at, dtype=np.int64),
-            *(np.array([r[k] for r in rows], dtype=np.int64) for k in (2, 3, 4)))
-    _keep(_EXTENTS, id(program), program, (sizes, cols))
+    cols = tuple(np.array(c, dtype=np.int64) for c in operand_extents(
+        program.instructions, signature(program), chip, _address_fields))
+    _EXTENTS.put(program, (sizes, cols))
     return cols
+
+
+def _address_fields(opcode: int) -> tuple[int, ...]:
+    return address_fields(opcode, BY_OPCODE[opcode])
 
 
 _SLOT = {e: i for i, e in enumerate(STREAM_ENGINES)}

@@ -8,6 +8,8 @@ accumulator or HBM access is an error up front, naming the instruction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hardware.chip import ChipConfig
 from isa.footprint import footprint
 from isa.operands import MemRef, Space
@@ -62,20 +64,68 @@ def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
                            f"{cap:#x} bytes")
 
 
-def extents(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
-            out: list[tuple[int, int, int, int, int]]) -> None:
-    """What ``check`` tests, without the address: (pc, addr field, lowest offset, highest
-    offset + bytes, capacity) per memory operand, so programs that differ only in their
-    addresses are checked by adding each one's addresses (``streams.check_alike``). It
-    walks the operands as ``check`` does, written out again: a shared generator made
-    ``check``, which runs on every cache hit, 15% slower."""
-    args = ins.args
+def operand_extents(prog: tuple[Instruction, ...], sigs: tuple, chip: ChipConfig,
+                    addr_fields: Callable[[int], tuple[int, ...]]) -> tuple[list, ...]:
+    """What ``check`` tests, without the addresses: per memory operand, its address field's
+    position among the program's address fields (each instruction's, in the table's field
+    order, as ``dedupe.addresses`` lists them), its lowest offset, its highest offset +
+    bytes and its memory's capacity, as four lists. A program's operands are then all
+    checked by adding its addresses (and so are those of every program that differs from
+    it only in addresses). One pass, loops entered as ``check_bounds`` enters them; the
+    operands of an instruction are found once per address-free signature ``sigs[pc]``."""
     caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
+    memo = _OPERANDS
+    at: list[int] = []
+    lows: list[int] = []
+    highs: list[int] = []
+    capl: list[int] = []
+    if len(memo) > MEMO_KEPT:
+        memo.clear()
+    ranges: Ranges = {}
+    outer: list[tuple[int, Ranges]] = []  # enclosing loops: (end, the ranges outside)
+    n_addr = 0
+    for pc, ins in enumerate(prog):
+        while outer and pc >= outer[-1][0]:
+            ranges = outer.pop()[1]
+        ops = memo.get(sigs[pc])
+        if ops is None:
+            ops = memo[sigs[pc]] = _operands(ins, addr_fields(ins.opcode))
+        fields, mems, loop = ops
+        args = ins.args
+        if loop:
+            stop = args[loop[0]]
+            if not pc < stop <= (outer[-1][0] if outer else len(prog)):
+                raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing "
+                               f"block (loops must nest)")
+            outer.append((stop, ranges))
+            ranges = widen(ranges, loop_regs(ins), args[loop[1]])
+        for k, i_reg, nbytes, slot in mems:
+            reg = args[i_reg] - 1
+            lo_off, hi_off = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
+            at.append(n_addr + k)
+            lows.append(lo_off)
+            highs.append(hi_off + nbytes)
+            capl.append(caps[slot])
+        n_addr += fields
+    return at, lows, highs, capl
+
+
+def _operands(ins: Instruction, addr_fields: tuple[int, ...]) -> tuple:
+    """(address fields, ((position among them, reg field, bytes, memory slot), ...),
+    (end field, count field) if a loop): what ``operand_extents`` needs of an instruction,
+    a function of its address-free fields."""
+    if ins.mnemonic == "loop":
+        spec = BY_OPCODE[ins.opcode]
+        return len(addr_fields), (), (spec.index("end"), spec.index("count"))
+    mems = []
     for name, nbytes in footprint(ins):
         i_space, i_addr, i_reg = _fields(ins.opcode, name)
-        reg = args[i_reg] - 1
-        lo_off, hi_off = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
-        out.append((pc, i_addr, lo_off, hi_off + nbytes, caps[_SLOT[args[i_space]]]))
+        mems.append((addr_fields.index(i_addr), i_reg, nbytes, _SLOT[ins.args[i_space]]))
+    return len(addr_fields), tuple(mems), ()
+
+
+_OPERANDS: dict[tuple, tuple] = {}  # address-free signature -> _operands(...)
+MEMO_KEPT = 1 << 16
 
 
 def loop_regs(ins: Instruction) -> tuple[tuple[int, int], ...]:
