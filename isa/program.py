@@ -20,6 +20,19 @@ _ENGINE_BY_NAME = {e.value: e for e in Engine}
 class Instruction:
     opcode: int
     args: tuple[int, ...]
+    # what a pass over programs derives from this instruction alone, kept on it (the
+    # simulator's address-free signature): one instruction object stands for every
+    # occurrence of the same request (``build``), a few thousand for a kernel's hundreds of
+    # thousands of instructions. Not compared, hashed or pickled.
+    derived: object = field(default=None, init=False, compare=False, repr=False)
+
+    def __getstate__(self) -> tuple:
+        return self.opcode, self.args
+
+    def __setstate__(self, state: tuple) -> None:
+        object.__setattr__(self, "opcode", state[0])
+        object.__setattr__(self, "args", state[1])
+        object.__setattr__(self, "derived", None)
 
     @property
     def spec(self) -> OpSpec:

@@ -21,14 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import sqlite3
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from pathlib import Path
 
 from isa.program import Program
-from simulator.engine.perprogram import PerProgram
 from simulator.result import EngineStats, SimResult
 
 FILE = "costs.sqlite"
@@ -75,19 +73,12 @@ def key(kind: str, description: object, programs: dict, extra: object) -> str:
     return h.hexdigest()
 
 
-_DIGESTS = PerProgram()  # program -> digest
-
-
 def program_digest(p: Program) -> bytes:
     """A program's instructions with their addresses zeroed, digested once per program
-    object (the ranks of a tensor-parallel group share theirs)."""
-    from simulator.engine.dedupe import signature
+    object (``dedupe.identity``; the ranks of a tensor-parallel group share theirs)."""
+    from simulator.engine.dedupe import identity
 
-    seen = _DIGESTS.get(p)
-    if seen is None:
-        seen = hashlib.blake2b(pickle.dumps(signature(p), protocol=5), digest_size=20).digest()
-        _DIGESTS.put(p, seen)
-    return seen  # type: ignore[return-value]
+    return identity(p)
 
 
 def to_json(r: SimResult) -> str:

@@ -8,9 +8,13 @@ resource and count. Functional mode and ``dedupe=False`` simulate every core.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from typing import NamedTuple
 
-from isa.program import Program
+import numpy as np
+
+from isa.program import Instruction, Program
 from simulator.engine.perprogram import PerProgram
 
 _ADDR_FIELDS: dict[int, tuple[int, ...]] = {}
@@ -24,22 +28,36 @@ def address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN00
     return idx
 
 
-_SIGNATURES = PerProgram()  # program -> (signature, its address fields' values in order)
+_SIGNATURES = PerProgram()  # program -> _Signed
+
+
+class _Signed(NamedTuple):
+    signature: tuple  # per pc, the instruction with its address fields zeroed
+    addresses: list[int]  # the values zeroed, in program order
+    distinct: list[tuple[tuple, Instruction]]  # distinct signatures, each with its first
+    per_pc: np.ndarray  # each pc's index among them
 
 
 def signature(program: Program) -> tuple:
     """The program with every address field zeroed: equal signatures, equal timing.
     Computed once per program object (the kernel-cost key and the grouping both ask)."""
-    return _signed(program)[0]
+    return _signed(program).signature
 
 
 def addresses(program: Program) -> list[int]:
     """What ``signature`` zeroed: every address field's value, instruction by instruction
     (in each, the table's field order), so programs of one signature are compared by it."""
-    return _signed(program)[1]
+    return _signed(program).addresses
 
 
-def _signed(program: Program) -> tuple[tuple, list[int]]:
+def shapes(program: Program) -> tuple[list[tuple[tuple, Instruction]], np.ndarray]:
+    """The program's distinct address-free signatures, each with its first instruction,
+    and each pc's index among them."""
+    s = _signed(program)
+    return s.distinct, s.per_pc
+
+
+def _signed(program: Program) -> _Signed:
     seen = _SIGNATURES.get(program)
     if seen is None:
         seen = _signature(program)
@@ -47,24 +65,65 @@ def _signed(program: Program) -> tuple[tuple, list[int]]:
     return seen  # type: ignore[return-value]
 
 
-def _signature(program: Program) -> tuple[tuple, list[int]]:
+def _signature(program: Program) -> _Signed:
+    """One pass: an instruction object met before (``build`` shares them) is looked up by
+    identity; a new one is signed once (kept on it) and its signature looked up by value."""
     out = []
     addrs: list[int] = []
-    known = _ADDR_FIELDS
+    by_object: dict[int, tuple[int, tuple, tuple]] = {}
+    index: dict[tuple, int] = {}
+    distinct: list[tuple[tuple, Instruction]] = []
+    per_pc = []
     for ins in program.instructions:  # a pass over every instruction: kept lean
-        op = ins.opcode
-        idx = known.get(op)
-        if idx is None:
-            idx = address_fields(op, ins.spec)
-        if idx:
-            args = list(ins.args)
-            for i in idx:
-                addrs.append(args[i])
-                args[i] = 0
-            out.append((op, tuple(args)))
-        else:
-            out.append((op, ins.args))
-    return tuple(out), addrs
+        known = by_object.get(id(ins))
+        if known is None:
+            sig, values = ins.derived or _signed_one(ins)  # type: ignore[misc]
+            u = index.get(sig)
+            if u is None:
+                u = index[sig] = len(distinct)
+                distinct.append((sig, ins))
+            known = by_object[id(ins)] = (u, sig, values)
+        per_pc.append(known[0])
+        out.append(known[1])
+        if known[2]:
+            addrs += known[2]
+    return _Signed(tuple(out), addrs, distinct, np.asarray(per_pc, dtype=np.int64))
+
+
+def _signed_one(ins: Instruction) -> tuple[tuple, tuple[int, ...]]:
+    """One instruction's signature (its address fields zeroed) and those fields' values,
+    kept on the instruction (``Instruction.derived``)."""
+    op = ins.opcode
+    idx = _ADDR_FIELDS.get(op)
+    if idx is None:
+        idx = address_fields(op, ins.spec)
+    if idx:
+        args = list(ins.args)
+        for i in idx:
+            args[i] = 0
+        signed = ((op, tuple(args)), tuple(ins.args[i] for i in idx))
+    else:
+        signed = ((op, ins.args), ())
+    object.__setattr__(ins, "derived", signed)
+    return signed
+
+
+_IDENTITIES = PerProgram()  # program -> digest of its signature
+
+
+def identity(program: Program) -> bytes:
+    """A digest of the program's signature (its distinct signatures written out, then
+    which each pc is): equal for programs that differ only in addresses, whatever objects
+    they are made of; what programs are grouped by and the kernel-cost key is made of (a
+    signature itself is hashed instruction by instruction on every lookup)."""
+    seen = _IDENTITIES.get(program)
+    if seen is None:
+        first, per_pc = shapes(program)
+        h = hashlib.blake2b(repr([sig for sig, _ in first]).encode(), digest_size=20)
+        h.update(per_pc.tobytes())
+        seen = h.digest()
+        _IDENTITIES.put(program, seen)
+    return seen  # type: ignore[return-value]
 
 
 def group_identical(programs: Mapping[tuple[int, int], Program]
@@ -75,7 +134,7 @@ def group_identical(programs: Mapping[tuple[int, int], Program]
     weights: dict[tuple[int, int], int] = {}
     for key in sorted(programs):
         prog = programs[key]
-        sig = (key[0], signature(prog))
+        sig = (key[0], identity(prog))
         rep = seen.get(sig)
         if rep is None:
             seen[sig] = key

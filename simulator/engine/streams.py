@@ -16,7 +16,7 @@ from hardware.chip import ChipConfig
 from isa.operands import Engine
 from isa.program import Instruction, Program
 from isa.table import BY_OPCODE
-from simulator.engine.dedupe import address_fields, addresses, signature
+from simulator.engine.dedupe import address_fields, addresses, identity, shapes
 from simulator.engine.perprogram import PerProgram
 from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
@@ -56,9 +56,9 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
         known = {}
     if rows is None:
         rows = {}
-    shapes, per_pc = _shapes(program)
+    distinct, per_pc = shapes(program)
     ucost, ukind, uplace = [], [], []
-    for sig, ins in shapes:
+    for sig, ins in distinct:
         hit = known.get(sig)
         if hit is None:
             cost = static_cost(ins, chip)
@@ -76,26 +76,6 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
             np.asarray(uplace, dtype=np.int64)[per_pc])
 
 
-_SHAPES = PerProgram()  # program -> (shapes, pc -> shape)
-
-
-def _shapes(program: Program) -> tuple[list[tuple[tuple, Instruction]], np.ndarray]:
-    """The program's distinct address-free signatures, each with its first instruction,
-    and each pc's index among them; kept per program."""
-    seen = _SHAPES.get(program)
-    if seen is None:
-        index: dict[tuple, int] = {}
-        first: list[tuple[tuple, Instruction]] = []
-        per_pc = []
-        for sig, ins in zip(signature(program), program.instructions):
-            u = index.get(sig)
-            if u is None:
-                u = index[sig] = len(first)
-                first.append((sig, ins))
-            per_pc.append(u)
-        seen = (first, np.asarray(per_pc, dtype=np.int64))
-        _SHAPES.put(program, seen)
-    return seen  # type: ignore[return-value]
 _STREAMS = PerProgram()  # (program, runs) -> streams
 _CHECKED = PerProgram()  # program -> the memory sizes it was checked against
 
@@ -183,7 +163,7 @@ def check_alike(programs: Mapping[tuple[int, int], Program],
     firsts: dict[tuple, Program] = {}
     for key in sorted(programs):
         prog = programs[key]
-        first = firsts.setdefault((key[0], signature(prog)), prog)
+        first = firsts.setdefault((key[0], identity(prog)), prog)
         if first is prog:
             continue
         chip = chip_of(key[0])
@@ -202,8 +182,9 @@ def _extents_of(program: Program, chip: ChipConfig) -> tuple:
     seen = _EXTENTS.get(program)
     if seen is not None and seen[0] == sizes:
         return seen[1]
+    distinct, per_pc = shapes(program)
     cols = tuple(np.array(c, dtype=np.int64) for c in operand_extents(
-        program.instructions, signature(program), chip, _address_fields))
+        program.instructions, distinct, per_pc.tolist(), chip, _address_fields))
     _EXTENTS.put(program, (sizes, cols))
     return cols
 

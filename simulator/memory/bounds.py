@@ -64,7 +64,8 @@ def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
                            f"{cap:#x} bytes")
 
 
-def operand_extents(prog: tuple[Instruction, ...], sigs: tuple, chip: ChipConfig,
+def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, Instruction]],
+                    per_pc: list[int], chip: ChipConfig,
                     addr_fields: Callable[[int], tuple[int, ...]]) -> tuple[list, ...]:
     """What ``check`` tests, without the addresses: per memory operand, its address field's
     position among the program's address fields (each instruction's, in the table's field
@@ -72,7 +73,8 @@ def operand_extents(prog: tuple[Instruction, ...], sigs: tuple, chip: ChipConfig
     bytes and its memory's capacity, as four lists. A program's operands are then all
     checked by adding its addresses (and so are those of every program that differs from
     it only in addresses). One pass, loops entered as ``check_bounds`` enters them; the
-    operands of an instruction are found once per address-free signature ``sigs[pc]``."""
+    operands of an instruction are found once per address-free signature (``distinct``,
+    the program's, and ``per_pc``, which each pc is: ``dedupe.shapes``)."""
     caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
     memo = _OPERANDS
     at: list[int] = []
@@ -81,16 +83,19 @@ def operand_extents(prog: tuple[Instruction, ...], sigs: tuple, chip: ChipConfig
     capl: list[int] = []
     if len(memo) > MEMO_KEPT:
         memo.clear()
+    found = []
+    for sig, first in distinct:
+        ops = memo.get(sig)
+        if ops is None:
+            ops = memo[sig] = _operands(first, addr_fields(first.opcode))
+        found.append(ops)
     ranges: Ranges = {}
     outer: list[tuple[int, Ranges]] = []  # enclosing loops: (end, the ranges outside)
     n_addr = 0
-    for pc, ins in enumerate(prog):
+    for pc, (ins, u) in enumerate(zip(prog, per_pc)):
         while outer and pc >= outer[-1][0]:
             ranges = outer.pop()[1]
-        ops = memo.get(sigs[pc])
-        if ops is None:
-            ops = memo[sigs[pc]] = _operands(ins, addr_fields(ins.opcode))
-        fields, mems, loop = ops
+        fields, mems, loop = found[u]
         args = ins.args
         if loop:
             stop = args[loop[0]]

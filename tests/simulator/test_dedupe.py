@@ -64,3 +64,27 @@ def test_wave_quantization_shows_in_time():
     # the fifth tile runs alone in a second wave: 8 k-steps of a 16x64x16 matmul, each
     # 4 folds x (2*16 + 16 + 16 - 2) = 248 cycles at 1 GHz
     assert t5 - t4 == pytest.approx(8 * 248e-9, rel=0.05)
+
+
+def test_identity_is_by_value_whatever_objects_a_program_is_made_of():
+    """Programs are grouped (and their costs cached) by a digest of their signature: equal
+    for programs that differ only in addresses, however their instruction objects are
+    shared (one object for repeated requests, or a new one each time), and different when
+    any other field differs."""
+    from isa import Instruction, Program, build
+    from mapper.emit import hbm, sram
+    from simulator.engine.dedupe import addresses, identity
+
+    def load(at: int, rows: int = 8) -> Instruction:
+        return build("dma.load", sram(0), hbm(at), DType.BF16, rows, 64)
+
+    wait = build("sem.wait", "dma", 1)
+    shared = Program((wait, load(0), wait, load(4096), build("halt")))
+    fresh = Program(tuple(Instruction(i.opcode, i.args) for i in
+                          (wait, load(1 << 20), wait, load(1 << 21), build("halt"))))
+    assert identity(shared) == identity(fresh)
+    assert addresses(fresh)[1::2] == [1 << 20, 1 << 21]  # src addresses, in order
+    other = Program((wait, load(0), wait, load(4096, rows=16), build("halt")))
+    assert identity(other) != identity(shared)
+    swapped = Program((load(0), wait, wait, load(4096), build("halt")))
+    assert identity(swapped) != identity(shared)
