@@ -458,6 +458,7 @@ def _uniform(n_tiles: int, odd: Callable[[int], bool]) -> tuple[int, int]:
 def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     seq: list[Item] = []
     g = 0
+    made: dict[tuple, list[Item]] = {}  # a tile's instructions by what they depend on
     for i, it in enumerate(work):
         seq.append(build("sem.wait", "mx", Q_READY))
         tiles = _kv_tiles(a, it)
@@ -466,6 +467,9 @@ def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
                  ) -> list[Item]:
             keys = tiles[n][1]
             b = (g0 + n) % 2
+            key = (q, b, it.rows, keys, n == len(tiles) - 1, n == 0)
+            if key in made:
+                return made[key]
             out = [build("sem.wait", "mx", KV_FULL + b),
                    build("mm", acc(r.s), sram(q), sram(r.k[b]), it.rows, a.hd, keys, a.dt,
                          a.dt, "tw")]
@@ -475,10 +479,12 @@ def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
                                  keys, a.dt, a.dt, "tw|accum"))
             if n == len(tiles) - 1:
                 out.append(build("sem.signal", "mx", Q_FREE))
-            return out + [build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
-                          build("mm", acc(r.o), sram(r.p), sram(r.v[b]), it.rows, keys, a.hd,
-                                a.dt, a.dt, "accum" if n else 0),
-                          build("sem.signal", "mx", KV_FREE + b)]
+            out += [build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
+                    build("mm", acc(r.o), sram(r.p), sram(r.v[b]), it.rows, keys, a.hd, a.dt,
+                          a.dt, "accum" if n else 0),
+                    build("sem.signal", "mx", KV_FREE + b)]
+            made[key] = out
+            return out
 
         first, count = _uniform(len(tiles), lambda n, tiles=tiles: n == len(tiles) - 1 or
                                 tiles[n][1] < a.tkv)
@@ -492,6 +498,7 @@ def _mx(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
 def _vec(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
     seq: list[Item] = []
     scale = a.scale or 1.0 / math.sqrt(a.hd)
+    made: dict[tuple, list[Item]] = {}  # a tile's instructions by what they depend on
     for it in work:
         rows = it.rows
         tiles = _kv_tiles(a, it)
@@ -501,14 +508,20 @@ def _vec(a: Attention, r: Regions, work: list[Item_]) -> list[Item]:
             return it.causal and t0 + keys - 1 > it.first_pos
 
         def step(n: int, in_loop: bool, it=it, tiles=tiles, rows=rows) -> list[Item]:
-            keys = tiles[n][1]
+            t0, keys = tiles[n]
+            diagonal = it.first_pos - t0 if masked(n) else None
+            key = (rows, keys, diagonal, n == 0)
+            if key in made:
+                return made[key]
             out = [build("sem.wait", "vec", S_READY),
                    build("v.scale", acc(r.s), acc(r.s), rows, keys, F32, F32, scale)]
-            if masked(n):
+            if diagonal is not None:
                 out.append(build("v.cmask", acc(r.s), acc(r.s), rows, keys, F32, F32,
-                                 it.first_pos - tiles[n][0]))
-            return out + _online_softmax(a, r, rows, keys, first=n == 0) + [
+                                 diagonal))
+            out += _online_softmax(a, r, rows, keys, first=n == 0) + [
                 build("sem.signal", "vec", P_READY)]
+            made[key] = out
+            return out
 
         first, count = _uniform(len(tiles), lambda n, tiles=tiles: masked(n) or
                                 tiles[n][1] < a.tkv)

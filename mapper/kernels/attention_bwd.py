@@ -205,27 +205,34 @@ def _mx(b: AttentionBwd, r: Regions, items: list[_Item]) -> list[Item]:
     dt = a.dt
     seq: list[Item] = []
     n = 0
+    made: dict[tuple, list[Item]] = {}  # a tile's instructions by what they depend on
     for i, it in enumerate(items):
         kb, keys = i % 2, it.keys
         seq += [build("sem.wait", "mx", KV_FULL + kb), build("sem.wait", "mx", DKVA_FREE)]
         for j, t in enumerate(it.tiles):
             qb, rows = n % 2, t.rows
-            seq += [build("sem.wait", "mx", QB_FULL + qb),
-                    build("mm", acc(r.s), sram(r.q[qb]), sram(r.k[kb]), rows, a.hd, keys, dt,
-                          dt, "tw"),
-                    build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
-                    build("mm", acc(r.dva), sram(r.p), sram(r.do[qb]), keys, rows, a.hd, dt,
-                          dt, "ta|accum" if j else "ta"),
-                    build("mm", acc(r.dp), sram(r.do[qb]), sram(r.v[kb]), rows, a.hd, keys,
-                          dt, dt, "tw"),
-                    build("sem.signal", "mx", DP_READY), build("sem.wait", "mx", DS_READY),
-                    build("mm", acc(r.dka), sram(r.ds), sram(r.q[qb]), keys, rows, a.hd, dt,
-                          dt, "ta|accum" if j else "ta"),
-                    build("sem.signal", "mx", QB_FREE + qb), build("sem.wait", "mx", DQA_FREE),
-                    build("mm", acc(r.dqa), sram(r.ds), sram(r.k[kb]), rows, keys, a.hd, dt,
-                          dt, 0),
-                    build("sem.signal", "mx", DQA_READY)]
             n += 1
+            key = (kb, qb, rows, keys, j == 0)
+            if key in made:
+                seq += made[key]
+                continue
+            made[key] = tile = [
+                build("sem.wait", "mx", QB_FULL + qb),
+                build("mm", acc(r.s), sram(r.q[qb]), sram(r.k[kb]), rows, a.hd, keys, dt,
+                      dt, "tw"),
+                build("sem.signal", "mx", S_READY), build("sem.wait", "mx", P_READY),
+                build("mm", acc(r.dva), sram(r.p), sram(r.do[qb]), keys, rows, a.hd, dt,
+                      dt, "ta|accum" if j else "ta"),
+                build("mm", acc(r.dp), sram(r.do[qb]), sram(r.v[kb]), rows, a.hd, keys,
+                      dt, dt, "tw"),
+                build("sem.signal", "mx", DP_READY), build("sem.wait", "mx", DS_READY),
+                build("mm", acc(r.dka), sram(r.ds), sram(r.q[qb]), keys, rows, a.hd, dt,
+                      dt, "ta|accum" if j else "ta"),
+                build("sem.signal", "mx", QB_FREE + qb), build("sem.wait", "mx", DQA_FREE),
+                build("mm", acc(r.dqa), sram(r.ds), sram(r.k[kb]), rows, keys, a.hd, dt,
+                      dt, 0),
+                build("sem.signal", "mx", DQA_READY)]
+            seq += tile
         seq += [build("sem.signal", "mx", KV_FREE + kb), build("sem.signal", "mx", DKVA_READY)]
     return seq + [build("sem.wait", "mx", DQA_FREE), build("sem.wait", "mx", DKVA_FREE)]
 
@@ -236,16 +243,22 @@ def _vec(b: AttentionBwd, r: Regions, items: list[_Item]) -> list[Item]:
     s, dp = acc(r.s), acc(r.dp)
     seq: list[Item] = []
     n = 0
+    made: dict[tuple, list[Item]] = {}  # a tile's instructions by what they depend on
     for it in items:
         keys = it.keys
         for t in it.tiles:
             rows, st = t.rows, r.st[n % 2]
+            n += 1
+            key = (st, rows, keys, t.mask)
+            if key in made:
+                seq += made[key]
+                continue
             m, linv, d = sram(st), sram(st + 4 * rows), sram(st + 8 * rows)
-            seq += [build("sem.wait", "vec", S_READY),
+            tile = [build("sem.wait", "vec", S_READY),
                     build("v.scale", s, s, rows, keys, F32, F32, scale)]
             if t.mask is not None:
-                seq.append(build("v.cmask", s, s, rows, keys, F32, F32, t.mask))
-            seq += [build("v.sub", s, s, m, rows, keys, F32, F32, F32, "col"),
+                tile.append(build("v.cmask", s, s, rows, keys, F32, F32, t.mask))
+            tile += [build("v.sub", s, s, m, rows, keys, F32, F32, F32, "col"),
                     build("v.exp", s, s, rows, keys, F32, F32),
                     build("v.mul", s, s, linv, rows, keys, F32, F32, F32, "col"),
                     build("v.cast", sram(r.p), s, rows, keys, a.dt, F32),
@@ -258,7 +271,8 @@ def _vec(b: AttentionBwd, r: Regions, items: list[_Item]) -> list[Item]:
                     build("sem.wait", "vec", DQA_READY), build("sem.wait", "vec", DQ_FREE),
                     build("v.cast", sram(r.dq), acc(r.dqa), rows, a.hd, F32, F32),
                     build("sem.signal", "vec", DQA_FREE), build("sem.signal", "vec", DQ_READY)]
-            n += 1
+            made[key] = tile
+            seq += tile
         half = a.dt.nbytes(a.tkv * a.hd)
         seq += [build("sem.wait", "vec", DKVA_READY), build("sem.wait", "vec", DKV_FREE),
                 build("v.cast", sram(r.dkv), acc(r.dka), keys, a.hd, a.dt, F32),

@@ -381,9 +381,15 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
     n = stages(g, t)
     flags = (("sp24",) if g.sparse else ()) + (("ta",) if g.a_trans else ()) + \
         (("tw",) if g.w_layout == "col" else ())
+    made: dict[tuple, list[Item]] = {}  # a tile's instructions by what they depend on
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
         par = n_tile % 2
+        key = (tm, tn, ksteps, par, gstep % n)
+        if key in made:
+            seq += made[key]
+            gstep += ksteps
+            continue
 
         def step(k: int, in_loop: bool, tm=tm, tn=tn, par=par, g0=gstep) -> list:
             kk = k - g0
@@ -398,13 +404,14 @@ def _mx(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
                     build("sem.signal", "mx", FREE),
                     *([build("sem.signal", "mx", W_FREE + b)] if dec else [])]
 
-        seq.append(build("sem.wait", "mx", ACC_FREE + par))
-        seq += step(gstep, False)
+        tile = [build("sem.wait", "mx", ACC_FREE + par), *step(gstep, False)]
         ragged = 1 if _ends_ragged(g, t) and ksteps > 1 else 0
-        seq += steps(ksteps - 1 - ragged, step, (), gstep + 1, n)
+        tile += steps(ksteps - 1 - ragged, step, (), gstep + 1, n)
         if ragged:
-            seq += step(gstep + ksteps - 1, False)
-        seq.append(build("sem.signal", "mx", ACC_READY + par))
+            tile += step(gstep + ksteps - 1, False)
+        tile.append(build("sem.signal", "mx", ACC_READY + par))
+        made[key] = tile
+        seq += tile
         gstep += ksteps
     return seq + [build("sem.wait", "mx", ACC_FREE), build("sem.wait", "mx", ACC_FREE + 1)]
 
@@ -415,18 +422,29 @@ def _vec(g: Gemm, t: Tiling, p: SramPlan, tiles: list) -> list[Item]:
     seq: list[Item] = []
     gstep = 0
     prev: tuple | None = None
+    made: dict[tuple, list[Item]] = {}  # epilogues by (buffer, tm, tn)
+
+    def epilogue(par: int, tm: int, tn: int) -> list[Item]:
+        out = made.get((par, tm, tn))
+        if out is None:
+            out = made[(par, tm, tn)] = _epilogue(g, p, par, tm, tn)
+        return out
     for n_tile, (i, j) in enumerate(tiles):
         tm, tn, ksteps = _shape(g, t, i, j)
+        if not g.decode:  # the previous tile's epilogue first
+            if prev is not None:
+                seq += epilogue(*prev)
+            prev = (n_tile % 2, tm, tn)
+            continue
         for kk in range(ksteps):
-            if g.decode:
-                seq += _decode(g, t, p, (gstep + kk) % 2, min(t.tk, g.k - kk * t.tk), tn)
-            if prev is not None and kk == min(1, ksteps - 1) or not g.decode and prev:
-                seq += _epilogue(g, p, *prev)
+            seq += _decode(g, t, p, (gstep + kk) % 2, min(t.tk, g.k - kk * t.tk), tn)
+            if prev is not None and kk == min(1, ksteps - 1):
+                seq += epilogue(*prev)
                 prev = None
         gstep += ksteps
         prev = (n_tile % 2, tm, tn)
     if prev is not None:
-        seq += _epilogue(g, p, *prev)
+        seq += epilogue(*prev)
     seq += [build("sem.wait", "vec", C_FREE), build("sem.wait", "vec", C_FREE + 1)]
     if g.decode:  # the decoded buffers' last free tokens (signalled by mx)
         seq += [build("sem.wait", "vec", W_FREE), build("sem.wait", "vec", W_FREE + 1)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from hardware.chip import ChipConfig
 from isa.footprint import footprint
 from isa.operands import MemRef, Space
@@ -65,7 +67,7 @@ def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
 
 
 def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, Instruction]],
-                    per_pc: list[int], chip: ChipConfig,
+                    per_pc: np.ndarray, chip: ChipConfig,
                     addr_fields: Callable[[int], tuple[int, ...]]) -> tuple[list, ...]:
     """What ``check`` tests, without the addresses: per memory operand, its address field's
     position among the program's address fields (each instruction's, in the table's field
@@ -89,13 +91,19 @@ def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, I
         if ops is None:
             ops = memo[sig] = _operands(first, addr_fields(first.opcode))
         found.append(ops)
+    # where each pc's address fields start among the program's; only the pcs with memory
+    # operands or a loop are visited
+    fields = np.array([f for f, _, _ in found], dtype=np.int64)[per_pc]
+    starts = (np.cumsum(fields) - fields).tolist()
+    busy = np.array([bool(m or loop) for _, m, loop in found])[per_pc]
+    which = per_pc.tolist()
     ranges: Ranges = {}
     outer: list[tuple[int, Ranges]] = []  # enclosing loops: (end, the ranges outside)
-    n_addr = 0
-    for pc, (ins, u) in enumerate(zip(prog, per_pc)):
+    for pc in np.flatnonzero(busy).tolist():
         while outer and pc >= outer[-1][0]:
             ranges = outer.pop()[1]
-        fields, mems, loop = found[u]
+        ins = prog[pc]
+        _, mems, loop = found[which[pc]]
         args = ins.args
         if loop:
             stop = args[loop[0]]
@@ -104,6 +112,7 @@ def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, I
                                f"block (loops must nest)")
             outer.append((stop, ranges))
             ranges = widen(ranges, loop_regs(ins), args[loop[1]])
+        n_addr = starts[pc]
         for k, i_reg, nbytes, slot in mems:
             reg = args[i_reg] - 1
             lo_off, hi_off = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
@@ -111,7 +120,6 @@ def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, I
             lows.append(lo_off)
             highs.append(hi_off + nbytes)
             capl.append(caps[slot])
-        n_addr += fields
     return at, lows, highs, capl
 
 

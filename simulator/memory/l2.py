@@ -30,10 +30,13 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from itertools import zip_longest
 
+import numpy as np
+
 from hardware.chip import ChipConfig
 from isa.footprint import footprint
 from isa.program import Instruction, Program
 from isa.table import BY_MNEMONIC
+from simulator.engine.dedupe import shapes
 from simulator.engine.timing import dma_bytes
 from simulator.memory.bounds import loop_regs, widen
 
@@ -45,12 +48,8 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
     capacity = chip.l2.capacity
     if capacity <= 0 or chip.l2.bandwidth <= 0:
         return 0.0
-    per_core = []
-    shapes: dict = {}  # a load's (bytes charged, span) by its fields but its address
-    for prog in programs:
-        blocks: list[Block] = []
-        _walk(prog.instructions, 0, len(prog.instructions), {}, 1, chip, blocks, shapes)
-        per_core.append(blocks)
+    loads: dict = {}  # a load's (bytes charged, span) by its address-free signature
+    per_core = [_blocks(prog, chip, loads) for prog in programs]
     lru: OrderedDict[int, int] = OrderedDict()  # block start -> bytes resident from it
     held = 0
     loaded = hits = 0.0
@@ -77,34 +76,51 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
     return hits / loaded if loaded else 0.0
 
 
-def _walk(prog: tuple[Instruction, ...], start: int, end: int, ranges: dict, trips: int,
-          chip: ChipConfig, blocks: list[Block], shapes: dict) -> None:
-    """Append a block for each load of [start, end), in program order."""
-    pc = start
-    while pc < end:
-        ins = prog[pc]
-        if ins.opcode == _LOOP:
-            stop = ins["end"]
-            regs = loop_regs(ins)
-            _walk(prog, pc + 1, stop, widen(ranges, regs, ins["count"]),
-                  trips * ins["count"], chip, blocks, shapes)
-            pc = max(stop, pc + 1)
-            continue
-        if ins.opcode == _LOAD:
-            args = ins.args
-            addr, reg = args[_SRC], args[_SRC + 1] - 1  # reg code 0: none
-            shape = args[:_SRC] + args[_SRC + 1:]
-            known = shapes.get(shape)
+def _blocks(program: Program, chip: ChipConfig, loads: dict) -> list[Block]:
+    """A block for each load of the program, in program order. Only its loads and loops
+    are visited (found from its distinct signatures, ``dedupe.shapes``); a loop's
+    registers widen the ranges of the loads in its body, its count multiplies their
+    bytes."""
+    distinct, per_pc = shapes(program)
+    roles = [_ROLE.get(ins.opcode, 0) for _, ins in distinct]
+    if not any(roles):
+        return []
+    info = []
+    for (sig, ins), role in zip(distinct, roles):
+        known = None
+        if role == _IS_LOAD:
+            known = loads.get(sig)
             if known is None:
-                known = shapes[shape] = (dma_bytes(ins, chip)[1], _extent(ins))
-            charged, extent = known
-            lo, hi = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
-            blocks.append(((addr + lo, addr + hi + extent), charged * trips))
-        pc += 1
+                known = loads[sig] = (dma_bytes(ins, chip)[1], _extent(ins))
+        info.append(known)
+    prog = program.instructions
+    blocks: list[Block] = []
+    ranges: dict = {}
+    trips = 1
+    outer: list[tuple[int, dict, int]] = []  # enclosing loops: (end, ranges, trips outside)
+    which = per_pc.tolist()
+    for pc in np.flatnonzero(np.asarray(roles, dtype=np.int8)[per_pc]).tolist():
+        while outer and pc >= outer[-1][0]:
+            _, ranges, trips = outer.pop()
+        args = prog[pc].args
+        known = info[which[pc]]
+        if known is None:  # a loop
+            outer.append((args[_END], ranges, trips))
+            ranges = widen(ranges, loop_regs(prog[pc]), args[_COUNT])
+            trips *= args[_COUNT]
+            continue
+        charged, extent = known
+        addr, reg = args[_SRC], args[_SRC + 1] - 1  # reg code 0: none
+        lo, hi = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
+        blocks.append(((addr + lo, addr + hi + extent), charged * trips))
+    return blocks
 
 
 _LOAD = BY_MNEMONIC["dma.load"].opcode
 _LOOP = BY_MNEMONIC["loop"].opcode
+_END, _COUNT = BY_MNEMONIC["loop"].index("end"), BY_MNEMONIC["loop"].index("count")
+_IS_LOAD = 2
+_ROLE = {_LOOP: 1, _LOAD: _IS_LOAD}
 _SRC = BY_MNEMONIC["dma.load"].index("src.addr")  # then src.reg
 
 

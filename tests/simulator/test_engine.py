@@ -219,6 +219,14 @@ def test_register_ranges_of_loops_are_bounded(chip):
         simulate(bad, chip)
 
 
+def test_loops_that_do_not_nest_are_refused_before_the_run(chip):
+    """An inner loop whose body runs past its enclosing loop's end: named, up front."""
+    ld = build("dma.load", MemRef(S, 0, 1), MemRef(H, 0), DType.BF16, 64, 64)
+    bad = prog(build("loop", 2, 3, "a1", 8192), build("loop", 2, 4), ld, ld)
+    with pytest.raises(SimError, match=r"pc 1: loop end 4 is not inside the enclosing block"):
+        simulate(bad, chip)
+
+
 def test_accumulator_bound(chip):
     simulate(prog(mm(m=256, n=256)), chip)  # a 256 KiB fp32 tile fills the 256 KiB exactly
     with pytest.raises(SimError, match=r"operand 'dst' reaches acc \[0x0, 0x80000\)"):
