@@ -32,19 +32,19 @@ _SIGNATURES = PerProgram()  # program -> _Signed
 
 
 class _Signed(NamedTuple):
-    signature: tuple  # per pc, the instruction with its address fields zeroed
-    addresses: list[int]  # the values zeroed, in program order
     distinct: list[tuple[tuple, Instruction]]  # distinct signatures, each with its first
     per_pc: np.ndarray  # each pc's index among them
+    addresses: np.ndarray  # the address fields' values, in program order
 
 
 def signature(program: Program) -> tuple:
-    """The program with every address field zeroed: equal signatures, equal timing.
-    Computed once per program object (the kernel-cost key and the grouping both ask)."""
-    return _signed(program).signature
+    """The program with every address field zeroed, instruction by instruction: equal
+    signatures, equal timing (``identity`` digests it; the passes use ``shapes``)."""
+    s = _signed(program)
+    return tuple(s.distinct[u][0] for u in s.per_pc.tolist())
 
 
-def addresses(program: Program) -> list[int]:
+def addresses(program: Program) -> np.ndarray:
     """What ``signature`` zeroed: every address field's value, instruction by instruction
     (in each, the table's field order), so programs of one signature are compared by it."""
     return _signed(program).addresses
@@ -66,28 +66,47 @@ def _signed(program: Program) -> _Signed:
 
 
 def _signature(program: Program) -> _Signed:
-    """One pass: an instruction object met before (``build`` shares them) is looked up by
-    identity; a new one is signed once (kept on it) and its signature looked up by value."""
-    out = []
-    addrs: list[int] = []
-    by_object: dict[int, tuple[int, tuple, tuple]] = {}
+    """Found per instruction *object*, not per pc: ``build`` gives repeated requests one
+    object (an 8k causal prefill's 242 k instructions are 10.7 k objects), so the program
+    is read as an array of object ids, each object is signed once (kept on it) and its
+    signature looked up by value, and the rest is array work."""
+    prog = program.instructions
+    if not prog:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Signed([], empty, empty)
+    ids = np.fromiter(map(id, prog), dtype=np.int64, count=len(prog))
+    _, first_pc, which = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first_pc, kind="stable")  # objects in the order first met
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
     index: dict[tuple, int] = {}
     distinct: list[tuple[tuple, Instruction]] = []
-    per_pc = []
-    for ins in program.instructions:  # a pass over every instruction: kept lean
-        known = by_object.get(id(ins))
-        if known is None:
-            sig, values = ins.derived or _signed_one(ins)  # type: ignore[misc]
-            u = index.get(sig)
-            if u is None:
-                u = index[sig] = len(distinct)
-                distinct.append((sig, ins))
-            known = by_object[id(ins)] = (u, sig, values)
-        per_pc.append(known[0])
-        out.append(known[1])
-        if known[2]:
-            addrs += known[2]
-    return _Signed(tuple(out), addrs, distinct, np.asarray(per_pc, dtype=np.int64))
+    shape_of = np.empty(len(order), dtype=np.int64)  # object (first met order) -> shape
+    values: list[tuple[int, ...]] = []
+    for k, pc in enumerate(first_pc[order].tolist()):
+        ins = prog[pc]
+        sig, vals = ins.derived or _signed_one(ins)  # type: ignore[misc]
+        u = index.get(sig)
+        if u is None:
+            u = index[sig] = len(distinct)
+            distinct.append((sig, ins))
+        shape_of[k] = u
+        values.append(vals)
+    obj = rank[which.reshape(-1)]  # each pc's object, in first-met order
+    per_pc = shape_of[obj]
+    lens = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    flat = np.fromiter((v for vals in values for v in vals), dtype=np.int64,
+                       count=int(lens.sum()))
+    n = lens[obj]  # address fields at each pc
+    total = int(n.sum())
+    if total:
+        starts = (np.cumsum(lens) - lens)[obj]
+        ends = np.cumsum(n)
+        gather = np.arange(total) - np.repeat(ends - n - starts, n)
+        addrs = flat[gather]
+    else:
+        addrs = np.zeros(0, dtype=np.int64)
+    return _Signed(distinct, per_pc, addrs)
 
 
 def _signed_one(ins: Instruction) -> tuple[tuple, tuple[int, ...]]:

@@ -183,8 +183,7 @@ def _extents_of(program: Program, chip: ChipConfig) -> tuple:
     if seen is not None and seen[0] == sizes:
         return seen[1]
     distinct, per_pc = shapes(program)
-    cols = tuple(np.array(c, dtype=np.int64) for c in operand_extents(
-        program.instructions, distinct, per_pc, chip, _address_fields))
+    cols = operand_extents(program.instructions, distinct, per_pc, chip, _address_fields)
     _EXTENTS.put(program, (sizes, cols))
     return cols
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from hardware.chip import ChipConfig
 from isa.footprint import footprint
-from isa.operands import MemRef, Space
+from isa.operands import NUM_AREGS, MemRef, Space
 from isa.program import Instruction
-from isa.table import BY_OPCODE
+from isa.table import BY_MNEMONIC, BY_OPCODE
 from simulator.errors import SimError
 
 Ranges = dict[int, tuple[int, int]]  # register -> (lowest, highest) offset
@@ -68,59 +68,80 @@ def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
 
 def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, Instruction]],
                     per_pc: np.ndarray, chip: ChipConfig,
-                    addr_fields: Callable[[int], tuple[int, ...]]) -> tuple[list, ...]:
+                    addr_fields: Callable[[int], tuple[int, ...]]) -> tuple[np.ndarray, ...]:
     """What ``check`` tests, without the addresses: per memory operand, its address field's
     position among the program's address fields (each instruction's, in the table's field
     order, as ``dedupe.addresses`` lists them), its lowest offset, its highest offset +
-    bytes and its memory's capacity, as four lists. A program's operands are then all
+    bytes and its memory's capacity, as four arrays. A program's operands are then all
     checked by adding its addresses (and so are those of every program that differs from
-    it only in addresses). One pass, loops entered as ``check_bounds`` enters them; the
-    operands of an instruction are found once per address-free signature (``distinct``,
-    the program's, and ``per_pc``, which each pc is: ``dedupe.shapes``)."""
+    it only in addresses). The operands of an instruction are found once per address-free
+    signature (``distinct``, the program's, and ``per_pc``, which each pc is:
+    ``dedupe.shapes``), their offsets from their loop context (``loop_contexts``), pc by
+    pc in array operations."""
     caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
     memo = _OPERANDS
-    at: list[int] = []
-    lows: list[int] = []
-    highs: list[int] = []
-    capl: list[int] = []
     if len(memo) > MEMO_KEPT:
         memo.clear()
-    found = []
+    fields_u, count_u, loop_u = [], [], []
+    op_k, op_code, op_bytes, op_cap = [], [], [], []
     for sig, first in distinct:
         ops = memo.get(sig)
         if ops is None:
             ops = memo[sig] = _operands(first, addr_fields(first.opcode))
-        found.append(ops)
-    # where each pc's address fields start among the program's; only the pcs with memory
-    # operands or a loop are visited
-    fields = np.array([f for f, _, _ in found], dtype=np.int64)[per_pc]
-    starts = (np.cumsum(fields) - fields).tolist()
-    busy = np.array([bool(m or loop) for _, m, loop in found])[per_pc]
-    which = per_pc.tolist()
-    ranges: Ranges = {}
-    outer: list[tuple[int, Ranges]] = []  # enclosing loops: (end, the ranges outside)
-    for pc in np.flatnonzero(busy).tolist():
-        while outer and pc >= outer[-1][0]:
-            ranges = outer.pop()[1]
-        ins = prog[pc]
-        _, mems, loop = found[which[pc]]
-        args = ins.args
-        if loop:
-            stop = args[loop[0]]
-            if not pc < stop <= (outer[-1][0] if outer else len(prog)):
-                raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing "
-                               f"block (loops must nest)")
-            outer.append((stop, ranges))
-            ranges = widen(ranges, loop_regs(ins), args[loop[1]])
-        n_addr = starts[pc]
+        fields, mems, loop = ops
+        fields_u.append(fields)
+        count_u.append(len(mems))
+        loop_u.append(bool(loop))
         for k, i_reg, nbytes, slot in mems:
-            reg = args[i_reg] - 1
-            lo_off, hi_off = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
-            at.append(n_addr + k)
-            lows.append(lo_off)
-            highs.append(hi_off + nbytes)
-            capl.append(caps[slot])
-    return at, lows, highs, capl
+            op_k.append(k)
+            op_code.append(first.args[i_reg])  # register code (0: none), not an address
+            op_bytes.append(nbytes)
+            op_cap.append(caps[slot])
+    ctx, lo_tab, hi_tab, _ = loop_contexts(prog, np.array(loop_u, dtype=bool)[per_pc])
+    fields_pc = np.array(fields_u, dtype=np.int64)[per_pc]
+    cnt = np.array(count_u, dtype=np.int64)[per_pc]  # memory operands at each pc
+    total = int(cnt.sum())
+    pc_of = np.repeat(np.arange(len(prog)), cnt)
+    first_row = (np.cumsum(count_u) - np.array(count_u, dtype=np.int64))[per_pc]
+    row = np.repeat(first_row - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
+    at = (np.cumsum(fields_pc) - fields_pc)[pc_of] + np.array(op_k, dtype=np.int64)[row]
+    code = np.array(op_code, dtype=np.int64)[row]
+    c = ctx[pc_of]
+    return (at, lo_tab[c, code], hi_tab[c, code] + np.array(op_bytes, dtype=np.int64)[row],
+            np.array(op_cap, dtype=np.int64)[row])
+
+
+def loop_contexts(prog: tuple[Instruction, ...], is_loop: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each pc's loop context (0: outside every loop; a loop's body is the context the loop
+    opens), and per context each register's lowest and highest offset (column = register
+    code: 0 for none, r + 1 for a_r) and its trip count. ``is_loop`` marks the loops' pcs;
+    only they are visited, and a loop that does not nest inside its enclosing one is an
+    error, as in ``check_bounds``."""
+    n = len(prog)
+    ctx = np.zeros(n, dtype=np.int64)
+    ranges_of: list[Ranges] = [{}]
+    trips = [1]
+    outer: list[tuple[int, int]] = []  # enclosing loops: (end, context)
+    for pc in np.flatnonzero(is_loop).tolist():
+        while outer and pc >= outer[-1][0]:
+            outer.pop()
+        ins = prog[pc]
+        stop, count = ins.args[_END], ins.args[_COUNT]
+        if not pc < stop <= (outer[-1][0] if outer else n):
+            raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
+                           f"(loops must nest)")
+        cur = outer[-1][1] if outer else 0
+        ranges_of.append(widen(ranges_of[cur], loop_regs(ins), count))
+        trips.append(trips[cur] * count)
+        ctx[pc + 1:stop] = len(ranges_of) - 1
+        outer.append((stop, len(ranges_of) - 1))
+    lo = np.zeros((len(ranges_of), NUM_AREGS + 1), dtype=np.int64)
+    hi = np.zeros_like(lo)
+    for i, ranges in enumerate(ranges_of):
+        for reg, (a, b) in ranges.items():
+            lo[i, reg + 1], hi[i, reg + 1] = a, b
+    return ctx, lo, hi, np.array(trips, dtype=np.int64)
 
 
 def _operands(ins: Instruction, addr_fields: tuple[int, ...]) -> tuple:
@@ -138,6 +159,7 @@ def _operands(ins: Instruction, addr_fields: tuple[int, ...]) -> tuple:
 
 
 _OPERANDS: dict[tuple, tuple] = {}  # address-free signature -> _operands(...)
+_END, _COUNT = BY_MNEMONIC["loop"].index("end"), BY_MNEMONIC["loop"].index("count")
 MEMO_KEPT = 1 << 16
 
 

@@ -36,9 +36,9 @@ from hardware.chip import ChipConfig
 from isa.footprint import footprint
 from isa.program import Instruction, Program
 from isa.table import BY_MNEMONIC
-from simulator.engine.dedupe import shapes
+from simulator.engine.dedupe import address_fields, addresses, shapes
 from simulator.engine.timing import dma_bytes
-from simulator.memory.bounds import loop_regs, widen
+from simulator.memory.bounds import loop_contexts
 
 Block = tuple[tuple[int, int], float]  # (address span, bytes loaded)
 
@@ -77,51 +77,51 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
 
 
 def _blocks(program: Program, chip: ChipConfig, loads: dict) -> list[Block]:
-    """A block for each load of the program, in program order. Only its loads and loops
-    are visited (found from its distinct signatures, ``dedupe.shapes``); a loop's
-    registers widen the ranges of the loads in its body, its count multiplies their
-    bytes."""
+    """A block for each load of the program, in program order: its source address (from
+    ``dedupe.addresses``) with the offsets its register takes in its loop context, and its
+    bytes times its loops' trip counts (``bounds.loop_contexts``); array work over the
+    loads, from the program's distinct signatures (``dedupe.shapes``)."""
     distinct, per_pc = shapes(program)
-    roles = [_ROLE.get(ins.opcode, 0) for _, ins in distinct]
-    if not any(roles):
-        return []
-    info = []
-    for (sig, ins), role in zip(distinct, roles):
-        known = None
-        if role == _IS_LOAD:
+    is_load, is_loop, charged, extent, code, k_src, fields = [], [], [], [], [], [], []
+    for sig, ins in distinct:
+        load = ins.opcode == _LOAD
+        is_load.append(load)
+        is_loop.append(ins.opcode == _LOOP)
+        fields.append(len(address_fields(ins.opcode, ins.spec)))
+        if load:
             known = loads.get(sig)
             if known is None:
                 known = loads[sig] = (dma_bytes(ins, chip)[1], _extent(ins))
-        info.append(known)
-    prog = program.instructions
-    blocks: list[Block] = []
-    ranges: dict = {}
-    trips = 1
-    outer: list[tuple[int, dict, int]] = []  # enclosing loops: (end, ranges, trips outside)
-    which = per_pc.tolist()
-    for pc in np.flatnonzero(np.asarray(roles, dtype=np.int8)[per_pc]).tolist():
-        while outer and pc >= outer[-1][0]:
-            _, ranges, trips = outer.pop()
-        args = prog[pc].args
-        known = info[which[pc]]
-        if known is None:  # a loop
-            outer.append((args[_END], ranges, trips))
-            ranges = widen(ranges, loop_regs(prog[pc]), args[_COUNT])
-            trips *= args[_COUNT]
-            continue
-        charged, extent = known
-        addr, reg = args[_SRC], args[_SRC + 1] - 1  # reg code 0: none
-        lo, hi = ranges.get(reg, (0, 0)) if reg >= 0 else (0, 0)
-        blocks.append(((addr + lo, addr + hi + extent), charged * trips))
-    return blocks
+            charged.append(known[0])
+            extent.append(known[1])
+            code.append(ins.args[_SRC + 1])  # register code (0: none), not an address
+            k_src.append(_K_SRC)
+        else:
+            charged.append(0)
+            extent.append(0)
+            code.append(0)
+            k_src.append(0)
+    if not any(is_load):
+        return []
+    ctx, lo_tab, hi_tab, trips = loop_contexts(program.instructions,
+                                               np.array(is_loop, dtype=bool)[per_pc])
+    pcs = np.flatnonzero(np.array(is_load, dtype=bool)[per_pc])
+    u = per_pc[pcs]
+    fields_pc = np.array(fields, dtype=np.int64)[per_pc]
+    at = (np.cumsum(fields_pc) - fields_pc)[pcs] + np.array(k_src, dtype=np.int64)[u]
+    addr = addresses(program)[at]
+    c, reg = ctx[pcs], np.array(code, dtype=np.int64)[u]
+    start = addr + lo_tab[c, reg]
+    end = addr + hi_tab[c, reg] + np.array(extent, dtype=np.int64)[u]
+    exact = all(isinstance(x, int) for x in charged)
+    moved = np.array(charged, dtype=np.int64 if exact else np.float64)[u] * trips[c]
+    return list(zip(zip(start.tolist(), end.tolist()), moved.tolist()))
 
 
 _LOAD = BY_MNEMONIC["dma.load"].opcode
 _LOOP = BY_MNEMONIC["loop"].opcode
-_END, _COUNT = BY_MNEMONIC["loop"].index("end"), BY_MNEMONIC["loop"].index("count")
-_IS_LOAD = 2
-_ROLE = {_LOOP: 1, _LOAD: _IS_LOAD}
 _SRC = BY_MNEMONIC["dma.load"].index("src.addr")  # then src.reg
+_K_SRC = address_fields(_LOAD, BY_MNEMONIC["dma.load"]).index(_SRC)  # among its addresses
 
 
 def _extent(ins: Instruction) -> int:

@@ -83,7 +83,7 @@ def test_identity_is_by_value_whatever_objects_a_program_is_made_of():
     fresh = Program(tuple(Instruction(i.opcode, i.args) for i in
                           (wait, load(1 << 20), wait, load(1 << 21), build("halt"))))
     assert identity(shared) == identity(fresh)
-    assert addresses(fresh)[1::2] == [1 << 20, 1 << 21]  # src addresses, in order
+    assert addresses(fresh)[1::2].tolist() == [1 << 20, 1 << 21]  # src addresses, in order
     other = Program((wait, load(0), wait, load(4096, rows=16), build("halt")))
     assert identity(other) != identity(shared)
     swapped = Program((load(0), wait, wait, load(4096), build("halt")))
