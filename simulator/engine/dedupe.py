@@ -71,9 +71,8 @@ def _signature(program: Program) -> _Signed:
     is read as an array of object ids, each object is signed once (kept on it) and its
     signature looked up by value, and the rest is array work."""
     prog = program.instructions
-    if not prog:
-        empty = np.zeros(0, dtype=np.int64)
-        return _Signed([], empty, empty)
+    if len(prog) < SMALL:
+        return _signature_small(prog)
     ids = np.fromiter(map(id, prog), dtype=np.int64, count=len(prog))
     _, first_pc, which = np.unique(ids, return_index=True, return_inverse=True)
     order = np.argsort(first_pc, kind="stable")  # objects in the order first met
@@ -107,6 +106,28 @@ def _signature(program: Program) -> _Signed:
     else:
         addrs = np.zeros(0, dtype=np.int64)
     return _Signed(distinct, per_pc, addrs)
+
+
+SMALL = 512  # instructions below which a program is signed in a plain loop (no arrays)
+
+
+def _signature_small(prog: tuple[Instruction, ...]) -> _Signed:
+    """``_signature`` of a short program (a decode step's kernels: tens of instructions a
+    core), where a dozen array calls cost more than a loop; the same result."""
+    index: dict[tuple, int] = {}
+    distinct: list[tuple[tuple, Instruction]] = []
+    per_pc: list[int] = []
+    addrs: list[int] = []
+    for ins in prog:
+        sig, vals = ins.derived or _signed_one(ins)  # type: ignore[misc]
+        u = index.get(sig)
+        if u is None:
+            u = index[sig] = len(distinct)
+            distinct.append((sig, ins))
+        per_pc.append(u)
+        if vals:
+            addrs += vals
+    return _Signed(distinct, np.array(per_pc, dtype=np.int64), np.array(addrs, dtype=np.int64))
 
 
 def _signed_one(ins: Instruction) -> tuple[tuple, tuple[int, ...]]:

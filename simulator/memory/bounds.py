@@ -118,15 +118,30 @@ def loop_contexts(prog: tuple[Instruction, ...], is_loop: np.ndarray
     code: 0 for none, r + 1 for a_r) and its trip count. ``is_loop`` marks the loops' pcs;
     only they are visited, and a loop that does not nest inside its enclosing one is an
     error, as in ``check_bounds``."""
-    n = len(prog)
-    ctx = np.zeros(n, dtype=np.int64)
+    return loop_contexts_of([prog], np.array([0, len(prog)]), is_loop)
+
+
+def loop_contexts_of(progs: list[tuple[Instruction, ...]], starts: np.ndarray,
+                     is_loop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                   np.ndarray]:
+    """``loop_contexts`` of several programs laid end to end (program i's pcs from
+    ``starts[i]`` to ``starts[i + 1]`` of the arrays), in one pass over their loops:
+    context 0 is outside every loop of every program."""
+    ctx = np.zeros(int(starts[-1]), dtype=np.int64)
     ranges_of: list[Ranges] = [{}]
     trips = [1]
+    loops = np.flatnonzero(is_loop)
+    owner = (np.searchsorted(starts, loops, side="right") - 1).tolist()
     outer: list[tuple[int, int]] = []  # enclosing loops: (end, context)
-    for pc in np.flatnonzero(is_loop).tolist():
+    current = -1
+    for at, i in zip(loops.tolist(), owner):
+        if i != current:
+            current, outer = i, []
+        base, n = int(starts[i]), int(starts[i + 1] - starts[i])
+        pc = at - base
         while outer and pc >= outer[-1][0]:
             outer.pop()
-        ins = prog[pc]
+        ins = progs[i][pc]
         stop, count = ins.args[_END], ins.args[_COUNT]
         if not pc < stop <= (outer[-1][0] if outer else n):
             raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
@@ -134,13 +149,13 @@ def loop_contexts(prog: tuple[Instruction, ...], is_loop: np.ndarray
         cur = outer[-1][1] if outer else 0
         ranges_of.append(widen(ranges_of[cur], loop_regs(ins), count))
         trips.append(trips[cur] * count)
-        ctx[pc + 1:stop] = len(ranges_of) - 1
+        ctx[base + pc + 1:base + stop] = len(ranges_of) - 1
         outer.append((stop, len(ranges_of) - 1))
     lo = np.zeros((len(ranges_of), NUM_AREGS + 1), dtype=np.int64)
     hi = np.zeros_like(lo)
-    for i, ranges in enumerate(ranges_of):
+    for k, ranges in enumerate(ranges_of):
         for reg, (a, b) in ranges.items():
-            lo[i, reg + 1], hi[i, reg + 1] = a, b
+            lo[k, reg + 1], hi[k, reg + 1] = a, b
     return ctx, lo, hi, np.array(trips, dtype=np.int64)
 
 

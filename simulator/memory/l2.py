@@ -38,7 +38,7 @@ from isa.program import Instruction, Program
 from isa.table import BY_MNEMONIC
 from simulator.engine.dedupe import address_fields, addresses, shapes
 from simulator.engine.timing import dma_bytes
-from simulator.memory.bounds import loop_contexts
+from simulator.memory.bounds import loop_contexts_of
 
 Block = tuple[tuple[int, int], float]  # (address span, bytes loaded)
 
@@ -48,8 +48,7 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
     capacity = chip.l2.capacity
     if capacity <= 0 or chip.l2.bandwidth <= 0:
         return 0.0
-    loads: dict = {}  # a load's (bytes charged, span) by its address-free signature
-    per_core = [_blocks(prog, chip, loads) for prog in programs]
+    per_core = _blocks(list(programs), chip)
     lru: OrderedDict[int, int] = OrderedDict()  # block start -> bytes resident from it
     held = 0
     loaded = hits = 0.0
@@ -76,46 +75,52 @@ def hit_fraction(programs: Iterable[Program], chip: ChipConfig) -> float:
     return hits / loaded if loaded else 0.0
 
 
-def _blocks(program: Program, chip: ChipConfig, loads: dict) -> list[Block]:
-    """A block for each load of the program, in program order: its source address (from
-    ``dedupe.addresses``) with the offsets its register takes in its loop context, and its
-    bytes times its loops' trip counts (``bounds.loop_contexts``); array work over the
-    loads, from the program's distinct signatures (``dedupe.shapes``)."""
-    distinct, per_pc = shapes(program)
-    is_load, is_loop, charged, extent, code, k_src, fields = [], [], [], [], [], [], []
-    for sig, ins in distinct:
-        load = ins.opcode == _LOAD
-        is_load.append(load)
-        is_loop.append(ins.opcode == _LOOP)
-        fields.append(len(address_fields(ins.opcode, ins.spec)))
-        if load:
-            known = loads.get(sig)
-            if known is None:
-                known = loads[sig] = (dma_bytes(ins, chip)[1], _extent(ins))
+def _blocks(programs: list[Program], chip: ChipConfig) -> list[list[Block]]:
+    """Each program's blocks, one for each load, in program order: its source address
+    (from ``dedupe.addresses``) with the offsets its register takes in its loop context,
+    and its bytes times its loops' trip counts (``bounds.loop_contexts_of``). Array work
+    over the loads of all the programs at once (a decode step's kernels are tens of
+    instructions a core: array calls per program would cost more than the work), from
+    each program's distinct signatures (``dedupe.shapes``)."""
+    loads: dict = {}  # a load's (bytes charged, span) by its address-free signature
+    is_load, is_loop, charged, extent, code, fields = [], [], [], [], [], []
+    per_pc, addrs, sizes = [], [], [0]
+    for prog in programs:
+        distinct, which = shapes(prog)
+        per_pc.append(which + len(is_load))
+        addrs.append(addresses(prog))
+        sizes.append(len(which))
+        for sig, ins in distinct:
+            load = ins.opcode == _LOAD
+            is_load.append(load)
+            is_loop.append(ins.opcode == _LOOP)
+            fields.append(len(address_fields(ins.opcode, ins.spec)))
+            known = (0, 0)
+            if load:
+                known = loads.get(sig)
+                if known is None:
+                    known = loads[sig] = (dma_bytes(ins, chip)[1], _extent(ins))
             charged.append(known[0])
             extent.append(known[1])
-            code.append(ins.args[_SRC + 1])  # register code (0: none), not an address
-            k_src.append(_K_SRC)
-        else:
-            charged.append(0)
-            extent.append(0)
-            code.append(0)
-            k_src.append(0)
+            code.append(ins.args[_SRC + 1] if load else 0)  # register code, not an address
     if not any(is_load):
-        return []
-    ctx, lo_tab, hi_tab, trips = loop_contexts(program.instructions,
-                                               np.array(is_loop, dtype=bool)[per_pc])
-    pcs = np.flatnonzero(np.array(is_load, dtype=bool)[per_pc])
-    u = per_pc[pcs]
-    fields_pc = np.array(fields, dtype=np.int64)[per_pc]
-    at = (np.cumsum(fields_pc) - fields_pc)[pcs] + np.array(k_src, dtype=np.int64)[u]
-    addr = addresses(program)[at]
+        return [[] for _ in programs]
+    u_all = np.concatenate(per_pc)
+    starts = np.cumsum(sizes)
+    ctx, lo_tab, hi_tab, trips = loop_contexts_of(
+        [p.instructions for p in programs], starts, np.array(is_loop, dtype=bool)[u_all])
+    pcs = np.flatnonzero(np.array(is_load, dtype=bool)[u_all])
+    u = u_all[pcs]
+    fields_pc = np.array(fields, dtype=np.int64)[u_all]  # programs' addresses end to end
+    addr = np.concatenate(addrs)[(np.cumsum(fields_pc) - fields_pc)[pcs] + _K_SRC]
     c, reg = ctx[pcs], np.array(code, dtype=np.int64)[u]
-    start = addr + lo_tab[c, reg]
-    end = addr + hi_tab[c, reg] + np.array(extent, dtype=np.int64)[u]
+    start = (addr + lo_tab[c, reg]).tolist()
+    end = (addr + hi_tab[c, reg] + np.array(extent, dtype=np.int64)[u]).tolist()
     exact = all(isinstance(x, int) for x in charged)
-    moved = np.array(charged, dtype=np.int64 if exact else np.float64)[u] * trips[c]
-    return list(zip(zip(start.tolist(), end.tolist()), moved.tolist()))
+    moved = (np.array(charged, dtype=np.int64 if exact else np.float64)[u] * trips[c]).tolist()
+    blocks = list(zip(zip(start, end), moved))
+    cut = np.searchsorted(pcs, starts).tolist()  # each program's first load
+    return [blocks[cut[i]:cut[i + 1]] for i in range(len(programs))]
 
 
 _LOAD = BY_MNEMONIC["dma.load"].opcode

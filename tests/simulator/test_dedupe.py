@@ -88,3 +88,25 @@ def test_identity_is_by_value_whatever_objects_a_program_is_made_of():
     assert identity(other) != identity(shared)
     swapped = Program((load(0), wait, wait, load(4096), build("halt")))
     assert identity(swapped) != identity(shared)
+
+
+def test_short_and_long_programs_are_signed_alike(monkeypatch):
+    """A short program is signed in a plain loop, a long one with array work: the same
+    distinct signatures, pc indices and addresses either way."""
+    from isa import Program, build
+    from mapper.emit import hbm, sram
+    from simulator.engine import dedupe
+
+    body = []
+    for i in range(40):
+        body += [build("sem.wait", "dma", i % 3),
+                 build("dma.load", sram(64 * (i % 2)), hbm(4096 * i), DType.BF16, 8, 64),
+                 build("loop", 2, 4 * i + 5, "a0", 128) if i % 7 == 0 else build("nop")]
+    prog = Program(tuple(body) + (build("halt"),))
+    small = dedupe._signature_small(prog.instructions)
+    monkeypatch.setattr(dedupe, "SMALL", 0)
+    large = dedupe._signature(prog)
+    assert [s for s, _ in small.distinct] == [s for s, _ in large.distinct]
+    assert [i for _, i in small.distinct] == [i for _, i in large.distinct]
+    assert small.per_pc.tolist() == large.per_pc.tolist()
+    assert small.addresses.tolist() == large.addresses.tolist()
