@@ -48,17 +48,14 @@ def _length(items: list[Item]) -> int:
 
 def resolve(items: list[Item], base: int = 0) -> list[Instruction]:
     """Turn loop placeholders into ``loop`` instructions with absolute end indices."""
-    out: list[Instruction] = []
-    for i, it in enumerate(items):
-        if isinstance(it, tuple):
-            _, count, body_len, regs = it
-            args: list[object] = [count, base + i + 1 + body_len]
-            for reg, inc in regs:
-                args += [reg, inc]
-            out.append(build("loop", *args))
-        else:
-            out.append(it)
-    return out
+    out = list(items)
+    for i in [i for i, it in enumerate(items) if it.__class__ is tuple]:  # the few loops
+        _, count, body_len, regs = items[i]
+        args: list[object] = [count, base + i + 1 + body_len]
+        for reg, inc in regs:
+            args += [reg, inc]
+        out[i] = build("loop", *args)
+    return out  # type: ignore[return-value]
 
 
 def steps(n: int, step: Callable[[int, bool], list[Item]], regs: tuple[tuple[str, int], ...],
