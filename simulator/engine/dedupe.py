@@ -15,16 +15,18 @@ from typing import NamedTuple
 import numpy as np
 
 from isa.program import Instruction, Program
+from isa.table import BY_OPCODE
 from simulator.engine.perprogram import PerProgram
 
 _ADDR_FIELDS: dict[int, tuple[int, ...]] = {}
 
 
-def address_fields(opcode: int, program_spec) -> tuple[int, ...]:  # noqa: ANN001
+def address_fields(opcode: int) -> tuple[int, ...]:
+    """Positions of an opcode's address fields in ``Instruction.args`` (table order)."""
     idx = _ADDR_FIELDS.get(opcode)
     if idx is None:
-        idx = tuple(i for i, f in enumerate(program_spec.fields) if f.name.endswith(".addr"))
-        _ADDR_FIELDS[opcode] = idx
+        idx = _ADDR_FIELDS[opcode] = tuple(i for i, f in enumerate(BY_OPCODE[opcode].fields)
+                                           if f.name.endswith(".addr"))
     return idx
 
 
@@ -35,6 +37,7 @@ class _Signed(NamedTuple):
     distinct: list[tuple[tuple, Instruction]]  # distinct signatures, each with its first
     per_pc: np.ndarray  # each pc's index among them
     addresses: np.ndarray  # the address fields' values, in program order
+    starts: np.ndarray  # where each pc's address fields begin among them
 
 
 def signature(program: Program) -> tuple:
@@ -48,6 +51,11 @@ def addresses(program: Program) -> np.ndarray:
     """What ``signature`` zeroed: every address field's value, instruction by instruction
     (in each, the table's field order), so programs of one signature are compared by it."""
     return _signed(program).addresses
+
+
+def address_starts(program: Program) -> np.ndarray:
+    """Where each pc's address fields begin in ``addresses(program)``."""
+    return _signed(program).starts
 
 
 def shapes(program: Program) -> tuple[list[tuple[tuple, Instruction]], np.ndarray]:
@@ -98,14 +106,13 @@ def _signature(program: Program) -> _Signed:
                        count=int(lens.sum()))
     n = lens[obj]  # address fields at each pc
     total = int(n.sum())
+    first = np.cumsum(n) - n  # each pc's first address field
     if total:
-        starts = (np.cumsum(lens) - lens)[obj]
-        ends = np.cumsum(n)
-        gather = np.arange(total) - np.repeat(ends - n - starts, n)
+        gather = np.arange(total) - np.repeat(first - (np.cumsum(lens) - lens)[obj], n)
         addrs = flat[gather]
     else:
         addrs = np.zeros(0, dtype=np.int64)
-    return _Signed(distinct, per_pc, addrs)
+    return _Signed(distinct, per_pc, addrs, first)
 
 
 SMALL = 512  # instructions below which a program is signed in a plain loop (no arrays)
@@ -118,7 +125,9 @@ def _signature_small(prog: tuple[Instruction, ...]) -> _Signed:
     distinct: list[tuple[tuple, Instruction]] = []
     per_pc: list[int] = []
     addrs: list[int] = []
+    starts: list[int] = []
     for ins in prog:
+        starts.append(len(addrs))
         sig, vals = ins.derived or _signed_one(ins)  # type: ignore[misc]
         u = index.get(sig)
         if u is None:
@@ -127,16 +136,15 @@ def _signature_small(prog: tuple[Instruction, ...]) -> _Signed:
         per_pc.append(u)
         if vals:
             addrs += vals
-    return _Signed(distinct, np.array(per_pc, dtype=np.int64), np.array(addrs, dtype=np.int64))
+    return _Signed(distinct, np.array(per_pc, dtype=np.int64), np.array(addrs, dtype=np.int64),
+                   np.array(starts, dtype=np.int64))
 
 
 def _signed_one(ins: Instruction) -> tuple[tuple, tuple[int, ...]]:
     """One instruction's signature (its address fields zeroed) and those fields' values,
     kept on the instruction (``Instruction.derived``)."""
     op = ins.opcode
-    idx = _ADDR_FIELDS.get(op)
-    if idx is None:
-        idx = address_fields(op, ins.spec)
+    idx = address_fields(op)
     if idx:
         args = list(ins.args)
         for i in idx:

@@ -16,7 +16,7 @@ from hardware.chip import ChipConfig
 from isa.operands import Engine
 from isa.program import Instruction, Program
 from isa.table import BY_OPCODE
-from simulator.engine.dedupe import address_fields, addresses, identity, shapes
+from simulator.engine.dedupe import address_fields, address_starts, addresses, identity, shapes
 from simulator.engine.perprogram import PerProgram
 from simulator.engine.timing import Cost, static_cost
 from simulator.errors import SimError
@@ -183,13 +183,10 @@ def _extents_of(program: Program, chip: ChipConfig) -> tuple:
     if seen is not None and seen[0] == sizes:
         return seen[1]
     distinct, per_pc = shapes(program)
-    cols = operand_extents(program.instructions, distinct, per_pc, chip, _address_fields)
+    cols = operand_extents(program.instructions, distinct, per_pc, address_starts(program),
+                           chip, address_fields)
     _EXTENTS.put(program, (sizes, cols))
     return cols
-
-
-def _address_fields(opcode: int) -> tuple[int, ...]:
-    return address_fields(opcode, BY_OPCODE[opcode])
 
 
 _SLOT = {e: i for i, e in enumerate(STREAM_ENGINES)}

@@ -67,7 +67,7 @@ def check(pc: int, ins: Instruction, ranges: Ranges, chip: ChipConfig,
 
 
 def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, Instruction]],
-                    per_pc: np.ndarray, chip: ChipConfig,
+                    per_pc: np.ndarray, starts: np.ndarray, chip: ChipConfig,
                     addr_fields: Callable[[int], tuple[int, ...]]) -> tuple[np.ndarray, ...]:
     """What ``check`` tests, without the addresses: per memory operand, its address field's
     position among the program's address fields (each instruction's, in the table's field
@@ -76,35 +76,34 @@ def operand_extents(prog: tuple[Instruction, ...], distinct: list[tuple[tuple, I
     checked by adding its addresses (and so are those of every program that differs from
     it only in addresses). The operands of an instruction are found once per address-free
     signature (``distinct``, the program's, and ``per_pc``, which each pc is:
-    ``dedupe.shapes``), their offsets from their loop context (``loop_contexts``), pc by
-    pc in array operations."""
+    ``dedupe.shapes``; ``starts``: where each pc's address fields begin,
+    ``dedupe.address_starts``), their offsets from their loop context
+    (``loop_contexts``), pc by pc in array operations."""
     caps = (chip.hbm.capacity, chip.core.sram.capacity, chip.core.acc.capacity)
     memo = _OPERANDS
     if len(memo) > MEMO_KEPT:
         memo.clear()
-    fields_u, count_u, loop_u = [], [], []
+    count_u, loop_u = [], []
     op_k, op_code, op_bytes, op_cap = [], [], [], []
     for sig, first in distinct:
         ops = memo.get(sig)
         if ops is None:
             ops = memo[sig] = _operands(first, addr_fields(first.opcode))
-        fields, mems, loop = ops
-        fields_u.append(fields)
+        mems, loop = ops
         count_u.append(len(mems))
-        loop_u.append(bool(loop))
+        loop_u.append(loop)
         for k, i_reg, nbytes, slot in mems:
             op_k.append(k)
             op_code.append(first.args[i_reg])  # register code (0: none), not an address
             op_bytes.append(nbytes)
             op_cap.append(caps[slot])
     ctx, lo_tab, hi_tab, _ = loop_contexts(prog, np.array(loop_u, dtype=bool)[per_pc])
-    fields_pc = np.array(fields_u, dtype=np.int64)[per_pc]
     cnt = np.array(count_u, dtype=np.int64)[per_pc]  # memory operands at each pc
     total = int(cnt.sum())
     pc_of = np.repeat(np.arange(len(prog)), cnt)
     first_row = (np.cumsum(count_u) - np.array(count_u, dtype=np.int64))[per_pc]
     row = np.repeat(first_row - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)
-    at = (np.cumsum(fields_pc) - fields_pc)[pc_of] + np.array(op_k, dtype=np.int64)[row]
+    at = starts[pc_of] + np.array(op_k, dtype=np.int64)[row]
     code = np.array(op_code, dtype=np.int64)[row]
     c = ctx[pc_of]
     return (at, lo_tab[c, code], hi_tab[c, code] + np.array(op_bytes, dtype=np.int64)[row],
@@ -160,17 +159,16 @@ def loop_contexts_of(progs: list[tuple[Instruction, ...]], starts: np.ndarray,
 
 
 def _operands(ins: Instruction, addr_fields: tuple[int, ...]) -> tuple:
-    """(address fields, ((position among them, reg field, bytes, memory slot), ...),
-    (end field, count field) if a loop): what ``operand_extents`` needs of an instruction,
-    a function of its address-free fields."""
+    """(((position among its address fields, reg field, bytes, memory slot), ...), whether
+    a loop): what ``operand_extents`` needs of an instruction, a function of its
+    address-free fields."""
     if ins.mnemonic == "loop":
-        spec = BY_OPCODE[ins.opcode]
-        return len(addr_fields), (), (spec.index("end"), spec.index("count"))
+        return (), True
     mems = []
     for name, nbytes in footprint(ins):
         i_space, i_addr, i_reg = _fields(ins.opcode, name)
         mems.append((addr_fields.index(i_addr), i_reg, nbytes, _SLOT[ins.args[i_space]]))
-    return len(addr_fields), tuple(mems), ()
+    return tuple(mems), False
 
 
 _OPERANDS: dict[tuple, tuple] = {}  # address-free signature -> _operands(...)

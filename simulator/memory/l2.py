@@ -36,7 +36,7 @@ from hardware.chip import ChipConfig
 from isa.footprint import footprint
 from isa.program import Instruction, Program
 from isa.table import BY_MNEMONIC
-from simulator.engine.dedupe import address_fields, addresses, shapes
+from simulator.engine.dedupe import address_fields, address_starts, addresses, shapes
 from simulator.engine.timing import dma_bytes
 from simulator.memory.bounds import loop_contexts_of
 
@@ -83,18 +83,20 @@ def _blocks(programs: list[Program], chip: ChipConfig) -> list[list[Block]]:
     instructions a core: array calls per program would cost more than the work), from
     each program's distinct signatures (``dedupe.shapes``)."""
     loads: dict = {}  # a load's (bytes charged, span) by its address-free signature
-    is_load, is_loop, charged, extent, code, fields = [], [], [], [], [], []
-    per_pc, addrs, sizes = [], [], [0]
+    is_load, is_loop, charged, extent, code = [], [], [], [], []
+    per_pc, addrs, first, sizes = [], [], [], [0]
+    n_addrs = 0
     for prog in programs:
         distinct, which = shapes(prog)
         per_pc.append(which + len(is_load))
         addrs.append(addresses(prog))
+        first.append(address_starts(prog) + n_addrs)  # programs' addresses end to end
+        n_addrs += len(addrs[-1])
         sizes.append(len(which))
         for sig, ins in distinct:
             load = ins.opcode == _LOAD
             is_load.append(load)
             is_loop.append(ins.opcode == _LOOP)
-            fields.append(len(address_fields(ins.opcode, ins.spec)))
             known = (0, 0)
             if load:
                 known = loads.get(sig)
@@ -111,8 +113,7 @@ def _blocks(programs: list[Program], chip: ChipConfig) -> list[list[Block]]:
         [p.instructions for p in programs], starts, np.array(is_loop, dtype=bool)[u_all])
     pcs = np.flatnonzero(np.array(is_load, dtype=bool)[u_all])
     u = u_all[pcs]
-    fields_pc = np.array(fields, dtype=np.int64)[u_all]  # programs' addresses end to end
-    addr = np.concatenate(addrs)[(np.cumsum(fields_pc) - fields_pc)[pcs] + _K_SRC]
+    addr = np.concatenate(addrs)[np.concatenate(first)[pcs] + _K_SRC]
     c, reg = ctx[pcs], np.array(code, dtype=np.int64)[u]
     start = (addr + lo_tab[c, reg]).tolist()
     end = (addr + hi_tab[c, reg] + np.array(extent, dtype=np.int64)[u]).tolist()
@@ -126,7 +127,7 @@ def _blocks(programs: list[Program], chip: ChipConfig) -> list[list[Block]]:
 _LOAD = BY_MNEMONIC["dma.load"].opcode
 _LOOP = BY_MNEMONIC["loop"].opcode
 _SRC = BY_MNEMONIC["dma.load"].index("src.addr")  # then src.reg
-_K_SRC = address_fields(_LOAD, BY_MNEMONIC["dma.load"]).index(_SRC)  # among its addresses
+_K_SRC = address_fields(_LOAD).index(_SRC)  # among its addresses
 
 
 def _extent(ins: Instruction) -> int:

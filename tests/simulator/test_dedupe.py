@@ -110,3 +110,4 @@ def test_short_and_long_programs_are_signed_alike(monkeypatch):
     assert [i for _, i in small.distinct] == [i for _, i in large.distinct]
     assert small.per_pc.tolist() == large.per_pc.tolist()
     assert small.addresses.tolist() == large.addresses.tolist()
+    assert small.starts.tolist() == large.starts.tolist()
