@@ -8,5 +8,7 @@ the same results, slower (docs/performance.md, "The compiled event core").
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("simulator.engine._fastcore",
-                             sources=["simulator/engine/fastcore.c"],
+                             sources=["simulator/engine/fastcore.c",
+                                      "simulator/engine/streamcode.c"],
+                             depends=["simulator/engine/streamcode.h"],
                              extra_compile_args=["-O2", "-ffp-contract=off"], optional=True)])

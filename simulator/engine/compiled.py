@@ -20,10 +20,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from isa.operands import Engine
+from isa.program import Instruction, Program
 from simulator.engine.core import STORES
+from simulator.engine.dedupe import shapes
 from simulator.engine.perprogram import PerProgram
-from simulator.engine.streams import BARRIER, HALT, LOOP, OP, RUN, SIGNAL, STREAM_ENGINES, WAIT
-from simulator.errors import BudgetError, DeadlockError
+from simulator.engine.streams import (
+    BARRIER_ROLE,
+    HALT_ROLE,
+    LOOP_ROLE,
+    SIGNAL_ROLE,
+    STREAM_ENGINES,
+    WAIT_ROLE,
+    role,
+    slot,
+)
+from simulator.errors import BudgetError, DeadlockError, SimError
 from simulator.network.base import LoneChipNetwork, SingleChipNetwork
 
 try:
@@ -36,7 +47,7 @@ if TYPE_CHECKING:
     from simulator.engine.machine import Machine
 
 AVAILABLE = _fastcore is not None
-_FLAT = PerProgram()  # program -> (its streams, flattened)
+_FLAT = PerProgram()  # (program, runs) -> its streams as code
 
 
 def usable(machine: Machine) -> bool:
@@ -47,7 +58,7 @@ def usable(machine: Machine) -> bool:
         return False
     if _groups(machine) is None:
         return False
-    return not any(_flat(core)[3] for core in machine.cores)  # loops too deep
+    return not any(_flat(core)[2] for core in machine.cores)  # loops too deep
 
 
 def _groups(machine: Machine) -> dict[int, int] | None:
@@ -73,49 +84,54 @@ def _groups(machine: Machine) -> dict[int, int] | None:
     return groups
 
 
-def _flat(core: CoreSim) -> tuple[dict, np.ndarray, list[int], bool]:
-    """(the core's streams, the four streams as one int64 code array, where each starts,
-    whether its loops nest deeper than the compiled core keeps), kept per program (for
-    these very streams)."""
-    streams = core.streams
-    seen = _FLAT.get(core.program)
-    if seen is not None and seen[0] is streams:  # type: ignore[index]
-        return seen  # type: ignore[return-value]
-    code: list[int] = []
-    starts = []
-    depth = 0
-    for engine in STREAM_ENGINES:
-        starts.append(len(code))
-        depth = max(depth, _emit(streams[engine], code))
-    starts.append(len(code))
-    net = depth > _fastcore.MAX_DEPTH
-    out = (streams, np.asarray(code, dtype=np.int64), starts, net)
-    _FLAT.put(core.program, out)
-    return out
+def _flat(core: CoreSim) -> tuple[np.ndarray, list[int], bool]:
+    """(the core's four streams as one int64 code array, where each starts, whether its
+    loops nest deeper than the compiled core keeps), kept per program and fold."""
+    runs = core.machine.runs
+    seen = _FLAT.get(core.program, runs)
+    if seen is None:
+        seen = _code(core.program, runs)
+        _FLAT.put(core.program, seen, runs)
+    return seen  # type: ignore[return-value]
 
 
-def _emit(items: tuple, code: list[int]) -> int:
-    """Append ``items`` in the compiled core's layout; the deepest loop nesting met."""
-    depth = 0
-    for it in items:
-        tag = it[0]
-        if tag == OP:
-            code += (OP, it[1])
-        elif tag == RUN:
-            code += (RUN, len(it[1]), *(pc for pc, _ in it[1]))
-        elif tag == LOOP:
-            loop = it[1]
-            code += (LOOP, loop.count, 0)
-            at = len(code)
-            depth = max(depth, 1 + _emit(loop.body, code))
-            code[at - 1] = len(code) - at  # the body's length in words
-        elif tag == SIGNAL:
-            code += (SIGNAL, it[1], it[2])
-        elif tag == WAIT:
-            code += (WAIT, it[1], it[2], it[3])
-        elif tag in (BARRIER, HALT):
-            code += (tag, it[1])
-    return depth
+def _code(program: Program, runs: bool) -> tuple[np.ndarray, list[int], bool]:
+    """The streams ``streams.engine_streams`` makes as items, written by the extension as
+    code from three per-pc arrays: each pc's role (an engine's own op, a loop, a barrier,
+    ...) and its two operands (a loop's end and count, a semaphore and the count waited
+    for), found once per distinct instruction and gathered by pc."""
+    distinct, per_pc = shapes(program)
+    role = np.empty(len(distinct), dtype=np.int8)
+    a = np.zeros(len(distinct), dtype=np.int64)
+    b = np.zeros(len(distinct), dtype=np.int64)
+    for u, (_, ins) in enumerate(distinct):
+        role[u], a[u], b[u] = _role_of(ins)
+    got = _fastcore.stream_code(role[per_pc], a[per_pc], b[per_pc], runs)
+    if got[0] is None:
+        pc = got[1]
+        raise SimError(f"pc {pc}: loop end {program.instructions[pc]['end']} is not inside "
+                       f"the enclosing block (loops must nest)")
+    code, starts, depth = got
+    return np.frombuffer(code, dtype=np.int64), list(starts), depth > _fastcore.MAX_DEPTH
+
+
+def _role_of(ins: Instruction) -> tuple[int, int, int]:
+    """(role, a, b) of one instruction for ``_fastcore.stream_code``."""
+    r = role(ins.opcode)
+    if r >= 0:
+        return r, 0, 0
+    if r == LOOP_ROLE:
+        return _fastcore.R_LOOP, ins["end"], ins["count"]
+    if r == BARRIER_ROLE:
+        return _fastcore.R_BARRIER, 0, 0
+    if r == HALT_ROLE:
+        return _fastcore.R_HALT, 0, 0
+    e = slot(ins.engine) if r in (SIGNAL_ROLE, WAIT_ROLE) else None
+    if e is None:
+        return _fastcore.R_NONE, 0, 0
+    if r == SIGNAL_ROLE:
+        return _fastcore.R_SIGNAL + e, ins["sem"], 0
+    return _fastcore.R_WAIT + e, ins["sem"], ins["count"]
 
 
 def run(machine: Machine) -> float:
@@ -123,11 +139,11 @@ def run(machine: Machine) -> float:
     instruction count as the SimPy engine would. Returns the simulated time in ns."""
     cores = machine.cores
     flats = [_flat(core) for core in cores]
-    code = np.concatenate([f[1] for f in flats]) if flats else np.zeros(0, np.int64)
-    base = np.cumsum([0] + [len(f[1]) for f in flats])
-    sstart = np.array([base[i] + f[2][e] for i, f in enumerate(flats) for e in range(4)],
+    code = np.concatenate([f[0] for f in flats]) if flats else np.zeros(0, np.int64)
+    base = np.cumsum([0] + [len(f[0]) for f in flats])
+    sstart = np.array([base[i] + f[1][e] for i, f in enumerate(flats) for e in range(4)],
                       dtype=np.int64)
-    slen = np.array([f[2][e + 1] - f[2][e] for f in flats for e in range(4)], dtype=np.int64)
+    slen = np.array([f[1][e + 1] - f[1][e] for f in flats for e in range(4)], dtype=np.int64)
     # each chip's distinct instructions' costs (``known``, in the order first met), one table
     first = np.cumsum([0] + [len(k) for k in machine.known_costs])
     table = [v[0] for known in machine.known_costs for v in known.values()]

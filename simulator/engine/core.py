@@ -6,6 +6,7 @@ engines meet only at semaphores and barriers. This is the hot loop of the simula
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import simpy
@@ -24,7 +25,8 @@ from simulator.engine.streams import (
     SIGNAL,
     STREAM_ENGINES,
     WAIT,
-    compile_streams,
+    compile_costs,
+    engine_streams,
 )
 from simulator.engine.sync import Barrier, Semaphore
 from simulator.errors import BudgetError
@@ -47,9 +49,8 @@ class CoreSim:
         self.program = program
         self.chip = chip
         self.weight = weight  # identical cores this one stands for
-        self.streams, self.costs, self.kinds, self.cids = compile_streams(
-            program, chip, machine.known_costs[chip_id], runs=machine.runs,
-            rows=machine.count_rows[chip_id])
+        self._ucost, self._per_pc, self.kinds, self.cids = compile_costs(
+            program, chip, machine.known_costs[chip_id], rows=machine.count_rows[chip_id])
         self.exec_counts = [0] * len(program.instructions)
         self.sems: dict[int, Semaphore] = {}
         self.barrier = Barrier(self.env, len(STREAM_ENGINES))
@@ -64,6 +65,17 @@ class CoreSim:
         self.dma_cap = dma_bw / 1e9 if dma_bw > 0 else float("inf")  # bytes per ns
         self.startup_ns = chip.core.array.startup * 1e9  # before a kernel's first matmul
         self.gap_ns = chip.kernel_gap * 1e9  # after a kernel's closing net.barrier
+
+    @cached_property
+    def streams(self) -> dict[Engine, tuple]:
+        """The engines' streams as items, for the SimPy engine (the compiled core writes
+        its own code from the program, ``compiled._code``)."""
+        return engine_streams(self.program, self.machine.runs)
+
+    @cached_property
+    def costs(self) -> list:
+        """Each pc's static cost, for the SimPy engine."""
+        return [self._ucost[u] for u in self._per_pc.tolist()]
 
     def start(self) -> list[simpy.Process]:
         self.procs = [self.env.process(self._engine(engine)) for engine in STREAM_ENGINES]

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "streamcode.h"
+
 /* item tags: simulator.engine.streams (OP, LOOP, SIGNAL, WAIT, BARRIER, HALT, RUN) */
 enum { T_OP = 0, T_LOOP = 1, T_SIGNAL = 2, T_WAIT = 3, T_BARRIER = 4, T_HALT = 5, T_RUN = 6 };
 enum { E_DMA = 0, E_MX = 1, E_VEC = 2, E_NET = 3, N_ENG = 4 };
@@ -879,8 +881,14 @@ end:
     return out;
 }
 
+PyDoc_STRVAR(stream_code_doc,
+"stream_code(role, a, b, runs) -> (code bytes, (five stream starts), loop depth)\n"
+"    or (None, pc of a loop that does not nest)\n\n"
+"A program's four engine streams as one int64 code array (see streamcode.c).");
+
 static PyMethodDef methods[] = {
     { "run", py_run, METH_VARARGS, run_doc },
+    { "stream_code", stream_code, METH_VARARGS, stream_code_doc },
     { NULL, NULL, 0, NULL },
 };
 
@@ -897,6 +905,12 @@ PyMODINIT_FUNC PyInit__fastcore(void) {
         PyModule_AddIntConstant(m, "DEADLOCK", ST_DEADLOCK);
         PyModule_AddIntConstant(m, "BUDGET", ST_BUDGET);
         PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH);
+        PyModule_AddIntConstant(m, "R_LOOP", R_LOOP);
+        PyModule_AddIntConstant(m, "R_BARRIER", R_BARRIER);
+        PyModule_AddIntConstant(m, "R_HALT", R_HALT);
+        PyModule_AddIntConstant(m, "R_SIGNAL", R_SIGNAL);
+        PyModule_AddIntConstant(m, "R_WAIT", R_WAIT);
+        PyModule_AddIntConstant(m, "R_NONE", R_NONE);
     }
     return m;
 }

@@ -41,17 +41,18 @@ class Loop:
     regs: tuple[tuple[int, int], ...]  # (register, increment) pairs
 
 
-def compile_streams(program: Program, chip: ChipConfig, known: dict | None = None,
-                    runs: bool = False, rows: dict | None = None
-                    ) -> tuple[dict[Engine, tuple], list[Cost], np.ndarray, np.ndarray]:
-    """Per-engine streams, the static cost of every instruction (indexed by pc), its
+def compile_costs(program: Program, chip: ChipConfig, known: dict | None = None,
+                  rows: dict | None = None
+                  ) -> tuple[list[Cost], np.ndarray, np.ndarray, np.ndarray]:
+    """The static cost of each distinct instruction of the program and each pc's index
+    among them (``Core.costs`` gathers them by pc when the SimPy engine asks), each pc's
     *kind* (the index in ``rows`` of its (engine, counts) pair, so a run's totals are a
     count of executions per kind, ``Machine.totals``, not a sum over every pc) and its
     place in ``known``, which keeps (cost, kind, place, instruction) by the instruction's
     address-free signature for the cores of one chip (an instruction's cost never depends
     on an address, ``dedupe``; the compiled core reads the costs as one table in that
-    order). Costs are found once per distinct signature of the program, not per pc.
-    ``runs`` folds consecutive vector instructions into RUN items."""
+    order). Costs are found once per distinct signature of the program, not per pc; the
+    program's bounds are checked on the way."""
     if known is None:
         known = {}
     if rows is None:
@@ -71,8 +72,7 @@ def compile_streams(program: Program, chip: ChipConfig, known: dict | None = Non
         ukind.append(hit[1])
         uplace.append(hit[2])
     checked_bounds(program, chip)
-    costs = [ucost[u] for u in per_pc.tolist()]
-    return (_streams(program, runs), costs, np.asarray(ukind, dtype=np.int64)[per_pc],
+    return (ucost, per_pc, np.asarray(ukind, dtype=np.int64)[per_pc],
             np.asarray(uplace, dtype=np.int64)[per_pc])
 
 
@@ -80,8 +80,11 @@ _STREAMS = PerProgram()  # (program, runs) -> streams
 _CHECKED = PerProgram()  # program -> the memory sizes it was checked against
 
 
-def _streams(program: Program, runs: bool) -> dict[Engine, tuple]:
-    """The per-engine streams of ``program``, compiled once (they hold no costs)."""
+def engine_streams(program: Program, runs: bool) -> dict[Engine, tuple]:
+    """The per-engine streams of ``program`` as items (the SimPy engine walks them),
+    compiled once (they hold no costs). ``runs`` folds consecutive vector instructions
+    into RUN items. The compiled core writes the same items as code without them
+    (``compiled._code``)."""
     streams = _STREAMS.get(program, runs)
     if streams is None:
         bodies = _blocks(program.instructions, 0, len(program.instructions))
@@ -207,7 +210,7 @@ def _blocks(prog: tuple[Instruction, ...], start: int, end: int) -> list[list]:
             out[role].append((OP, pc, ins))
             pc += 1
             continue
-        if role == _LOOP:
+        if role == LOOP_ROLE:
             stop = ins["end"]
             if not pc < stop <= end:
                 raise SimError(f"pc {pc}: loop end {stop} is not inside the enclosing block "
@@ -219,16 +222,16 @@ def _blocks(prog: tuple[Instruction, ...], start: int, end: int) -> list[list]:
                     items.append((LOOP, Loop(pc, ins["count"], tuple(body), regs)))
             pc = stop
             continue
-        if role == _BARRIER:
+        if role == BARRIER_ROLE:
             for items in out:
                 items.append((BARRIER, pc))
-        elif role == _HALT:
+        elif role == HALT_ROLE:
             for items in out:
                 items.append((HALT, pc))
-        elif role in (_SIGNAL, _WAIT):
+        elif role in (SIGNAL_ROLE, WAIT_ROLE):
             e = _SLOT.get(ins.engine)
             if e is not None:
-                if role == _SIGNAL:
+                if role == SIGNAL_ROLE:
                     out[e].append((SIGNAL, pc, ins["sem"]))
                 else:
                     out[e].append((WAIT, pc, ins["sem"], ins["count"]))
@@ -237,16 +240,27 @@ def _blocks(prog: tuple[Instruction, ...], start: int, end: int) -> list[list]:
 
 
 # What an opcode is to the stream split: an engine's slot (>= 0) or one of these.
-_LOOP, _BARRIER, _HALT, _SIGNAL, _WAIT, _NONE = -1, -2, -3, -4, -5, -6
+LOOP_ROLE, BARRIER_ROLE, HALT_ROLE, SIGNAL_ROLE, WAIT_ROLE, NO_ROLE = -1, -2, -3, -4, -5, -6
 _ROLES: dict[int, int] = {}
+
+
+def role(opcode: int) -> int:
+    """What an opcode is to the stream split (``*_ROLE``, or an engine's slot)."""
+    got = _ROLES.get(opcode)
+    return got if got is not None else _role(opcode)
+
+
+def slot(engine: Engine | None) -> int | None:
+    """An engine's place among ``STREAM_ENGINES`` (None: it has no stream)."""
+    return _SLOT.get(engine)
 
 
 def _role(opcode: int) -> int:
     spec = BY_OPCODE[opcode]
-    role = {"loop": _LOOP, "barrier": _BARRIER, "halt": _HALT, "sem.signal": _SIGNAL,
-            "sem.wait": _WAIT}.get(spec.mnemonic)
+    role = {"loop": LOOP_ROLE, "barrier": BARRIER_ROLE, "halt": HALT_ROLE,
+            "sem.signal": SIGNAL_ROLE, "sem.wait": WAIT_ROLE}.get(spec.mnemonic)
     if role is None:  # an engine's own, or nobody's (nop, control)
-        role = _SLOT.get(spec.engine, _NONE) if spec.engine is not None else _NONE
+        role = _SLOT.get(spec.engine, NO_ROLE) if spec.engine is not None else NO_ROLE
     _ROLES[opcode] = role
     return role
 

@@ -8,7 +8,7 @@ import pytest
 from experiments import measured_work as mw
 from mapper.lower import lower
 from simulator.engine.machine import RunLimits
-from simulator.engine.streams import RUN, compile_streams
+from simulator.engine.streams import RUN, engine_streams
 from simulator.run import simulate
 from tests.simulator.conftest import make_chip
 
@@ -44,8 +44,8 @@ def test_only_the_vector_stream_folds_and_only_when_asked():
             yield it[0]
             if it[0] == 1:  # LOOP
                 yield from tags(it[1].body)
-    folded, *_ = compile_streams(prog, chip, runs=True)
-    plain, *_ = compile_streams(prog, chip)
+    folded = engine_streams(prog, runs=True)
+    plain = engine_streams(prog, runs=False)
     assert any(t == RUN for s in folded.values() for t in tags(s))
     assert not any(t == RUN for s in plain.values() for t in tags(s))
     assert all(t != RUN for e, s in folded.items() if e.value != "vec" for t in tags(s))
