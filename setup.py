@@ -9,6 +9,8 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("simulator.engine._fastcore",
                              sources=["simulator/engine/fastcore.c",
-                                      "simulator/engine/streamcode.c"],
-                             depends=["simulator/engine/streamcode.h"],
+                                      "simulator/engine/streamcode.c",
+                                      "simulator/memory/l2replay.c"],
+                             depends=["simulator/engine/streamcode.h",
+                                      "simulator/memory/l2replay.h"],
                              extra_compile_args=["-O2", "-ffp-contract=off"], optional=True)])

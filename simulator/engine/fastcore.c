@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "streamcode.h"
+#include "../memory/l2replay.h"
 
 /* item tags: simulator.engine.streams (OP, LOOP, SIGNAL, WAIT, BARRIER, HALT, RUN) */
 enum { T_OP = 0, T_LOOP = 1, T_SIGNAL = 2, T_WAIT = 3, T_BARRIER = 4, T_HALT = 5, T_RUN = 6 };
@@ -886,9 +887,14 @@ PyDoc_STRVAR(stream_code_doc,
 "    or (None, pc of a loop that does not nest)\n\n"
 "A program's four engine streams as one int64 code array (see streamcode.c).");
 
+PyDoc_STRVAR(l2_replay_doc,
+"l2_replay(lo, hi, moved, core_offsets, capacity) -> (hits, loaded)\n\n"
+"The L2 reuse model's replay of a run's loads (see simulator/memory/l2.py).");
+
 static PyMethodDef methods[] = {
     { "run", py_run, METH_VARARGS, run_doc },
     { "stream_code", stream_code, METH_VARARGS, stream_code_doc },
+    { "l2_replay", l2_replay, METH_VARARGS, l2_replay_doc },
     { NULL, NULL, 0, NULL },
 };
 

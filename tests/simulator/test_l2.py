@@ -145,3 +145,28 @@ def test_a_loop_re_reading_a_tile_larger_than_the_l2_gets_at_most_capacity_hits(
     # resident, 3 x 4 KiB of 32 KiB
     p = program([loop(4, [load()])])
     assert hit_fraction([p], l2_chip(TILE // 2)) * 4 * TILE <= 3 * TILE // 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 12), st.integers(0, 30)),
+                         max_size=40), min_size=1, max_size=5),
+       st.integers(1, 200), st.booleans())
+def test_the_extensions_replay_is_the_python_one(cores, capacity, floats):
+    """The LRU replay in C (``_fastcore.l2_replay``) gives the Python loop's hits and
+    bytes, to the bit: evictions, refreshes, longer runs from one start, re-reads."""
+    import numpy as np
+
+    from simulator.memory import l2
+
+    if l2._fastcore is None:
+        pytest.skip("the extension is not built")
+    blocks = [b for core in cores for b in core]
+    lo = np.array([4 * s for s, _, _ in blocks], dtype=np.int64)
+    hi = lo + np.array([4 * n for _, n, _ in blocks], dtype=np.int64)
+    moved = np.array([4 * n + extra for _, n, extra in blocks], dtype=np.int64)
+    if floats:
+        moved = moved * 0.75
+    cut = np.cumsum([0] + [len(core) for core in cores]).astype(np.int64)
+    want = l2._replay(lo, hi, moved, cut, capacity)
+    got = l2._fastcore.l2_replay(lo, hi, moved.astype(np.float64), cut, capacity)
+    assert got == want
