@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from isa.operands import Engine, MemRef, OperandError, Space
+from isa.operands import ADDR_BITS, Engine, MemRef, OperandError, Space
 from isa.table import BY_MNEMONIC, BY_OPCODE, ENGINE_NAMES, OpSpec
 
 _ENGINE_BY_NAME = {e.value: e for e in Engine}
@@ -79,7 +79,7 @@ def build(mnemonic: str, *positional: object, **named: object) -> Instruction:
     except TypeError:  # an unhashable value (a list of flags): build it directly
         return _build(mnemonic, positional, named)
     if hit is None:
-        hit = _build(mnemonic, positional, named)
+        hit = _from_template(mnemonic, positional, named)
         if len(_BUILT) >= BUILT_KEPT:
             _BUILT.clear()
         _BUILT[key] = hit
@@ -91,6 +91,58 @@ def build(mnemonic: str, *positional: object, **named: object) -> Instruction:
 # the order given: two orders of one request are two entries of the same instruction.
 BUILT_KEPT = 1 << 17
 _BUILT: dict[tuple, Instruction] = {}
+
+
+def _from_template(mnemonic: str, positional: tuple, named: dict) -> Instruction:
+    """``_build`` of a request met before but for its memory operands' addresses (a
+    kernel's tiles: the same load at the next tile's address): the encoded fields of the
+    first such request, each address put in its field after a range check. An error
+    (a bad operand, an address out of range) comes from ``_build``, with its message."""
+    addrs: list[int] = []
+    shape = [_slot_of(v, addrs) for v in positional]
+    if named:
+        shape += [(k, _slot_of(v, addrs)) for k, v in named.items()]
+    tkey = (mnemonic, *shape)
+    got = _TEMPLATES.get(tkey)
+    if got is None:
+        ins = _build(mnemonic, positional, named)
+        if addrs:
+            spec = BY_OPCODE[ins.opcode]
+            names = [op.name for op, v in zip(spec.operands, positional)
+                     if v.__class__ is MemRef]
+            names += [k for k, v in named.items() if v.__class__ is MemRef]
+            _TEMPLATES[tkey] = (ins.opcode, ins.args,
+                                tuple(spec.slices[n].start + 1 for n in names))  # .addr
+        else:
+            _TEMPLATES[tkey] = (ins.opcode, ins.args, ())
+        if len(_TEMPLATES) >= BUILT_KEPT:
+            _TEMPLATES.clear()
+        return ins
+    opcode, args, where = got
+    if not where:
+        return Instruction(opcode, args)
+    out = list(args)
+    for at, addr in zip(where, addrs):
+        if not 0 <= addr < _ADDR_END:
+            return _build(mnemonic, positional, named)  # raises, naming the operand
+        out[at] = addr
+    return Instruction(opcode, tuple(out))
+
+
+def _slot_of(value: object, addrs: list[int]) -> object:
+    """A request's value as a template sees it: a memory operand without its address
+    (appended to ``addrs``), anything else as it is."""
+    if value.__class__ is MemRef:
+        addrs.append(value.addr)  # type: ignore[attr-defined]
+        return (_MEM, value.space, value.reg)  # type: ignore[attr-defined]
+    return value
+
+
+# request with its memory operands' addresses left out -> (opcode, fields, where each
+# address goes): the misses of ``_BUILT`` are mostly a known request at a new address
+_TEMPLATES: dict[tuple, tuple[int, tuple[int, ...], tuple[int, ...]]] = {}
+_MEM = object()  # marks a memory operand's place in a template's key
+_ADDR_END = 1 << ADDR_BITS
 
 
 def _build(mnemonic: str, positional: tuple, named: dict) -> Instruction:
