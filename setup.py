@@ -1,4 +1,5 @@
-"""The compiled event core (simulator/engine/fastcore.c), built if a C compiler is at hand.
+"""The compiled event core (simulator/engine/fastcore.c, with streamcode.c, and the L2 model's
+replay, simulator/memory/l2replay.c), built if a C compiler is at hand.
 
 Everything else about the package is in pyproject.toml. The extension is optional: where it
 cannot be built, the install goes on and the simulator runs its SimPy engine alone, with
