@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from experiments.run import Budget, RunReport, run_model
 from hardware.chip import ChipConfig
@@ -31,6 +30,9 @@ from mapper.model import ModelConfig, list_models, load_model
 from mapper.parallel import Parallel
 from mapper.pipeline import MapOptions
 from simulator.result import SimResult
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: not at start-up
+    import pandas as pd
 
 PHASES = ("prefill", "decode", "generate")
 
@@ -179,6 +181,8 @@ def serve(model: str | Path | ModelConfig, chip: str | Path | ChipConfig | None 
     m = _model(model)
     if find_capacity:
         rate, best, probes = capacity(m, c, s, sp)
+        import pandas as pd
+
         return {**best, "capacity_req_s": rate}, pd.DataFrame(probes)
     out, summary = run_serve(m, c, s, sp)
     return summary, requests_frame(out)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from experiments.run import confirmer
 from hardware.chip import ChipConfig, CopyEngineConfig
@@ -26,6 +25,9 @@ from mapper.pipeline import MapOptions
 from simulator.result import SimResult, sequence
 from simulator.run import simulate, simulate_system
 from simulator.tracesize import trace_size
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: not at start-up
+    import pandas as pd
 
 DTYPES = {"bf16": DType.BF16, "fp16": DType.FP16, "int8": DType.INT8, "fp8": DType.FP8E4M3,
           "fp8e4m3": DType.FP8E4M3, "fp8e5m2": DType.FP8E5M2}
@@ -358,6 +360,8 @@ def power(target: Target, row: pd.Series) -> SimResult | float:
         # element-wise kernel's rate (3.0 TB/s for 2 GiB on the H100), not the large-copy
         # path memory.csv's graph-captured copies took (hardware.chip.CopyEngineConfig)
         kernel = dataclasses.replace(target.chip, copy_engine=CopyEngineConfig())
+        import pandas as pd
+
         return memory(dataclasses.replace(target, chip=kernel),
                       pd.Series({"op": "copy", "bytes": row["bytes"]}))
     if op == "attention":
