@@ -58,6 +58,21 @@ class Instruction:
                 return op.kind.decode(self.args[spec.slices[name]])
         raise KeyError(f"{spec.mnemonic} has no operand {name!r}")
 
+    def with_operand(self, name: str, value: object) -> Instruction:
+        """This instruction with operand ``name`` set to ``value`` (encoded and checked as
+        ``build`` does): a loop at a new end, without building it afresh."""
+        spec = BY_OPCODE[self.opcode]
+        for op in spec.operands:
+            if op.name == name:
+                try:
+                    fields = op.kind.encode(value)
+                except OperandError as exc:
+                    raise OperandError(f"{spec.mnemonic} operand '{name}': {exc}") from None
+                at = spec.slices[name]
+                return Instruction(self.opcode, self.args[:at.start] + fields
+                                   + self.args[at.stop:])
+        raise OperandError(f"{spec.mnemonic} has no operand '{name}'")
+
     def __getitem__(self, field_name: str) -> int:
         return self.args[BY_OPCODE[self.opcode].index(field_name)]
 

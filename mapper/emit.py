@@ -51,10 +51,11 @@ def resolve(items: list[Item], base: int = 0) -> list[Instruction]:
     out = list(items)
     for i in [i for i, it in enumerate(items) if it.__class__ is tuple]:  # the few loops
         _, count, body_len, regs = items[i]
-        args: list[object] = [count, base + i + 1 + body_len]
+        args: list[object] = [count, 0]
         for reg, inc in regs:
             args += [reg, inc]
-        out[i] = build("loop", *args)
+        # each loop's end is its own: the loop built once at end 0, then its end set
+        out[i] = build("loop", *args).with_operand("end", base + i + 1 + body_len)
     return out  # type: ignore[return-value]
 
 

@@ -39,3 +39,12 @@ def test_a_memory_operand_in_the_wrong_space_is_refused_every_time():
     for addr in (0, 64):
         with pytest.raises(OperandError, match="dma.load operand 'src': must be in"):
             build("dma.load", MemRef(Space.SRAM, 0), MemRef(Space.SRAM, addr), "bf16", 4, 4)
+
+
+def test_an_operand_set_on_a_built_instruction_is_as_if_built_with_it():
+    loop = build("loop", 4, 0, "a0", 64)
+    assert loop.with_operand("end", 17) == build("loop", 4, 17, "a0", 64)
+    with pytest.raises(OperandError, match="loop operand 'end': label target 16777216"):
+        loop.with_operand("end", 1 << 24)
+    with pytest.raises(OperandError, match="loop has no operand 'stride'"):
+        loop.with_operand("stride", 1)
