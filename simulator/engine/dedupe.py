@@ -18,6 +18,11 @@ from isa.program import Instruction, Program
 from isa.table import BY_OPCODE
 from simulator.engine.perprogram import PerProgram
 
+try:
+    from simulator.engine import _fastcore
+except ImportError:  # not built: programs are read by sorting their objects' ids
+    _fastcore = None
+
 _ADDR_FIELDS: dict[int, tuple[int, ...]] = {}
 
 
@@ -81,16 +86,12 @@ def _signature(program: Program) -> _Signed:
     prog = program.instructions
     if len(prog) < SMALL:
         return _signature_small(prog)
-    ids = np.fromiter(map(id, prog), dtype=np.int64, count=len(prog))
-    _, first_pc, which = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first_pc, kind="stable")  # objects in the order first met
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
+    obj, first_pc = _first_met(prog)  # each pc's object, in first-met order; its first pc
     index: dict[tuple, int] = {}
     distinct: list[tuple[tuple, Instruction]] = []
-    shape_of = np.empty(len(order), dtype=np.int64)  # object (first met order) -> shape
+    shape_of = np.empty(len(first_pc), dtype=np.int64)  # object (first met order) -> shape
     values: list[tuple[int, ...]] = []
-    for k, pc in enumerate(first_pc[order].tolist()):
+    for k, pc in enumerate(first_pc.tolist()):
         ins = prog[pc]
         sig, vals = ins.derived or _signed_one(ins)  # type: ignore[misc]
         u = index.get(sig)
@@ -99,7 +100,6 @@ def _signature(program: Program) -> _Signed:
             distinct.append((sig, ins))
         shape_of[k] = u
         values.append(vals)
-    obj = rank[which.reshape(-1)]  # each pc's object, in first-met order
     per_pc = shape_of[obj]
     lens = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     flat = np.fromiter((v for vals in values for v in vals), dtype=np.int64,
@@ -113,6 +113,21 @@ def _signature(program: Program) -> _Signed:
     else:
         addrs = np.zeros(0, dtype=np.int64)
     return _Signed(distinct, per_pc, addrs, first)
+
+
+def _first_met(prog: tuple[Instruction, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each pc's instruction object as its index among the program's distinct objects in
+    the order first met, and each object's first pc: one pass in the extension, or, where
+    it was not built, a sort of the objects' ids (the same arrays)."""
+    if _fastcore is not None:
+        which, first = _fastcore.first_met(prog)
+        return np.frombuffer(which, dtype=np.int64), np.frombuffer(first, dtype=np.int64)
+    ids = np.fromiter(map(id, prog), dtype=np.int64, count=len(prog))
+    _, first_pc, which = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first_pc, kind="stable")  # objects in the order first met
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[which.reshape(-1)], first_pc[order]
 
 
 SMALL = 512  # instructions below which a program is signed in a plain loop (no arrays)

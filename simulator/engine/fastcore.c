@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "firstmet.h"
 #include "streamcode.h"
 #include "../memory/l2replay.h"
 
@@ -891,10 +892,15 @@ PyDoc_STRVAR(l2_replay_doc,
 "l2_replay(lo, hi, moved, core_offsets, capacity) -> (hits, loaded)\n\n"
 "The L2 reuse model's replay of a run's loads (see simulator/memory/l2.py).");
 
+PyDoc_STRVAR(first_met_doc,
+"first_met(sequence) -> (bytes: each item's object index, bytes: each object's first\n"
+"    position), int64 arrays; objects numbered in the order first met, by identity.");
+
 static PyMethodDef methods[] = {
     { "run", py_run, METH_VARARGS, run_doc },
     { "stream_code", stream_code, METH_VARARGS, stream_code_doc },
     { "l2_replay", l2_replay, METH_VARARGS, l2_replay_doc },
+    { "first_met", first_met, METH_O, first_met_doc },
     { NULL, NULL, 0, NULL },
 };
 
