@@ -23,11 +23,10 @@ PyObject *first_met(PyObject *self, PyObject *arg) {
     size_t mask = size - 1;
     PyObject **keys = calloc(size, sizeof(PyObject *));
     int64_t *vals = malloc(size * sizeof(int64_t));
-    PyObject *obj = PyBytes_FromStringAndSize(NULL, n * 8);
-    PyObject *first = PyBytes_FromStringAndSize(NULL, n * 8);
-    PyObject *out = NULL;
-    if (!keys || !vals || !obj || !first) { PyErr_NoMemory(); goto end; }
-    int64_t *o = (int64_t *)PyBytes_AS_STRING(obj), *f = (int64_t *)PyBytes_AS_STRING(first);
+    int64_t *f = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    PyObject *obj = PyBytes_FromStringAndSize(NULL, n * 8), *first = NULL, *out = NULL;
+    if (!keys || !vals || !f || !obj) { PyErr_NoMemory(); goto end; }
+    int64_t *o = (int64_t *)PyBytes_AS_STRING(obj);
     int64_t m = 0;
     for (Py_ssize_t pc = 0; pc < n; pc++) {
         PyObject *x = items[pc];
@@ -41,11 +40,12 @@ PyObject *first_met(PyObject *self, PyObject *arg) {
         }
         o[pc] = vals[i];
     }
-    if (_PyBytes_Resize(&first, m * 8) < 0) { first = NULL; goto end; }
-    out = Py_BuildValue("(OO)", obj, first);
+    first = PyBytes_FromStringAndSize((const char *)f, m * 8);
+    if (first) out = Py_BuildValue("(OO)", obj, first);
 end:
     free(keys);
     free(vals);
+    free(f);
     Py_XDECREF(obj);
     Py_XDECREF(first);
     Py_DECREF(seq);
