@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from operator import attrgetter, itemgetter
 from typing import Any
 
 
@@ -118,18 +119,22 @@ class SimResult:
 
 def sequence(results: list[SimResult]) -> SimResult:
     """Results of kernels that ran one after another (each ending in a chip-wide sync) as
-    one result: times, counts and energies add; the trace is shifted kernel by kernel."""
+    one result: times, counts and energies add; the trace is shifted kernel by kernel.
+    Each field is read off every result in one call (``attrgetter``, ``itemgetter``) and
+    summed in order: a serving iteration composed from known kernels is mostly this."""
     first = results[0]
-    time_s = sum(r.time_s for r in results)
-    engines = {e: EngineStats(sum(r.engines[e].busy_s for r in results), 0.0,
-                              sum(r.engines[e].instructions for r in results))
-               for e in first.engines}
-    if time_s:
-        for e, st in engines.items():
-            share = sum(r.engines[e].utilization * r.time_s for r in results) / time_s
-            engines[e] = EngineStats(st.busy_s, share, st.instructions)
-    capacity = sum(r.peak_macs_per_s * r.time_s for r in results)
-    clock = sum(r.clock_hz * r.time_s for r in results) / time_s if time_s else first.clock_hz
+    times, cycles, instructions, macs_of, flops_of, peaks, clocks = zip(
+        *map(_SCALARS, results))
+    time_s = sum(times)
+    engines = {}
+    for e in first.engines:
+        stats = [r.engines[e] for r in results]
+        share = sum([s.utilization * t for s, t in zip(stats, times)]) / time_s \
+            if time_s else 0.0
+        engines[e] = EngineStats(sum([s.busy_s for s in stats]), share,
+                                 sum([s.instructions for s in stats]))
+    capacity = sum([p * t for p, t in zip(peaks, times)])
+    clock = sum([c * t for c, t in zip(clocks, times)]) / time_s if time_s else first.clock_hz
     trace, names, links, offset = None, None, None, 0.0
     if first.trace is not None:
         trace, names, links = [], {}, []
@@ -142,16 +147,28 @@ def sequence(results: list[SimResult]) -> SimResult:
                       r.link_trace or ()]
             offset += r.time_s * 1e9
         trace, links = tuple(trace), tuple(links)
-    macs = sum(r.macs for r in results)
+    macs = sum(macs_of)
     return SimResult(
-        chip=first.chip, time_s=time_s, cycles=sum(r.cycles for r in results), clock_hz=clock,
+        chip=first.chip, time_s=time_s, cycles=sum(cycles), clock_hz=clock,
         nominal_clock_hz=first.nominal_clock_hz,
         power_capped=any(r.power_capped for r in results),
-        instructions=sum(r.instructions for r in results), macs=macs,
-        flops=sum(r.flops for r in results),
+        instructions=sum(instructions), macs=macs, flops=sum(flops_of),
         mac_utilization=macs / capacity if capacity else 0.0,
         peak_macs_per_s=capacity / time_s if time_s else 0.0,
-        bytes={k: sum(r.bytes[k] for r in results) for k in first.bytes},
-        energy_j={k: sum(r.energy_j[k] for r in results) for k in first.energy_j},
+        bytes=_summed([r.bytes for r in results], first.bytes),
+        energy_j=_summed([r.energy_j for r in results], first.energy_j),
         engines=engines, races=tuple(x for r in results for x in r.races),
         trace=trace, trace_names=names, link_trace=links)
+
+
+_SCALARS = attrgetter("time_s", "cycles", "instructions", "macs", "flops", "peak_macs_per_s",
+                      "clock_hz")
+
+
+def _summed(dicts: list[dict], keys: dict) -> dict:
+    """``{k: sum of d[k] over dicts}`` for the keys of ``keys``, each sum in order."""
+    names = list(keys)
+    if len(names) < 2:
+        return {k: sum([d[k] for d in dicts]) for k in names}
+    get = itemgetter(*names)
+    return dict(zip(names, map(sum, zip(*map(get, dicts)))))

@@ -41,3 +41,25 @@ def test_one_layer_times_the_layer_count_equals_every_layer_mapped():
     assert one.repeat == 2 and every.repeat == 1
     assert one.latency_s == pytest.approx(every.latency_s, rel=1e-9)
     assert one.energy_j == pytest.approx(every.energy_j, rel=1e-9)
+
+
+def test_each_field_is_the_sum_of_the_kernels_in_order():
+    """Times, counts, bytes and energies add kernel by kernel, in order (to the bit);
+    utilizations and the clock are time-weighted."""
+    chip = make_chip(cores=4)
+    low = map_model(TINY, chip, Phase("prefill", 2, seq=24), MapOptions()).lowered
+    rs = [simulate(p, chip) for p in low.kernel_programs]
+    got = sequence(rs)
+
+    def add(values):  # Python's own sum, kernel by kernel in order
+        return sum(list(values))
+    t = add(r.time_s for r in rs)
+    assert got.time_s == t
+    assert (got.cycles, got.instructions, got.macs, got.flops) == tuple(
+        add(getattr(r, f) for r in rs) for f in ("cycles", "instructions", "macs", "flops"))
+    assert got.bytes == {k: add(r.bytes[k] for r in rs) for k in rs[0].bytes}
+    assert got.energy_j == {k: add(r.energy_j[k] for r in rs) for k in rs[0].energy_j}
+    assert got.clock_hz == add(r.clock_hz * r.time_s for r in rs) / t
+    for e, st in got.engines.items():
+        assert st.busy_s == add(r.engines[e].busy_s for r in rs)
+        assert st.utilization == add(r.engines[e].utilization * r.time_s for r in rs) / t
