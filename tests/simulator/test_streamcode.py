@@ -14,18 +14,7 @@ from isa import build
 from isa.program import Program
 from mapper.emit import acc, hbm, sram
 from mapper.lower import lower
-from simulator.engine import compiled
-from simulator.engine.streams import (
-    BARRIER,
-    HALT,
-    LOOP,
-    OP,
-    RUN,
-    SIGNAL,
-    STREAM_ENGINES,
-    WAIT,
-    engine_streams,
-)
+from simulator.engine import compiled, streams
 from simulator.errors import SimError
 from tests.simulator.conftest import make_chip
 
@@ -34,6 +23,8 @@ pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="the compiled cor
 
 def _emit(items: tuple, code: list[int]) -> int:
     """The items in the compiled core's layout, written in Python (the reference)."""
+    OP, RUN, LOOP, SIGNAL, WAIT = (streams.OP, streams.RUN, streams.LOOP, streams.SIGNAL,
+                                   streams.WAIT)
     depth = 0
     for it in items:
         tag = it[0]
@@ -51,18 +42,18 @@ def _emit(items: tuple, code: list[int]) -> int:
             code += (SIGNAL, it[1], it[2])
         elif tag == WAIT:
             code += (WAIT, it[1], it[2], it[3])
-        elif tag in (BARRIER, HALT):
+        elif tag in (streams.BARRIER, streams.HALT):
             code += (tag, it[1])
     return depth
 
 
 def _reference(prog: Program, runs: bool) -> tuple[list[int], list[int], int]:
-    streams = engine_streams(prog, runs)
+    items = streams.engine_streams(prog, runs)
     code: list[int] = []
     starts, depth = [], 0
-    for engine in STREAM_ENGINES:
+    for engine in streams.STREAM_ENGINES:
         starts.append(len(code))
-        depth = max(depth, _emit(streams[engine], code))
+        depth = max(depth, _emit(items[engine], code))
     starts.append(len(code))
     return code, starts, depth
 
