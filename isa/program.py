@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from isa.operands import ADDR_BITS, Engine, MemRef, OperandError, Space
-from isa.table import BY_MNEMONIC, BY_OPCODE, ENGINE_NAMES, OpSpec
+from isa.table import BY_MNEMONIC, BY_OPCODE, ENGINE_NAMES, Operand, OpSpec
 
 _ENGINE_BY_NAME = {e.value: e for e in Engine}
 
@@ -64,13 +64,9 @@ class Instruction:
         spec = BY_OPCODE[self.opcode]
         for op in spec.operands:
             if op.name == name:
-                try:
-                    fields = op.kind.encode(value)
-                except OperandError as exc:
-                    raise OperandError(f"{spec.mnemonic} operand '{name}': {exc}") from None
                 at = spec.slices[name]
-                return Instruction(self.opcode, self.args[:at.start] + fields
-                                   + self.args[at.stop:])
+                return Instruction(self.opcode, self.args[:at.start]
+                                   + _encoded(spec.mnemonic, op, value) + self.args[at.stop:])
         raise OperandError(f"{spec.mnemonic} has no operand '{name}'")
 
     def __getitem__(self, field_name: str) -> int:
@@ -121,17 +117,13 @@ def _from_template(mnemonic: str, positional: tuple, named: dict) -> Instruction
     got = _TEMPLATES.get(tkey)
     if got is None:
         ins = _build(mnemonic, positional, named)
-        if addrs:
-            spec = BY_OPCODE[ins.opcode]
-            names = [op.name for op, v in zip(spec.operands, positional)
-                     if v.__class__ is MemRef]
-            names += [k for k, v in named.items() if v.__class__ is MemRef]
-            _TEMPLATES[tkey] = (ins.opcode, ins.args,
-                                tuple(spec.slices[n].start + 1 for n in names))  # .addr
-        else:
-            _TEMPLATES[tkey] = (ins.opcode, ins.args, ())
+        spec = BY_OPCODE[ins.opcode]
+        mems = [op.name for op, v in zip(spec.operands, positional) if v.__class__ is MemRef]
+        mems += [k for k, v in named.items() if v.__class__ is MemRef]
         if len(_TEMPLATES) >= BUILT_KEPT:
             _TEMPLATES.clear()
+        _TEMPLATES[tkey] = (ins.opcode, ins.args,
+                            tuple(spec.slices[n].start + 1 for n in mems))  # each .addr
         return ins
     opcode, args, where = got
     if not where:
@@ -176,13 +168,18 @@ def _build(mnemonic: str, positional: tuple, named: dict) -> Instruction:
         val = values.pop(op.name, op.default)
         if val is None and not op.optional:
             raise OperandError(f"{mnemonic}: missing operand '{op.name}'")
-        try:
-            args.extend(op.kind.encode(val))
-        except OperandError as exc:
-            raise OperandError(f"{mnemonic} operand '{op.name}': {exc}") from None
+        args.extend(_encoded(mnemonic, op, val))
     if values:
         raise OperandError(f"{mnemonic} has no operand '{next(iter(values))}'")
     return Instruction(spec.opcode, tuple(args))
+
+
+def _encoded(mnemonic: str, op: Operand, value: object) -> tuple[int, ...]:
+    """One operand's fields, or an error naming the instruction and the operand."""
+    try:
+        return op.kind.encode(value)
+    except OperandError as exc:
+        raise OperandError(f"{mnemonic} operand '{op.name}': {exc}") from None
 
 
 @dataclass(frozen=True)
