@@ -37,6 +37,11 @@ enum { B_NONE = 0, B_SEM = 1, B_BARRIER = 2, B_PEERS = 3 };
 
 typedef struct { double t; int64_t seq; int32_t kind; int32_t a; int64_t b; } Event;
 
+/* one bucket of the radix heap: events in the order they entered it (``head``: the next
+   to take from bucket 0) */
+typedef struct { Event *v; int64_t n, head, size; } Bucket;
+#define NBUCKETS 65
+
 typedef struct { int64_t start, end, count, i; } Frame;
 
 typedef struct {
@@ -96,10 +101,10 @@ typedef struct {
 typedef struct {
     double now;
     int64_t seq;
-    Event *heap; /* events after now */
-    int64_t n, size;
-    Event *fifo; /* events at now, in the order scheduled: no heap needed */
-    int64_t fhead, ftail, fsize;
+    Bucket q[NBUCKETS]; /* the event queue: a radix heap on time (below) */
+    uint64_t last;      /* the bits of the time of the last event taken: now */
+    uint64_t full;      /* which buckets 1..64 hold events */
+    int64_t pending;    /* events in the queue */
     Eng *engs;
     Core *cores;
     int ncores, nengs, ndone;
@@ -118,75 +123,83 @@ typedef struct {
     int64_t err_pc;
 } Sim;
 
-/* ---- the event queue: a binary heap on (time, sequence), as SimPy's (time, eid) ---- */
+/* ---- the event queue: a radix heap on time, events of one time in the order scheduled ----
 
-static int ev_less(const Event *x, const Event *y) {
-    return x->t < y->t || (x->t == y->t && x->seq < y->seq);
+   Events are taken in (time, sequence) order, as SimPy's heap takes them (time, eid), and
+   no event is ever scheduled before now, so the queue is a monotone priority queue: a
+   radix heap. A time >= 0 is a double whose bits, read as an unsigned integer, order as
+   the times do. Bucket 0 holds the events due now (time bits equal to ``last``), bucket
+   k > 0 those whose bits first differ from ``last`` at bit k - 1 from the bottom. Taking an
+   event takes bucket 0's first; when bucket 0 is empty, the first full bucket's earliest
+   time becomes ``last`` and its events move down (each to the bucket its bits now give).
+   Within a bucket events keep the order they entered it, which is the order they were
+   scheduled among events of one time: a bucket is only refilled from above while it is
+   empty, with events older than any scheduled after, so bucket 0 yields events of one
+   time in sequence order. Each event moves down a few buckets at most; no comparisons of
+   a heap's sift, whose branches the processor cannot predict. */
+
+static int bucket_of(const Sim *s, double t) {
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof(bits));
+    uint64_t x = bits ^ s->last;
+    return x ? 64 - __builtin_clzll(x) : 0;
+}
+
+static __attribute__((noinline)) int bucket_grow(Bucket *b) {
+    if (b->head) {  /* bucket 0: slide the unread ones to the front */
+        memmove(b->v, b->v + b->head, (size_t)(b->n - b->head) * sizeof(Event));
+        b->n -= b->head;
+        b->head = 0;
+    }
+    if (b->n == b->size) {
+        int64_t size = b->size ? b->size * 2 : 256;
+        Event *v = realloc(b->v, (size_t)size * sizeof(Event));
+        if (!v) return -1;
+        b->v = v; b->size = size;
+    }
+    return 0;
+}
+
+static inline int bucket_put(Sim *s, int k, Event ev) {
+    Bucket *b = &s->q[k];
+    if (b->n == b->size && bucket_grow(b)) return -1;
+    b->v[b->n++] = ev;
+    return 0;
 }
 
 static void schedule(Sim *s, double t, int kind, int a, int64_t b) {
-    if (t == s->now) {  /* due now: after every event already due now, before any later */
-        if (s->ftail == s->fsize) {
-            if (s->fhead) {  /* slide the unread ones to the front */
-                memmove(s->fifo, s->fifo + s->fhead, (size_t)(s->ftail - s->fhead) * sizeof(Event));
-                s->ftail -= s->fhead;
-                s->fhead = 0;
-            }
-            if (s->ftail == s->fsize) {
-                int64_t size = s->fsize ? s->fsize * 2 : 1024;
-                Event *f = realloc(s->fifo, (size_t)size * sizeof(Event));
-                if (!f) { s->status = ST_NOMEM; return; }
-                s->fifo = f; s->fsize = size;
-            }
-        }
-        s->fifo[s->ftail++] = (Event){ t, s->seq++, kind, a, b };
-        return;
-    }
-    if (s->n == s->size) {
-        int64_t size = s->size ? s->size * 2 : 1024;
-        Event *h = realloc(s->heap, (size_t)size * sizeof(Event));
-        if (!h) { s->status = ST_NOMEM; return; }
-        s->heap = h; s->size = size;
-    }
-    Event ev = { t, s->seq++, kind, a, b };
-    int64_t i = s->n++;
-    while (i > 0) {
-        int64_t p = (i - 1) / 2;
-        if (!ev_less(&ev, &s->heap[p])) break;
-        s->heap[i] = s->heap[p];
-        i = p;
-    }
-    s->heap[i] = ev;
+    int k = bucket_of(s, t);
+    if (bucket_put(s, k, (Event){ t, s->seq++, kind, a, b })) { s->status = ST_NOMEM; return; }
+    if (k) s->full |= 1ULL << (k - 1);
+    s->pending++;
 }
 
-static Event pop_heap(Sim *s);
-
-/* The next event by (time, sequence): the older of the heap's first and the first due now
-   (events due now were scheduled at now, after everything already in the heap at now). */
+/* The next event by (time, sequence); the queue is not empty. */
 static Event pop(Sim *s) {
-    if (s->fhead < s->ftail) {
-        if (s->n && ev_less(&s->heap[0], &s->fifo[s->fhead])) return pop_heap(s);
-        Event ev = s->fifo[s->fhead++];
-        if (s->fhead == s->ftail) s->fhead = s->ftail = 0;
-        return ev;
+    Bucket *z = &s->q[0];
+    if (z->head == z->n) {  /* refill bucket 0 from the first full bucket */
+        z->head = z->n = 0;
+        int k = __builtin_ctzll(s->full) + 1;
+        Bucket *b = &s->q[k];
+        double least = b->v[0].t;
+        for (int64_t i = 1; i < b->n; i++)
+            if (b->v[i].t < least) least = b->v[i].t;
+        memcpy(&s->last, &least, sizeof(s->last));
+        s->full &= ~(1ULL << (k - 1));
+        for (int64_t i = 0; i < b->n; i++) {
+            int j = bucket_of(s, b->v[i].t);
+            if (bucket_put(s, j, b->v[i])) {
+                s->status = ST_NOMEM;
+                return (Event){ s->now, 0, -1, 0, 0 };  /* dispatched as nothing */
+            }
+            if (j) s->full |= 1ULL << (j - 1);
+        }
+        b->n = 0;
     }
-    return pop_heap(s);
-}
-
-static Event pop_heap(Sim *s) {
-    Event top = s->heap[0];
-    Event last = s->heap[--s->n];
-    int64_t i = 0, n = s->n;
-    for (;;) {
-        int64_t l = 2 * i + 1, m = i;
-        if (l >= n) break;
-        m = (l + 1 < n && ev_less(&s->heap[l + 1], &s->heap[l])) ? l + 1 : l;
-        if (!ev_less(&s->heap[m], &last)) break;
-        s->heap[i] = s->heap[m];
-        i = m;
-    }
-    if (n) s->heap[i] = last;
-    return top;
+    s->pending--;
+    Event ev = z->v[z->head++];
+    if (z->head == z->n) z->head = z->n = 0;
+    return ev;
 }
 
 /* ---- a class's heap of flows on (finish point, sequence) ---- */
@@ -702,8 +715,7 @@ static int need(Py_buffer *b, Py_ssize_t itemsize, Py_ssize_t n, const char *wha
 }
 
 static void release(Sim *s) {
-    free(s->heap);
-    free(s->fifo);
+    for (int k = 0; k < NBUCKETS; k++) free(s->q[k].v);
     if (s->cores) for (int i = 0; i < s->ncores; i++) free(s->cores[i].sems);
     free(s->engs);
     free(s->cores);
@@ -852,7 +864,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (int k = 0; k < s.nengs; k++) schedule(&s, 0.0, EV_RESUME, k, 0);  /* SimPy's
                                                                          Initialize */
-    while (!s.status && s.ndone < s.nengs && (s.n || s.fhead < s.ftail)) {
+    while (!s.status && s.ndone < s.nengs && s.pending) {
         Event ev = pop(&s);
         s.now = ev.t;
         dispatch(&s, ev);
