@@ -80,8 +80,11 @@ typedef struct { double fin; int64_t seq; int32_t eng; int64_t weight; } Flow;
 typedef struct {
     double cap, served, rate;
     int64_t weight;
-    Flow *heap;
-    int64_t n, size;
+    Flow *heap;  /* flows that finish before the run's last: a heap */
+    int64_t hn, size;
+    Flow *run;   /* flows in finishing order, appended while each finishes after the last */
+    int64_t rhead, rn, rsize;
+    int64_t n;   /* flows in all */
 } Class;
 
 typedef struct {
@@ -208,14 +211,37 @@ static int flow_less(const Flow *x, const Flow *y) {
     return x->fin < y->fin || (x->fin == y->fin && x->seq < y->seq);
 }
 
+/* A class's flows are taken by (finish point, sequence). Transfers of one size started one
+   after another finish in the order they started, so a flow that finishes after every
+   flow of the run is appended to it (no comparisons but one); only the others go to the
+   heap. The first to finish is the earlier of the run's head and the heap's top. */
+
 static int flow_push(Class *c, Flow f) {
-    if (c->n == c->size) {
+    c->n++;
+    if (c->rhead == c->rn || !flow_less(&f, &c->run[c->rn - 1])) {
+        if (c->rn == c->rsize) {
+            if (c->rhead) {
+                memmove(c->run, c->run + c->rhead, (size_t)(c->rn - c->rhead) * sizeof(Flow));
+                c->rn -= c->rhead;
+                c->rhead = 0;
+            }
+            if (c->rn == c->rsize) {
+                int64_t size = c->rsize ? c->rsize * 2 : 16;
+                Flow *r = realloc(c->run, (size_t)size * sizeof(Flow));
+                if (!r) return -1;
+                c->run = r; c->rsize = size;
+            }
+        }
+        c->run[c->rn++] = f;
+        return 0;
+    }
+    if (c->hn == c->size) {
         int64_t size = c->size ? c->size * 2 : 16;
         Flow *h = realloc(c->heap, (size_t)size * sizeof(Flow));
         if (!h) return -1;
         c->heap = h; c->size = size;
     }
-    int64_t i = c->n++;
+    int64_t i = c->hn++;
     while (i > 0) {
         int64_t p = (i - 1) / 2;
         if (!flow_less(&f, &c->heap[p])) break;
@@ -226,10 +252,23 @@ static int flow_push(Class *c, Flow f) {
     return 0;
 }
 
+/* The flow that finishes first; the class has one. */
+static const Flow *flow_top(const Class *c) {
+    if (c->rhead == c->rn) return &c->heap[0];
+    if (c->hn && flow_less(&c->heap[0], &c->run[c->rhead])) return &c->heap[0];
+    return &c->run[c->rhead];
+}
+
 static Flow flow_pop(Class *c) {
+    c->n--;
+    if (c->rhead < c->rn && !(c->hn && flow_less(&c->heap[0], &c->run[c->rhead]))) {
+        Flow top = c->run[c->rhead++];
+        if (c->rhead == c->rn) c->rhead = c->rn = 0;
+        return top;
+    }
     Flow top = c->heap[0];
-    Flow last = c->heap[--c->n];
-    int64_t i = 0, n = c->n;
+    Flow last = c->heap[--c->hn];
+    int64_t i = 0, n = c->hn;
     for (;;) {
         int64_t l = 2 * i + 1, m;
         if (l >= n) break;
@@ -275,7 +314,7 @@ static double bw_nearest(Bw *bw, int *which) {
     for (int k = 0; k < bw->nclasses; k++) {
         Class *c = &bw->classes[k];
         if (c->weight) {
-            double dt = (c->heap[0].fin - c->served) / c->rate;
+            double dt = (flow_top(c)->fin - c->served) / c->rate;
             if (dt < best) { best = dt; *which = k; }
         }
     }
@@ -365,7 +404,7 @@ static void bw_wake(Sim *s, int index, int64_t gen) {
             c->weight -= f.weight;
             bw->weight -= f.weight;
         }
-        while (c->n && c->heap[0].fin - c->served <= slack) {
+        while (c->n && flow_top(c)->fin - c->served <= slack) {
             Flow f = flow_pop(c);
             done[nd++] = (Done){ (f.fin - c->served) / c->rate, f.seq, f.eng };
             c->weight -= f.weight;
@@ -729,7 +768,10 @@ static void release(Sim *s) {
 static void release_bws(Bw *bws, int n) {
     if (!bws) return;
     for (int i = 0; i < n; i++) {
-        for (int k = 0; k < bws[i].nclasses; k++) free(bws[i].classes[k].heap);
+        for (int k = 0; k < bws[i].nclasses; k++) {
+            free(bws[i].classes[k].heap);
+            free(bws[i].classes[k].run);
+        }
         free(bws[i].classes);
     }
     free(bws);
