@@ -75,6 +75,20 @@ _ITERATIONS: dict[tuple, IterationCost] = {}  # (model, chip, segments, options)
 _CHIPS: dict[int, tuple[ChipConfig, str]] = {}  # id -> (the chip, kept alive; its repr)
 
 
+_TOKENS: dict[int, tuple[object, int]] = {}  # id -> (the object, kept alive; its token)
+_CANON: dict[object, int] = {}  # a model or options value -> its token
+
+
+def _token(value: object) -> int:
+    """A small integer standing for a model or options value in the keys below: equal
+    values, one token. Hashing a model's or options' dataclass (enums and all) on every
+    lookup was half of composing an iteration; this hashes each object once."""
+    hit = _TOKENS.get(id(value))
+    if hit is None or hit[0] is not value:
+        hit = _TOKENS[id(value)] = (value, _CANON.setdefault(value, len(_CANON)))
+    return hit[1]
+
+
 def _chip_key(chip: ChipConfig) -> str:
     """A chip's description as text, computed once per chip object."""
     if id(chip) not in _CHIPS:
@@ -91,7 +105,7 @@ def price(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
     if not it.sequences:
         raise ValueError("an iteration needs at least one sequence")
     segs = tuple(it.segments())
-    key = (model, _chip_key(chip), segs, opts, it.per_prompt)
+    key = (_token(model), _chip_key(chip), segs, _token(opts), it.per_prompt)
     if key not in _ITERATIONS:
         _ITERATIONS[key] = _compose(model, chip, it, segs, opts) or \
             _price(model, chip, it, opts)
@@ -105,25 +119,40 @@ def price(model, chip: ChipConfig, it: Iteration,  # noqa: ANN001
 # count only (the rotary embedding's first positions are addresses in its table, and
 # timing never depends on an address); tests/experiments/test_iteration.py checks the
 # composed sum against pricing the iteration's graph whole.
-_SHARED: dict[tuple, list] = {}  # (model, chip, opts, T) -> [(node, cost)]
-_SEGMENT: dict[tuple, list] = {}  # (model, chip, opts, segment) -> [(node suffix, cost)]
+# The shared kernels come first in a layer's sum, so their sum in order is kept with them
+# (``Shared.prefix``): the layer's totals add each segment's kernels to it in order, the
+# very additions of summing every kernel (rates and utilizations, which are ratios, may
+# round differently in the last digit).
+_SHARED: dict[tuple, Shared] = {}  # (model, chip, opts, T, per prompt) -> shared kernels
+_SEGMENT: dict[tuple, list] = {}  # (model, chip, opts, segment, per prompt) -> [(suffix, cost)]
 _HEADS: dict[tuple, SimResult] = {}  # (model, chip, sequences) -> the head's cost
+
+
+@dataclass(frozen=True)
+class Shared:
+    """An iteration's kernels shared by every token: (node, cost) in layer order, their
+    times by node and their costs summed in order."""
+
+    kernels: tuple[tuple[str, SimResult], ...]
+    times: dict[str, float]
+    prefix: SimResult | None  # None: no shared kernels
 
 
 def _compose(model, chip: ChipConfig, it: Iteration, segs: tuple,  # noqa: ANN001
              opts: MapOptions) -> IterationCost | None:
-    ck = _chip_key(chip)
-    shared = _SHARED.get((model, ck, opts, it.tokens, it.per_prompt))
-    parts = [_SEGMENT.get((model, ck, opts, seg, it.per_prompt)) for seg in segs]
-    head = _HEADS.get((model, ck, it.sequences))
+    ck, m, o = _chip_key(chip), _token(model), _token(opts)
+    shared = _SHARED.get((m, ck, o, it.tokens, it.per_prompt))
+    parts = [_SEGMENT.get((m, ck, o, seg, it.per_prompt)) for seg in segs]
+    head = _HEADS.get((m, ck, it.sequences))
     if shared is None or head is None or any(p is None for p in parts):
         return None
-    named = list(shared) + [(f"l0.seg{k}.{suffix}", r) for k, p in enumerate(parts)
-                            for suffix, r in p]
-    layer = sequence([r for _, r in named])
+    own = [(f"l0.seg{k}.{suffix}", r) for k, p in enumerate(parts) for suffix, r in p]
+    layer = sequence(([shared.prefix] if shared.prefix else []) + [r for _, r in own])
+    kernels = dict(shared.times)
+    kernels.update((n, r.time_s) for n, r in own)
     return IterationCost(model.layers * layer.time_s + head.time_s,
                          model.layers * layer.energy_total_j + head.energy_total_j,
-                         layer, head, {n: r.time_s for n, r in named})
+                         layer, head, kernels)
 
 
 def _price(model, chip: ChipConfig, it: Iteration, opts: MapOptions) -> IterationCost:  # noqa: ANN001
@@ -145,10 +174,13 @@ def _price(model, chip: ChipConfig, it: Iteration, opts: MapOptions) -> Iteratio
         else:
             mine.setdefault(seg, []).append((name.split(".", 2)[2], r))
     if set(mine) == set(range(len(segs))):
-        _SHARED[(model, ck, opts, it.tokens, it.per_prompt)] = shared
+        m, o = _token(model), _token(opts)
+        _SHARED[(m, ck, o, it.tokens, it.per_prompt)] = Shared(
+            tuple(shared), {n: r.time_s for n, r in shared},
+            sequence([r for _, r in shared]) if shared else None)
         for k, seg in enumerate(segs):
-            _SEGMENT[(model, ck, opts, seg, it.per_prompt)] = mine[k]
-        _HEADS[(model, ck, it.sequences)] = head
+            _SEGMENT[(m, ck, o, seg, it.per_prompt)] = mine[k]
+        _HEADS[(m, ck, it.sequences)] = head
     return IterationCost(model.layers * layer.time_s + head.time_s,
                          model.layers * layer.energy_total_j + head.energy_total_j,
                          layer, head, {k: r.time_s for k, r in parts.items()})
