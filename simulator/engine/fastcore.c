@@ -27,7 +27,7 @@ enum { E_DMA = 0, E_MX = 1, E_VEC = 2, E_NET = 3, N_ENG = 4 };
 /* event kinds */
 enum { EV_RESUME = 0, EV_FLOW = 1, EV_WAKE = 2, EV_SIGNAL = 3, EV_BARRIER = 4, EV_NETBAR = 5 };
 /* run status */
-enum { ST_RUNNING = 0, ST_DONE = 1, ST_DEADLOCK = 2, ST_BUDGET = 3, ST_NOMEM = 4 };
+enum { ST_RUNNING = 0, ST_DONE = 1, ST_DEADLOCK = 2, ST_BUDGET = 3, ST_NOMEM = 4, ST_BADTIME = 5 };
 /* what a blocked engine waits for (core.blocked) */
 enum { B_NONE = 0, B_SEM = 1, B_BARRIER = 2, B_PEERS = 3 };
 
@@ -171,6 +171,8 @@ static inline int bucket_put(Sim *s, int k, Event ev) {
 }
 
 static void schedule(Sim *s, double t, int kind, int a, int64_t b) {
+    if (!(t >= s->now)) { s->status = ST_BADTIME; return; }  /* a negative or NaN cost */
+    t += 0.0;  /* -0.0 as +0.0: its bits would not order */
     int k = bucket_of(s, t);
     if (bucket_put(s, k, (Event){ t, s->seq++, kind, a, b })) { s->status = ST_NOMEM; return; }
     if (k) s->full |= 1ULL << (k - 1);
@@ -913,6 +915,11 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     }
     if (!s.status) s.status = s.ndone == s.nengs ? ST_DONE : ST_DEADLOCK;
     Py_END_ALLOW_THREADS
+    if (s.status == ST_BADTIME) {
+        PyErr_SetString(PyExc_ValueError,
+                        "compiled core: an event before now (a negative or NaN cost)");
+        goto end;
+    }
     if (s.status == ST_NOMEM) {
         PyErr_SetString(PyExc_MemoryError,
                         "compiled core: out of memory or a program beyond its limits");

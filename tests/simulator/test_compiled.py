@@ -156,6 +156,22 @@ def test_same_budget_error(field, match):
     assert errors[0] == errors[1]
 
 
+@pytest.mark.parametrize("ns", [-1.0, float("nan")])
+def test_an_event_before_now_is_refused(ns):
+    """The event queue takes times that never go back (a radix heap on them): a negative
+    or NaN duration is an error, not an event taken out of order."""
+    chip = make_chip(cores=1)
+    prog = Program((build("v.exp", sram(0), sram(0), 4, 4, "bf16", "bf16"), build("halt")))
+    m = Machine([chip], {(0, 0): prog}, limits=FAST)
+    assert compiled.usable(m)
+    known = m.known_costs[0]
+    sig = next(iter(known))
+    cost, *rest = known[sig]
+    known[sig] = (dataclasses.replace(cost, ns=ns), *rest)
+    with pytest.raises(ValueError, match="an event before now"):
+        m.run()
+
+
 def test_traced_runs_and_systems_with_collectives_stay_with_simpy():
     chip = make_chip(cores=2)
     progs = {(0, c): p for c, p in
