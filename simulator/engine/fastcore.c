@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eventq.h"
 #include "firstmet.h"
 #include "streamcode.h"
 #include "../memory/l2replay.h"
@@ -35,12 +36,7 @@ enum { B_NONE = 0, B_SEM = 1, B_BARRIER = 2, B_PEERS = 3 };
 #define N_SEMS 256
 #define SEM_WAITERS 8
 
-typedef struct { double t; int64_t seq; int32_t kind; int32_t a; int64_t b; } Event;
 
-/* one bucket of the radix heap: events in the order they entered it (``head``: the next
-   to take from bucket 0) */
-typedef struct { Event *v; int64_t n, head, size; } Bucket;
-#define NBUCKETS 65
 
 typedef struct { int64_t start, end, count, i; } Frame;
 
@@ -103,11 +99,7 @@ typedef struct {
 
 typedef struct {
     double now;
-    int64_t seq;
-    Bucket q[NBUCKETS]; /* the event queue: a radix heap on time (below) */
-    uint64_t last;      /* the bits of the time of the last event taken: now */
-    uint64_t full;      /* which buckets 1..64 hold events */
-    int64_t pending;    /* events in the queue */
+    EventQueue q;  /* eventq.h */
     Eng *engs;
     Core *cores;
     int ncores, nengs, ndone;
@@ -126,85 +118,14 @@ typedef struct {
     int64_t err_pc;
 } Sim;
 
-/* ---- the event queue: a radix heap on time, events of one time in the order scheduled ----
+/* ---- the event queue (eventq.h) ---- */
 
-   Events are taken in (time, sequence) order, as SimPy's heap takes them (time, eid), and
-   no event is ever scheduled before now, so the queue is a monotone priority queue: a
-   radix heap. A time >= 0 is a double whose bits, read as an unsigned integer, order as
-   the times do. Bucket 0 holds the events due now (time bits equal to ``last``), bucket
-   k > 0 those whose bits first differ from ``last`` at bit k - 1 from the bottom. Taking an
-   event takes bucket 0's first; when bucket 0 is empty, the first full bucket's earliest
-   time becomes ``last`` and its events move down (each to the bucket its bits now give).
-   Within a bucket events keep the order they entered it, which is the order they were
-   scheduled among events of one time: a bucket is only refilled from above while it is
-   empty, with events older than any scheduled after, so bucket 0 yields events of one
-   time in sequence order. Each event moves down a few buckets at most; no comparisons of
-   a heap's sift, whose branches the processor cannot predict. */
-
-static int bucket_of(const Sim *s, double t) {
-    uint64_t bits;
-    memcpy(&bits, &t, sizeof(bits));
-    uint64_t x = bits ^ s->last;
-    return x ? 64 - __builtin_clzll(x) : 0;
-}
-
-static __attribute__((noinline)) int bucket_grow(Bucket *b) {
-    if (b->head) {  /* bucket 0: slide the unread ones to the front */
-        memmove(b->v, b->v + b->head, (size_t)(b->n - b->head) * sizeof(Event));
-        b->n -= b->head;
-        b->head = 0;
-    }
-    if (b->n == b->size) {
-        int64_t size = b->size ? b->size * 2 : 256;
-        Event *v = realloc(b->v, (size_t)size * sizeof(Event));
-        if (!v) return -1;
-        b->v = v; b->size = size;
-    }
-    return 0;
-}
-
-static inline int bucket_put(Sim *s, int k, Event ev) {
-    Bucket *b = &s->q[k];
-    if (b->n == b->size && bucket_grow(b)) return -1;
-    b->v[b->n++] = ev;
-    return 0;
-}
+static int radix_from = 64;  /* engines from which the queue is a radix heap */
 
 static void schedule(Sim *s, double t, int kind, int a, int64_t b) {
     if (!(t >= s->now)) { s->status = ST_BADTIME; return; }  /* a negative or NaN cost */
     t += 0.0;  /* -0.0 as +0.0: its bits would not order */
-    int k = bucket_of(s, t);
-    if (bucket_put(s, k, (Event){ t, s->seq++, kind, a, b })) { s->status = ST_NOMEM; return; }
-    if (k) s->full |= 1ULL << (k - 1);
-    s->pending++;
-}
-
-/* The next event by (time, sequence); the queue is not empty. */
-static Event pop(Sim *s) {
-    Bucket *z = &s->q[0];
-    if (z->head == z->n) {  /* refill bucket 0 from the first full bucket */
-        z->head = z->n = 0;
-        int k = __builtin_ctzll(s->full) + 1;
-        Bucket *b = &s->q[k];
-        double least = b->v[0].t;
-        for (int64_t i = 1; i < b->n; i++)
-            if (b->v[i].t < least) least = b->v[i].t;
-        memcpy(&s->last, &least, sizeof(s->last));
-        s->full &= ~(1ULL << (k - 1));
-        for (int64_t i = 0; i < b->n; i++) {
-            int j = bucket_of(s, b->v[i].t);
-            if (bucket_put(s, j, b->v[i])) {
-                s->status = ST_NOMEM;
-                return (Event){ s->now, 0, -1, 0, 0 };  /* dispatched as nothing */
-            }
-            if (j) s->full |= 1ULL << (j - 1);
-        }
-        b->n = 0;
-    }
-    s->pending--;
-    Event ev = z->v[z->head++];
-    if (z->head == z->n) z->head = z->n = 0;
-    return ev;
+    if (eq_push(&s->q, s->now, t, kind, a, b)) s->status = ST_NOMEM;
 }
 
 /* ---- a class's heap of flows on (finish point, sequence) ---- */
@@ -212,6 +133,8 @@ static Event pop(Sim *s) {
 static int flow_less(const Flow *x, const Flow *y) {
     return x->fin < y->fin || (x->fin == y->fin && x->seq < y->seq);
 }
+
+HEAP_FUNCTIONS(flow_heap, Flow, flow_less)
 
 /* A class's flows are taken by (finish point, sequence). Transfers of one size started one
    after another finish in the order they started, so a flow that finishes after every
@@ -221,41 +144,22 @@ static int flow_less(const Flow *x, const Flow *y) {
 static int flow_push(Class *c, Flow f) {
     c->n++;
     if (c->rhead == c->rn || !flow_less(&f, &c->run[c->rn - 1])) {
-        if (c->rn == c->rsize) {
-            if (c->rhead) {
-                memmove(c->run, c->run + c->rhead, (size_t)(c->rn - c->rhead) * sizeof(Flow));
-                c->rn -= c->rhead;
-                c->rhead = 0;
-            }
-            if (c->rn == c->rsize) {
-                int64_t size = c->rsize ? c->rsize * 2 : 16;
-                Flow *r = realloc(c->run, (size_t)size * sizeof(Flow));
-                if (!r) return -1;
-                c->run = r; c->rsize = size;
-            }
-        }
+        if (c->rn == c->rsize
+            && queue_room((void **)&c->run, &c->rhead, &c->rn, &c->rsize, sizeof(Flow), 16))
+            return -1;
         c->run[c->rn++] = f;
         return 0;
     }
-    if (c->hn == c->size) {
-        int64_t size = c->size ? c->size * 2 : 16;
-        Flow *h = realloc(c->heap, (size_t)size * sizeof(Flow));
-        if (!h) return -1;
-        c->heap = h; c->size = size;
-    }
-    int64_t i = c->hn++;
-    while (i > 0) {
-        int64_t p = (i - 1) / 2;
-        if (!flow_less(&f, &c->heap[p])) break;
-        c->heap[i] = c->heap[p];
-        i = p;
-    }
-    c->heap[i] = f;
+    int64_t from = 0;  /* a heap is read from its start */
+    if (c->hn == c->size
+        && queue_room((void **)&c->heap, &from, &c->hn, &c->size, sizeof(Flow), 16))
+        return -1;
+    flow_heap_up(c->heap, c->hn++, f);
     return 0;
 }
 
 /* The flow that finishes first; the class has one. */
-static const Flow *flow_top(const Class *c) {
+static inline const Flow *flow_top(const Class *c) {
     if (c->rhead == c->rn) return &c->heap[0];
     if (c->hn && flow_less(&c->heap[0], &c->run[c->rhead])) return &c->heap[0];
     return &c->run[c->rhead];
@@ -268,19 +172,7 @@ static Flow flow_pop(Class *c) {
         if (c->rhead == c->rn) c->rhead = c->rn = 0;
         return top;
     }
-    Flow top = c->heap[0];
-    Flow last = c->heap[--c->hn];
-    int64_t i = 0, n = c->hn;
-    for (;;) {
-        int64_t l = 2 * i + 1, m;
-        if (l >= n) break;
-        m = (l + 1 < n && flow_less(&c->heap[l + 1], &c->heap[l])) ? l + 1 : l;
-        if (!flow_less(&c->heap[m], &last)) break;
-        c->heap[i] = c->heap[m];
-        i = m;
-    }
-    if (n) c->heap[i] = last;
-    return top;
+    return flow_heap_down(c->heap, --c->hn);
 }
 
 /* ---- a shared bandwidth: simulator.memory.bandwidth.SharedBandwidth ---- */
@@ -756,7 +648,7 @@ static int need(Py_buffer *b, Py_ssize_t itemsize, Py_ssize_t n, const char *wha
 }
 
 static void release(Sim *s) {
-    for (int k = 0; k < NBUCKETS; k++) free(s->q[k].v);
+    eq_free(&s->q);
     if (s->cores) for (int i = 0; i < s->ncores; i++) free(s->cores[i].sems);
     free(s->engs);
     free(s->cores);
@@ -905,11 +797,13 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
             g->e = e;
         }
     }
+    s.q.radix = s.nengs >= radix_from;
     Py_BEGIN_ALLOW_THREADS
     for (int k = 0; k < s.nengs; k++) schedule(&s, 0.0, EV_RESUME, k, 0);  /* SimPy's
                                                                          Initialize */
-    while (!s.status && s.ndone < s.nengs && s.pending) {
-        Event ev = pop(&s);
+    while (!s.status && s.ndone < s.nengs && s.q.pending) {
+        Event ev;
+        if (eq_pop(&s.q, &ev)) { s.status = ST_NOMEM; break; }
         s.now = ev.t;
         dispatch(&s, ev);
     }
@@ -944,6 +838,20 @@ end:
     return out;
 }
 
+PyDoc_STRVAR(queue_threshold_doc,
+"queue_threshold(engines) -> the previous threshold\n\n"
+"Machines of at least this many engines keep their events in a radix heap, others in a\n"
+"binary heap (see eventq.h); for tests, which run programs both ways.");
+
+static PyObject *queue_threshold(PyObject *self, PyObject *arg) {
+    (void)self;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    int before = radix_from;
+    radix_from = n < 0 ? 0 : n > 1L << 30 ? 1 << 30 : (int)n;
+    return PyLong_FromLong(before);
+}
+
 PyDoc_STRVAR(stream_code_doc,
 "stream_code(role, a, b, runs) -> (code bytes, (five stream starts), loop depth)\n"
 "    or (None, pc of a loop that does not nest)\n\n"
@@ -962,6 +870,7 @@ static PyMethodDef methods[] = {
     { "stream_code", stream_code, METH_VARARGS, stream_code_doc },
     { "l2_replay", l2_replay, METH_VARARGS, l2_replay_doc },
     { "first_met", first_met, METH_O, first_met_doc },
+    { "queue_threshold", queue_threshold, METH_O, queue_threshold_doc },
     { NULL, NULL, 0, NULL },
 };
 

@@ -3,6 +3,7 @@ energy and busy times, on every kernel kind, and the same errors."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -213,11 +214,27 @@ def _program(blocks) -> Program:
     return Program(tuple(ins) + (build("halt"),))
 
 
+# The compiled core's event queue kept either way whatever the machine's size (eventq.h:
+# a radix heap from some number of engines, a binary heap below): the engines from which
+# it is a radix heap.
+QUEUES = pytest.mark.parametrize("queue", [0, 1 << 30], ids=["radix heap", "binary heap"])
+
+
+@contextlib.contextmanager
+def kept_as(queue: int):
+    before = compiled._fastcore.queue_threshold(queue)
+    try:
+        yield
+    finally:
+        compiled._fastcore.queue_threshold(before)
+
+
+@QUEUES
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.tuples(_BLOCK, st.integers(1, 4)), min_size=1, max_size=3),
                 min_size=1, max_size=3),
        st.sampled_from([0.0, 0.4, 1.0]))
-def test_random_programs(cores, hit):
+def test_random_programs(queue, cores, hit):
     from experiments import api
 
     chip = make_chip(cores=len(cores), l2=api.chip("h100").l2)
@@ -225,7 +242,8 @@ def test_random_programs(cores, hit):
     runs = {}
     for label, limits in (("simpy", SIMPY), ("fast", FAST)):
         m = Machine([chip], progs, limits=limits, l2_hits=[hit])
-        t = m.run()
+        with kept_as(queue):
+            t = m.run()
         runs[label] = (t, m.executed, [list(map(int, c.exec_counts)) for c in m.cores],
                        [dict(c.busy) for c in m.cores])
     (t0, n0, c0, b0), (t1, n1, c1, b1) = runs["simpy"], runs["fast"]
@@ -233,3 +251,15 @@ def test_random_programs(cores, hit):
     assert (n1, c1) == (n0, c0)
     for x, y in zip(b0, b1):
         assert y == pytest.approx(x, rel=1e-12, abs=1e-9)
+
+
+@QUEUES
+def test_both_queues_on_a_causal_prefill(queue):
+    """132 cores with work items of every length: the same result with the events kept
+    in either queue as with the SimPy engine."""
+    from experiments import api
+
+    chip = api.chip("h100")
+    with kept_as(queue):
+        both(lower(mw.attention_graph(1, 4, 4, 1024, 1024, 64, True), chip).kernel_programs,
+             chip)
