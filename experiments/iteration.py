@@ -130,10 +130,9 @@ _HEADS: dict[tuple, SimResult] = {}  # (model, chip, sequences) -> the head's co
 
 @dataclass(frozen=True)
 class Shared:
-    """An iteration's kernels shared by every token: (node, cost) in layer order, their
-    times by node and their costs summed in order."""
+    """An iteration's kernels shared by every token: their times by node, in layer order,
+    and their costs summed in that order."""
 
-    kernels: tuple[tuple[str, SimResult], ...]
     times: dict[str, float]
     prefix: SimResult | None  # None: no shared kernels
 
@@ -176,7 +175,7 @@ def _price(model, chip: ChipConfig, it: Iteration, opts: MapOptions) -> Iteratio
     if set(mine) == set(range(len(segs))):
         m, o = _token(model), _token(opts)
         _SHARED[(m, ck, o, it.tokens, it.per_prompt)] = Shared(
-            tuple(shared), {n: r.time_s for n, r in shared},
+            {n: r.time_s for n, r in shared},
             sequence([r for _, r in shared]) if shared else None)
         for k, seg in enumerate(segs):
             _SEGMENT[(m, ck, o, seg, it.per_prompt)] = mine[k]

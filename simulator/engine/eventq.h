@@ -51,25 +51,6 @@ typedef struct {
     Bucket due;       /* beside it, the events due now */
 } EventQueue;
 
-/* Room for one more item at the end of a queue read from ``*head``: the unread items slid
-   to the front, or the array doubled (``first`` items at first). -1: out of memory. */
-static __attribute__((noinline)) int queue_room(void **v, int64_t *head, int64_t *n,
-                                                int64_t *size, size_t item, int64_t first) {
-    if (*head) {
-        memmove(*v, (char *)*v + (size_t)*head * item, (size_t)(*n - *head) * item);
-        *n -= *head;
-        *head = 0;
-    }
-    if (*n == *size) {
-        int64_t grown = *size ? *size * 2 : first;
-        void *w = realloc(*v, (size_t)grown * item);
-        if (!w) return -1;
-        *v = w;
-        *size = grown;
-    }
-    return 0;
-}
-
 static inline int bucket_put(Bucket *b, Event ev) {
     if (b->n == b->size
         && queue_room((void **)&b->v, &b->head, &b->n, &b->size, sizeof(Event), 16))
@@ -91,22 +72,13 @@ static inline int bucket_of(const EventQueue *q, double t) {
 
 HEAP_FUNCTIONS(ev_heap, Event, ev_less)
 
-static int heap_push(EventQueue *q, Event ev) {
-    int64_t from = 0;  /* a heap is read from its start */
-    if (q->n == q->size
-        && queue_room((void **)&q->heap, &from, &q->n, &q->size, sizeof(Event), 64))
-        return -1;
-    ev_heap_up(q->heap, q->n++, ev);
-    return 0;
-}
-
 /* Schedule an event at ``t`` >= ``now`` (+0.0, not -0.0). -1: out of memory. */
 static inline int eq_push(EventQueue *q, double now, double t, int kind, int a, int64_t b) {
     Event ev = { t, q->seq++, kind, a, b };
     q->pending++;
     if (!q->radix) {
         if (t == now) return bucket_put(&q->due, ev);
-        return heap_push(q, ev);
+        return ev_heap_push(&q->heap, &q->n, &q->size, ev, 64);
     }
     int k = bucket_of(q, t);
     if (bucket_put(&q->q[k], ev)) return -1;

@@ -36,8 +36,6 @@ enum { B_NONE = 0, B_SEM = 1, B_BARRIER = 2, B_PEERS = 3 };
 #define N_SEMS 256
 #define SEM_WAITERS 8
 
-
-
 typedef struct { int64_t start, end, count, i; } Frame;
 
 typedef struct {
@@ -150,12 +148,7 @@ static int flow_push(Class *c, Flow f) {
         c->run[c->rn++] = f;
         return 0;
     }
-    int64_t from = 0;  /* a heap is read from its start */
-    if (c->hn == c->size
-        && queue_room((void **)&c->heap, &from, &c->hn, &c->size, sizeof(Flow), 16))
-        return -1;
-    flow_heap_up(c->heap, c->hn++, f);
-    return 0;
+    return flow_heap_push(&c->heap, &c->hn, &c->size, f, 16);
 }
 
 /* The flow that finishes first; the class has one. */
@@ -167,7 +160,7 @@ static inline const Flow *flow_top(const Class *c) {
 
 static Flow flow_pop(Class *c) {
     c->n--;
-    if (c->rhead < c->rn && !(c->hn && flow_less(&c->heap[0], &c->run[c->rhead]))) {
+    if (flow_top(c) != c->heap) {  /* the run's head */
         Flow top = c->run[c->rhead++];
         if (c->rhead == c->rn) c->rhead = c->rn = 0;
         return top;
